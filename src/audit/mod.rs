@@ -1,0 +1,386 @@
+//! The tamper-evident, append-only audit log (flow 8, invariant I6).
+//!
+//! Why it exists: auditors must be able to trust the history of who got which access, when, and
+//! on whose approval, without trusting the database's operators. Each entry carries the SHA-256
+//! of the previous entry's hash and its own canonical serialization, so altering, deleting or
+//! reordering any row breaks the chain at that row, and `audit_head` pins the newest hash so
+//! truncating the tail is detected as well.
+//!
+//! Appends take the caller's open transaction: a state change and its entry commit together or
+//! not at all. On PostgreSQL the head row is locked `FOR UPDATE`, which serializes appenders
+//! across tasks and replicas into one chain; on SQLite the single writer connection does that.
+//!
+//! What it must never do: update or delete an entry, append outside the caller's transaction,
+//! or serialize an entry for hashing in a way that depends on map order or float formatting.
+
+pub mod export;
+
+use axum::http::StatusCode;
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::clock::Clock;
+use crate::error::ErrorCode;
+use crate::store::{Backend, Store, StoreError, Tx};
+
+/// The `prev_hash` of the first entry.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("audit entry {seq} has details that are not valid JSON")]
+    BadDetails {
+        seq: i64,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot write the export")]
+    Io(#[from] std::io::Error),
+    #[error("cannot write the export as CSV")]
+    Csv(#[from] csv::Error),
+}
+
+impl From<sqlx::Error> for AuditError {
+    fn from(e: sqlx::Error) -> Self {
+        AuditError::Store(StoreError::Query(e))
+    }
+}
+
+impl ErrorCode for AuditError {
+    fn status(&self) -> StatusCode {
+        match self {
+            AuditError::Store(e) => e.status(),
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            AuditError::Store(e) => e.code(),
+            _ => "audit_error",
+        }
+    }
+}
+
+/// What a caller records.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// Who did it: a token name, `slack:U123`, `okta:00u…`, or `system:scheduler`.
+    pub actor: String,
+    /// What happened, dotted and stable: `grant.activated`, `request.approved`, …
+    pub action: String,
+    /// What it happened to: `grant:<id>`, `request:<id>`, `user:<okta id>`.
+    pub subject: String,
+    pub details: serde_json::Value,
+}
+
+impl NewEntry {
+    pub fn new(
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        subject: impl Into<String>,
+        details: serde_json::Value,
+    ) -> Self {
+        NewEntry {
+            actor: actor.into(),
+            action: action.into(),
+            subject: subject.into(),
+            details,
+        }
+    }
+}
+
+/// A stored entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub details: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The bytes that are hashed: a JSON array with a fixed field order. `details_json` is the
+/// stored text, which [`append`] writes in canonical form (`serde_json::Value` keeps object keys
+/// sorted: the crate is built without `preserve_order`), so any change to it, even one that
+/// leaves the JSON's meaning intact, breaks the hash.
+pub fn canonical(
+    seq: i64,
+    at_ms: i64,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details_json: &str,
+) -> String {
+    let s = |v: &str| serde_json::Value::from(v).to_string();
+    format!(
+        "[{seq},{at_ms},{},{},{},{details_json}]",
+        s(actor),
+        s(action),
+        s(subject)
+    )
+}
+
+/// hash = SHA-256(prev_hash ‖ "\n" ‖ canonical entry), lowercase hex.
+pub fn entry_hash(prev_hash: &str, canonical: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(b"\n");
+    h.update(canonical.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// Appends one entry inside the caller's transaction.
+pub async fn append(tx: &mut Tx, clock: &Clock, entry: NewEntry) -> Result<AuditEntry, AuditError> {
+    let lock = match tx.backend() {
+        Backend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+        Backend::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
+    };
+    let head = sqlx::query(lock).fetch_one(tx.conn()).await?;
+    let prev_seq: i64 = head.try_get(0)?;
+    let prev_hash: String = head.try_get(1)?;
+    let seq = prev_seq + 1;
+    let at_ms = clock.now_ms();
+    let details_text = entry.details.to_string();
+    let hash = entry_hash(
+        &prev_hash,
+        &canonical(
+            seq,
+            at_ms,
+            &entry.actor,
+            &entry.action,
+            &entry.subject,
+            &details_text,
+        ),
+    );
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at_ms, actor, action, subject, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(seq)
+    .bind(at_ms)
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.subject)
+    .bind(&details_text)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(tx.conn())
+    .await?;
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq)
+        .bind(&hash)
+        .execute(tx.conn())
+        .await?;
+    metrics::counter!("jit_audit_appends_total").increment(1);
+    Ok(AuditEntry {
+        seq,
+        at_ms,
+        actor: entry.actor,
+        action: entry.action,
+        subject: entry.subject,
+        details: entry.details,
+        prev_hash,
+        hash,
+    })
+}
+
+/// Appends in a transaction of its own, for events that change no other state.
+pub async fn append_now(
+    store: &Store,
+    clock: &Clock,
+    entry: NewEntry,
+) -> Result<AuditEntry, AuditError> {
+    let mut tx = store.begin().await?;
+    let e = append(&mut tx, clock, entry).await?;
+    tx.commit().await?;
+    Ok(e)
+}
+
+pub(crate) const SELECT_COLUMNS: &str =
+    "SELECT seq, at_ms, actor, action, subject, details, prev_hash, hash FROM audit_log";
+
+/// A stored row as read, with `details` still as text so verification hashes exactly what is
+/// stored.
+#[derive(Debug, Clone)]
+pub struct RawEntry {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl RawEntry {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<RawEntry, sqlx::Error> {
+        Ok(RawEntry {
+            seq: row.try_get(0)?,
+            at_ms: row.try_get(1)?,
+            actor: row.try_get(2)?,
+            action: row.try_get(3)?,
+            subject: row.try_get(4)?,
+            details: row.try_get(5)?,
+            prev_hash: row.try_get(6)?,
+            hash: row.try_get(7)?,
+        })
+    }
+
+    pub fn parse(self) -> Result<AuditEntry, AuditError> {
+        let details =
+            serde_json::from_str(&self.details).map_err(|source| AuditError::BadDetails {
+                seq: self.seq,
+                source,
+            })?;
+        Ok(AuditEntry {
+            seq: self.seq,
+            at_ms: self.at_ms,
+            actor: self.actor,
+            action: self.action,
+            subject: self.subject,
+            details,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        })
+    }
+}
+
+const STREAM_SQL: &str = "SELECT seq, at_ms, actor, action, subject, details, prev_hash, hash \
+     FROM audit_log WHERE at_ms >= $1 AND at_ms < $2 ORDER BY seq";
+
+/// Streams stored entries with `since_ms <= at_ms < until_ms` in sequence order, one row at a
+/// time (constant memory whatever the table's size).
+pub fn stream_raw(
+    store: &Store,
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+) -> impl Stream<Item = Result<RawEntry, AuditError>> + '_ {
+    sqlx::query(STREAM_SQL)
+        .bind(since_ms.unwrap_or(i64::MIN))
+        .bind(until_ms.unwrap_or(i64::MAX))
+        .fetch(store.pool())
+        .map_err(AuditError::from)
+        .and_then(|row| async move { RawEntry::from_row(&row).map_err(AuditError::from) })
+}
+
+/// One page of entries after `after_seq`, oldest first.
+pub async fn page(
+    store: &Store,
+    after_seq: i64,
+    limit: i64,
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+) -> Result<Vec<AuditEntry>, AuditError> {
+    let rows = sqlx::query(&format!(
+        "{SELECT_COLUMNS} WHERE seq > $1 AND at_ms >= $2 AND at_ms < $3 ORDER BY seq LIMIT $4"
+    ))
+    .bind(after_seq)
+    .bind(since_ms.unwrap_or(i64::MIN))
+    .bind(until_ms.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            RawEntry::from_row(r)
+                .map_err(AuditError::from)
+                .and_then(RawEntry::parse)
+        })
+        .collect()
+}
+
+/// The outcome of a full verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub entries: u64,
+    pub head_seq: i64,
+    pub head_hash: String,
+    /// The first entry at which the chain breaks, and why. `None` means intact.
+    pub first_broken: Option<Broken>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Broken {
+    pub seq: i64,
+    pub reason: String,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.first_broken.is_none()
+    }
+}
+
+/// Recomputes the whole chain from the first entry, streaming.
+pub async fn verify(store: &Store) -> Result<VerifyReport, AuditError> {
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(store.pool())
+        .await?;
+    let head_seq: i64 = head.try_get(0)?;
+    let head_hash: String = head.try_get(1)?;
+
+    let mut expected_seq = 1_i64;
+    let mut prev_hash = GENESIS_HASH.to_string();
+    let mut entries = 0_u64;
+    let mut first_broken = None;
+    {
+        let mut rows = std::pin::pin!(stream_raw(store, None, None));
+        while let Some(row) = rows.next().await {
+            let e = row?;
+            entries += 1;
+            if let Some(reason) = check_entry(&e, expected_seq, &prev_hash) {
+                first_broken = Some(Broken { seq: e.seq, reason });
+                break;
+            }
+            prev_hash = e.hash;
+            expected_seq += 1;
+        }
+    }
+    if first_broken.is_none() {
+        let last_seq = expected_seq - 1;
+        if last_seq != head_seq || prev_hash != head_hash {
+            first_broken = Some(Broken {
+                seq: last_seq + 1,
+                reason: format!(
+                    "the log ends at entry {last_seq} but the head records entry {head_seq}: entries were removed from the end"
+                ),
+            });
+        }
+    }
+    Ok(VerifyReport {
+        entries,
+        head_seq,
+        head_hash,
+        first_broken,
+    })
+}
+
+/// Why `e` does not continue the chain, if it does not.
+fn check_entry(e: &RawEntry, expected_seq: i64, prev_hash: &str) -> Option<String> {
+    if e.seq != expected_seq {
+        return Some(format!(
+            "expected entry {expected_seq} but found {}: entries were deleted or reordered",
+            e.seq
+        ));
+    }
+    if e.prev_hash != prev_hash {
+        return Some("prev_hash does not match the previous entry's hash".to_string());
+    }
+    let recomputed = entry_hash(
+        prev_hash,
+        &canonical(e.seq, e.at_ms, &e.actor, &e.action, &e.subject, &e.details),
+    );
+    if recomputed != e.hash {
+        return Some("hash does not match the entry's contents: the entry was altered".to_string());
+    }
+    None
+}

@@ -1,0 +1,194 @@
+//! API authentication: bearer tokens mapped to roles.
+//!
+//! Why it exists: every `/v1` call changes or reveals access, so each one must say who is
+//! calling and what they may do (invariant I7). Tokens are configured only as SHA-256 hashes, so
+//! neither the config file nor a log line can leak a usable credential.
+//!
+//! What it must never do: compare a token with `==` (timing leaks), log a presented token, or
+//! let a missing role fall through to "allowed".
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::TokenConfig;
+use crate::error::{ApiError, ErrorCode};
+
+/// What a token may do. `Admin` implies every other role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including direct grants and operator actions on failed grants.
+    Admin,
+    /// Read the audit log and grants; change nothing.
+    Auditor,
+    /// Decide on requests (approve, deny) and revoke grants they approved.
+    Approver,
+    /// Ask for access on their own behalf (portals, CLIs, CI jobs).
+    Requester,
+}
+
+/// A caller whose token matched a configured hash.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's configured name: the actor recorded in the audit log.
+    pub name: String,
+    pub roles: Vec<Role>,
+}
+
+impl Caller {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&Role::Admin) || self.roles.contains(&role)
+    }
+
+    /// Ok when the caller holds any of `roles` (admin always does).
+    pub fn require_any(&self, roles: &[Role]) -> Result<(), AuthError> {
+        if roles.iter().any(|r| self.has(*r)) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden {
+                needed: roles.to_vec(),
+            })
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token: send `Authorization: Bearer <token>`")]
+    Missing,
+    #[error("the token is not valid")]
+    Invalid,
+    #[error("the token lacks a required role (one of {needed:?})")]
+    Forbidden { needed: Vec<Role> },
+}
+
+impl ErrorCode for AuthError {
+    fn status(&self) -> StatusCode {
+        match self {
+            AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
+            AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "unauthenticated",
+            AuthError::Invalid => "invalid_token",
+            AuthError::Forbidden { .. } => "forbidden",
+        }
+    }
+}
+
+/// The configured tokens, decoded once at start.
+#[derive(Debug, Default)]
+pub struct Authenticator {
+    tokens: Vec<(String, Vec<Role>, [u8; 32])>,
+}
+
+impl Authenticator {
+    pub fn from_config(tokens: &[TokenConfig]) -> Self {
+        let tokens = tokens
+            .iter()
+            .filter_map(|t| {
+                // Config validation already refused malformed hashes; a failure here is skipped
+                // rather than trusted.
+                let bytes = hex::decode(&t.sha256).ok()?;
+                let arr: [u8; 32] = bytes.try_into().ok()?;
+                Some((t.name.clone(), t.roles.clone(), arr))
+            })
+            .collect();
+        Authenticator { tokens }
+    }
+
+    /// Checks a presented token against every configured hash. The loop visits all entries so
+    /// the time taken does not reveal which one matched.
+    pub fn authenticate(&self, presented: &str) -> Result<Caller, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found: Option<&(String, Vec<Role>, [u8; 32])> = None;
+        for entry in &self.tokens {
+            if bool::from(entry.2.ct_eq(&digest)) {
+                found = Some(entry);
+            }
+        }
+        found
+            .map(|(name, roles, _)| Caller {
+                name: name.clone(),
+                roles: roles.clone(),
+            })
+            .ok_or(AuthError::Invalid)
+    }
+}
+
+/// Lowercase hex SHA-256 of a token: what operators put in `auth.tokens[].sha256`.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Anything that can hand out the authenticator (the application state).
+pub trait HasAuthenticator {
+    fn authenticator(&self) -> &Arc<Authenticator>;
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: HasAuthenticator + Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or(AuthError::Missing)?;
+        let value = header.to_str().map_err(|_| AuthError::Invalid)?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or(AuthError::Missing)?
+            .trim();
+        if token.is_empty() {
+            return Err(AuthError::Missing.into());
+        }
+        Ok(state.authenticator().authenticate(token)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Authenticator {
+        Authenticator::from_config(&[TokenConfig {
+            name: "a".into(),
+            roles: vec![Role::Auditor],
+            sha256: hash_token("s3cret"),
+        }])
+    }
+
+    #[test]
+    fn matches_only_the_right_token() {
+        let a = auth();
+        assert_eq!(a.authenticate("s3cret").unwrap().name, "a");
+        assert!(matches!(a.authenticate("s3cret "), Err(AuthError::Invalid)));
+        assert!(matches!(a.authenticate(""), Err(AuthError::Invalid)));
+    }
+
+    #[test]
+    fn admin_implies_every_role() {
+        let c = Caller {
+            name: "x".into(),
+            roles: vec![Role::Admin],
+        };
+        assert!(c.require_any(&[Role::Auditor]).is_ok());
+        let c = Caller {
+            name: "y".into(),
+            roles: vec![Role::Requester],
+        };
+        assert!(c.require_any(&[Role::Auditor, Role::Admin]).is_err());
+    }
+}

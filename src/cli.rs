@@ -1,0 +1,186 @@
+//! The `jit-broker` command line: the binary's edge, where errors become exit codes.
+//!
+//! Every verb loads the same configuration as `serve` (defaults, `--config`, `JIT_*`), so an
+//! operator's `audit verify` reads the same database the broker writes. Exit codes: 0 success,
+//! 1 the check failed (broken chain, invalid config), 2 usage or runtime error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::audit::export::ExportFormat;
+use crate::config::Config;
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jit-broker",
+    version,
+    about = "Just-in-time access broker for Okta"
+)]
+pub struct Cli {
+    /// TOML file layered over the built-in defaults; `JIT_*` variables override both.
+    #[arg(long, global = true, env = "JIT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker: HTTP API, scheduler and background tasks.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Load and validate the configuration, print every problem, exit 1 if there is one.
+    CheckConfig,
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Print the SHA-256 of a token read from standard input, for `auth.tokens[].sha256`.
+    HashToken,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the whole hash chain; report the first broken entry and exit 1 if any.
+    Verify,
+    /// Stream entries to a file or standard output.
+    Export {
+        /// Earliest entry time to include (RFC 3339), inclusive.
+        #[arg(long, env = "JIT_AUDIT_SINCE")]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Latest entry time (RFC 3339), exclusive.
+        #[arg(long, env = "JIT_AUDIT_UNTIL")]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value = "jsonl", env = "JIT_AUDIT_FORMAT")]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long, env = "JIT_AUDIT_OUTPUT", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Environment variables that belong to the command line, not to the configuration.
+pub const CLI_ENV_VARS: &[&str] = &[
+    "JIT_CONFIG",
+    "JIT_AUDIT_SINCE",
+    "JIT_AUDIT_UNTIL",
+    "JIT_AUDIT_FORMAT",
+    "JIT_AUDIT_OUTPUT",
+];
+
+/// Runs a parsed command line. Returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig => Ok(check_config(cli.config)),
+        Command::HashToken => {
+            let mut token = String::new();
+            std::io::stdin()
+                .read_line(&mut token)
+                .context("reading the token from standard input")?;
+            let token = token.trim_end_matches(['\n', '\r']);
+            if token.is_empty() {
+                anyhow::bail!("no token on standard input");
+            }
+            println!("{}", crate::auth::hash_token(token));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => {
+            let config = load(cli.config)?;
+            crate::telemetry::init_logging(&config.log);
+            let listener = tokio::net::TcpListener::bind(config.server.listen)
+                .await
+                .with_context(|| format!("binding {}", config.server.listen))?;
+            crate::run(config, listener, crate::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let config = load(cli.config)?;
+            crate::telemetry::init_logging(&config.log);
+            let store = Store::connect(&config.database).await?;
+            store.migrate().await?;
+            eprintln!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let config = load(cli.config)?;
+            let store = Store::connect(&config.database).await?;
+            let report = crate::audit::verify(&store).await?;
+            match &report.first_broken {
+                None => {
+                    println!(
+                        "audit log intact: {} entries, head {} {}",
+                        report.entries, report.head_seq, report.head_hash
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(b) => {
+                    println!("audit log BROKEN at entry {}: {}", b.seq, b.reason);
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Audit(AuditCommand::Export {
+            since,
+            until,
+            format,
+            output,
+        }) => {
+            if let (Some(s), Some(u)) = (since, until) {
+                if s >= u {
+                    anyhow::bail!("--since must be earlier than --until");
+                }
+            }
+            let config = load(cli.config)?;
+            let store = Store::connect(&config.database).await?;
+            let since = since.map(|t| t.timestamp_millis());
+            let until = until.map(|t| t.timestamp_millis());
+            let n = match output {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    crate::audit::export::export(&store, since, until, format, file).await?
+                }
+                None => {
+                    crate::audit::export::export(
+                        &store,
+                        since,
+                        until,
+                        format,
+                        std::io::stdout().lock(),
+                    )
+                    .await?
+                }
+            };
+            eprintln!("exported {n} entries");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load(file: Option<PathBuf>) -> anyhow::Result<Config> {
+    Config::load(file.as_deref()).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        anyhow::anyhow!("invalid configuration:\n  {}", lines.join("\n  "))
+    })
+}
+
+fn check_config(file: Option<PathBuf>) -> ExitCode {
+    match Config::load(file.as_deref()) {
+        Ok(_) => {
+            println!("configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("configuration has {} problem(s):", errors.len());
+            for e in errors {
+                eprintln!("  {e}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

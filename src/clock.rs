@@ -1,0 +1,100 @@
+//! The one clock every time-dependent decision reads.
+//!
+//! Why it exists: expiry is the product, and expiry logic must be testable without waiting.
+//! A [`Clock::tokio`] clock follows tokio's clock, so a test under `tokio::time::pause()` moves
+//! the broker's notion of "now" with `tokio::time::advance` and sleeps finish instantly; a
+//! [`Clock::system`] clock follows the wall clock (NTP-corrected) in production.
+//!
+//! What it must never do: be bypassed. Code that calls `Utc::now()` or `SystemTime::now()`
+//! directly for a decision cannot be tested with controlled time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+#[derive(Clone, Debug)]
+pub struct Clock {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+enum Inner {
+    System,
+    /// Wall time at `start`, advanced by tokio's (possibly paused) monotonic clock.
+    Tokio {
+        wall_at_start_ms: i64,
+        start: tokio::time::Instant,
+    },
+}
+
+impl Clock {
+    pub fn system() -> Self {
+        Clock {
+            inner: Arc::new(Inner::System),
+        }
+    }
+
+    /// Anchored at the current wall time, then driven by tokio's clock.
+    pub fn tokio() -> Self {
+        Self::tokio_at(Utc::now().timestamp_millis())
+    }
+
+    /// Anchored at a chosen instant (Unix milliseconds), for reproducible tests.
+    pub fn tokio_at(wall_ms: i64) -> Self {
+        Clock {
+            inner: Arc::new(Inner::Tokio {
+                wall_at_start_ms: wall_ms,
+                start: tokio::time::Instant::now(),
+            }),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        match &*self.inner {
+            Inner::System => Utc::now().timestamp_millis(),
+            Inner::Tokio {
+                wall_at_start_ms,
+                start,
+            } => {
+                let elapsed = i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX);
+                wall_at_start_ms.saturating_add(elapsed)
+            }
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        ms_to_datetime(self.now_ms())
+    }
+
+    /// Sleeps until the clock reads `deadline_ms` (returns at once if it already does).
+    pub async fn sleep_until_ms(&self, deadline_ms: i64) {
+        let wait = deadline_ms.saturating_sub(self.now_ms());
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        }
+    }
+}
+
+/// Milliseconds since the epoch to a UTC time; out-of-range values clamp to the epoch.
+pub fn ms_to_datetime(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn tokio_clock_follows_paused_time() {
+        let c = Clock::tokio_at(1_000_000);
+        assert_eq!(c.now_ms(), 1_000_000);
+        tokio::time::advance(Duration::from_secs(90)).await;
+        assert_eq!(c.now_ms(), 1_090_000);
+        c.sleep_until_ms(1_100_000).await;
+        assert_eq!(c.now_ms(), 1_100_000);
+    }
+}

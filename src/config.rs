@@ -1,0 +1,381 @@
+//! Runtime configuration: built-in defaults, an optional TOML file, then `JIT_` environment
+//! variables, in that order of precedence.
+//!
+//! Why it exists: operators must be able to run the broker from a Kubernetes manifest with no
+//! file at all, and to review a file in git with no secret in it. So every key has a default or
+//! an environment override, and every secret has a `*_file` twin that points at a mounted secret.
+//!
+//! What it must never do: accept a key it does not know (a typo in `drift = "enforce"` silently
+//! ignored is a security bug), or put a secret's value into an error message or `Debug` output.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The defaults, compiled into the binary so `serve` works with no file present.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment variables with this prefix override keys; `__` separates sections.
+pub const ENV_PREFIX: &str = "JIT_";
+
+/// Everything that can be wrong with a configuration. Each message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} cannot be read: {source}")]
+    FileUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("`{key}`: {message}")]
+    Invalid { key: String, message: String },
+    #[error("`{key}`: secret file {path} cannot be read: {source}")]
+    SecretFile {
+        key: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ConfigError {
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub log: LogConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub body_limit_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Not a secret field on purpose: a password belongs in `password`/`password_file`, so the
+    /// URL can be logged. A password inside the URL is still redacted by `Store` when logging.
+    pub url: String,
+    pub max_connections: u32,
+    pub migrate_on_start: bool,
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: String,
+    pub key_prefix: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// An API token as configured: only its SHA-256 is ever stored, so a leaked config file does not
+/// leak a credential.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    pub roles: Vec<crate::auth::Role>,
+    pub sha256: String,
+}
+
+impl Config {
+    /// Defaults, then `file` if given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// Like [`Config::load`] but with an explicit environment, so tests need not mutate the
+    /// process's (which races between parallel tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Vec<ConfigError>> {
+        let mut figment = Figment::new().merge(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            // Read it ourselves: figment treats a missing file as empty, and a missing file the
+            // operator named is an error, not a silent fallback to defaults.
+            let text = std::fs::read_to_string(path).map_err(|source| {
+                vec![ConfigError::FileUnreadable {
+                    path: path.to_path_buf(),
+                    source,
+                }]
+            })?;
+            figment = figment.merge(Toml::string(&text));
+        }
+        let mut errors = Vec::new();
+        let mut vars: Vec<(String, String)> = Vec::new();
+        for (k, v) in env {
+            if !k.starts_with(ENV_PREFIX) || crate::cli::CLI_ENV_VARS.contains(&k.as_str()) {
+                continue;
+            }
+            // Every key lives in a section, so a `JIT_` variable without `__` is a typo
+            // (`JIT_REDIS_URL` for `JIT_REDIS__URL`) that would otherwise be silently ignored.
+            if !k.contains("__") {
+                errors.push(ConfigError::invalid(
+                    k.clone(),
+                    "unknown environment variable: config keys are `JIT_SECTION__KEY`",
+                ));
+                continue;
+            }
+            vars.push((k, v));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        // figment's `Env` provider reads the process environment; we feed the given variables
+        // through the same mapping (`JIT_A__B` → `a.b`) so tests can pass their own.
+        let figment = vars.iter().fold(figment, |f, (k, v)| {
+            let key = k[ENV_PREFIX.len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            f.merge(figment::providers::Serialized::default(
+                &key,
+                parse_env_value(v),
+            ))
+        });
+        let mut config: Config = figment.extract().map_err(|e| {
+            e.into_iter()
+                .map(|e| ConfigError::Parse(describe_figment_error(&e)))
+                .collect::<Vec<_>>()
+        })?;
+        config.resolve_secrets().map_err(|e| vec![e])?;
+        let errors = config.validate();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        resolve_secret(
+            "database.password",
+            &mut self.database.password,
+            &self.database.password_file,
+        )?;
+        Ok(())
+    }
+
+    /// Checks that serde cannot express. Collects every problem so `check-config` can print all.
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.server.request_timeout.is_zero() {
+            errors.push(ConfigError::invalid(
+                "server.request_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.server.body_limit_bytes < 1024 || self.server.body_limit_bytes > 64 * 1024 * 1024 {
+            errors.push(ConfigError::invalid(
+                "server.body_limit_bytes",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        let db = &self.database.url;
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            errors.push(ConfigError::invalid(
+                "database.url",
+                "expected `sqlite://FILE`, `sqlite::memory:` or `postgres://…`",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            errors.push(ConfigError::invalid(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if !(self.redis.url.starts_with("redis://")
+            || self.redis.url.starts_with("rediss://")
+            || self.redis.url.starts_with("redis+unix://")
+            || self.redis.url.starts_with("unix://"))
+        {
+            errors.push(ConfigError::invalid(
+                "redis.url",
+                "expected `redis://host:port[/db]` or `rediss://…`",
+            ));
+        }
+        if self.redis.key_prefix.is_empty()
+            || !self
+                .redis
+                .key_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c))
+        {
+            errors.push(ConfigError::invalid(
+                "redis.key_prefix",
+                "must be non-empty and use only letters, digits, `-`, `_`, `:` and `.`",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            errors.push(ConfigError::invalid(
+                "log.level",
+                "expected a level (`info`) or filter directives (`jit_broker=debug,info`)",
+            ));
+        }
+        for (i, t) in self.auth.tokens.iter().enumerate() {
+            let ok = t.sha256.len() == 64 && t.sha256.chars().all(|c| c.is_ascii_hexdigit());
+            if !ok {
+                errors.push(ConfigError::invalid(
+                    format!("auth.tokens[{i}].sha256"),
+                    "expected 64 hex digits: the SHA-256 of the token, never the token itself",
+                ));
+            }
+            if t.roles.is_empty() {
+                errors.push(ConfigError::invalid(
+                    format!("auth.tokens[{i}].roles"),
+                    "must name at least one role",
+                ));
+            }
+        }
+        errors
+    }
+}
+
+/// Reads `value_file` into `value` when the value itself is absent. Having both is an error: the
+/// operator would not know which one is in force.
+pub fn resolve_secret(
+    key: &str,
+    value: &mut Option<SecretString>,
+    value_file: &Option<PathBuf>,
+) -> Result<(), ConfigError> {
+    match (value.as_ref(), value_file) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            key,
+            format!("give either `{key}` or `{key}_file`, not both"),
+        )),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                key: key.to_string(),
+                path: path.clone(),
+                source,
+            })?;
+            // Mounted secrets usually end with a newline the secret does not contain.
+            let trimmed = text.trim_end_matches(['\n', '\r']).to_string();
+            if trimmed.is_empty() {
+                return Err(ConfigError::invalid(key, "secret file is empty"));
+            }
+            *value = Some(SecretString::from(trimmed));
+            Ok(())
+        }
+        (Some(v), None) if v.expose_secret().is_empty() => {
+            Err(ConfigError::invalid(key, "secret is empty"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Environment values are strings; numbers and booleans are recognised so `JIT_DATABASE__MAX_CONNECTIONS=5`
+/// works, and a string that is neither stays a string (durations like `30s`, URLs).
+fn parse_env_value(v: &str) -> figment::value::Value {
+    use figment::value::Value;
+    if let Ok(b) = v.parse::<bool>() {
+        return Value::from(b);
+    }
+    if let Ok(n) = v.parse::<i64>() {
+        return Value::from(n);
+    }
+    Value::from(v.to_string())
+}
+
+fn describe_figment_error(e: &figment::Error) -> String {
+    let key = e.path.join(".");
+    let mut msg = e.kind.to_string();
+    if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+        let full = if key.is_empty() {
+            field.clone()
+        } else {
+            format!("{key}.{field}")
+        };
+        return format!("`{full}`: unknown key");
+    }
+    if let figment::error::Kind::MissingField(field) = &e.kind {
+        let full = if key.is_empty() {
+            field.to_string()
+        } else {
+            format!("{key}.{field}")
+        };
+        return format!("`{full}`: missing key");
+    }
+    if let Some(md) = &e.metadata {
+        msg = format!("{msg} (from {})", md.name);
+    }
+    if key.is_empty() {
+        msg
+    } else {
+        format!("`{key}`: {msg}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load() {
+        let c = Config::load_with_env(None, Vec::new()).unwrap();
+        assert_eq!(c.redis.url, "redis://127.0.0.1:6379");
+        assert_eq!(c.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn env_overrides_nested_key() {
+        let c = Config::load_with_env(None, vec![("JIT_REDIS__KEY_PREFIX".into(), "other".into())])
+            .unwrap();
+        assert_eq!(c.redis.key_prefix, "other");
+    }
+}

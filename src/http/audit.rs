@@ -1,0 +1,76 @@
+//! `GET /v1/audit`: pages through the audit log for auditors and admins.
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use crate::audit::{self, AuditEntry};
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+
+const MAX_LIMIT: i64 = 1000;
+const DEFAULT_LIMIT: i64 = 100;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/audit", get(list))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Return entries with a sequence number greater than this (the previous page's `next_after`).
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+    /// RFC 3339 bounds on the entry time: `since <= at < until`.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Page {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_after: Option<i64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Page>, ApiError> {
+    caller.require_any(&[Role::Auditor, Role::Admin])?;
+    let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let after = p.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::bad_request(
+            "invalid_after",
+            "after must not be negative",
+        ));
+    }
+    let entries = audit::page(
+        &state.store,
+        after,
+        limit,
+        p.since.map(|t| t.timestamp_millis()),
+        p.until.map(|t| t.timestamp_millis()),
+    )
+    .await?;
+    let next_after = if entries.len() as i64 == limit {
+        entries.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok(Json(Page {
+        entries,
+        next_after,
+    }))
+}

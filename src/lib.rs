@@ -1,0 +1,162 @@
+//! jit-broker: just-in-time access for Okta.
+//!
+//! A person asks for access, a policy or an approver says yes, the broker grants the Okta group
+//! membership, app assignment or admin role for a fixed time, and a Redis-backed scheduler
+//! removes it on time. Every step lands in a tamper-evident audit log.
+//!
+//! Where to find things (see `docs/architecture.md` for the picture):
+//! - [`cli`]: the `jit-broker` command line; [`config`]: settings; [`telemetry`]: logs, metrics.
+//! - [`http`]: the HTTP API, one file per area; [`auth`]: API tokens and roles.
+//! - [`store`]: SQL, the system of record; [`redis_conn`]: Redis, the index.
+//! - [`audit`]: the audit log; [`clock`]: time; [`tasks`]: background tasks and shutdown.
+//!
+//! [`run`] starts the whole application on a listener the caller bound, so tests start the real
+//! thing on port 0.
+
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod redis_conn;
+pub mod store;
+pub mod tasks;
+pub mod telemetry;
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::auth::Authenticator;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::http::AppState;
+use crate::redis_conn::{RedisConn, RedisError};
+use crate::store::{Store, StoreError};
+use crate::tasks::Tasks;
+
+/// Why the application could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error("the HTTP server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Options a test (or an embedding program) may change; `Default` is production.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub clock: Clock,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// Builds the application and serves on `listener` until `shutdown` resolves, then stops
+/// accepting, drains in-flight requests and stops background tasks within the grace period.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    run_with(config, listener, shutdown, RunOptions::default()).await
+}
+
+pub async fn run_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: RunOptions,
+) -> Result<(), RunError> {
+    let config = Arc::new(config);
+    let store = Store::connect(&config.database).await?;
+    if config.database.migrate_on_start {
+        store.migrate().await?;
+    }
+    let redis = RedisConn::connect(&config.redis).await?;
+    let tasks = Tasks::new();
+    let state = AppState {
+        auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
+        config: config.clone(),
+        store: store.clone(),
+        redis,
+        clock: options.clock,
+        metrics: telemetry::metrics_handle(),
+        tasks: tasks.clone(),
+    };
+    let app = http::router(state);
+    let addr = listener.local_addr().map_err(RunError::Serve)?;
+    tracing::info!(%addr, database = %store::redact_url(&config.database.url), "jit-broker listening");
+
+    // Shutdown order: the signal cancels background tasks and tells axum to stop accepting;
+    // axum drains in-flight requests; then tracked tasks get what is left of the grace period.
+    let cancel = tasks.cancel_token();
+    let grace = config.server.shutdown_grace;
+    let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutdown requested: draining");
+        cancel.cancel();
+        let _ = fired_tx.send(());
+    };
+    let serve = axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(signal)
+        .into_future();
+    // In-flight requests get the grace period, counted from the signal; a request that hangs
+    // longer must not keep the process (and its replacement's rollout) waiting.
+    let deadline = async move {
+        match fired_rx.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    let result = tokio::select! {
+        r = serve => r.map_err(RunError::Serve),
+        _ = deadline => {
+            tracing::warn!("in-flight requests did not finish within the grace period");
+            Ok(())
+        }
+    };
+    let left = tasks.shutdown(grace).await;
+    store.close().await;
+    if left.is_empty() {
+        tracing::info!("stopped cleanly");
+    }
+    result
+}
+
+/// Resolves on SIGTERM or SIGINT: what `serve` passes as the shutdown future.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,207 @@
+//! The SQL store: the system of record (invariant I3).
+//!
+//! Why it exists: grants, requests and the audit log must survive any crash, and Redis is only an
+//! index rebuilt from here. One interface serves both backends through sqlx's `Any` driver:
+//! SQLite (an embedded file, WAL, one replica) and PostgreSQL (several replicas). Queries are
+//! written once with `$1` placeholders, which both engines accept, and use only types both share
+//! (BIGINT, TEXT, BLOB): times are Unix milliseconds, JSON is canonical text.
+//!
+//! What it must never do: hold a transaction across a network call to Okta or Slack (on SQLite
+//! the pool has one connection, so that would stall every other writer), or open a second
+//! connection while holding a transaction (on SQLite that deadlocks).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use secrecy::ExposeSecret;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions};
+
+use crate::config::DatabaseConfig;
+use crate::error::ErrorCode;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to the database")]
+    Connect(#[source] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("database query failed")]
+    Query(#[from] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl ErrorCode for StoreError {
+    fn status(&self) -> StatusCode {
+        match self {
+            StoreError::Connect(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            StoreError::Connect(_) => "database_unavailable",
+            _ => "database_error",
+        }
+    }
+}
+
+/// A pool on either backend. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// A transaction that knows its backend, so code that needs engine-specific locking (the audit
+/// chain's `FOR UPDATE`) can choose it.
+pub struct Tx {
+    inner: sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+}
+
+impl Tx {
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.inner.commit().await.map_err(StoreError::Query)
+    }
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.inner.rollback().await.map_err(StoreError::Query)
+    }
+}
+
+impl Store {
+    /// Connects; for SQLite creates the file if missing and turns on WAL.
+    pub async fn connect(cfg: &DatabaseConfig) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if cfg.url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let url = match (backend, &cfg.password) {
+            (Backend::Postgres, Some(pw)) => with_password(&cfg.url, pw.expose_secret())?,
+            (Backend::Sqlite, _) => sqlite_url(&cfg.url),
+            _ => cfg.url.clone(),
+        };
+        let opts = AnyConnectOptions::from_str(&url)
+            .map_err(StoreError::Connect)?
+            .log_statements(tracing::log::LevelFilter::Trace)
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        // SQLite allows one writer at a time; a single connection makes that explicit instead of
+        // surfacing as SQLITE_BUSY under load. PostgreSQL gets the configured pool.
+        let max = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => cfg.max_connections,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await
+            .map_err(StoreError::Connect)?;
+        Ok(Store { pool, backend })
+    }
+
+    /// Applies pending migrations. On PostgreSQL sqlx holds an advisory lock for the duration,
+    /// so replicas starting together apply each migration once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await.map_err(StoreError::Migrate)
+    }
+
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let inner = self.pool.begin().await?;
+        Ok(Tx {
+            inner,
+            backend: self.backend,
+        })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Readiness probe.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `sqlite://file` → create the file when missing; in-memory URLs pass through.
+fn sqlite_url(url: &str) -> String {
+    if url.contains(":memory:") || url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+fn with_password(url: &str, password: &str) -> Result<String, StoreError> {
+    let mut parsed = url::Url::parse(url)
+        .map_err(|e| StoreError::Connect(sqlx::Error::Configuration(Box::new(e))))?;
+    parsed
+        .set_password(Some(password))
+        .map_err(|_| StoreError::Corrupt("database.url cannot carry a password".into()))?;
+    Ok(parsed.to_string())
+}
+
+/// A URL safe to log: any password replaced.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("REDACTED"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,242 @@
+//! Shared test scaffolding: `spawn_app`, per-test databases and Redis prefixes, polling waits.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use jit_broker::auth::{hash_token, Role};
+use jit_broker::config::{Config, TokenConfig};
+use jit_broker::store::Store;
+use jit_broker::{RunError, RunOptions};
+use sqlx::Connection;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Runs `async fn $name(db: Db)` once on SQLite and once on PostgreSQL.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Db::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::helpers::Db::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const AUDITOR_TOKEN: &str = "test-auditor-token";
+pub const REQUESTER_TOKEN: &str = "test-requester-token";
+pub const APPROVER_TOKEN: &str = "test-approver-token";
+
+/// Where PostgreSQL is; CI and the dev machine have it on loopback with trust auth.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
+
+/// A database that exists only for one test.
+pub struct TestDb {
+    pub url: String,
+    pub kind: Db,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(kind: Db) -> TestDb {
+        match kind {
+            Db::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("jit.db").display());
+                TestDb {
+                    url,
+                    kind,
+                    _dir: Some(dir),
+                }
+            }
+            Db::Postgres => {
+                let name = format!("jit_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = postgres_admin_url();
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("PostgreSQL must answer on 127.0.0.1:5432 (see README)");
+                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                let mut url = url::Url::parse(&admin).unwrap();
+                url.set_path(&name);
+                TestDb {
+                    url: url.to_string(),
+                    kind,
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+/// A unique prefix, so tests sharing one Redis never see each other's keys.
+pub fn unique_prefix() -> String {
+    format!("t{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The configuration every test starts from: defaults, a fresh database, a unique prefix,
+/// four tokens with one role each.
+pub fn base_config(db: &TestDb) -> Config {
+    let mut config = Config::load_with_env(None, Vec::new()).unwrap();
+    config.database.url = db.url.clone();
+    config.database.max_connections = 5;
+    config.redis.url = redis_url();
+    config.redis.key_prefix = unique_prefix();
+    config.server.shutdown_grace = Duration::from_secs(5);
+    config.auth.tokens = vec![
+        token("admin", Role::Admin, ADMIN_TOKEN),
+        token("auditor", Role::Auditor, AUDITOR_TOKEN),
+        token("requester", Role::Requester, REQUESTER_TOKEN),
+        token("approver", Role::Approver, APPROVER_TOKEN),
+    ];
+    config
+}
+
+fn token(name: &str, role: Role, secret: &str) -> TokenConfig {
+    TokenConfig {
+        name: name.into(),
+        roles: vec![role],
+        sha256: hash_token(secret),
+    }
+}
+
+/// The real application, serving on a loopback port chosen by the OS.
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub config: Config,
+    pub db: TestDb,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), RunError>>>,
+}
+
+pub async fn spawn_app(kind: Db) -> TestApp {
+    let db = TestDb::new(kind).await;
+    let config = base_config(&db);
+    spawn_app_with(db, config, RunOptions::default()).await
+}
+
+pub async fn spawn_app_with(db: TestDb, config: Config, options: RunOptions) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let run_config = config.clone();
+    let handle = tokio::spawn(async move {
+        jit_broker::run_with(
+            run_config,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+            options,
+        )
+        .await
+    });
+    let app = TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        config,
+        db,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    };
+    // Ready when /healthz answers (migrations have run by then: they precede binding routes).
+    wait_until(Duration::from_secs(30), || async {
+        app.http
+            .get(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    app
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A store on the same database, for assertions and for tampering.
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.config.database).await.unwrap()
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    pub async fn stop(mut self) -> Result<(), RunError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.handle.take() {
+            Some(h) => h.await.unwrap(),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the shutdown signal without waiting.
+    pub fn signal_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    pub async fn join(mut self) -> Result<(), RunError> {
+        match self.handle.take() {
+            Some(h) => h.await.unwrap(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Polls `cond` until it holds or `timeout` passes (then panics). Never a fixed sleep.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("condition not met within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,10 @@
+//! The one integration-test binary: every test starts the real application (`jit_broker::run`)
+//! on port 0 with a fresh database and a unique Redis key prefix, and talks to it over HTTP.
+//! Tests that touch SQL run once per backend (SQLite and PostgreSQL) via `both_backends!`.
+
+#[macro_use]
+mod helpers;
+
+mod audit;
+mod config;
+mod health;

@@ -62,6 +62,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
+    pub scheduler: crate::scheduler::SchedulerConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -21,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod redis_conn;
+pub mod scheduler;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;

@@ -1,0 +1,150 @@
+//! The Redis expiry scheduler (flow 5, invariants I1, I3, I4, I8).
+//!
+//! Why it exists: access must be removed on the minute, whatever crashed. A Redis sorted set is
+//! the expiry index (member: grant id, score: due time in Unix ms). SQL remains the record: the
+//! index can be rebuilt from it at any time through [`ExpiryHandler::due_entries`].
+//!
+//! This module knows nothing about Okta or grant states: it decides *when*, and the
+//! [`ExpiryHandler`] (the grants service) decides *what*. That split keeps the timing logic
+//! testable on its own and keeps state transitions in one place.
+//!
+//! What it must never do: treat Redis as the record, busy-poll, or run a grant's expiry without
+//! a lease (two replicas would both act).
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use crate::error::ErrorCode;
+use crate::redis_conn::RedisConn;
+
+/// Boxed error from the handler, kept as a source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// How long a claim is held before another replica may take the grant over.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Grants claimed per Lua call.
+    pub batch_size: u32,
+    /// Expiries carried out at once per replica.
+    pub concurrency: u32,
+    /// Retryable failures before a grant moves to `failed`.
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// How often `failed` grants are tried again until an operator resolves them (I8).
+    #[serde(with = "humantime_serde")]
+    pub failed_retry_interval: Duration,
+    /// Full rebuild of the index from SQL.
+    #[serde(with = "humantime_serde")]
+    pub rebuild_interval: Duration,
+    /// SQL sweep for anything overdue that the index missed.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("the expiry index in Redis is unavailable")]
+    Redis(#[from] redis::RedisError),
+    #[error("the expiry handler failed")]
+    Handler(#[source] BoxError),
+}
+
+impl ErrorCode for SchedulerError {
+    fn status(&self) -> StatusCode {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+    fn code(&self) -> &'static str {
+        "scheduler_unavailable"
+    }
+}
+
+/// A grant that should be in the index, and when it falls due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueEntry {
+    pub grant_id: String,
+    pub due_ms: i64,
+}
+
+/// What the handler did with one due grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpiryOutcome {
+    /// Access removed, already gone, or the grant no longer needs expiring: drop it from the index.
+    Done,
+    /// The grant's due time moved (an extension): index it at this time instead.
+    Reschedule { due_ms: i64 },
+    /// A retryable failure: back off (capped, jittered, exponential) and try again.
+    Retry { error: String },
+    /// A permanent failure: the handler has moved the grant to `failed` with its error. The
+    /// scheduler tries it again every `failed_retry_interval` until an operator resolves it.
+    Failed,
+}
+
+/// The grants service, as the scheduler sees it.
+#[async_trait::async_trait]
+pub trait ExpiryHandler: Send + Sync + 'static {
+    /// Expires one grant. Called at or after its due time, possibly more than once (after a
+    /// crash, or a lease that ran out): it must be idempotent.
+    async fn expire(&self, grant_id: &str, attempt: u32) -> ExpiryOutcome;
+    /// Retries were exhausted: move the grant to `failed`, keeping `error` (I8).
+    async fn give_up(&self, grant_id: &str, error: &str) -> Result<(), BoxError>;
+    /// Every grant that belongs in the index and its due time, read from SQL (for rebuilds).
+    async fn due_entries(&self) -> Result<Vec<DueEntry>, BoxError>;
+    /// Grants due at or before `now_ms` according to SQL, at most `limit` (the overdue sweep).
+    async fn overdue(&self, now_ms: i64, limit: u32) -> Result<Vec<DueEntry>, BoxError>;
+}
+
+/// The index, as the grants service sees it: schedule after the grant row commits and before
+/// Okta is called (I2); unschedule when a grant ends early.
+#[derive(Clone, Debug)]
+pub struct ExpiryIndex {
+    redis: RedisConn,
+}
+
+impl ExpiryIndex {
+    pub fn new(redis: RedisConn) -> Self {
+        ExpiryIndex { redis }
+    }
+
+    /// The sorted set holding every scheduled grant.
+    pub fn index_key(&self) -> String {
+        self.redis.key("expiry:index")
+    }
+
+    /// The channel replicas listen on to wake early when an earlier expiry is scheduled.
+    pub fn wake_channel(&self) -> String {
+        self.redis.key("expiry:wake")
+    }
+
+    /// Adds or moves a grant's due time and wakes sleeping replicas.
+    pub async fn schedule(&self, grant_id: &str, due_ms: i64) -> Result<(), SchedulerError> {
+        let mut c = self.redis.conn();
+        redis::pipe()
+            .atomic()
+            .zadd(self.index_key(), grant_id, due_ms)
+            .ignore()
+            .publish(self.wake_channel(), due_ms)
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a grant from the index (it ended early). Harmless if absent.
+    pub async fn unschedule(&self, grant_id: &str) -> Result<(), SchedulerError> {
+        let mut c = self.redis.conn();
+        redis::cmd("ZREM")
+            .arg(self.index_key())
+            .arg(grant_id)
+            .query_async::<()>(&mut c)
+            .await?;
+        Ok(())
+    }
+}

@@ -283,6 +283,7 @@ impl Config {
                 ));
             }
         }
+        errors.extend(self.scheduler.validate());
         errors
     }
 }

@@ -80,6 +80,7 @@ async fn rebuild_inner(inner: &Inner, reason: &'static str) -> Result<u64, Sched
         .await?;
     let added = add_missing(inner, &entries).await?;
     ::metrics::counter!(m::REBUILDS, "reason" => reason).increment(1);
+    inner.rebuilds.fetch_add(1, Ordering::Relaxed);
     if added > 0 {
         inner.wake.notify_one();
         let level_warn = reason != "start";

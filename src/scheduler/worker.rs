@@ -59,6 +59,8 @@ pub struct SchedulerStats {
     pub overdue: u64,
     /// Times this replica's worker woke and claimed (a measure of idle cost).
     pub wakeups: u64,
+    /// Rebuilds from SQL this replica completed.
+    pub rebuilds: u64,
 }
 
 /// The expiry scheduler. Cheap to clone; clones share one state.
@@ -92,6 +94,7 @@ pub(crate) struct Inner {
     /// The score the worker will next wake for (`i64::MAX`: none); the listener compares against it.
     pub(crate) next_wake_ms: AtomicI64,
     wakeups: AtomicU64,
+    pub(crate) rebuilds: AtomicU64,
 }
 
 impl Scheduler {
@@ -128,6 +131,7 @@ impl Scheduler {
                 rebuilding: AtomicBool::new(false),
                 next_wake_ms: AtomicI64::new(i64::MAX),
                 wakeups: AtomicU64::new(0),
+                rebuilds: AtomicU64::new(0),
             }),
         }
     }
@@ -171,6 +175,17 @@ impl Scheduler {
         maintenance::sweep(&self.inner).await
     }
 
+    /// Times the worker has woken and claimed (no Redis call: safe to poll when counting
+    /// Redis commands).
+    pub fn wakeups(&self) -> u64 {
+        self.inner.wakeups.load(Ordering::Relaxed)
+    }
+
+    /// Rebuilds from SQL completed by this replica (no Redis call).
+    pub fn rebuilds(&self) -> u64 {
+        self.inner.rebuilds.load(Ordering::Relaxed)
+    }
+
     pub async fn stats(&self) -> Result<SchedulerStats, SchedulerError> {
         let mut c = self.inner.redis.conn();
         let scheduled: u64 = redis::cmd("ZCARD")
@@ -182,6 +197,7 @@ impl Scheduler {
             scheduled,
             overdue,
             wakeups: self.inner.wakeups.load(Ordering::Relaxed),
+            rebuilds: self.inner.rebuilds.load(Ordering::Relaxed),
         })
     }
 

@@ -523,3 +523,31 @@ async fn idle_with_100k_scheduled_costs_a_few_commands_per_wakeup() {
     assert!(h.calls().is_empty());
     r.stop().await;
 }
+
+#[test]
+fn out_of_range_scheduler_settings_are_refused_naming_the_key() {
+    use jit_broker::config::Config;
+    let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+    for (key, value, named) in [
+        ("JIT_SCHEDULER__LEASE", "100ms", "scheduler.lease"),
+        ("JIT_SCHEDULER__BATCH_SIZE", "0", "scheduler.batch_size"),
+        ("JIT_SCHEDULER__CONCURRENCY", "0", "scheduler.concurrency"),
+        ("JIT_SCHEDULER__MAX_ATTEMPTS", "0", "scheduler.max_attempts"),
+        ("JIT_SCHEDULER__BACKOFF_MAX", "1ms", "scheduler.backoff_max"),
+        (
+            "JIT_SCHEDULER__FAILED_RETRY_INTERVAL",
+            "0s",
+            "scheduler.failed_retry_interval",
+        ),
+    ] {
+        let errors = Config::load_with_env(None, env(key, value)).unwrap_err();
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert!(
+            text.iter().any(|t| t.contains(named)),
+            "{key}={value}: expected an error naming {named}, got {text:?}"
+        );
+    }
+    assert!(Config::load_with_env(None, Vec::new()).is_ok());
+    let e = Config::load_with_env(None, env("JIT_SCHEDULER__LEASE", "soon")).unwrap_err();
+    assert!(!e.is_empty(), "a malformed duration is refused");
+}

@@ -217,12 +217,17 @@ impl ExpiryIndex {
         Ok(())
     }
 
-    /// Removes a grant from the index (it ended early). Harmless if absent.
+    /// Removes a grant from the index (it ended early). Harmless if absent. Its claim state
+    /// (attempt count) goes too, so nothing is left behind; an expiry in flight for it then
+    /// finds its lease score gone and settles nothing.
     pub async fn unschedule(&self, grant_id: &str) -> Result<(), SchedulerError> {
         let mut c = self.redis.conn();
-        redis::cmd("ZREM")
-            .arg(self.index_key())
-            .arg(grant_id)
+        redis::pipe()
+            .atomic()
+            .zrem(self.index_key(), grant_id)
+            .ignore()
+            .hdel(self.redis.key(STATE_KEY), grant_id)
+            .ignore()
             .query_async::<()>(&mut c)
             .await?;
         Ok(())

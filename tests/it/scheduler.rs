@@ -551,3 +551,44 @@ fn out_of_range_scheduler_settings_are_refused_naming_the_key() {
     let e = Config::load_with_env(None, env("JIT_SCHEDULER__LEASE", "soon")).unwrap_err();
     assert!(!e.is_empty(), "a malformed duration is refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unschedule_removes_the_grant_and_its_claim_state() {
+    let clock = Clock::tokio();
+    let h = TestHandler::new(clock.clone());
+    let mut config = fast_config();
+    config.backoff_base = Duration::from_secs(60);
+    let (r, redis) = shared_replica(&h, &clock, config).await;
+    let index = r.scheduler.index();
+    let due = clock.now_ms();
+    h.add("g1", due);
+    h.script(
+        "g1",
+        vec![ExpiryOutcome::Retry {
+            error: "503".into(),
+        }],
+    );
+    index.schedule("g1", due).await.unwrap();
+    // In back-off after one failure: claim state exists.
+    let state_key = redis.key("expiry:claims");
+    let state = |redis: jit_broker::redis_conn::RedisConn, key: String| async move {
+        let mut c = redis.conn();
+        redis::cmd("HGET")
+            .arg(&key)
+            .arg("g1")
+            .query_async::<Option<String>>(&mut c)
+            .await
+            .unwrap()
+    };
+    wait_until(WAIT, || async {
+        !h.calls_for("g1").is_empty()
+            && state(redis.clone(), state_key.clone())
+                .await
+                .is_some_and(|v| v.ends_with(":1"))
+    })
+    .await;
+    index.unschedule("g1").await.unwrap();
+    assert_eq!(zscore(&redis, &index.index_key(), "g1").await, None);
+    assert_eq!(state(redis.clone(), state_key.clone()).await, None);
+    r.stop().await;
+}

@@ -403,6 +403,8 @@ pub(crate) async fn run_worker(inner: Arc<Inner>, cancel: CancellationToken) {
     // In-flight expiries are owned by this tracked task (not detached): shutdown waits for them.
     let mut inflight: JoinSet<()> = JoinSet::new();
     let mut redis_failures: u32 = 0;
+    let refill = (concurrency / 4).clamp(1, batch_size);
+    let mut backlog = false;
     loop {
         while let Some(r) = inflight.try_join_next() {
             if let Err(e) = r {
@@ -412,14 +414,18 @@ pub(crate) async fn run_worker(inner: Arc<Inner>, cancel: CancellationToken) {
         if cancel.is_cancelled() {
             break;
         }
-        let free = permits.available_permits();
-        if free == 0 {
+        // In a backlog (the last claim was full), wait until a quarter of the slots are free
+        // before claiming again: claiming one grant per freed slot would cost a claim round trip
+        // per grant, and the wait is a fraction of one expiry's duration.
+        let want = if backlog { refill } else { 1 };
+        if permits.available_permits() < want {
             tokio::select! {
-                p = permits.clone().acquire_owned() => drop(p),
+                p = permits.clone().acquire_many_owned(want as u32) => drop(p),
                 _ = cancel.cancelled() => break,
             }
             continue;
         }
+        let free = permits.available_permits();
         let limit = free.min(batch_size);
         inner.wakeups.fetch_add(1, Ordering::Relaxed);
         let batch = match inner.claim(limit).await {
@@ -428,6 +434,7 @@ pub(crate) async fn run_worker(inner: Arc<Inner>, cancel: CancellationToken) {
                 b
             }
             Err(e) => {
+                backlog = false;
                 redis_failures = redis_failures.saturating_add(1);
                 let d = backoff::delay(Duration::from_millis(100), cap, redis_failures);
                 tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, "cannot claim due expiries");
@@ -438,6 +445,7 @@ pub(crate) async fn run_worker(inner: Arc<Inner>, cancel: CancellationToken) {
             }
         };
         let full = batch.claims.len() >= limit;
+        backlog = full;
         for claim in batch.claims {
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 // Cannot happen (we claimed no more than the free permits); never run unlimited.

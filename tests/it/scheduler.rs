@@ -592,3 +592,19 @@ async fn unschedule_removes_the_grant_and_its_claim_state() {
     assert_eq!(state(redis.clone(), state_key.clone()).await, None);
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_rebuilds_the_index_from_sql() {
+    let clock = Clock::tokio();
+    let h = TestHandler::new(clock.clone());
+    // Committed while no scheduler ran and never indexed (say Redis was replaced meanwhile).
+    let due = clock.now_ms() + 300;
+    h.add("g1", due);
+    h.add("g2", clock.now_ms() - 5_000);
+    let (r, _redis) = shared_replica(&h, &clock, fast_config()).await;
+    wait_until(WAIT, || async { h.pending_count() == 0 }).await;
+    assert!(h.calls_for("g1")[0].at_ms >= due);
+    assert_eq!(h.calls().len(), 2);
+    assert!(r.scheduler.rebuilds() >= 1);
+    r.stop().await;
+}

@@ -15,7 +15,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Installs the global subscriber. `RUST_LOG` wins over `log.level`. Safe to call twice (tests):
+/// Installs the global subscriber, writing to standard error (standard output belongs to the
+/// commands' results, e.g. `audit export`). `RUST_LOG` wins over `log.level`. Safe to call twice (tests):
 /// the second call is a no-op.
 pub fn init_logging(cfg: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
@@ -28,7 +29,8 @@ pub fn init_logging(cfg: &LogConfig) {
                 tracing_subscriber::fmt::layer()
                     .json()
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr),
             )
             .try_init(),
         LogFormat::Text => registry

@@ -118,7 +118,10 @@ fn bad_values_name_the_key_and_what_is_expected() {
     assert!(e.contains("`log.format`") && e.contains("json"), "{e}");
 
     let e = errors(None, &[("JIT_SERVER__LISTEN", "localhost")]);
-    assert!(e.contains("`server.listen`") && e.contains("socket address"), "{e}");
+    assert!(
+        e.contains("`server.listen`") && e.contains("socket address"),
+        "{e}"
+    );
 
     // Checks serde cannot express are collected together.
     let e = errors(
@@ -129,7 +132,11 @@ fn bad_values_name_the_key_and_what_is_expected() {
             ("JIT_SERVER__BODY_LIMIT_BYTES", "10"),
         ],
     );
-    for key in ["database.url", "redis.key_prefix", "server.body_limit_bytes"] {
+    for key in [
+        "database.url",
+        "redis.key_prefix",
+        "server.body_limit_bytes",
+    ] {
         assert!(e.contains(&format!("`{key}`")), "{key}: {e}");
     }
 }
@@ -161,7 +168,10 @@ fn secret_from_file() {
         None,
         &[("JIT_DATABASE__PASSWORD_FILE", "no-such-secret-file")],
     );
-    assert!(e.contains("`database.password`") && e.contains("no-such-secret-file"), "{e}");
+    assert!(
+        e.contains("`database.password`") && e.contains("no-such-secret-file"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -104,12 +104,17 @@ pub async fn run_with(
     // axum drains in-flight requests; then tracked tasks get what is left of the grace period.
     let cancel = tasks.cancel_token();
     let grace = config.server.shutdown_grace;
+    let fired_at = Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
     let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutdown requested: draining");
-        cancel.cancel();
-        let _ = fired_tx.send(());
+    let signal = {
+        let fired_at = fired_at.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: draining");
+            let _ = fired_at.set(tokio::time::Instant::now());
+            cancel.cancel();
+            let _ = fired_tx.send(());
+        }
     };
     let serve = axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(signal)
@@ -129,7 +134,13 @@ pub async fn run_with(
             Ok(())
         }
     };
-    let left = tasks.shutdown(grace).await;
+    // Background tasks were cancelled with the signal and have been finishing alongside the
+    // requests; they get what is left of the same grace period, not a second one.
+    let left_of_grace = fired_at
+        .get()
+        .map(|t| grace.saturating_sub(t.elapsed()))
+        .unwrap_or(grace);
+    let left = tasks.shutdown(left_of_grace).await;
     store.close().await;
     if left.is_empty() {
         tracing::info!("stopped cleanly");

@@ -6,6 +6,7 @@
 //! What it must never do: log a secret. Secrets are `SecretString`s whose `Debug` prints
 //! `[REDACTED]`, and request logging records method, path and status, never headers or bodies.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -34,7 +35,12 @@ pub fn init_logging(cfg: &LogConfig) {
             )
             .try_init(),
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    // Colours for a person at a terminal, plain text for a file or a pipe.
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
             .try_init(),
     };
 }

@@ -177,3 +177,23 @@ both_backends!(
     unknown_route_is_json_404,
     readyz_names_redis_while_it_is_unreachable
 );
+
+/// A request that outlives `server.request_timeout` is answered 408 JSON. The slow path is a
+/// real one: `/readyz` waiting on a Redis PING that a proxy holds back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_times_out_with_json_408() {
+    let proxy = TcpProxy::start(url_addr(&redis_url())).await;
+    let test_db = TestDb::new(Db::Sqlite).await;
+    let mut config = base_config(&test_db);
+    config.redis.url = with_port(&redis_url(), proxy.port());
+    config.server.request_timeout = Duration::from_millis(200);
+    let app = spawn_app_with(test_db, config, RunOptions::default()).await;
+    proxy.stall();
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 408);
+    assert!(r.headers().contains_key("x-request-id"));
+    let body: ErrorBody = r.json().await.unwrap();
+    assert_eq!(body.code, "request_timeout");
+    proxy.restore();
+    app.stop().await.unwrap();
+}

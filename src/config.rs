@@ -294,6 +294,7 @@ impl Config {
                 ));
             }
         }
+        errors.extend(self.scheduler.validate());
         errors
     }
 }

@@ -148,6 +148,21 @@ pub async fn run_with(
     result
 }
 
+/// Builds the expiry scheduler from the configuration and starts its background tasks
+/// (`scheduler.worker`, `.wake`, `.sweep`, `.rebuild`) on `tasks`. The grants service supplies
+/// the handler; keep the returned [`scheduler::Scheduler`] for `index()` and `stats()`.
+pub fn start_scheduler(
+    config: &Config,
+    redis: RedisConn,
+    clock: Clock,
+    handler: Arc<dyn scheduler::ExpiryHandler>,
+    tasks: &Tasks,
+) -> scheduler::Scheduler {
+    let s = scheduler::Scheduler::new(redis, clock, config.scheduler.clone(), handler);
+    s.spawn(tasks);
+    s
+}
+
 /// Resolves on SIGTERM or SIGINT: what `serve` passes as the shutdown future.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

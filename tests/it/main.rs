@@ -10,4 +10,5 @@ mod helpers;
 mod audit;
 mod config;
 mod health;
+mod scheduler;
 mod shutdown;

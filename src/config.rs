@@ -63,6 +63,7 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub scheduler: crate::scheduler::SchedulerConfig,
+    pub policy: crate::policy::PolicyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -19,7 +19,9 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod grants;
 pub mod http;
+pub mod policy;
 pub mod redis_conn;
 pub mod scheduler;
 pub mod store;
@@ -46,6 +48,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Redis(#[from] RedisError),
+    #[error("the policy is invalid:\n  {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
+    Policy(Vec<policy::PolicyError>),
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
 }
@@ -87,14 +91,30 @@ pub async fn run_with(
     }
     let redis = RedisConn::connect(&config.redis).await?;
     let tasks = Tasks::new();
+    let clock = options.clock;
+    let (policy, okta) = start_policy_and_okta(&config, &clock).await?;
+    policy::reload::spawn_sighup_listener(&tasks, policy.clone(), okta.clone());
+    let grants = okta.clone().map(|okta| {
+        grants::GrantService::new(
+            store.clone(),
+            redis.clone(),
+            clock.clone(),
+            okta,
+            policy.clone(),
+            config.scheduler.failed_retry_interval,
+        )
+    });
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
         config: config.clone(),
         store: store.clone(),
         redis,
-        clock: options.clock,
+        clock,
         metrics: telemetry::metrics_handle(),
         tasks: tasks.clone(),
+        policy,
+        okta,
+        grants,
     };
     let app = http::router(state);
     let addr = listener.local_addr().map_err(RunError::Serve)?;
@@ -135,6 +155,43 @@ pub async fn run_with(
         tracing::info!("stopped cleanly");
     }
     result
+}
+
+/// Loads the policy (offline checks), builds the Okta client when `okta.base_url` is set, and
+/// checks the policy against Okta. A definite problem (a resource that does not exist, an
+/// `APP_GROUP`, a kind our credentials cannot change) stops the start; Okta being unreachable
+/// only warns, so a flaky Okta never keeps the expiry worker from running (I1).
+async fn start_policy_and_okta(
+    config: &Config,
+    clock: &Clock,
+) -> Result<(policy::PolicyHandle, Option<okta::OktaClient>), RunError> {
+    let loaded = config.policy.load().map_err(RunError::Policy)?;
+    let okta = if config.okta.is_configured() {
+        Some(okta::OktaClient::new(&config.okta, clock.clone()).map_err(RunError::Okta)?)
+    } else {
+        tracing::warn!("okta.base_url is empty: Okta is not configured, grants are unavailable");
+        None
+    };
+    if let Some(client) = &okta {
+        if let Err(errors) = policy::online::check(&loaded, client).await {
+            let definite: Vec<_> = errors
+                .iter()
+                .filter(|e| !matches!(e, policy::PolicyError::Unchecked { .. }))
+                .cloned()
+                .collect();
+            if !definite.is_empty() {
+                return Err(RunError::Policy(definite));
+            }
+            for e in &errors {
+                tracing::warn!(error = %e, "policy not fully checked against Okta; starting anyway");
+            }
+        }
+    }
+    tracing::info!(resources = loaded.resources.len(), "policy loaded");
+    Ok((
+        policy::PolicyHandle::new(loaded, config.policy.file.clone()),
+        okta,
+    ))
 }
 
 /// Resolves on SIGTERM or SIGINT: what `serve` passes as the shutdown future.

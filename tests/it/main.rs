@@ -8,3 +8,6 @@ mod helpers;
 mod audit;
 mod config;
 mod health;
+mod grants;
+mod grants_input;
+mod policy;

@@ -63,6 +63,7 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub scheduler: crate::scheduler::SchedulerConfig,
+    pub okta: crate::okta::OktaConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,6 +207,7 @@ impl Config {
             &mut self.database.password,
             &self.database.password_file,
         )?;
+        self.okta.resolve_secrets()?;
         Ok(())
     }
 
@@ -283,6 +285,7 @@ impl Config {
                 ));
             }
         }
+        errors.extend(self.okta.validate());
         errors
     }
 }

@@ -20,6 +20,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod okta;
 pub mod redis_conn;
 pub mod scheduler;
 pub mod store;

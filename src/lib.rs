@@ -47,6 +47,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Redis(#[from] RedisError),
+    #[error("the Okta client cannot be built")]
+    Okta(#[from] crate::okta::OktaError),
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
 }
@@ -88,6 +90,20 @@ pub async fn run_with(
     }
     let redis = RedisConn::connect(&config.redis).await?;
     let tasks = Tasks::new();
+    let okta = if config.okta.is_configured() {
+        let client = okta::OktaClient::new(&config.okta, options.clock.clone())?;
+        // Capabilities are learnt in the background: an Okta outage at start must not keep
+        // the broker (and its expiry of existing grants) from starting.
+        let probe = client.clone();
+        let cancel = tasks.cancel_token();
+        tasks.spawn("okta-capability-probe", async move {
+            probe.probe_until_known(cancel).await;
+        });
+        Some(client)
+    } else {
+        tracing::warn!("[okta] is not configured: grants and revocations cannot reach Okta");
+        None
+    };
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
         config: config.clone(),
@@ -96,6 +112,7 @@ pub async fn run_with(
         clock: options.clock,
         metrics: telemetry::metrics_handle(),
         tasks: tasks.clone(),
+        okta,
     };
     let app = http::router(state);
     let addr = listener.local_addr().map_err(RunError::Serve)?;

@@ -48,6 +48,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub metrics: PrometheusHandle,
     pub tasks: Tasks,
+    /// `None` when `[okta]` is not configured.
+    pub okta: Option<crate::okta::OktaClient>,
 }
 
 impl HasAuthenticator for AppState {

@@ -8,7 +8,8 @@
 //!
 //! What it must never do: hold its lock across an `.await`, lose a slot when a waiting caller is
 //! cancelled (a dropped [`Permit`] always gives its slot back), or busy-poll: when waiters are
-//! held back only by pacing, one timer wakes the queue at the earliest moment that can help.
+//! held back only by pacing, exactly one of them (the timer owner) sleeps until the earliest
+//! moment that can help and then re-runs the queue; no task is spawned for it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -37,13 +38,15 @@ struct State {
     waiters: BTreeMap<(u8, u64), Waiter>,
     buckets: HashMap<&'static str, Bucket>,
     offset: ClockOffset,
-    /// When the armed timer fires, if one is armed.
-    timer_at: Option<i64>,
+    /// The waiter that sleeps for the queue, and until when.
+    timer: Option<((u8, u64), i64)>,
 }
 
 struct Waiter {
     bucket: &'static str,
     tx: oneshot::Sender<Permit>,
+    /// Tells this waiter it now owns the timer.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// A slot in flight. Give it back with [`Permit::answered`]; dropping it (a cancelled call)
@@ -80,20 +83,52 @@ impl Admission {
 
     /// Waits for a slot for a request of `bucket` at priority `p`.
     pub async fn acquire(&self, p: Priority, bucket: &'static str) -> Permit {
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
+        let wake = Arc::new(tokio::sync::Notify::new());
         let key = {
             let mut st = self.lock();
             st.seq += 1;
             let key = (p.rank(), st.seq);
-            st.waiters.insert(key, Waiter { bucket, tx });
+            st.waiters.insert(
+                key,
+                Waiter {
+                    bucket,
+                    tx,
+                    wake: wake.clone(),
+                },
+            );
+            metrics::gauge!("jit_okta_queue_depth").set(st.waiters.len() as f64);
             key
         };
-        self.pump();
-        metrics::gauge!("jit_okta_queue_depth").set(self.lock().waiters.len() as f64);
-        // If this future is dropped while waiting, the guard takes the entry out; a permit
-        // already sent is dropped with `rx` and so returned.
+        // If this future is dropped while waiting, the guard takes the entry out (handing the
+        // timer to someone else); a permit already sent is dropped with `rx` and so returned.
         let guard = WaitGuard { adm: self, key };
-        let permit = rx.await;
+        self.pump();
+        let mut sleep_until: Option<i64> = None;
+        let permit = loop {
+            let timer = async {
+                match sleep_until {
+                    Some(at) => self.clock.sleep_until_ms(at).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                r = &mut rx => break r,
+                _ = wake.notified() => {
+                    sleep_until = self.lock().timer.filter(|(k, _)| *k == key).map(|(_, at)| at);
+                }
+                _ = timer => {
+                    sleep_until = None;
+                    {
+                        let mut st = self.lock();
+                        if st.timer.is_some_and(|(k, _)| k == key) {
+                            st.timer = None;
+                        }
+                    }
+                    self.pump();
+                }
+            }
+        };
         drop(guard);
         match permit {
             Ok(p) => p,
@@ -163,11 +198,18 @@ impl Admission {
                 out.push((w.tx, self.permit(w.bucket)));
             }
             metrics::gauge!("jit_okta_in_flight").set(st.in_flight as f64);
-            if st.in_flight < self.cap && !st.waiters.is_empty() {
+            if st.timer.is_some_and(|(k, _)| !st.waiters.contains_key(&k)) {
+                st.timer = None;
+            }
+            if st.in_flight < self.cap {
                 if let Some(at) = earliest {
-                    if st.timer_at.is_none_or(|t| t > at) {
-                        st.timer_at = Some(at);
-                        self.arm_timer(at);
+                    if st.timer.is_none_or(|(_, t)| t > at) {
+                        // Any live waiter will do; the head is the likeliest to stay.
+                        if let Some((k, w)) = st.waiters.iter().next() {
+                            let (k, wake) = (*k, w.wake.clone());
+                            st.timer = Some((k, at));
+                            wake.notify_one();
+                        }
                     }
                 }
             }
@@ -177,29 +219,6 @@ impl Admission {
         for (tx, permit) in out {
             drop(tx.send(permit));
         }
-    }
-
-    /// One short-lived timer task per distinct wake-up: it holds only a weak reference, does
-    /// no work of its own but re-running the queue, and ends when the client is dropped.
-    fn arm_timer(&self, at: i64) {
-        let me = self.me.clone();
-        let clock = self.clock.clone();
-        // A permit dropped while the runtime shuts down has nobody left to wake.
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        rt.spawn(async move {
-            clock.sleep_until_ms(at).await;
-            if let Some(adm) = me.upgrade() {
-                {
-                    let mut st = adm.lock();
-                    if st.timer_at == Some(at) {
-                        st.timer_at = None;
-                    }
-                }
-                adm.pump();
-            }
-        });
     }
 
     fn release(&self, bucket: &'static str, answer: Option<Answer<'_>>) {
@@ -264,7 +283,19 @@ struct WaitGuard<'a> {
 
 impl Drop for WaitGuard<'_> {
     fn drop(&mut self) {
-        self.adm.lock().waiters.remove(&self.key);
+        let owned_timer = {
+            let mut st = self.adm.lock();
+            st.waiters.remove(&self.key);
+            let owned = st.timer.is_some_and(|(k, _)| k == self.key);
+            if owned {
+                st.timer = None;
+            }
+            owned
+        };
+        if owned_timer {
+            // Somebody else must keep the queue's timer.
+            self.adm.pump();
+        }
     }
 }
 

@@ -54,6 +54,8 @@ pub(crate) struct Inner {
     page_size: u32,
     /// Set by the probe; writes the credential cannot make are refused before reaching Okta.
     capabilities: RwLock<Option<Capabilities>>,
+    /// Why the last probe failed, for `/readyz` (no credential can appear in it).
+    probe_error: RwLock<Option<String>>,
 }
 
 pub(crate) struct RetryPolicy {
@@ -111,6 +113,7 @@ impl OktaClient {
                 },
                 page_size: cfg.page_size.max(1),
                 capabilities: RwLock::new(None),
+                probe_error: RwLock::new(None),
             }),
         })
     }
@@ -122,6 +125,35 @@ impl OktaClient {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Why the last capability probe failed, if it did.
+    pub fn probe_error(&self) -> Option<String> {
+        self.inner
+            .probe_error
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Probes until it succeeds or `cancel` fires, backing off up to a minute: Okta may be
+    /// unreachable when the broker starts, and `/readyz` shows the last error meanwhile.
+    pub async fn probe_until_known(&self, cancel: tokio_util::sync::CancellationToken) {
+        let mut wait_ms: i64 = 1000;
+        loop {
+            match self.probe_capabilities().await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(error = %crate::error::chain(&e), "Okta capability probe failed; retrying");
+                }
+            }
+            let until = self.inner.clock.now_ms() + wait_ms;
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.inner.clock.sleep_until_ms(until) => {}
+            }
+            wait_ms = (wait_ms * 2).min(60_000);
+        }
     }
 
     /// Requests in flight to Okta right now from this client.

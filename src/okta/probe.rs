@@ -95,6 +95,17 @@ impl OktaClient {
     /// Reads the credential's roles and records what they allow; later writes the credential
     /// cannot make fail fast with [`OktaError::NotPermitted`].
     pub async fn probe_capabilities(&self) -> Result<Capabilities, OktaError> {
+        let result = self.probe().await;
+        *self
+            .inner
+            .probe_error
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) =
+            result.as_ref().err().map(|e| crate::error::chain(e));
+        result
+    }
+
+    async fn probe(&self) -> Result<Capabilities, OktaError> {
         let p = Priority::Read;
         let (principal, roles_url, template, scopes) = match &self.inner.credentials {
             Credentials::Ssws(_) => {

@@ -64,6 +64,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub scheduler: crate::scheduler::SchedulerConfig,
     pub policy: crate::policy::PolicyConfig,
+    pub okta: crate::okta::OktaConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -207,6 +208,7 @@ impl Config {
             &mut self.database.password,
             &self.database.password_file,
         )?;
+        self.okta.resolve_secrets()?;
         Ok(())
     }
 
@@ -284,6 +286,7 @@ impl Config {
                 ));
             }
         }
+        errors.extend(self.okta.validate());
         errors
     }
 }

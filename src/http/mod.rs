@@ -52,6 +52,8 @@ pub struct AppState {
     pub policy: crate::policy::PolicyHandle,
     /// `None` when Okta is not configured: the grants API answers 503 `okta_not_configured`.
     pub grants: Option<crate::grants::GrantService>,
+    /// `None` when `[okta]` is not configured.
+    pub okta: Option<crate::okta::OktaClient>,
 }
 
 impl HasAuthenticator for AppState {

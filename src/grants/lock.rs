@@ -13,9 +13,10 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::redis_conn::RedisConn;
 
-/// How long a holder keeps the lock at most: longer than the slowest Okta call sequence (the
-/// client's own timeouts and retries), so it does not run out while the holder works.
-pub const LOCK_TTL: Duration = Duration::from_secs(60);
+/// How long a holder keeps the lock at most. It bounds how long a crashed holder delays the
+/// next expiry of the same access, so it is not huge; an Okta call sequence that outlives it
+/// (every retry timing out) can overlap with the next holder, which re-reads state first.
+pub const LOCK_TTL: Duration = Duration::from_secs(90);
 /// How long a caller waits for the lock before giving up (retryable).
 pub const LOCK_WAIT: Duration = Duration::from_secs(20);
 

@@ -116,7 +116,12 @@ impl GrantService {
             .get_user(u, Priority::Grant)
             .await?
             .ok_or_else(|| GrantError::UnknownUser(u.to_string()))?;
-        if user.status != "ACTIVE" {
+        // Temporary states of an active account (password reset, lockout) still take grants;
+        // staged, suspended and deactivated accounts do not.
+        if !matches!(
+            user.status.as_str(),
+            "ACTIVE" | "RECOVERY" | "PASSWORD_EXPIRED" | "LOCKED_OUT"
+        ) {
             return Err(GrantError::UserNotActive {
                 user: u.to_string(),
                 status: user.status,
@@ -249,7 +254,10 @@ impl GrantService {
         )
         .await?;
         drop(conn);
-        let standing = holding.holds() && ours == 0;
+        // Access inherited through a group assignment cannot be removed per user: whatever our
+        // other grants did, it is standing for this one (nothing to take at expiry).
+        let inherited = matches!(holding, Holding::Yes { inherited: true, .. });
+        let standing = holding.holds() && (ours == 0 || inherited);
         // Record the decision before writing to Okta: a crash after the add must still know
         // whether the access was ours to remove.
         let won = repo::cas(

@@ -40,6 +40,9 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Grants: list, show, revoke.
+    #[command(subcommand)]
+    Grants(crate::grants::cli::GrantsCommand),
     /// Print the SHA-256 of a token read from standard input, for `auth.tokens[].sha256`.
     HashToken,
     /// Probe `GET /healthz` on the configured listen address; exit 0 when it answers 200.
@@ -79,6 +82,12 @@ pub const CLI_ENV_VARS: &[&str] = &[
     "JIT_AUDIT_FORMAT",
     "JIT_AUDIT_OUTPUT",
     "JIT_HEALTHCHECK_TIMEOUT",
+    "JIT_GRANTS_USER",
+    "JIT_GRANTS_RESOURCE",
+    "JIT_GRANTS_STATE",
+    "JIT_GRANTS_LIMIT",
+    "JIT_GRANTS_AFTER",
+    "JIT_GRANTS_REASON",
 ];
 
 /// Runs a parsed command line. Returns the process exit code.
@@ -117,6 +126,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store.migrate().await?;
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Grants(cmd) => {
+            let config = load(cli.config)?;
+            crate::grants::cli::run(config, cmd).await
         }
         Command::Audit(AuditCommand::Verify) => {
             let config = load(cli.config)?;
@@ -216,10 +229,22 @@ fn load(file: Option<PathBuf>) -> anyhow::Result<Config> {
 
 fn check_config(file: Option<PathBuf>) -> ExitCode {
     match Config::load(file.as_deref()) {
-        Ok(_) => {
-            println!("configuration is valid");
-            ExitCode::SUCCESS
-        }
+        Ok(config) => match config.policy.load() {
+            Ok(policy) => {
+                println!(
+                    "configuration is valid; policy has {} resource(s)",
+                    policy.resources.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("policy has {} problem(s):", errors.len());
+                for e in errors {
+                    eprintln!("  {e}");
+                }
+                ExitCode::from(1)
+            }
+        },
         Err(errors) => {
             eprintln!("configuration has {} problem(s):", errors.len());
             for e in errors {

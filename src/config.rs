@@ -64,6 +64,8 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub scheduler: crate::scheduler::SchedulerConfig,
+    pub policy: crate::policy::PolicyConfig,
+    pub okta: crate::okta::OktaConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,6 +219,7 @@ impl Config {
             &mut self.database.password,
             &self.database.password_file,
         )?;
+        self.okta.resolve_secrets()?;
         Ok(())
     }
 
@@ -295,6 +298,7 @@ impl Config {
             }
         }
         errors.extend(self.scheduler.validate());
+        errors.extend(self.okta.validate());
         errors
     }
 }

@@ -12,3 +12,6 @@ mod config;
 mod health;
 mod scheduler;
 mod shutdown;
+mod grants;
+mod grants_input;
+mod policy;

@@ -21,8 +21,8 @@ pub mod config;
 pub mod error;
 pub mod grants;
 pub mod http;
-pub mod policy;
 pub mod okta;
+pub mod policy;
 pub mod redis_conn;
 pub mod scheduler;
 pub mod store;
@@ -129,6 +129,17 @@ pub async fn run_with(
             config.scheduler.failed_retry_interval,
         )
     });
+    // The expiry worker runs only when there is a grants service to hand due grants to; without
+    // Okta nothing could be revoked, and /readyz says so.
+    let scheduler = grants.as_ref().map(|g| {
+        start_scheduler(
+            &config,
+            redis.clone(),
+            clock.clone(),
+            Arc::new(g.clone()),
+            &tasks,
+        )
+    });
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
         config: config.clone(),
@@ -140,6 +151,7 @@ pub async fn run_with(
         policy,
         grants,
         okta,
+        scheduler,
     };
     let app = http::router(state);
     let addr = listener.local_addr().map_err(RunError::Serve)?;
@@ -238,7 +250,9 @@ async fn start_policy(
                     tracing::warn!(error = %e, "policy not fully checked against Okta; starting anyway");
                 }
             }
-            Err(_) => tracing::warn!("Okta did not answer the policy check in time; starting anyway"),
+            Err(_) => {
+                tracing::warn!("Okta did not answer the policy check in time; starting anyway")
+            }
         }
     }
     tracing::info!(resources = loaded.resources.len(), "policy loaded");

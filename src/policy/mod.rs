@@ -22,7 +22,6 @@ use serde::{Deserialize, Serialize};
 pub use reload::PolicyHandle;
 pub use validate::{validate_resource, STANDARD_ROLE_TYPES};
 
-
 /// The `[policy]` config section.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -336,7 +335,10 @@ end_sessions_on_expiry = false
         let bad = GOOD.replace("jit_only", "jit_onyl");
         let errs = Policy::parse(&bad).unwrap_err();
         let text = errs[0].to_string();
-        assert!(text.contains("prod-db-admin") && text.contains("jit_onyl"), "{text}");
+        assert!(
+            text.contains("prod-db-admin") && text.contains("jit_onyl"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -62,7 +62,10 @@ pub async fn check(policy: &Policy, okta: &OktaClient) -> Result<(), Vec<PolicyE
                 Ok(Some(a)) => errors.push(PolicyError::invalid(
                     n,
                     "okta_id",
-                    format!("app {} ({}) is {}, not ACTIVE", r.okta_id, a.label, a.status),
+                    format!(
+                        "app {} ({}) is {}, not ACTIVE",
+                        r.okta_id, a.label, a.status
+                    ),
                 )),
                 Ok(None) => errors.push(PolicyError::invalid(
                     n,
@@ -75,7 +78,9 @@ pub async fn check(policy: &Policy, okta: &OktaClient) -> Result<(), Vec<PolicyE
             // no call to read a custom role or resource set, so those are checked at first use
             // (Okta answers 404/400 and the grant fails with the error kept).
             ResourceKind::OktaRole => {
-                let _ = r.role_target().unwrap_or(RoleTarget::Standard(String::new()));
+                let _ = r
+                    .role_target()
+                    .unwrap_or(RoleTarget::Standard(String::new()));
             }
         }
     }

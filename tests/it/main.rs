@@ -9,9 +9,9 @@ mod helpers;
 
 mod audit;
 mod config;
-mod health;
-mod scheduler;
-mod shutdown;
 mod grants;
 mod grants_input;
+mod health;
 mod policy;
+mod scheduler;
+mod shutdown;

@@ -40,8 +40,18 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Grants: list, show, revoke.
+    #[command(subcommand)]
+    Grants(crate::grants::cli::GrantsCommand),
     /// Print the SHA-256 of a token read from standard input, for `auth.tokens[].sha256`.
     HashToken,
+    /// Probe `GET /healthz` on the configured listen address; exit 0 when it answers 200.
+    /// For container HEALTHCHECKs: the runtime image has no curl.
+    Healthcheck {
+        /// Give up after this long.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration, env = "JIT_HEALTHCHECK_TIMEOUT")]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +81,13 @@ pub const CLI_ENV_VARS: &[&str] = &[
     "JIT_AUDIT_UNTIL",
     "JIT_AUDIT_FORMAT",
     "JIT_AUDIT_OUTPUT",
+    "JIT_HEALTHCHECK_TIMEOUT",
+    "JIT_GRANTS_USER",
+    "JIT_GRANTS_RESOURCE",
+    "JIT_GRANTS_STATE",
+    "JIT_GRANTS_LIMIT",
+    "JIT_GRANTS_AFTER",
+    "JIT_GRANTS_REASON",
 ];
 
 /// Runs a parsed command line. Returns the process exit code.
@@ -89,6 +106,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", crate::auth::hash_token(token));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Healthcheck { timeout } => {
+            let config = load(cli.config)?;
+            healthcheck(config.server.listen, timeout).await
+        }
         Command::Serve => {
             let config = load(cli.config)?;
             crate::telemetry::init_logging(&config.log);
@@ -105,6 +126,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store.migrate().await?;
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Grants(cmd) => {
+            let config = load(cli.config)?;
+            crate::grants::cli::run(config, cmd).await
         }
         Command::Audit(AuditCommand::Verify) => {
             let config = load(cli.config)?;
@@ -162,6 +187,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// GETs `/healthz` on the listen address, turning a wildcard bind into loopback.
+async fn healthcheck(
+    listen: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .context("building the HTTP client")?;
+    let url = format!("http://{addr}/healthz");
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => {
+            println!("ok: {url} answered {}", r.status());
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(r) => {
+            eprintln!("unhealthy: {url} answered {}", r.status());
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 fn load(file: Option<PathBuf>) -> anyhow::Result<Config> {
     Config::load(file.as_deref()).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
@@ -171,10 +229,22 @@ fn load(file: Option<PathBuf>) -> anyhow::Result<Config> {
 
 fn check_config(file: Option<PathBuf>) -> ExitCode {
     match Config::load(file.as_deref()) {
-        Ok(_) => {
-            println!("configuration is valid");
-            ExitCode::SUCCESS
-        }
+        Ok(config) => match config.policy.load() {
+            Ok(policy) => {
+                println!(
+                    "configuration is valid; policy has {} resource(s)",
+                    policy.resources.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("policy has {} problem(s):", errors.len());
+                for e in errors {
+                    eprintln!("  {e}");
+                }
+                ExitCode::from(1)
+            }
+        },
         Err(errors) => {
             eprintln!("configuration has {} problem(s):", errors.len());
             for e in errors {

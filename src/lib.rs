@@ -19,7 +19,10 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod grants;
 pub mod http;
+pub mod okta;
+pub mod policy;
 pub mod redis_conn;
 pub mod scheduler;
 pub mod store;
@@ -46,6 +49,10 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Redis(#[from] RedisError),
+    #[error("the policy is invalid:\n  {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
+    Policy(Vec<policy::PolicyError>),
+    #[error("the Okta client cannot be built")]
+    Okta(#[from] crate::okta::OktaError),
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
 }
@@ -87,14 +94,64 @@ pub async fn run_with(
     }
     let redis = RedisConn::connect(&config.redis).await?;
     let tasks = Tasks::new();
+    let okta = if config.okta.is_configured() {
+        let client = okta::OktaClient::new(&config.okta, options.clock.clone())?;
+        // Capabilities are learnt in the background: an Okta outage at start must not keep
+        // the broker (and its expiry of existing grants) from starting.
+        let probe = client.clone();
+        let cancel = tasks.cancel_token();
+        tasks.spawn("okta-capability-probe", async move {
+            probe.probe_until_known(cancel).await;
+        });
+        Some(client)
+    } else {
+        tracing::warn!("[okta] is not configured: grants and revocations cannot reach Okta");
+        None
+    };
+    let clock = options.clock;
+    let policy = match start_policy(&config, okta.as_ref()).await {
+        Ok(p) => p,
+        Err(e) => {
+            // The probe task is already running: stop it before reporting the failed start.
+            tasks.shutdown(config.server.shutdown_grace).await;
+            store.close().await;
+            return Err(e);
+        }
+    };
+    policy::reload::spawn_sighup_listener(&tasks, policy.clone(), okta.clone());
+    let grants = okta.clone().map(|okta| {
+        grants::GrantService::new(
+            store.clone(),
+            redis.clone(),
+            clock.clone(),
+            okta,
+            policy.clone(),
+            config.scheduler.failed_retry_interval,
+        )
+    });
+    // The expiry worker runs only when there is a grants service to hand due grants to; without
+    // Okta nothing could be revoked, and /readyz says so.
+    let scheduler = grants.as_ref().map(|g| {
+        start_scheduler(
+            &config,
+            redis.clone(),
+            clock.clone(),
+            Arc::new(g.clone()),
+            &tasks,
+        )
+    });
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
         config: config.clone(),
         store: store.clone(),
         redis,
-        clock: options.clock,
+        clock,
         metrics: telemetry::metrics_handle(),
         tasks: tasks.clone(),
+        policy,
+        grants,
+        okta,
+        scheduler,
     };
     let app = http::router(state);
     let addr = listener.local_addr().map_err(RunError::Serve)?;
@@ -104,12 +161,17 @@ pub async fn run_with(
     // axum drains in-flight requests; then tracked tasks get what is left of the grace period.
     let cancel = tasks.cancel_token();
     let grace = config.server.shutdown_grace;
+    let fired_at = Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
     let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutdown requested: draining");
-        cancel.cancel();
-        let _ = fired_tx.send(());
+    let signal = {
+        let fired_at = fired_at.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: draining");
+            let _ = fired_at.set(tokio::time::Instant::now());
+            cancel.cancel();
+            let _ = fired_tx.send(());
+        }
     };
     let serve = axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(signal)
@@ -129,7 +191,13 @@ pub async fn run_with(
             Ok(())
         }
     };
-    let left = tasks.shutdown(grace).await;
+    // Background tasks were cancelled with the signal and have been finishing alongside the
+    // requests; they get what is left of the same grace period, not a second one.
+    let left_of_grace = fired_at
+        .get()
+        .map(|t| grace.saturating_sub(t.elapsed()))
+        .unwrap_or(grace);
+    let left = tasks.shutdown(left_of_grace).await;
     store.close().await;
     if left.is_empty() {
         tracing::info!("stopped cleanly");
@@ -150,6 +218,48 @@ pub fn start_scheduler(
     let s = scheduler::Scheduler::new(redis, clock, config.scheduler.clone(), handler);
     s.spawn(tasks);
     s
+}
+
+/// How long the start waits for the policy's check against Okta before going on without it.
+const POLICY_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Loads the policy (offline checks) and, when Okta is configured, checks each resource there.
+/// A definite problem (a resource that does not exist, an `APP_GROUP`, a kind our credentials
+/// cannot change) stops the start; Okta being unreachable or slow only warns, so a flaky Okta
+/// never keeps the expiry worker from running (I1).
+async fn start_policy(
+    config: &Config,
+    okta: Option<&okta::OktaClient>,
+) -> Result<policy::PolicyHandle, RunError> {
+    let loaded = config.policy.load().map_err(RunError::Policy)?;
+    if let Some(client) = okta {
+        match tokio::time::timeout(POLICY_CHECK_TIMEOUT, policy::online::check(&loaded, client))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(errors)) => {
+                let definite: Vec<_> = errors
+                    .iter()
+                    .filter(|e| !matches!(e, policy::PolicyError::Unchecked { .. }))
+                    .cloned()
+                    .collect();
+                if !definite.is_empty() {
+                    return Err(RunError::Policy(definite));
+                }
+                for e in &errors {
+                    tracing::warn!(error = %e, "policy not fully checked against Okta; starting anyway");
+                }
+            }
+            Err(_) => {
+                tracing::warn!("Okta did not answer the policy check in time; starting anyway")
+            }
+        }
+    }
+    tracing::info!(resources = loaded.resources.len(), "policy loaded");
+    Ok(policy::PolicyHandle::new(
+        loaded,
+        config.policy.file.clone(),
+    ))
 }
 
 /// Resolves on SIGTERM or SIGINT: what `serve` passes as the shutdown future.

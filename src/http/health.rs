@@ -42,12 +42,24 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         failing.push("redis");
     }
     let shutting_down = state.tasks.is_shutting_down();
-    let body = json!({
+    let mut body = json!({
         "status": if failing.is_empty() && !shutting_down { "ready" } else { "unavailable" },
         "failing": failing,
         "checks": { "sql": sql, "redis": redis },
         "shutting_down": shutting_down,
     });
+    // Okta is reported, not required: an Okta outage must not take every replica out of
+    // rotation (requests, audit and approvals still work; revocations retry on their own).
+    if let Some(okta) = &state.okta {
+        body["okta"] = json!({
+            "capabilities": okta.capabilities(),
+            "probe_error": okta.probe_error(),
+            "in_flight": okta.in_flight(),
+            "queued": okta.queued(),
+        });
+    } else {
+        body["okta"] = json!("not configured");
+    }
     let status = if failing.is_empty() && !shutting_down {
         StatusCode::OK
     } else {

@@ -8,6 +8,7 @@
 //! bytes (I7), or log headers (they carry tokens and webhook secrets).
 
 pub mod audit;
+pub mod grants;
 pub mod health;
 
 use std::sync::Arc;
@@ -48,6 +49,13 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub metrics: PrometheusHandle,
     pub tasks: Tasks,
+    pub policy: crate::policy::PolicyHandle,
+    /// `None` when Okta is not configured: the grants API answers 503 `okta_not_configured`.
+    pub grants: Option<crate::grants::GrantService>,
+    /// `None` when `[okta]` is not configured.
+    pub okta: Option<crate::okta::OktaClient>,
+    /// The expiry worker; `None` when there is no grants service to hand due grants to.
+    pub scheduler: Option<crate::scheduler::Scheduler>,
 }
 
 impl HasAuthenticator for AppState {
@@ -78,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .merge(audit::routes())
+        .merge(grants::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))

@@ -1,0 +1,261 @@
+//! Ending access: expiry (called by the scheduler) and the second half of an early revoke.
+//!
+//! Why it exists: removal is where I4, I5 and I8 meet. Under the access lock the grant is
+//! re-read and the decision re-made on every attempt: standing access and access still needed by
+//! another live grant of ours are left alone; otherwise the access is removed, "already gone"
+//! counts as success, retryable Okta errors go back to the scheduler, and permanent ones move the
+//! grant to `failed` with the error kept, a metric and an `error!` log (the alert).
+//!
+//! What it must never do: remove access that another live grant or standing access explains, or
+//! report `Done` for a grant whose access may still be present.
+
+use serde_json::json;
+
+use super::error::GrantError;
+use super::lock::AccessLock;
+use super::model::{Grant, GrantState};
+use super::provision::{self, Removed};
+use super::repo::{self, Bind};
+use super::GrantService;
+use crate::okta::OktaError;
+use crate::scheduler::{BoxError, DueEntry, ExpiryHandler, ExpiryOutcome};
+
+pub const SCHEDULER_ACTOR: &str = "system:scheduler";
+
+/// The most entries one `due_entries` rebuild returns.
+const REBUILD_LIMIT: i64 = 1_000_000;
+
+impl GrantService {
+    /// Ends the grant's access if its time has come (or it is being revoked). Idempotent.
+    pub(crate) async fn end_access(&self, id: &str, actor: &str, attempt: u32) -> ExpiryOutcome {
+        match self.try_end_access(id, actor, attempt).await {
+            Ok(o) => o,
+            // Our own store or Redis failing is transient: the scheduler backs off and retries.
+            Err(e) => ExpiryOutcome::Retry {
+                error: crate::error::chain(&e),
+            },
+        }
+    }
+
+    async fn try_end_access(
+        &self,
+        id: &str,
+        actor: &str,
+        attempt: u32,
+    ) -> Result<ExpiryOutcome, GrantError> {
+        let Some(g) = repo::get(self.store(), id).await? else {
+            return Ok(ExpiryOutcome::Done);
+        };
+        match g.state {
+            GrantState::Revoked | GrantState::Requested => return Ok(ExpiryOutcome::Done),
+            GrantState::Provisioning | GrantState::Active => {
+                let now = self.clock().now_ms();
+                if g.expires_at > now {
+                    return Ok(ExpiryOutcome::Reschedule {
+                        due_ms: g.expires_at,
+                    });
+                }
+            }
+            GrantState::Revoking | GrantState::Failed => {}
+        }
+        let lock = AccessLock::acquire(self.redis(), &g.access_key(), self.clock()).await?;
+        let r = self.end_locked(id, actor, attempt).await;
+        lock.release().await;
+        r
+    }
+
+    async fn end_locked(
+        &self,
+        id: &str,
+        actor: &str,
+        attempt: u32,
+    ) -> Result<ExpiryOutcome, GrantError> {
+        let Some(mut g) = repo::get(self.store(), id).await? else {
+            return Ok(ExpiryOutcome::Done);
+        };
+        let now = self.clock().now_ms();
+        match g.state {
+            GrantState::Revoked | GrantState::Requested => return Ok(ExpiryOutcome::Done),
+            GrantState::Provisioning | GrantState::Active => {
+                if g.expires_at > now {
+                    return Ok(ExpiryOutcome::Reschedule {
+                        due_ms: g.expires_at,
+                    });
+                }
+                // Conditional on the version we read: an extension that committed first wins,
+                // and we come back with Reschedule on the next call.
+                let won = self
+                    .transition(
+                        &g,
+                        "state = 'revoking', ended_by = $3, end_reason = $4",
+                        vec![Bind::S(actor.into()), Bind::S("expired".into())],
+                        actor,
+                        "grant.revoking",
+                        json!({ "reason": "expired", "was": g.state.as_str(), "expires_at": g.expires_at }),
+                    )
+                    .await?;
+                if !won {
+                    return Ok(ExpiryOutcome::Retry {
+                        error: "grant changed concurrently".into(),
+                    });
+                }
+                g = self.get(id).await?;
+            }
+            GrantState::Revoking | GrantState::Failed => {}
+        }
+        let outcome = match g.standing {
+            // Never got as far as Okta: nothing of ours is there.
+            None => "never_provisioned",
+            Some(true) => "kept_standing",
+            Some(false) => {
+                let mut conn = self.store().pool().acquire().await?;
+                let others = repo::count_ours(
+                    &mut conn,
+                    &g,
+                    &[GrantState::Provisioning, GrantState::Active],
+                )
+                .await?;
+                drop(conn);
+                if others > 0 {
+                    "kept_shared"
+                } else {
+                    match self.remove(&g).await {
+                        Ok(r) => r.as_str(),
+                        Err(e) => return self.on_error(&g, e, attempt).await,
+                    }
+                }
+            }
+        };
+        let now = self.clock().now_ms();
+        let won = self
+            .transition(
+                &g,
+                "state = 'revoked', ended_at = $3, last_error = NULL, next_retry_at = NULL",
+                vec![Bind::I(now)],
+                actor,
+                "grant.revoked",
+                json!({ "okta_change": outcome, "was": g.state.as_str(), "attempt": attempt }),
+            )
+            .await?;
+        if !won {
+            return Ok(ExpiryOutcome::Retry {
+                error: "grant changed concurrently".into(),
+            });
+        }
+        self.count("revoked");
+        metrics::histogram!("jit_grant_revoke_lag_seconds")
+            .record(((now - g.expires_at).max(0) as f64) / 1000.0);
+        Ok(ExpiryOutcome::Done)
+    }
+
+    async fn remove(&self, g: &Grant) -> Result<Removed, OktaError> {
+        let r = provision::remove(self.okta(), g).await?;
+        if g.end_sessions {
+            provision::end_sessions(self.okta(), g).await?;
+        }
+        Ok(r)
+    }
+
+    async fn on_error(
+        &self,
+        g: &Grant,
+        e: OktaError,
+        attempt: u32,
+    ) -> Result<ExpiryOutcome, GrantError> {
+        let msg = crate::error::chain(&e);
+        if e.is_retryable() {
+            let mut conn = self.store().pool().acquire().await?;
+            repo::cas(
+                &mut conn,
+                &g.id,
+                g.version,
+                "attempts = attempts + 1, last_error = $3",
+                vec![Bind::S(msg.clone())],
+            )
+            .await?;
+            tracing::warn!(grant = %g.id, attempt, error = %msg, "revocation failed; will retry");
+            return Ok(ExpiryOutcome::Retry { error: msg });
+        }
+        self.record_failure(g, &msg, e.error_code()).await?;
+        Ok(ExpiryOutcome::Failed)
+    }
+
+    /// Moves the grant to `failed` (or, if it already is, sets its next retry), keeping `msg`.
+    async fn record_failure(
+        &self,
+        g: &Grant,
+        msg: &str,
+        code: Option<&str>,
+    ) -> Result<(), GrantError> {
+        let now = self.clock().now_ms();
+        let next = now.saturating_add(self.failed_retry_ms());
+        if g.state == GrantState::Failed {
+            let mut conn = self.store().pool().acquire().await?;
+            repo::cas(
+                &mut conn,
+                &g.id,
+                g.version,
+                "attempts = attempts + 1, last_error = $3, next_retry_at = $4",
+                vec![Bind::S(msg.to_string()), Bind::I(next)],
+            )
+            .await?;
+            tracing::error!(grant = %g.id, error = %msg, "failed grant still cannot be revoked");
+            return Ok(());
+        }
+        let won = self
+            .transition(
+                g,
+                "state = 'failed', last_error = $3, next_retry_at = $4, attempts = attempts + 1",
+                vec![Bind::S(msg.to_string()), Bind::I(next)],
+                SCHEDULER_ACTOR,
+                "grant.failed",
+                json!({ "phase": "revoke", "error": msg, "error_code": code, "next_retry_at": next }),
+            )
+            .await?;
+        if won {
+            self.alert_failed(&g.id, msg);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn alert_failed(&self, id: &str, msg: &str) {
+        metrics::counter!("jit_grants_failed_total").increment(1);
+        self.count("failed");
+        tracing::error!(grant = %id, error = %msg, alert = true, "grant FAILED: access may remain in Okta; operator action needed");
+    }
+}
+
+#[async_trait::async_trait]
+impl ExpiryHandler for GrantService {
+    async fn expire(&self, grant_id: &str, attempt: u32) -> ExpiryOutcome {
+        self.end_access(grant_id, SCHEDULER_ACTOR, attempt).await
+    }
+
+    async fn give_up(&self, grant_id: &str, error: &str) -> Result<(), BoxError> {
+        let Some(g) = repo::get(self.store(), grant_id).await? else {
+            return Ok(());
+        };
+        if g.state == GrantState::Revoked || g.state == GrantState::Requested {
+            return Ok(());
+        }
+        self.record_failure(&g, &format!("retries exhausted: {error}"), None)
+            .await
+            .map_err(|e| Box::new(e) as BoxError)
+    }
+
+    async fn due_entries(&self) -> Result<Vec<DueEntry>, BoxError> {
+        let rows = repo::due_entries(self.store(), None, REBUILD_LIMIT).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(grant_id, due_ms)| DueEntry { grant_id, due_ms })
+            .collect())
+    }
+
+    async fn overdue(&self, now_ms: i64, limit: u32) -> Result<Vec<DueEntry>, BoxError> {
+        let rows = repo::due_entries(self.store(), Some(now_ms), i64::from(limit)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(grant_id, due_ms)| DueEntry { grant_id, due_ms })
+            .collect())
+    }
+}

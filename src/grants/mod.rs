@@ -1,0 +1,98 @@
+//! Grants: time-bounded Okta access for one user (flows 4 and 5; invariants I2, I4, I5, I6, I8).
+//!
+//! Why it exists: this is where access is given and taken. [`GrantService`] creates, extends and
+//! revokes grants ([`service`]) and implements the scheduler's [`crate::scheduler::ExpiryHandler`]
+//! ([`handler`]); [`provision`] talks to Okta, [`repo`] to SQL, [`lock`] to Redis.
+//!
+//! What it must never do: call Okta for a grant that is not yet durable and scheduled, or take
+//! access it did not give (see the module docs of `service` and `handler`).
+
+pub mod cli;
+pub mod error;
+pub mod handler;
+pub mod lock;
+pub mod model;
+pub mod provision;
+pub mod repo;
+pub mod service;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::GrantError;
+pub use model::{Grant, GrantState};
+pub use service::CreateGrant;
+
+use crate::clock::Clock;
+use crate::okta::OktaClient;
+use crate::policy::PolicyHandle;
+use crate::redis_conn::RedisConn;
+use crate::scheduler::ExpiryIndex;
+use crate::store::Store;
+
+/// Cheap to clone: one shared inner.
+#[derive(Clone)]
+pub struct GrantService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    redis: RedisConn,
+    clock: Clock,
+    okta: OktaClient,
+    index: ExpiryIndex,
+    policy: PolicyHandle,
+    failed_retry_interval: Duration,
+}
+
+impl GrantService {
+    pub fn new(
+        store: Store,
+        redis: RedisConn,
+        clock: Clock,
+        okta: OktaClient,
+        policy: PolicyHandle,
+        failed_retry_interval: Duration,
+    ) -> Self {
+        let index = ExpiryIndex::new(redis.clone());
+        GrantService {
+            inner: Arc::new(Inner {
+                store,
+                redis,
+                clock,
+                okta,
+                index,
+                policy,
+                failed_retry_interval,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+    pub fn redis(&self) -> &RedisConn {
+        &self.inner.redis
+    }
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+    pub fn okta(&self) -> &OktaClient {
+        &self.inner.okta
+    }
+    pub fn index(&self) -> &ExpiryIndex {
+        &self.inner.index
+    }
+    pub fn policy(&self) -> &PolicyHandle {
+        &self.inner.policy
+    }
+    fn failed_retry_ms(&self) -> i64 {
+        i64::try_from(self.inner.failed_retry_interval.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Counts transitions by target state (`jit_grants_total{state}`).
+    pub(crate) fn count(&self, state: &'static str) {
+        metrics::counter!("jit_grants_total", "state" => state).increment(1);
+    }
+}

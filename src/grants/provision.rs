@@ -1,0 +1,177 @@
+//! The Okta side of a grant: is the access there, add it, remove it.
+//!
+//! Why it exists: the three resource kinds differ in every call (membership, app assignment,
+//! role assignment with its own id); the service above decides *whether* to call, this module
+//! only knows *how*. Adds use `Priority::Grant`, removals `Priority::Revoke` (the client serves
+//! revocations first under rate limits).
+//!
+//! What it must never do: decide on standing access or overlapping grants (the service does, under
+//! the access lock), or treat "already gone" as a failure (I4).
+
+use crate::grants::model::Grant;
+use crate::okta::{OktaClient, OktaError, Priority, Removal, RoleSpec};
+use crate::policy::{ResourceKind, RoleTarget};
+
+/// Whether the user holds the access right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holding {
+    No,
+    Yes {
+        /// For roles: the assignment found.
+        role_assignment_id: Option<String>,
+        /// App access through a group assignment: cannot be removed per user.
+        inherited: bool,
+    },
+}
+
+impl Holding {
+    pub fn holds(&self) -> bool {
+        matches!(self, Holding::Yes { .. })
+    }
+}
+
+/// What a removal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removed {
+    Removed,
+    AlreadyGone,
+}
+
+impl Removed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Removed::Removed => "removed",
+            Removed::AlreadyGone => "already_gone",
+        }
+    }
+}
+
+fn role_spec(t: &RoleTarget) -> RoleSpec {
+    match t {
+        RoleTarget::Standard(role_type) => RoleSpec::Standard {
+            role_type: role_type.clone(),
+        },
+        RoleTarget::Custom {
+            role_id,
+            resource_set,
+        } => RoleSpec::Custom {
+            role_id: role_id.clone(),
+            resource_set: resource_set.clone(),
+        },
+    }
+}
+
+/// The user's active assignment of the grant's role, if any.
+async fn find_role(okta: &OktaClient, g: &Grant, p: Priority) -> Result<Option<String>, OktaError> {
+    let Some(target) = g.role_target() else {
+        return Ok(None);
+    };
+    let roles = okta.list_user_roles(&g.user_id, p).await?;
+    Ok(roles
+        .into_iter()
+        .find(|r| match &target {
+            RoleTarget::Standard(t) => &r.role_type == t,
+            RoleTarget::Custom {
+                role_id,
+                resource_set,
+            } => {
+                r.role_id.as_deref() == Some(role_id.as_str())
+                    && r.resource_set.as_deref() == Some(resource_set.as_str())
+            }
+        })
+        .map(|r| r.id))
+}
+
+pub async fn current(okta: &OktaClient, g: &Grant) -> Result<Holding, OktaError> {
+    let p = Priority::Grant;
+    Ok(match g.kind {
+        ResourceKind::OktaGroup => {
+            if okta.is_group_member(&g.okta_id, &g.user_id, p).await? {
+                Holding::Yes {
+                    role_assignment_id: None,
+                    inherited: false,
+                }
+            } else {
+                Holding::No
+            }
+        }
+        ResourceKind::OktaApp => match okta.get_app_user(&g.okta_id, &g.user_id, p).await? {
+            Some(au) => Holding::Yes {
+                role_assignment_id: None,
+                inherited: au.scope.eq_ignore_ascii_case("GROUP"),
+            },
+            None => Holding::No,
+        },
+        ResourceKind::OktaRole => match find_role(okta, g, p).await? {
+            Some(id) => Holding::Yes {
+                role_assignment_id: Some(id),
+                inherited: false,
+            },
+            None => Holding::No,
+        },
+    })
+}
+
+/// Adds the access. Returns the role assignment id for roles.
+pub async fn add(okta: &OktaClient, g: &Grant) -> Result<Option<String>, OktaError> {
+    let p = Priority::Grant;
+    match g.kind {
+        ResourceKind::OktaGroup => {
+            okta.add_group_member(&g.okta_id, &g.user_id, p).await?;
+            Ok(None)
+        }
+        ResourceKind::OktaApp => {
+            okta.assign_app_user(&g.okta_id, &g.user_id, p).await?;
+            Ok(None)
+        }
+        ResourceKind::OktaRole => {
+            let Some(target) = g.role_target() else {
+                return Ok(None);
+            };
+            let a = okta.assign_role(&g.user_id, &role_spec(&target), p).await?;
+            Ok(Some(a.id))
+        }
+    }
+}
+
+/// Removes the access; a 404 (user deleted, membership gone) counts as gone (I4).
+pub async fn remove(okta: &OktaClient, g: &Grant) -> Result<Removed, OktaError> {
+    let p = Priority::Revoke;
+    let r = match g.kind {
+        ResourceKind::OktaGroup => okta.remove_group_member(&g.okta_id, &g.user_id, p).await,
+        ResourceKind::OktaApp => okta.unassign_app_user(&g.okta_id, &g.user_id, p).await,
+        ResourceKind::OktaRole => {
+            let id = match &g.role_assignment_id {
+                Some(id) => Some(id.clone()),
+                // Crashed between Okta's answer and our record: find it.
+                None => match find_role(okta, g, p).await {
+                    Ok(id) => id,
+                    Err(e) if is_not_found(&e) => None,
+                    Err(e) => return Err(e),
+                },
+            };
+            match id {
+                Some(id) => okta.unassign_role(&g.user_id, &id, p).await,
+                None => Ok(Removal::AlreadyGone),
+            }
+        }
+    };
+    match r {
+        Ok(Removal::Removed) => Ok(Removed::Removed),
+        Ok(Removal::AlreadyGone) => Ok(Removed::AlreadyGone),
+        Err(e) if is_not_found(&e) => Ok(Removed::AlreadyGone),
+        Err(e) => Err(e),
+    }
+}
+
+/// Ends the user's Okta sessions; a deleted user has none.
+pub async fn end_sessions(okta: &OktaClient, g: &Grant) -> Result<(), OktaError> {
+    match okta.end_sessions(&g.user_id, Priority::Revoke).await {
+        Err(e) if is_not_found(&e) => Ok(()),
+        r => r,
+    }
+}
+
+pub fn is_not_found(e: &OktaError) -> bool {
+    matches!(e, OktaError::Api { status, .. } if *status == 404)
+}

@@ -1,0 +1,451 @@
+//! Creating, extending and revoking grants (flow 4).
+//!
+//! Why it exists: the order of steps is the safety argument. A grant row with its provisional
+//! expiry is committed and scheduled in the expiry index *before* Okta is asked to add access
+//! (I2); the look-at-Okta/decide/call/record sequence runs under the per-(user, access) lock so
+//! overlapping grants are counted correctly (I5); every state change commits with its audit entry
+//! (I6) as a compare-and-set on the row's version.
+//!
+//! What it must never do: hold a SQL transaction across an Okta call, call Okta before the grant
+//! is durable and scheduled, or change anything when the input is invalid.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::error::GrantError;
+use super::lock::AccessLock;
+use super::model::{Grant, GrantState};
+use super::provision::{self, Holding};
+use super::repo::{self, Bind};
+use super::GrantService;
+use crate::audit::{self, NewEntry};
+use crate::clock::ms_to_datetime;
+use crate::okta::{OktaError, Priority};
+use crate::policy::parse_duration;
+
+/// A direct grant (admin API, or an approved request).
+#[derive(Debug, Clone)]
+pub struct CreateGrant {
+    /// Okta user id or login.
+    pub user: String,
+    pub resource: String,
+    /// `1h`, `90m`; `None` → the resource's default.
+    pub duration: Option<String>,
+    pub reason: Option<String>,
+    pub request_id: Option<String>,
+}
+
+const MAX_REASON: usize = 1000;
+
+fn fmt_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+impl GrantService {
+    /// Commits `set` on `g` (compare-and-set on its version) with one audit entry. Returns whether
+    /// this caller won the race.
+    pub(crate) async fn transition(
+        &self,
+        g: &Grant,
+        set: &str,
+        binds: Vec<Bind>,
+        actor: &str,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<bool, GrantError> {
+        let mut tx = self.store().begin().await?;
+        let won = repo::cas(tx.conn(), &g.id, g.version, set, binds).await?;
+        if !won {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        audit::append(
+            &mut tx,
+            self.clock(),
+            NewEntry::new(actor, action, g.subject(), details),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Grant, GrantError> {
+        repo::get(self.store(), id)
+            .await?
+            .ok_or_else(|| GrantError::NotFound(id.to_string()))
+    }
+
+    pub async fn list(&self, f: &repo::ListFilter) -> Result<Vec<Grant>, GrantError> {
+        Ok(repo::list(self.store(), f).await?)
+    }
+
+    /// Validates, records, schedules, then provisions. Invalid input changes nothing.
+    pub async fn create(&self, actor: &str, req: CreateGrant) -> Result<Grant, GrantError> {
+        let policy = self.policy().current();
+        let res = policy
+            .get(&req.resource)
+            .ok_or_else(|| GrantError::UnknownResource(req.resource.clone()))?;
+        let duration = match &req.duration {
+            Some(s) => parse_duration(s).map_err(GrantError::InvalidDuration)?,
+            None => res.default_duration,
+        };
+        if duration > res.max_duration {
+            return Err(GrantError::DurationTooLong {
+                requested: fmt_duration(duration),
+                max: fmt_duration(res.max_duration),
+            });
+        }
+        let reason = req.reason.as_deref().unwrap_or("").trim().to_string();
+        if res.require_reason && reason.is_empty() {
+            return Err(GrantError::ReasonRequired(res.name.clone()));
+        }
+        if reason.len() > MAX_REASON {
+            return Err(GrantError::InvalidInput(format!(
+                "reason is longer than {MAX_REASON} bytes"
+            )));
+        }
+        let u = req.user.trim();
+        if u.is_empty() || u.len() > 255 || u.chars().any(|c| c.is_control() || c == '/') {
+            return Err(GrantError::InvalidInput(
+                "user must be an Okta user id or login".into(),
+            ));
+        }
+        let user = self
+            .okta()
+            .get_user(u, Priority::Grant)
+            .await?
+            .ok_or_else(|| GrantError::UnknownUser(u.to_string()))?;
+        // Temporary states of an active account (password reset, lockout) still take grants;
+        // staged, suspended and deactivated accounts do not.
+        if !matches!(
+            user.status.as_str(),
+            "ACTIVE" | "RECOVERY" | "PASSWORD_EXPIRED" | "LOCKED_OUT"
+        ) {
+            return Err(GrantError::UserNotActive {
+                user: u.to_string(),
+                status: user.status,
+            });
+        }
+        let now = self.clock().now_ms();
+        let duration_ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        let g = Grant {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user.id.clone(),
+            user_login: user.login.clone(),
+            resource: res.name.clone(),
+            kind: res.kind,
+            okta_id: res.okta_id.clone(),
+            resource_set: res.resource_set.clone(),
+            state: GrantState::Provisioning,
+            standing: None,
+            duration_ms,
+            reason: reason.clone(),
+            requested_by: actor.to_string(),
+            request_id: req.request_id.clone(),
+            end_sessions: res.end_sessions_on_expiry,
+            created_at: now,
+            activated_at: None,
+            // Provisional: if we crash before activation, the grant is still expired (I2).
+            expires_at: now.saturating_add(duration_ms),
+            ended_at: None,
+            role_assignment_id: None,
+            last_error: None,
+            next_retry_at: None,
+            attempts: 0,
+            ended_by: None,
+            end_reason: None,
+            version: 0,
+        };
+        let mut tx = self.store().begin().await?;
+        repo::insert(&mut tx, &g).await?;
+        audit::append(
+            &mut tx,
+            self.clock(),
+            NewEntry::new(
+                actor,
+                "grant.provisioning",
+                g.subject(),
+                json!({
+                    "user_id": g.user_id, "user_login": g.user_login, "resource": g.resource,
+                    "kind": g.kind.as_str(), "okta_id": g.okta_id, "duration_ms": duration_ms,
+                    "reason": reason, "request_id": g.request_id,
+                    "provisional_expires_at": g.expires_at,
+                }),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        self.count("provisioning");
+        if let Err(e) = self.index().schedule(&g.id, g.expires_at).await {
+            self.abort(&g, "the expiry could not be scheduled").await;
+            return Err(e.into());
+        }
+        self.activate(&g.id, actor).await
+    }
+
+    /// Ends a grant that never reached Okta (nothing was written there).
+    async fn abort(&self, g: &Grant, why: &str) {
+        let now = self.clock().now_ms();
+        let r = self
+            .transition(
+                g,
+                "state = 'revoked', ended_at = $3, end_reason = $4",
+                vec![Bind::I(now), Bind::S(why.to_string())],
+                "system:broker",
+                "grant.aborted",
+                json!({ "reason": why }),
+            )
+            .await;
+        if let Err(e) = r {
+            // The sweep still finds it (provisioning, standing unknown) and ends it.
+            tracing::error!(grant = %g.id, error = %crate::error::chain(&e), "cannot abort grant");
+        }
+        let _ = self.index().unschedule(&g.id).await;
+    }
+
+    /// Provisioning: under the access lock, look at Okta, record the standing decision, add the
+    /// access if needed, then mark the grant active with expiry counted from now.
+    async fn activate(&self, id: &str, actor: &str) -> Result<Grant, GrantError> {
+        let g = self.get(id).await?;
+        let lock = match AccessLock::acquire(self.redis(), &g.access_key(), self.clock()).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.abort(&g, "the access lock could not be taken").await;
+                return Err(e.into());
+            }
+        };
+        let r = self.activate_locked(id, actor).await;
+        lock.release().await;
+        let g = r?;
+        if g.state == GrantState::Active {
+            // The provisional entry is earlier and would only be rescheduled, so a failure here
+            // is safe; the periodic rebuild repairs the index.
+            if let Err(e) = self.index().schedule(&g.id, g.expires_at).await {
+                tracing::warn!(grant = %g.id, error = %e, "cannot reschedule after activation");
+            }
+        }
+        Ok(g)
+    }
+
+    async fn activate_locked(&self, id: &str, actor: &str) -> Result<Grant, GrantError> {
+        let g = self.get(id).await?;
+        if g.state != GrantState::Provisioning {
+            return Ok(g);
+        }
+        let holding = match provision::current(self.okta(), &g).await {
+            Ok(h) => h,
+            Err(e) => {
+                self.abort(&g, &format!("cannot read the access in Okta: {e}"))
+                    .await;
+                return Err(e.into());
+            }
+        };
+        let mut conn = self.store().pool().acquire().await?;
+        let ours = repo::count_ours(
+            &mut conn,
+            &g,
+            &[
+                GrantState::Provisioning,
+                GrantState::Active,
+                GrantState::Revoking,
+                GrantState::Failed,
+            ],
+        )
+        .await?;
+        drop(conn);
+        // Access inherited through a group assignment cannot be removed per user: whatever our
+        // other grants did, it is standing for this one (nothing to take at expiry).
+        let inherited = matches!(
+            holding,
+            Holding::Yes {
+                inherited: true,
+                ..
+            }
+        );
+        let standing = holding.holds() && (ours == 0 || inherited);
+        // Record the decision before writing to Okta: a crash after the add must still know
+        // whether the access was ours to remove.
+        let won = repo::cas(
+            &mut *self.store().pool().acquire().await?,
+            &g.id,
+            g.version,
+            "standing = $3",
+            vec![Bind::I(i64::from(standing))],
+        )
+        .await?;
+        if !won {
+            return self.get(id).await;
+        }
+        let g = self.get(id).await?;
+        let (change, role_id) = match &holding {
+            Holding::No => match provision::add(self.okta(), &g).await {
+                Ok(role_id) => ("added", role_id),
+                Err(e) => {
+                    self.fail_provisioning(&g, &e).await?;
+                    return Err(e.into());
+                }
+            },
+            Holding::Yes {
+                role_assignment_id,
+                inherited,
+            } => {
+                let change = match (standing, inherited) {
+                    (true, true) => "already_present_inherited",
+                    (true, false) => "already_present_standing",
+                    (false, _) => "already_present_shared",
+                };
+                (change, role_assignment_id.clone())
+            }
+        };
+        let now = self.clock().now_ms();
+        let expires_at = now.saturating_add(g.duration_ms);
+        let won = self
+            .transition(
+                &g,
+                "state = 'active', activated_at = $3, expires_at = $4, role_assignment_id = $5",
+                vec![Bind::I(now), Bind::I(expires_at), Bind::OS(role_id.clone())],
+                actor,
+                "grant.activated",
+                json!({
+                    "standing": standing, "okta_change": change,
+                    "role_assignment_id": role_id, "expires_at": expires_at,
+                }),
+            )
+            .await?;
+        if won {
+            self.count("active");
+        }
+        // Lost: an early revoke or expiry moved it meanwhile; it removes what we added once it
+        // gets the lock we still hold.
+        self.get(id).await
+    }
+
+    async fn fail_provisioning(&self, g: &Grant, e: &OktaError) -> Result<(), GrantError> {
+        let now = self.clock().now_ms();
+        let msg = crate::error::chain(e);
+        // The add may have happened (a timeout): clean up now, through the expiry path.
+        let won = self
+            .transition(
+                g,
+                "state = 'failed', last_error = $3, next_retry_at = $4",
+                vec![Bind::S(msg.clone()), Bind::I(now)],
+                "system:broker",
+                "grant.failed",
+                json!({ "phase": "provisioning", "error": msg, "error_code": e.error_code() }),
+            )
+            .await?;
+        if won {
+            self.alert_failed(&g.id, &msg);
+            if let Err(se) = self.index().schedule(&g.id, now).await {
+                tracing::warn!(grant = %g.id, error = %se, "cannot schedule cleanup");
+            }
+        }
+        Ok(())
+    }
+
+    /// Extends an active grant by `duration`. One compare-and-set; access is never touched.
+    /// The new expiry may not pass now + the resource's `max_duration`.
+    pub async fn extend(&self, actor: &str, id: &str, duration: &str) -> Result<Grant, GrantError> {
+        let d = parse_duration(duration).map_err(GrantError::InvalidDuration)?;
+        let g = self.get(id).await?;
+        if g.state != GrantState::Active {
+            return Err(GrantError::NotActive(g.state.as_str()));
+        }
+        let policy = self.policy().current();
+        let res = policy
+            .get(&g.resource)
+            .ok_or_else(|| GrantError::UnknownResource(g.resource.clone()))?;
+        let now = self.clock().now_ms();
+        let d_ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let new_expiry = g.expires_at.saturating_add(d_ms);
+        let max_ms = i64::try_from(res.max_duration.as_millis()).unwrap_or(i64::MAX);
+        let latest = now.saturating_add(max_ms);
+        if new_expiry > latest {
+            return Err(GrantError::ExtensionTooLong {
+                latest: ms_to_datetime(latest).to_rfc3339(),
+                max: fmt_duration(res.max_duration),
+            });
+        }
+        let won = self
+            .transition(
+                &g,
+                "expires_at = $3, duration_ms = duration_ms + $4",
+                vec![Bind::I(new_expiry), Bind::I(d_ms)],
+                actor,
+                "grant.extended",
+                json!({ "from": g.expires_at, "to": new_expiry, "by_ms": d_ms }),
+            )
+            .await?;
+        if !won {
+            return Err(GrantError::Conflict);
+        }
+        // The old entry is earlier; if this fails the handler answers Reschedule when it fires.
+        if let Err(e) = self.index().schedule(&g.id, new_expiry).await {
+            tracing::warn!(grant = %g.id, error = %e, "cannot reschedule after extension");
+        }
+        self.get(id).await
+    }
+
+    /// Early revoke: marks the grant `revoking` (durably, scheduled now), then removes the
+    /// access through the same path as expiry. Revoking a revoked grant is a no-op.
+    pub async fn revoke(&self, actor: &str, id: &str, reason: &str) -> Result<Grant, GrantError> {
+        if reason.len() > MAX_REASON {
+            return Err(GrantError::InvalidInput(format!(
+                "reason is longer than {MAX_REASON} bytes"
+            )));
+        }
+        for _ in 0..5 {
+            let g = self.get(id).await?;
+            let now = self.clock().now_ms();
+            let won = match g.state {
+                GrantState::Revoked => return Ok(g),
+                GrantState::Revoking | GrantState::Failed => true,
+                GrantState::Requested => {
+                    let won = self
+                        .transition(
+                            &g,
+                            "state = 'revoked', ended_at = $3, ended_by = $4, end_reason = $5",
+                            vec![Bind::I(now), Bind::S(actor.into()), Bind::S(reason.into())],
+                            actor,
+                            "grant.revoked",
+                            json!({ "reason": reason, "okta_change": "none" }),
+                        )
+                        .await?;
+                    if won {
+                        return self.get(id).await;
+                    }
+                    false
+                }
+                GrantState::Provisioning | GrantState::Active => {
+                    self.transition(
+                        &g,
+                        "state = 'revoking', expires_at = $3, ended_by = $4, end_reason = $5",
+                        vec![
+                            Bind::I(now.min(g.expires_at)),
+                            Bind::S(actor.into()),
+                            Bind::S(reason.into()),
+                        ],
+                        actor,
+                        "grant.revoking",
+                        json!({ "reason": reason, "was": g.state.as_str(), "expires_at": g.expires_at }),
+                    )
+                    .await?
+                }
+            };
+            if !won {
+                continue;
+            }
+            // Durable and indexed before Okta is called: a crash here is finished by the worker.
+            if let Err(e) = self.index().schedule(id, now).await {
+                tracing::warn!(grant = %id, error = %e, "cannot schedule revocation");
+            }
+            let outcome = self.end_access(id, actor, 0).await;
+            if matches!(outcome, crate::scheduler::ExpiryOutcome::Done) {
+                let _ = self.index().unschedule(id).await;
+            }
+            return self.get(id).await;
+        }
+        Err(GrantError::Conflict)
+    }
+}

@@ -1,0 +1,207 @@
+//! `/v1/grants…`: create (admin), list and read, extend (admin), revoke (holder, approver,
+//! admin). Thin: parse, check the role, call [`crate::grants::GrantService`].
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::grants::repo::ListFilter;
+use crate::grants::{CreateGrant, Grant, GrantError, GrantService, GrantState};
+
+const MAX_LIMIT: i64 = 500;
+const DEFAULT_LIMIT: i64 = 100;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/grants", post(create).get(list))
+        .route("/v1/grants/{id}", get(show))
+        .route("/v1/grants/{id}/extend", post(extend))
+        .route("/v1/grants/{id}/revoke", post(revoke))
+}
+
+fn service(state: &AppState) -> Result<&GrantService, ApiError> {
+    state
+        .grants
+        .as_ref()
+        .ok_or_else(|| GrantError::OktaNotConfigured.into())
+}
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(t)| t)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))
+}
+
+fn valid_id(id: &str) -> Result<(), ApiError> {
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(ApiError::not_found(format!("no grant `{id}`")));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    pub user: String,
+    pub resource: String,
+    #[serde(default)]
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    b: Result<Json<CreateBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Grant>), ApiError> {
+    caller.require_any(&[Role::Admin])?;
+    let svc = service(&state)?;
+    let b = body(b)?;
+    let g = svc
+        .create(
+            &caller.name,
+            CreateGrant {
+                user: b.user,
+                resource: b.resource,
+                duration: b.duration,
+                reason: b.reason,
+                request_id: None,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(g)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub user: Option<String>,
+    pub resource: Option<String>,
+    pub state: Option<String>,
+    /// The previous page's `next_after`.
+    pub after: Option<String>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Page {
+    pub grants: Vec<Grant>,
+    pub next_after: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Page>, ApiError> {
+    caller.require_any(&[Role::Admin, Role::Auditor, Role::Approver, Role::Requester])?;
+    let svc = service(&state)?;
+    let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let st = match p.state.as_deref() {
+        None => None,
+        Some(s) => Some(GrantState::parse(s).ok_or_else(|| {
+            ApiError::bad_request("invalid_state", format!("unknown grant state `{s}`"))
+        })?),
+    };
+    // A requester sees only their own grants (their token's name is their login).
+    let user = if caller.has(Role::Auditor) || caller.has(Role::Approver) {
+        p.user
+    } else {
+        Some(caller.name.clone())
+    };
+    let grants = svc
+        .list(&ListFilter {
+            user,
+            resource: p.resource,
+            state: st,
+            after: p.after,
+            limit,
+        })
+        .await?;
+    let next_after = if grants.len() as i64 == limit {
+        grants.last().map(|g| g.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(Page { grants, next_after }))
+}
+
+fn may_read(caller: &Caller, g: &Grant) -> bool {
+    caller.has(Role::Auditor) || caller.has(Role::Approver) || is_holder(caller, g)
+}
+
+fn is_holder(caller: &Caller, g: &Grant) -> bool {
+    caller.name == g.user_login || caller.name == g.user_id
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Grant>, ApiError> {
+    caller.require_any(&[Role::Admin, Role::Auditor, Role::Approver, Role::Requester])?;
+    let svc = service(&state)?;
+    valid_id(&id)?;
+    let g = svc.get(&id).await?;
+    if !may_read(&caller, &g) {
+        return Err(ApiError::not_found(format!("no grant `{id}`")));
+    }
+    Ok(Json(g))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendBody {
+    pub duration: String,
+}
+
+async fn extend(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    b: Result<Json<ExtendBody>, JsonRejection>,
+) -> Result<Json<Grant>, ApiError> {
+    caller.require_any(&[Role::Admin])?;
+    let svc = service(&state)?;
+    let b = body(b)?;
+    valid_id(&id)?;
+    Ok(Json(svc.extend(&caller.name, &id, &b.duration).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    b: Result<Json<RevokeBody>, JsonRejection>,
+) -> Result<Json<Grant>, ApiError> {
+    caller.require_any(&[Role::Admin, Role::Approver, Role::Requester])?;
+    let svc = service(&state)?;
+    let b = body(b)?;
+    valid_id(&id)?;
+    let g = svc.get(&id).await?;
+    if !(caller.has(Role::Approver) || is_holder(&caller, &g)) {
+        return Err(GrantError::Forbidden.into());
+    }
+    let reason = b.reason.unwrap_or_default();
+    Ok(Json(svc.revoke(&caller.name, &id, reason.trim()).await?))
+}

@@ -1,0 +1,486 @@
+//! The typed calls. Each one decides what Okta's answer *means* for the broker: `Ok` for
+//! success and for "already so" (I4), a typed error otherwise.
+//!
+//! Why it exists: the grants service must not know that a removed member answers 404 the
+//! second time or that a duplicate role is a 409: it asks for an outcome and gets one.
+//!
+//! What it must never do: treat access inherited through a group as removable (it reports
+//! [`OktaError::InheritedAccess`] instead), or send a write the probed capabilities rule out.
+
+use futures::stream::BoxStream;
+use futures::TryStreamExt;
+use reqwest::Method;
+
+use super::error::OktaError;
+use super::transport::{Call, Reply};
+use super::types::*;
+use super::OktaClient;
+
+/// Path templates: metric labels and rate-limit buckets, never carrying ids.
+const T_USER: &str = "/api/v1/users/{userId}";
+const T_USERS: &str = "/api/v1/users";
+const T_USER_GROUPS: &str = "/api/v1/users/{userId}/groups";
+const T_USER_ROLES: &str = "/api/v1/users/{userId}/roles";
+const T_USER_ROLE: &str = "/api/v1/users/{userId}/roles/{roleAssignmentId}";
+const T_USER_SESSIONS: &str = "/api/v1/users/{userId}/sessions";
+const T_GROUPS: &str = "/api/v1/groups";
+const T_GROUP: &str = "/api/v1/groups/{groupId}";
+const T_GROUP_USERS: &str = "/api/v1/groups/{groupId}/users";
+const T_GROUP_USER: &str = "/api/v1/groups/{groupId}/users/{userId}";
+const T_APP: &str = "/api/v1/apps/{appId}";
+const T_APP_USERS: &str = "/api/v1/apps/{appId}/users";
+const T_APP_USER: &str = "/api/v1/apps/{appId}/users/{userId}";
+
+/// Okta's largest page per list (FACTS: users 200, app users 500, members 1000, groups 10000).
+const MAX_USERS: u32 = 200;
+const MAX_APP_USERS: u32 = 500;
+const MAX_MEMBERS: u32 = 1000;
+const MAX_GROUPS: u32 = 10000;
+
+fn check_id(id: &str) -> Result<&str, OktaError> {
+    if id.is_empty()
+        || id == "."
+        || id == ".."
+        || id.len() > 512
+        || id.chars().any(char::is_control)
+    {
+        return Err(OktaError::InvalidId(id.chars().take(64).collect()));
+    }
+    Ok(id)
+}
+
+impl OktaClient {
+    /// `base` + percent-encoded segments (an id can never add a path level) + query.
+    pub(crate) fn url(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<url::Url, OktaError> {
+        let mut u = self.inner.base.clone();
+        {
+            let mut path = u
+                .path_segments_mut()
+                .map_err(|_| OktaError::Config("okta.base_url cannot be a base".into()))?;
+            path.pop_if_empty();
+            for s in segments {
+                path.push(s);
+            }
+        }
+        if !query.is_empty() {
+            u.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        Ok(u)
+    }
+
+    pub(crate) async fn call(
+        &self,
+        op: &'static str,
+        method: Method,
+        template: &'static str,
+        url: url::Url,
+        body: Option<&serde_json::Value>,
+        priority: Priority,
+    ) -> Result<Reply, OktaError> {
+        self.inner
+            .execute(Call {
+                op,
+                method,
+                template,
+                url,
+                body,
+                priority,
+            })
+            .await
+    }
+
+    /// Refuses a write the probed capabilities rule out; unprobed, Okta decides.
+    fn require(
+        &self,
+        capability: &'static str,
+        ok: fn(&Capabilities) -> bool,
+    ) -> Result<(), OktaError> {
+        match self.capabilities() {
+            Some(c) if !ok(&c) => Err(OktaError::NotPermitted { capability }),
+            _ => Ok(()),
+        }
+    }
+
+    async fn get_optional<W, T>(
+        &self,
+        op: &'static str,
+        template: &'static str,
+        segments: &[&str],
+        p: Priority,
+    ) -> Result<Option<T>, OktaError>
+    where
+        W: serde::de::DeserializeOwned + Into<T>,
+    {
+        let url = self.url(segments, &[])?;
+        let r = self.call(op, Method::GET, template, url, None, p).await?;
+        match r.status {
+            200 => Ok(Some(r.json::<W>(op)?.into())),
+            404 => Ok(None),
+            _ => Err(r.error()),
+        }
+    }
+
+    pub async fn get_user(
+        &self,
+        id_or_login: &str,
+        p: Priority,
+    ) -> Result<Option<User>, OktaError> {
+        let id = check_id(id_or_login)?;
+        self.get_optional::<WireUser, User>("get_user", T_USER, &["api", "v1", "users", id], p)
+            .await
+    }
+
+    pub async fn get_group(&self, group_id: &str, p: Priority) -> Result<Option<Group>, OktaError> {
+        let id = check_id(group_id)?;
+        self.get_optional::<WireGroup, Group>("get_group", T_GROUP, &["api", "v1", "groups", id], p)
+            .await
+    }
+
+    pub async fn get_app(&self, app_id: &str, p: Priority) -> Result<Option<App>, OktaError> {
+        let id = check_id(app_id)?;
+        self.get_optional::<WireApp, App>("get_app", T_APP, &["api", "v1", "apps", id], p)
+            .await
+    }
+
+    /// Okta has no single-membership read; a user's group list is usually far shorter than a
+    /// group's member list, so that is the one walked. A missing user is a member of nothing.
+    pub async fn is_group_member(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        p: Priority,
+    ) -> Result<bool, OktaError> {
+        let gid = check_id(group_id)?.to_string();
+        let uid = check_id(user_id)?;
+        let first = self.url(&["api", "v1", "users", uid, "groups"], &[]);
+        let mut groups =
+            self.paginate::<WireGroup, Group>("list_user_groups", T_USER_GROUPS, first, p);
+        loop {
+            match groups.try_next().await {
+                Ok(Some(g)) if g.id == gid => return Ok(true),
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(false),
+                Err(e) if e.status() == Some(404) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Adding a member who is already there succeeds (Okta answers 204 either way).
+    pub async fn add_group_member(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        p: Priority,
+    ) -> Result<(), OktaError> {
+        self.require("provision_groups", |c| c.provision_groups)?;
+        let url = self.url(
+            &[
+                "api",
+                "v1",
+                "groups",
+                check_id(group_id)?,
+                "users",
+                check_id(user_id)?,
+            ],
+            &[],
+        )?;
+        let r = self
+            .call("add_group_member", Method::PUT, T_GROUP_USER, url, None, p)
+            .await?;
+        match r.status {
+            200..=299 => Ok(()),
+            _ => Err(r.error()),
+        }
+    }
+
+    /// 204 is removed; 404 (not a member, or user/group gone) is already gone (FACTS: treat
+    /// both as gone).
+    pub async fn remove_group_member(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        p: Priority,
+    ) -> Result<Removal, OktaError> {
+        self.require("provision_groups", |c| c.provision_groups)?;
+        let url = self.url(
+            &[
+                "api",
+                "v1",
+                "groups",
+                check_id(group_id)?,
+                "users",
+                check_id(user_id)?,
+            ],
+            &[],
+        )?;
+        let r = self
+            .call(
+                "remove_group_member",
+                Method::DELETE,
+                T_GROUP_USER,
+                url,
+                None,
+                p,
+            )
+            .await?;
+        match r.status {
+            200..=299 => Ok(Removal::Removed),
+            404 => Ok(Removal::AlreadyGone),
+            _ => Err(r.error()),
+        }
+    }
+
+    pub async fn get_app_user(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        p: Priority,
+    ) -> Result<Option<AppUser>, OktaError> {
+        let (a, u) = (check_id(app_id)?, check_id(user_id)?);
+        self.get_optional::<WireAppUser, AppUser>(
+            "get_app_user",
+            T_APP_USER,
+            &["api", "v1", "apps", a, "users", u],
+            p,
+        )
+        .await
+    }
+
+    /// Assigns with scope USER. Already assigned (409 E0000062) answers with the existing
+    /// assignment, which may have scope GROUP.
+    pub async fn assign_app_user(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        p: Priority,
+    ) -> Result<AppUser, OktaError> {
+        self.require("provision_apps", |c| c.provision_apps)?;
+        let (a, u) = (check_id(app_id)?, check_id(user_id)?);
+        let url = self.url(&["api", "v1", "apps", a, "users"], &[])?;
+        let body = serde_json::json!({ "id": u, "scope": "USER" });
+        let r = self
+            .call(
+                "assign_app_user",
+                Method::POST,
+                T_APP_USERS,
+                url,
+                Some(&body),
+                p,
+            )
+            .await?;
+        match r.status {
+            200 | 201 => Ok(r.json::<WireAppUser>("assign_app_user")?.into()),
+            409 if r.error_code().as_deref() == Some("E0000062") => {
+                match self.get_app_user(a, u, p).await? {
+                    Some(existing) => Ok(existing),
+                    None => Err(r.error()),
+                }
+            }
+            _ => Err(r.error()),
+        }
+    }
+
+    /// 204 removed, 404 already gone. Okta refuses to remove a group-scoped assignment per
+    /// user; on any refusal the assignment is read back, and scope GROUP becomes the permanent
+    /// [`OktaError::InheritedAccess`] (never retried: it cannot succeed).
+    pub async fn unassign_app_user(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        p: Priority,
+    ) -> Result<Removal, OktaError> {
+        self.require("provision_apps", |c| c.provision_apps)?;
+        let (a, u) = (check_id(app_id)?, check_id(user_id)?);
+        let url = self.url(&["api", "v1", "apps", a, "users", u], &[])?;
+        let r = self
+            .call(
+                "unassign_app_user",
+                Method::DELETE,
+                T_APP_USER,
+                url,
+                None,
+                p,
+            )
+            .await?;
+        match r.status {
+            200..=299 => Ok(Removal::Removed),
+            404 => Ok(Removal::AlreadyGone),
+            400..=499 => match self.get_app_user(a, u, p).await {
+                Ok(Some(au)) if au.scope.eq_ignore_ascii_case("GROUP") => {
+                    Err(OktaError::InheritedAccess {
+                        app_id: a.to_string(),
+                        user_id: u.to_string(),
+                    })
+                }
+                _ => Err(r.error()),
+            },
+            _ => Err(r.error()),
+        }
+    }
+
+    pub async fn list_user_roles(
+        &self,
+        user_id: &str,
+        p: Priority,
+    ) -> Result<Vec<RoleAssignment>, OktaError> {
+        let url = self.url(&["api", "v1", "users", check_id(user_id)?, "roles"], &[])?;
+        let r = self
+            .call("list_user_roles", Method::GET, T_USER_ROLES, url, None, p)
+            .await?;
+        match r.status {
+            200 => Ok(r
+                .json::<Vec<WireRole>>("list_user_roles")?
+                .into_iter()
+                .map(|w| w.into_assignment(false))
+                .collect()),
+            _ => Err(r.error()),
+        }
+    }
+
+    /// 201 assigned; 409 E0000090 (already assigned) answers with the existing assignment and
+    /// `already_assigned = true`. E0000268 (concurrent change) is retried by the transport.
+    pub async fn assign_role(
+        &self,
+        user_id: &str,
+        role: &RoleSpec,
+        p: Priority,
+    ) -> Result<RoleAssignment, OktaError> {
+        self.require("manage_roles", |c| c.manage_roles)?;
+        let uid = check_id(user_id)?;
+        let url = self.url(&["api", "v1", "users", uid, "roles"], &[])?;
+        let body = role.body();
+        let r = self
+            .call(
+                "assign_role",
+                Method::POST,
+                T_USER_ROLES,
+                url,
+                Some(&body),
+                p,
+            )
+            .await?;
+        match r.status {
+            200 | 201 => Ok(r.json::<WireRole>("assign_role")?.into_assignment(false)),
+            409 if r.error_code().as_deref() == Some("E0000090") => {
+                let existing = self.list_user_roles(uid, p).await?;
+                match existing.into_iter().find(|a| role.matches(a)) {
+                    Some(mut a) => {
+                        a.already_assigned = true;
+                        Ok(a)
+                    }
+                    None => Err(r.error()),
+                }
+            }
+            _ => Err(r.error()),
+        }
+    }
+
+    pub async fn unassign_role(
+        &self,
+        user_id: &str,
+        assignment_id: &str,
+        p: Priority,
+    ) -> Result<Removal, OktaError> {
+        self.require("manage_roles", |c| c.manage_roles)?;
+        let url = self.url(
+            &[
+                "api",
+                "v1",
+                "users",
+                check_id(user_id)?,
+                "roles",
+                check_id(assignment_id)?,
+            ],
+            &[],
+        )?;
+        let r = self
+            .call("unassign_role", Method::DELETE, T_USER_ROLE, url, None, p)
+            .await?;
+        match r.status {
+            200..=299 => Ok(Removal::Removed),
+            404 => Ok(Removal::AlreadyGone),
+            _ => Err(r.error()),
+        }
+    }
+
+    /// Ends all of the user's Okta sessions. A user who no longer exists has none: success.
+    pub async fn end_sessions(&self, user_id: &str, p: Priority) -> Result<(), OktaError> {
+        let url = self.url(&["api", "v1", "users", check_id(user_id)?, "sessions"], &[])?;
+        let r = self
+            .call(
+                "end_sessions",
+                Method::DELETE,
+                T_USER_SESSIONS,
+                url,
+                None,
+                p,
+            )
+            .await?;
+        match r.status {
+            200..=299 | 404 => Ok(()),
+            _ => Err(r.error()),
+        }
+    }
+
+    fn limit(&self, max: u32) -> (&'static str, String) {
+        ("limit", self.inner.page_size.min(max).to_string())
+    }
+
+    pub fn list_group_members(
+        &self,
+        group_id: &str,
+        p: Priority,
+    ) -> BoxStream<'_, Result<User, OktaError>> {
+        let first = check_id(group_id).and_then(|g| {
+            self.url(
+                &["api", "v1", "groups", g, "users"],
+                &[self.limit(MAX_MEMBERS)],
+            )
+        });
+        self.paginate::<WireUser, User>("list_group_members", T_GROUP_USERS, first, p)
+    }
+
+    pub fn list_groups(
+        &self,
+        query: &GroupQuery,
+        p: Priority,
+    ) -> BoxStream<'_, Result<Group, OktaError>> {
+        let mut q = vec![self.limit(MAX_GROUPS)];
+        for (k, v) in [
+            ("search", &query.search),
+            ("filter", &query.filter),
+            ("q", &query.q),
+        ] {
+            if let Some(v) = v {
+                q.push((k, v.clone()));
+            }
+        }
+        let first = self.url(&["api", "v1", "groups"], &q);
+        self.paginate::<WireGroup, Group>("list_groups", T_GROUPS, first, p)
+    }
+
+    pub fn list_app_users(
+        &self,
+        app_id: &str,
+        p: Priority,
+    ) -> BoxStream<'_, Result<AppUser, OktaError>> {
+        let first = check_id(app_id).and_then(|a| {
+            self.url(
+                &["api", "v1", "apps", a, "users"],
+                &[self.limit(MAX_APP_USERS)],
+            )
+        });
+        self.paginate::<WireAppUser, AppUser>("list_app_users", T_APP_USERS, first, p)
+    }
+
+    pub fn list_users(&self, p: Priority) -> BoxStream<'_, Result<User, OktaError>> {
+        let first = self.url(&["api", "v1", "users"], &[self.limit(MAX_USERS)]);
+        self.paginate::<WireUser, User>("list_users", T_USERS, first, p)
+    }
+}

@@ -1,0 +1,273 @@
+//! What the broker knows about each Okta rate-limit bucket, learned from response headers.
+//!
+//! Why it exists: Okta refuses with 429 once a bucket's per-window budget is spent, and a 429
+//! on a revocation delays an expiry. So the client spends each window's budget evenly up to the
+//! reset (never bursting to zero), and after a refusal waits until the reset computed on the
+//! *server's* clock (`X-Rate-Limit-Reset − Date`), not ours.
+//!
+//! What it must never do: assume a fresh budget it has not seen. Before the first answer of a
+//! window (at start, after a reset) only one request per bucket is in flight: it is the probe
+//! that reveals the new window.
+
+use reqwest::header::HeaderMap;
+
+/// The rate-limit headers of one response, parsed case-insensitively (Okta sends lowercase).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RateHeaders {
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+    /// Server epoch seconds.
+    pub reset: Option<i64>,
+    /// Server epoch seconds (the `Date` header, whole seconds).
+    pub date: Option<i64>,
+}
+
+impl RateHeaders {
+    pub fn parse(h: &HeaderMap) -> RateHeaders {
+        fn num<T: std::str::FromStr>(h: &HeaderMap, name: &str) -> Option<T> {
+            h.get(name)?.to_str().ok()?.trim().parse().ok()
+        }
+        let date = h
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| chrono::DateTime::parse_from_rfc2822(s.trim()).ok())
+            .map(|d| d.timestamp());
+        RateHeaders {
+            limit: num(h, "x-rate-limit-limit"),
+            remaining: num(h, "x-rate-limit-remaining"),
+            reset: num(h, "x-rate-limit-reset"),
+            date,
+        }
+    }
+}
+
+/// Bounds on `server clock − our clock`, in ms, narrowed by every response: the server's
+/// `Date` (floored to the second) was read between our send and our receipt. Over many
+/// responses this pins the offset far more precisely than one `Date` header can.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ClockOffset {
+    lo: Option<i64>,
+    hi: Option<i64>,
+    since_ms: i64,
+}
+
+/// Old bounds are dropped after this long, so a clock step (NTP) is followed.
+const OFFSET_MAX_AGE_MS: i64 = 5 * 60 * 1000;
+
+impl ClockOffset {
+    pub fn observe(&mut self, date_s: i64, sent_ms: i64, recv_ms: i64) {
+        let lo = date_s * 1000 - recv_ms;
+        let hi = date_s * 1000 + 1000 - sent_ms;
+        let fresh = recv_ms - self.since_ms > OFFSET_MAX_AGE_MS;
+        match (self.lo, self.hi) {
+            (Some(l), Some(h)) if !fresh && lo.max(l) <= hi.min(h) => {
+                self.lo = Some(lo.max(l));
+                self.hi = Some(hi.min(h));
+            }
+            _ => {
+                self.lo = Some(lo);
+                self.hi = Some(hi);
+                self.since_ms = recv_ms;
+            }
+        }
+    }
+
+    /// The latest local time (ms) at which the server's clock could read `server_s`: waiting
+    /// until then is never early.
+    pub fn latest_local_ms(&self, server_s: i64, fallback_date_s: i64, recv_ms: i64) -> i64 {
+        match self.lo {
+            Some(lo) => server_s * 1000 - lo,
+            // No estimate yet: the SDK rule, `reset − Date` from receipt.
+            None => recv_ms + (server_s - fallback_date_s) * 1000,
+        }
+    }
+}
+
+/// Our picture of one bucket.
+#[derive(Debug, Default)]
+pub(crate) struct Bucket {
+    /// Budget left at the last answer that lowered our estimate.
+    remaining: u64,
+    /// Requests sent since that answer (they may not be counted in `remaining` yet).
+    sent_since: u64,
+    /// Local ms after which the window is over (already includes the reset margin).
+    reset_ms: Option<i64>,
+    /// In flight right now in this bucket.
+    pub in_flight: u64,
+    /// Pacing: not before this local ms.
+    next_send_ms: i64,
+    /// After a 429: nothing before this local ms.
+    blocked_until_ms: i64,
+}
+
+/// Sentinel for "not until an answer arrives".
+pub(crate) const WAIT_FOR_ANSWER: i64 = i64::MAX;
+
+impl Bucket {
+    /// `None` when a request may go now; otherwise the earliest local ms worth re-checking
+    /// ([`WAIT_FOR_ANSWER`] when only an answer can change things).
+    pub fn ready_at(&self, now: i64) -> Option<i64> {
+        if now < self.blocked_until_ms {
+            return Some(self.blocked_until_ms);
+        }
+        match self.reset_ms {
+            Some(reset) if now < reset => {
+                if self.remaining.saturating_sub(self.sent_since) == 0 {
+                    return Some(reset);
+                }
+                if now < self.next_send_ms {
+                    return Some(self.next_send_ms.min(reset));
+                }
+                None
+            }
+            // Unknown window (start, or past the reset): one probe at a time.
+            _ if self.in_flight == 0 => None,
+            _ => Some(WAIT_FOR_ANSWER),
+        }
+    }
+
+    /// A request of this bucket was just admitted.
+    pub fn on_dispatch(&mut self, now: i64) {
+        self.in_flight += 1;
+        if let Some(reset) = self.reset_ms {
+            if now < reset {
+                let avail = self.remaining.saturating_sub(self.sent_since);
+                self.sent_since += 1;
+                // Spread what is left evenly over what is left of the window.
+                let interval = (reset - now) / i64::try_from(avail.max(1)).unwrap_or(i64::MAX);
+                self.next_send_ms = now + interval;
+            }
+        }
+    }
+
+    /// An answer (or a failure without one) arrived.
+    pub fn on_answer(
+        &mut self,
+        h: Option<(&RateHeaders, &ClockOffset)>,
+        status: Option<u16>,
+        recv_ms: i64,
+        margin_ms: i64,
+        jitter_ms: i64,
+    ) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let Some((h, offset)) = h else { return };
+        let (Some(remaining), Some(reset_s)) = (h.remaining, h.reset) else {
+            return;
+        };
+        let date_s = h.date.unwrap_or(reset_s);
+        let reset_ms = offset.latest_local_ms(reset_s, date_s, recv_ms) + margin_ms;
+        let new_window = match self.reset_ms {
+            None => true,
+            // Our estimate of one reset moves by a few ms as the offset narrows; a later
+            // window is at least a second later.
+            Some(old) => reset_ms > old + 900 || recv_ms >= old,
+        };
+        let others = self.in_flight;
+        if new_window {
+            self.reset_ms = Some(reset_ms);
+            self.remaining = remaining;
+            self.sent_since = others;
+            self.next_send_ms = recv_ms;
+        } else {
+            if remaining.saturating_sub(others) < self.remaining.saturating_sub(self.sent_since) {
+                self.remaining = remaining;
+                self.sent_since = others;
+            }
+            if let Some(old) = self.reset_ms {
+                self.reset_ms = Some(old.max(reset_ms));
+            }
+        }
+        if status == Some(429) {
+            self.remaining = 0;
+            self.blocked_until_ms = reset_ms + jitter_ms;
+            self.reset_ms = Some(self.reset_ms.unwrap_or(reset_ms).max(reset_ms));
+        }
+    }
+
+    /// A 429 without usable headers: back off for `wait_ms` from now.
+    pub fn block_for(&mut self, now: i64, wait_ms: i64) {
+        self.blocked_until_ms = self.blocked_until_ms.max(now + wait_ms);
+    }
+}
+
+/// Which Okta bucket a route falls in (Okta's published per-endpoint limits). Every bucket is
+/// tracked separately; the numbers come from the headers, only the grouping from here.
+pub(crate) fn bucket_for(template: &str) -> &'static str {
+    if template.starts_with("/oauth2/") {
+        "oauth2"
+    } else if template == "/api/v1/groups" || template.starts_with("/api/v1/groups/{groupId}/users")
+    {
+        "groups"
+    } else if template.starts_with("/api/v1/groups/") {
+        "group"
+    } else if template.starts_with("/api/v1/apps") {
+        "apps"
+    } else if template.starts_with("/api/v1/users") {
+        "users"
+    } else {
+        "other"
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn hdr(limit: u64, remaining: u64, reset: i64, date: i64) -> RateHeaders {
+        RateHeaders {
+            limit: Some(limit),
+            remaining: Some(remaining),
+            reset: Some(reset),
+            date: Some(date),
+        }
+    }
+
+    #[test]
+    fn unknown_bucket_allows_one_probe() {
+        let mut b = Bucket::default();
+        assert_eq!(b.ready_at(0), None);
+        b.on_dispatch(0);
+        assert_eq!(b.ready_at(0), Some(WAIT_FOR_ANSWER));
+    }
+
+    #[test]
+    fn spreads_remaining_over_window() {
+        let mut b = Bucket::default();
+        let mut off = ClockOffset::default();
+        b.on_dispatch(1_000_000);
+        off.observe(1000, 1_000_000, 1_000_010);
+        b.on_answer(
+            Some((&hdr(60, 59, 1006, 1000), &off)),
+            Some(200),
+            1_000_010,
+            0,
+            0,
+        );
+        assert_eq!(b.ready_at(1_000_010), None);
+        b.on_dispatch(1_000_010);
+        // 59 left over ~6 s: about 100 ms apart.
+        let next = b.ready_at(1_000_011).unwrap();
+        assert!((1_000_100..1_000_130).contains(&next), "{next}");
+    }
+
+    #[test]
+    fn refusal_blocks_until_server_reset() {
+        let mut b = Bucket::default();
+        let off = ClockOffset::default();
+        b.on_dispatch(5_000);
+        b.on_answer(Some((&hdr(10, 0, 12, 10), &off)), Some(429), 5_000, 0, 0);
+        assert_eq!(b.ready_at(5_001), Some(7_000));
+        assert_eq!(b.ready_at(7_000), None);
+    }
+
+    #[test]
+    fn offset_narrows() {
+        let mut o = ClockOffset::default();
+        o.observe(100, 100_200, 100_300);
+        o.observe(100, 100_900, 100_950);
+        // Server read 100.x both times: offset in [-300, 100].
+        assert_eq!(o.lo, Some(-300));
+        assert_eq!(o.hi, Some(100));
+    }
+}

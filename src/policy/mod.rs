@@ -1,0 +1,366 @@
+//! The policy file: which Okta resources the broker manages, and the rules for each.
+//!
+//! Why it exists: what people may ask for, for how long, and who approves, is reviewed in git
+//! like code, separately from the runtime config. This module parses that TOML file and checks
+//! everything that can be checked without Okta ([`Policy::parse`]); [`online`] checks each
+//! resource against Okta and the token's capabilities; [`reload`] holds the policy in force and
+//! swaps it on SIGHUP only when the new file is fully valid.
+//!
+//! What it must never do: accept a key it does not know (a typo in `drift = "enforce"` silently
+//! ignored is a security bug), or replace a working policy with one that failed validation.
+
+pub mod online;
+pub mod reload;
+pub mod validate;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use reload::PolicyHandle;
+pub use validate::{validate_resource, STANDARD_ROLE_TYPES};
+
+/// The `[policy]` config section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The policy file (resources and their rules). Absent: no resources are managed, and every
+    /// grant is refused as `unknown_resource`.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+impl PolicyConfig {
+    /// Loads the configured file (offline checks), or the empty policy.
+    pub fn load(&self) -> Result<Policy, Vec<PolicyError>> {
+        match &self.file {
+            Some(path) => Policy::load(path),
+            None => Ok(Policy::empty()),
+        }
+    }
+}
+
+/// Everything wrong with a policy file. Each message names the resource and the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("policy file {path}: cannot be read: {message}")]
+    Unreadable { path: PathBuf, message: String },
+    #[error("policy file: {0}")]
+    Syntax(String),
+    /// Okta could not be asked (timeout, 5xx, rate limit): no verdict on the resource.
+    #[error("resource `{resource}`: cannot be checked in Okta now: {message}")]
+    Unchecked { resource: String, message: String },
+    #[error("resource `{resource}`: `{key}`: {message}")]
+    Invalid {
+        resource: String,
+        key: String,
+        message: String,
+    },
+}
+
+impl PolicyError {
+    pub fn invalid(
+        resource: impl Into<String>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        PolicyError::Invalid {
+            resource: resource.into(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    OktaGroup,
+    OktaApp,
+    OktaRole,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::OktaGroup => "okta_group",
+            ResourceKind::OktaApp => "okta_app",
+            ResourceKind::OktaRole => "okta_role",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "okta_group" => Some(ResourceKind::OktaGroup),
+            "okta_app" => Some(ResourceKind::OktaApp),
+            "okta_role" => Some(ResourceKind::OktaRole),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Drift {
+    #[default]
+    Report,
+    Enforce,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Principals {
+    #[serde(default)]
+    pub okta_groups: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+impl Principals {
+    pub fn is_empty(&self) -> bool {
+        self.okta_groups.is_empty() && self.users.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoApprove {
+    #[serde(default)]
+    pub okta_groups: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+}
+
+/// One managed resource, as written in the policy file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    pub name: String,
+    pub kind: ResourceKind,
+    /// Group id (`00g…`), app id (`0oa…`), standard role type (`USER_ADMIN`) or custom role id
+    /// (`cr0…`, which then needs `resource_set`).
+    pub okta_id: String,
+    #[serde(default)]
+    pub resource_set: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub default_duration: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+    #[serde(default)]
+    pub require_reason: bool,
+    #[serde(default)]
+    pub approvers: Principals,
+    #[serde(default = "one")]
+    pub approvals_required: u32,
+    /// Who may ask; absent means anyone with a requester token.
+    #[serde(default)]
+    pub requesters: Option<Principals>,
+    #[serde(default)]
+    pub auto_approve: Option<AutoApprove>,
+    #[serde(default)]
+    pub jit_only: bool,
+    #[serde(default)]
+    pub drift: Drift,
+    /// Logins or user ids whose standing access is expected (service accounts).
+    #[serde(default)]
+    pub allow_standing: Vec<String>,
+    #[serde(default)]
+    pub end_sessions_on_expiry: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// What a grant of a role resource assigns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleTarget {
+    Standard(String),
+    Custom {
+        role_id: String,
+        resource_set: String,
+    },
+}
+
+impl Resource {
+    /// For `okta_role` resources: which role. `None` for other kinds.
+    pub fn role_target(&self) -> Option<RoleTarget> {
+        if self.kind != ResourceKind::OktaRole {
+            return None;
+        }
+        match &self.resource_set {
+            Some(rs) if self.okta_id.starts_with("cr") => Some(RoleTarget::Custom {
+                role_id: self.okta_id.clone(),
+                resource_set: rs.clone(),
+            }),
+            _ => Some(RoleTarget::Standard(self.okta_id.clone())),
+        }
+    }
+}
+
+/// A validated policy: resources by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub resources: Vec<Resource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    resource: Vec<toml::Table>,
+}
+
+impl Policy {
+    pub fn empty() -> Self {
+        Policy::default()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+
+    /// Reads and validates a policy file (offline checks only).
+    pub fn load(path: &Path) -> Result<Policy, Vec<PolicyError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![PolicyError::Unreadable {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }]
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates policy text, collecting every problem. Each `[[resource]]` table is
+    /// deserialized on its own so an error can name the resource it belongs to.
+    pub fn parse(text: &str) -> Result<Policy, Vec<PolicyError>> {
+        let raw: RawFile =
+            toml::from_str(text).map_err(|e| vec![PolicyError::Syntax(e.message().to_string())])?;
+        let mut errors = Vec::new();
+        let mut resources = Vec::new();
+        for (i, table) in raw.resource.into_iter().enumerate() {
+            let label = match table.get("name") {
+                Some(toml::Value::String(s)) if !s.is_empty() => s.clone(),
+                _ => format!("#{}", i + 1),
+            };
+            match toml::Value::Table(table).try_into::<Resource>() {
+                Ok(r) => resources.push(r),
+                Err(e) => errors.push(describe_de_error(&label, &e)),
+            }
+        }
+        let mut names = HashSet::new();
+        for r in &resources {
+            if !names.insert(r.name.clone()) {
+                errors.push(PolicyError::invalid(
+                    &r.name,
+                    "name",
+                    "defined more than once",
+                ));
+            }
+            errors.extend(validate_resource(r));
+        }
+        if errors.is_empty() {
+            Ok(Policy { resources })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// toml's messages look like "unknown field `x`, expected one of …" or "invalid type: … for key
+/// `max_duration`"; keep them, and add the resource.
+fn describe_de_error(resource: &str, e: &toml::de::Error) -> PolicyError {
+    let msg = e.message().trim().to_string();
+    let key = msg
+        .split('`')
+        .nth(1)
+        .filter(|_| msg.starts_with("unknown field") || msg.starts_with("missing field"))
+        .unwrap_or("")
+        .to_string();
+    PolicyError::Invalid {
+        resource: resource.to_string(),
+        key: if key.is_empty() { "-".into() } else { key },
+        message: msg,
+    }
+}
+
+/// Parses a requested duration such as `1h` or `90m`: it must be positive and whole seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration like `30m` or `4h`: {e}"))?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("`{s}`: duration must be at least one second"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[resource]]
+name = "prod-db-admin"
+kind = "okta_group"
+okta_id = "00g1prodadmins000001"
+max_duration = "4h"
+default_duration = "1h"
+require_reason = true
+approvers = { okta_groups = ["00g1dbowners00000002"], users = [] }
+approvals_required = 1
+jit_only = true
+drift = "enforce"
+allow_standing = ["svc-backup@example.com"]
+requesters = { okta_groups = ["00g1engineering00004"] }
+auto_approve = { okta_groups = ["00g1oncall0000000003"], max_duration = "1h" }
+end_sessions_on_expiry = false
+"#;
+
+    #[test]
+    fn sketch_from_product_brief_parses() {
+        let p = Policy::parse(GOOD).unwrap();
+        let r = p.get("prod-db-admin").unwrap();
+        assert_eq!(r.kind, ResourceKind::OktaGroup);
+        assert_eq!(r.max_duration, Duration::from_secs(4 * 3600));
+        assert_eq!(r.drift, Drift::Enforce);
+    }
+
+    #[test]
+    fn unknown_key_names_resource_and_key() {
+        let bad = GOOD.replace("jit_only", "jit_onyl");
+        let errs = Policy::parse(&bad).unwrap_err();
+        let text = errs[0].to_string();
+        assert!(
+            text.contains("prod-db-admin") && text.contains("jit_onyl"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn custom_role_needs_resource_set() {
+        let t = r#"
+[[resource]]
+name = "custom"
+kind = "okta_role"
+okta_id = "cr0custom00000000001"
+max_duration = "1h"
+default_duration = "1h"
+approvals_required = 0
+"#;
+        let errs = Policy::parse(t).unwrap_err();
+        assert!(errs[0].to_string().contains("resource_set"), "{errs:?}");
+    }
+
+    #[test]
+    fn durations_are_checked() {
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("-1h").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5400));
+    }
+}

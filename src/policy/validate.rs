@@ -1,0 +1,155 @@
+//! Offline checks of one policy resource: everything that can be known without asking Okta.
+//!
+//! What it must never do: stop at the first problem (operators fix a file in one pass when
+//! every error is listed), or accept a role type Okta does not define.
+
+use std::time::Duration;
+
+use super::{PolicyError, Resource, ResourceKind};
+
+/// Standard Okta admin role types that can be assigned to a user (`RoleType` in the management
+/// API spec, without `CUSTOM`, which is expressed as a `cr0…` role id plus a resource set).
+pub const STANDARD_ROLE_TYPES: &[&str] = &[
+    "ACCESS_CERTIFICATIONS_ADMIN",
+    "ACCESS_REQUESTS_ADMIN",
+    "API_ACCESS_MANAGEMENT_ADMIN",
+    "APP_ADMIN",
+    "GROUP_MEMBERSHIP_ADMIN",
+    "HELP_DESK_ADMIN",
+    "ORG_ADMIN",
+    "READ_ONLY_ADMIN",
+    "REPORT_ADMIN",
+    "SUPER_ADMIN",
+    "USER_ADMIN",
+    "WORKFLOWS_ADMIN",
+];
+
+pub(crate) fn valid_okta_id(id: &str, prefix: &str) -> bool {
+    id.starts_with(prefix) && id.len() >= 6 && id.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// Rules serde cannot express.
+pub fn validate_resource(r: &Resource) -> Vec<PolicyError> {
+    let mut errors = Vec::new();
+    let n = r.name.as_str();
+    let mut err = |key: &str, msg: String| errors.push(PolicyError::invalid(n, key, msg));
+    if n.is_empty()
+        || n.len() > 64
+        || !n
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+    {
+        err(
+            "name",
+            "1 to 64 characters: lowercase letters, digits, `-`, `_` and `.`".into(),
+        );
+    }
+    match r.kind {
+        ResourceKind::OktaGroup => {
+            if !valid_okta_id(&r.okta_id, "00g") {
+                err("okta_id", "expected an Okta group id (`00g…`)".into());
+            }
+        }
+        ResourceKind::OktaApp => {
+            if !valid_okta_id(&r.okta_id, "0oa") {
+                err("okta_id", "expected an Okta app id (`0oa…`)".into());
+            }
+        }
+        ResourceKind::OktaRole => {
+            let custom = r.okta_id.starts_with("cr");
+            if custom {
+                if !valid_okta_id(&r.okta_id, "cr") {
+                    err("okta_id", "expected a custom role id (`cr0…`)".into());
+                }
+                match &r.resource_set {
+                    None => err(
+                        "resource_set",
+                        "a custom role needs the resource set (`iam…`) it applies to".into(),
+                    ),
+                    Some(rs) if !valid_okta_id(rs, "iam") => {
+                        err("resource_set", "expected a resource set id (`iam…`)".into())
+                    }
+                    Some(_) => {}
+                }
+            } else if !STANDARD_ROLE_TYPES.contains(&r.okta_id.as_str()) {
+                err(
+                    "okta_id",
+                    format!(
+                        "`{}` is neither a standard role type ({}) nor a custom role id (`cr0…`)",
+                        r.okta_id,
+                        STANDARD_ROLE_TYPES.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    if r.resource_set.is_some()
+        && !(r.kind == ResourceKind::OktaRole && r.okta_id.starts_with("cr"))
+    {
+        err(
+            "resource_set",
+            "only a custom role (`kind = \"okta_role\"`, `okta_id = \"cr0…\"`) takes a resource set"
+                .into(),
+        );
+    }
+    if r.max_duration.is_zero() {
+        err("max_duration", "must be greater than zero".into());
+    }
+    if r.default_duration.is_zero() {
+        err("default_duration", "must be greater than zero".into());
+    }
+    if r.default_duration > r.max_duration {
+        err("default_duration", "must not exceed `max_duration`".into());
+    }
+    // A grant longer than a year is standing access with extra steps.
+    if r.max_duration > Duration::from_secs(366 * 24 * 3600) {
+        err("max_duration", "must not exceed 366 days".into());
+    }
+    if r.approvals_required > 10 {
+        err("approvals_required", "must be between 0 and 10".into());
+    }
+    if r.approvals_required > 0 && r.approvers.is_empty() {
+        err(
+            "approvers",
+            format!(
+                "`approvals_required = {}` but no approvers are named",
+                r.approvals_required
+            ),
+        );
+    }
+    if let Some(a) = &r.auto_approve {
+        if a.okta_groups.is_empty() && a.users.is_empty() {
+            err(
+                "auto_approve",
+                "names no `okta_groups` or `users`; remove it or name who is auto-approved".into(),
+            );
+        }
+        if a.max_duration.is_zero() || a.max_duration > r.max_duration {
+            err(
+                "auto_approve.max_duration",
+                "must be greater than zero and at most `max_duration`".into(),
+            );
+        }
+    }
+    for (key, groups) in [
+        ("approvers.okta_groups", &r.approvers.okta_groups),
+        (
+            "requesters.okta_groups",
+            &r.requesters.clone().unwrap_or_default().okta_groups,
+        ),
+        (
+            "auto_approve.okta_groups",
+            &r.auto_approve
+                .as_ref()
+                .map(|a| a.okta_groups.clone())
+                .unwrap_or_default(),
+        ),
+    ] {
+        for g in groups {
+            if !valid_okta_id(g, "00g") {
+                err(key, format!("`{g}` is not an Okta group id (`00g…`)"));
+            }
+        }
+    }
+    errors
+}

@@ -5,10 +5,11 @@
 //! the bench process's RSS, and the idle Redis command rate with 100,000 grants scheduled far in
 //! the future. Redis is a private `redis-server` on a free port, so its command counter is ours.
 //!
-//! Each revocation is real work over HTTP: an HTTP DELETE of a group membership against a
-//! local server shaped like Okta's API (`DELETE /api/v1/groups/{gid}/users/{uid}`, 204). When
-//! okta-sim lands, swap `TargetServer` for `okta_sim::spawn`; when the grants service lands, swap
-//! `HttpRevoker` for it: the scenario only needs an `ExpiryHandler` and a way to seed grants.
+//! Each revocation is real work over HTTP: a group membership DELETE against okta-sim (seeded
+//! with one group holding every bench user, default generous rate limits), or with
+//! `BENCH_TARGET=local` against a minimal Okta-shaped server that isolates the scheduler's own
+//! cost. The handler is an `ExpiryHandler` that only revokes; swapping in the grants service
+//! needs only a different handler and a way to seed grants.
 //!
 //! Environment: `BENCH_SIZES` (default `10000,100000`), `BENCH_CONCURRENCY` (default: the
 //! config default), `BENCH_IDLE_SECS` (default 35: longer than the 30 s safety cap).
@@ -35,21 +36,81 @@ use jit_broker::scheduler::{
 use jit_broker::tasks::Tasks;
 use private_redis::PrivateRedis;
 
+/// Where the DELETEs go, and how to ask it whether a member is still there.
+enum Target {
+    /// okta-sim (the default): a faithful, stateful Okta with generous rate limits.
+    Sim(okta_sim::SimHandle),
+    /// A minimal Okta-shaped server (`BENCH_TARGET=local`): isolates the scheduler's own cost.
+    Local(Members),
+}
+
+const GROUP: &str = "00g1benchgroup000001";
+
+impl Target {
+    async fn start(user_ids: &[String]) -> (String, Target) {
+        if std::env::var("BENCH_TARGET").as_deref() == Ok("local") {
+            let (base, m) = local_server().await;
+            m.0.lock()
+                .unwrap()
+                .extend(user_ids.iter().map(|u| (u.clone(), ())));
+            return (base, Target::Local(m));
+        }
+        let mut seed = okta_sim::Seed::default();
+        for id in user_ids {
+            seed.users.push(okta_sim::seed::SeedUser {
+                id: id.clone(),
+                login: format!("{id}@example.com"),
+                first_name: "Bench".into(),
+                last_name: "User".into(),
+                email: None,
+                status: "ACTIVE".into(),
+            });
+        }
+        seed.groups.push(okta_sim::seed::SeedGroup {
+            id: GROUP.into(),
+            name: "bench-jit".into(),
+            description: None,
+            kind: "OKTA_GROUP".into(),
+            members: user_ids.to_vec(),
+        });
+        let sim = okta_sim::spawn(okta_sim::SimConfig {
+            seed,
+            ..okta_sim::SimConfig::default()
+        })
+        .await
+        .unwrap();
+        (sim.base_url(), Target::Sim(sim))
+    }
+
+    fn members_left(&self, user_ids: &[String]) -> usize {
+        match self {
+            Target::Sim(sim) => user_ids.iter().filter(|u| sim.is_member(GROUP, u)).count(),
+            Target::Local(m) => m.0.lock().unwrap().len(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Target::Sim(_) => "okta-sim",
+            Target::Local(_) => "local",
+        }
+    }
+}
+
 /// A stand-in for Okta's membership API: removes the member if present (204 either way, as
 /// Okta does for an absent member).
 #[derive(Clone, Default)]
-struct Members(Arc<Mutex<HashMap<String, ()>>>, Arc<AtomicU64>);
+struct Members(Arc<Mutex<HashMap<String, ()>>>);
 
 async fn remove_member(
     State(m): State<Members>,
     Path((_gid, uid)): Path<(String, String)>,
 ) -> StatusCode {
     m.0.lock().unwrap().remove(&uid);
-    m.1.fetch_add(1, Ordering::Relaxed);
     StatusCode::NO_CONTENT
 }
 
-async fn target_server() -> (String, Members) {
+async fn local_server() -> (String, Members) {
     let members = Members::default();
     let app = axum::Router::new()
         .route("/api/v1/groups/{gid}/users/{uid}", delete(remove_member))
@@ -74,7 +135,7 @@ struct HttpRevoker {
 #[async_trait::async_trait]
 impl ExpiryHandler for HttpRevoker {
     async fn expire(&self, grant_id: &str, _attempt: u32) -> ExpiryOutcome {
-        let url = format!("{}/api/v1/groups/00gbench/users/{grant_id}", self.base);
+        let url = format!("{}/api/v1/groups/{GROUP}/users/{grant_id}", self.base);
         match self
             .http
             .delete(url)
@@ -184,7 +245,9 @@ async fn seed(redis: &RedisConn, entries: &[(String, i64)]) {
 }
 
 async fn burst(server: &PrivateRedis, config: &SchedulerConfig, n: usize) {
-    let (base, members) = target_server().await;
+    // Grant ids are the user ids whose membership each grant removes.
+    let user_ids: Vec<String> = (0..n).map(|i| format!("00u{:017}", i + 1)).collect();
+    let (base, target) = Target::start(&user_ids).await;
     let clock = Clock::system();
     let prefix = format!("bench{n}");
     let redis = redis(server, &prefix).await;
@@ -213,15 +276,15 @@ async fn burst(server: &PrivateRedis, config: &SchedulerConfig, n: usize) {
     }
     // Everything falls due within one second, starting 2 s from now.
     let t0 = clock.now_ms() + 2_000;
-    let entries: Vec<(String, i64)> = (0..n)
-        .map(|i| (format!("u{i}"), t0 + (i as i64 * 1000 / n as i64)))
+    let entries: Vec<(String, i64)> = user_ids
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.clone(), t0 + (i as i64 * 1000 / n as i64)))
         .collect();
     {
         let mut d = handler.due.lock().unwrap();
-        let mut m = members.0.lock().unwrap();
         for (id, due) in &entries {
             d.insert(id.clone(), *due);
-            m.insert(id.clone(), ());
         }
     }
     seed(&redis, &entries).await;
@@ -246,11 +309,12 @@ async fn burst(server: &PrivateRedis, config: &SchedulerConfig, n: usize) {
     late.sort_unstable();
     let last = handler.last_done_ms.load(Ordering::Relaxed) as i64;
     let span_ms = (last - t0).max(1);
-    let left = members.0.lock().unwrap().len();
+    let left = target.members_left(&user_ids);
     println!(
-        "burst n={n} concurrency={} batch={}: {:.0} revocations/s (first due to last done {} ms); \
+        "burst n={n} target={} concurrency={} batch={}: {:.0} revocations/s (first due to last done {} ms); \
          lateness p50={} ms p99={} ms max={} ms; redis commands/revocation={:.2}; \
-         members left={left}; HTTP DELETEs={}; bench RSS={} MiB; redis RSS={} MiB{}",
+         members left={left}; bench RSS={} MiB; redis RSS={} MiB{}",
+        target.name(),
         config.concurrency,
         config.batch_size,
         n as f64 * 1000.0 / span_ms as f64,
@@ -259,7 +323,6 @@ async fn burst(server: &PrivateRedis, config: &SchedulerConfig, n: usize) {
         pct(&late, 0.99),
         late.last().copied().unwrap_or(0),
         (c1 - c0) as f64 / n as f64,
-        members.1.load(Ordering::Relaxed),
         rss_kib() / 1024,
         server.rss_kib().unwrap_or(0) / 1024,
         if seeded_at > t0 {
@@ -274,7 +337,7 @@ async fn burst(server: &PrivateRedis, config: &SchedulerConfig, n: usize) {
 async fn idle(server: &PrivateRedis, config: &SchedulerConfig, secs: u64) {
     let clock = Clock::system();
     let redis = redis(server, "benchidle").await;
-    let (base, _members) = target_server().await;
+    let (base, _target) = Target::start(&[]).await;
     let handler = Arc::new(HttpRevoker {
         http: reqwest::Client::new(),
         base,

@@ -41,6 +41,9 @@ use crate::tasks::Tasks;
 /// wake-up message or a lease that ran out on another replica. Also capped by the lease.
 const SAFETY_CAP: Duration = Duration::from_secs(30);
 
+/// How many leases a single handler call may hold its claim for (see `Inner::run_handler`).
+const MAX_HOLD_LEASES: u32 = 10;
+
 /// Which clock the claim and settle scripts read "now" from (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeSource {
@@ -267,21 +270,10 @@ impl Inner {
         i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
     }
 
-    /// Runs the handler for one claim and settles it.
-    async fn process(self: Arc<Self>, claim: Claim) {
+    /// Runs the handler for one claim, keeping the lease alive while it works, and settles it.
+    async fn process(self: Arc<Self>, mut claim: Claim) {
+        let outcome = self.run_handler(&mut claim).await;
         let cfg = &self.config;
-        // The handler must finish inside the lease or another replica takes the grant over; a
-        // call that runs past 80% of it is abandoned and counted as a retryable failure.
-        let limit = cfg.lease.mul_f64(0.8).max(Duration::from_millis(100));
-        let outcome =
-            match tokio::time::timeout(limit, self.handler.expire(&claim.grant_id, claim.attempt))
-                .await
-            {
-                Ok(o) => o,
-                Err(_) => ExpiryOutcome::Retry {
-                    error: format!("expiry did not finish within {limit:?}"),
-                },
-            };
         let id = claim.grant_id.as_str();
         match outcome {
             ExpiryOutcome::Done => {
@@ -333,6 +325,46 @@ impl Inner {
                 }
                 self.retry_failed_later(&claim, claim.attempt.max(max_attempts(cfg)))
                     .await;
+            }
+        }
+    }
+
+    /// Calls the handler without ever cancelling it: a revocation cut off mid-way could leave a
+    /// lock or an Okta call half done (the grants handler holds a Redis lock across the call).
+    /// Instead the lease is renewed every third of its length while the handler works, so a slow
+    /// Okta (429 with a long Retry-After) does not hand the grant to another replica. Renewal
+    /// stops after [`MAX_HOLD_LEASES`] leases: a handler stuck that long is presumed hung, and
+    /// letting the lease run out lets another replica do the expiry (I1), which is harmless if
+    /// this one wakes up later (I4). Renewal also stops as soon as the score is no longer ours
+    /// (an extension or early revoke re-scheduled the grant).
+    async fn run_handler(&self, claim: &mut Claim) -> ExpiryOutcome {
+        let every = (self.config.lease / 3).max(Duration::from_millis(50));
+        let fut = self.handler.expire(&claim.grant_id, claim.attempt);
+        tokio::pin!(fut);
+        let mut renewals = 0u32;
+        let mut renewing = true;
+        loop {
+            tokio::select! {
+                outcome = &mut fut => return outcome,
+                _ = tokio::time::sleep(every), if renewing => {
+                    renewals += 1;
+                    if renewals > MAX_HOLD_LEASES * 3 {
+                        renewing = false;
+                        tracing::error!(grant_id = %claim.grant_id, alert = true,
+                            "expiry handler has run for {} leases; letting the lease lapse so another replica can take over",
+                            MAX_HOLD_LEASES);
+                        continue;
+                    }
+                    let renew = Settle::Retry { delay_ms: self.lease_ms(), attempt: claim.attempt };
+                    match self.scripts.settle(&self.redis, claim, self.now_arg(), renew).await {
+                        Ok((true, Some(new_lease))) => claim.lease_until_ms = new_lease,
+                        Ok(_) => {
+                            // Not ours any more: the settle after the handler will be a no-op too.
+                            renewing = false;
+                        }
+                        Err(e) => tracing::warn!(grant_id = %claim.grant_id, error = %e, "cannot renew expiry lease"),
+                    }
+                }
             }
         }
     }

@@ -608,3 +608,48 @@ async fn start_up_rebuilds_the_index_from_sql() {
     assert!(r.scheduler.rebuilds() >= 1);
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_expiry_keeps_its_lease_and_is_not_run_twice() {
+    let clock = Clock::tokio();
+    let h = TestHandler::new(clock.clone());
+    let prefix = unique_prefix();
+    let config = fast_config(); // lease 1 s, renewed every ~333 ms
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let redis = redis_at(&redis_url(), &prefix).await;
+        replicas.push(Replica::start(
+            redis,
+            clock.clone(),
+            config.clone(),
+            h.clone(),
+            TimeSource::Clock,
+        ));
+    }
+    let redis = redis_at(&redis_url(), &prefix).await;
+    let index = replicas[0].scheduler.index();
+    let gate = h.gate("g1");
+    let due = clock.now_ms();
+    h.add("g1", due);
+    index.schedule("g1", due).await.unwrap();
+    wait_until(WAIT, || async { h.started("g1") == 1 }).await;
+    let first_lease = zscore(&redis, &index.index_key(), "g1").await.unwrap();
+    // Held for more than two whole leases: renewed, never handed to the other replica.
+    wait_until(WAIT, || async {
+        zscore(&redis, &index.index_key(), "g1")
+            .await
+            .is_some_and(|s| s >= first_lease + 2 * 1000)
+    })
+    .await;
+    assert_eq!(h.started("g1"), 1, "the other replica took a held lease");
+    gate.add_permits(1);
+    wait_until(WAIT, || async {
+        zscore(&redis, &index.index_key(), "g1").await.is_none()
+    })
+    .await;
+    assert_eq!(h.started("g1"), 1);
+    assert!(h.calls_for("g1")[0].effective);
+    for r in replicas {
+        r.stop().await;
+    }
+}

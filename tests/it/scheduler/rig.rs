@@ -38,6 +38,8 @@ struct State {
     /// Grants whose `expire` waits for a permit on this gate before returning.
     gates: HashMap<String, Arc<Semaphore>>,
     calls: Vec<Call>,
+    /// `expire` calls begun, per grant (recorded before any gate).
+    started: HashMap<String, u32>,
     gave_up: Vec<(String, String)>,
 }
 
@@ -93,6 +95,16 @@ impl TestHandler {
             .collect()
     }
 
+    pub fn started(&self, id: &str) -> u32 {
+        self.state
+            .lock()
+            .unwrap()
+            .started
+            .get(id)
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub fn gave_up(&self) -> Vec<(String, String)> {
         self.state.lock().unwrap().gave_up.clone()
     }
@@ -106,7 +118,11 @@ impl TestHandler {
 impl ExpiryHandler for TestHandler {
     async fn expire(&self, grant_id: &str, attempt: u32) -> ExpiryOutcome {
         let at_ms = self.clock.now_ms();
-        let gate = self.state.lock().unwrap().gates.get(grant_id).cloned();
+        let gate = {
+            let mut st = self.state.lock().unwrap();
+            *st.started.entry(grant_id.into()).or_default() += 1;
+            st.gates.get(grant_id).cloned()
+        };
         if let Some(g) = gate {
             g.acquire().await.unwrap().forget();
         }

@@ -12,7 +12,8 @@
 //! a lease (two replicas would both act).
 //!
 //! Layout: this file is the contract (config, errors, the handler trait, [`ExpiryIndex`]);
-//! [`Scheduler`] in `worker.rs` runs the claim loop; `scripts.rs` holds the Lua; `wake.rs` the
+//! [`Scheduler`] in `worker.rs` runs the claim loop; `expire.rs` runs one claimed expiry and
+//! settles it; `scripts.rs` holds the Lua; `wake.rs` the
 //! pub/sub wake-up listener; `maintenance.rs` the rebuild from SQL and the overdue sweep;
 //! `backoff.rs` retry delays; `metrics.rs` metric names.
 //!
@@ -22,6 +23,7 @@
 //! its data), channel `expiry:wake` (due times of newly scheduled grants).
 
 mod backoff;
+mod expire;
 mod maintenance;
 pub mod metrics;
 mod scripts;
@@ -171,11 +173,17 @@ pub enum ExpiryOutcome {
 #[async_trait::async_trait]
 pub trait ExpiryHandler: Send + Sync + 'static {
     /// Expires one grant. Called at or after its due time, possibly more than once (after a
-    /// crash, or a lease that ran out): it must be idempotent.
+    /// crash, or a lease that ran out): it must be idempotent. `attempt` is 1 on the first claim
+    /// since the grant was (re)scheduled and counts claims, so a replica that died mid-call
+    /// counts too. The call is never cancelled by the scheduler; its lease is renewed while it
+    /// runs (up to 10 leases, then another replica may run it concurrently).
     async fn expire(&self, grant_id: &str, attempt: u32) -> ExpiryOutcome;
     /// Retries were exhausted: move the grant to `failed`, keeping `error` (I8).
     async fn give_up(&self, grant_id: &str, error: &str) -> Result<(), BoxError>;
-    /// Every grant that belongs in the index and its due time, read from SQL (for rebuilds).
+    /// Every grant that belongs in the index and its due time, read from SQL (for rebuilds),
+    /// including `failed` grants (due at their next retry). Rebuilds only add what the index
+    /// lacks (ZADD NX), so a grant finished a moment ago may be added back and fire once more:
+    /// `expire` answers `Done` for it.
     async fn due_entries(&self) -> Result<Vec<DueEntry>, BoxError>;
     /// Grants due at or before `now_ms` according to SQL, at most `limit` (the overdue sweep).
     async fn overdue(&self, now_ms: i64, limit: u32) -> Result<Vec<DueEntry>, BoxError>;

@@ -1,0 +1,195 @@
+//! Running one claimed expiry: the handler call, lease renewal while it runs, and settling
+//! the claim according to the outcome (done, reschedule, back-off, give up, failed retry).
+//!
+//! Why it exists: this is where I8 lives (capped, jittered back-off; give-up to `failed` with a
+//! metric and an alert; periodic retries of failed grants) and where an extension made while
+//! an expiry was in flight must survive (every write is a compare-and-set on the lease score).
+//!
+//! What it must never do: cancel a running handler, write a score that is no longer ours, or
+//! retry a permanent failure on the fast back-off path.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::scripts::{Claim, Settle};
+use super::worker::Inner;
+use super::{backoff, metrics as m, ExpiryOutcome, SchedulerConfig};
+
+/// How many leases a single handler call may hold its claim for (see `Inner::run_handler`).
+const MAX_HOLD_LEASES: u32 = 10;
+
+impl Inner {
+    /// Settles a claim; a Redis error is logged, not retried: the lease runs out and the grant
+    /// comes back to be expired again (the handler is idempotent).
+    async fn settle(&self, claim: &Claim, how: Settle) -> Option<(bool, Option<i64>)> {
+        match self
+            .scripts
+            .settle(&self.redis, claim, self.now_arg(), how)
+            .await
+        {
+            Ok(r) => {
+                if let (true, Some(score)) = r {
+                    if score < self.next_wake_ms.load(Ordering::Acquire) {
+                        self.wake.notify_one();
+                    }
+                }
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!(grant_id = %claim.grant_id, error = %e,
+                    "cannot settle expiry claim; it will come back when its lease ends");
+                None
+            }
+        }
+    }
+
+    fn ms(d: Duration) -> i64 {
+        i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+    }
+
+    /// Runs the handler for one claim, keeping the lease alive while it works, and settles it.
+    pub(crate) async fn process(self: Arc<Self>, mut claim: Claim) {
+        let outcome = self.run_handler(&mut claim).await;
+        let cfg = &self.config;
+        let id = claim.grant_id.as_str();
+        match outcome {
+            ExpiryOutcome::Done => {
+                if let Some((applied, _)) = self.settle(&claim, Settle::Done).await {
+                    if applied {
+                        let late = self.clock.now_ms().saturating_sub(claim.original_due_ms);
+                        ::metrics::histogram!(m::LATENESS).record(late.max(0) as f64 / 1000.0);
+                        tracing::debug!(grant_id = id, lateness_ms = late, "expiry done");
+                    } else {
+                        // Re-scheduled (an extension) or re-claimed while we worked: theirs wins.
+                        tracing::info!(grant_id = id, "expiry done but the grant was re-scheduled meanwhile; keeping the new time");
+                    }
+                }
+            }
+            ExpiryOutcome::Reschedule { due_ms } => {
+                self.settle(&claim, Settle::Reschedule { due_ms }).await;
+            }
+            ExpiryOutcome::Retry { error } => {
+                ::metrics::counter!(m::RETRIES).increment(1);
+                let max = cfg.max_attempts.max(1);
+                if claim.attempt < max {
+                    let d = backoff::delay(cfg.backoff_base, cfg.backoff_max, claim.attempt);
+                    tracing::warn!(grant_id = id, attempt = claim.attempt, retry_in_ms = Self::ms(d), %error,
+                        "expiry failed; retrying");
+                    self.settle(
+                        &claim,
+                        Settle::Retry {
+                            delay_ms: Self::ms(d),
+                            attempt: claim.attempt,
+                        },
+                    )
+                    .await;
+                } else if claim.attempt == max {
+                    self.give_up(&claim, &error).await;
+                } else {
+                    // Already `failed`: this was a periodic retry and it failed again.
+                    tracing::warn!(grant_id = id, attempt = claim.attempt, %error,
+                        "retry of a failed expiry failed again");
+                    self.retry_failed_later(&claim, claim.attempt).await;
+                }
+            }
+            ExpiryOutcome::Failed => {
+                // The handler has recorded `failed` itself (a permanent error).
+                if claim.attempt <= max_attempts(cfg) {
+                    ::metrics::counter!(m::FAILED).increment(1);
+                    tracing::error!(grant_id = id, attempt = claim.attempt, alert = true,
+                        "expiry failed permanently; grant is now failed and will be retried every {:?}",
+                        cfg.failed_retry_interval);
+                }
+                self.retry_failed_later(&claim, claim.attempt.max(max_attempts(cfg)))
+                    .await;
+            }
+        }
+    }
+
+    /// Calls the handler without ever cancelling it: a revocation cut off mid-way could leave a
+    /// lock or an Okta call half done (the grants handler holds a Redis lock across the call).
+    /// Instead the lease is renewed every third of its length while the handler works, so a slow
+    /// Okta (429 with a long Retry-After) does not hand the grant to another replica. Renewal
+    /// stops after [`MAX_HOLD_LEASES`] leases: a handler stuck that long is presumed hung, and
+    /// letting the lease run out lets another replica do the expiry (I1), which is harmless if
+    /// this one wakes up later (I4). Renewal also stops as soon as the score is no longer ours
+    /// (an extension or early revoke re-scheduled the grant).
+    async fn run_handler(&self, claim: &mut Claim) -> ExpiryOutcome {
+        let every = (self.config.lease / 3).max(Duration::from_millis(50));
+        let fut = self.handler.expire(&claim.grant_id, claim.attempt);
+        tokio::pin!(fut);
+        let mut renewals = 0u32;
+        let mut renewing = true;
+        loop {
+            tokio::select! {
+                outcome = &mut fut => return outcome,
+                _ = tokio::time::sleep(every), if renewing => {
+                    renewals += 1;
+                    if renewals > MAX_HOLD_LEASES * 3 {
+                        renewing = false;
+                        tracing::error!(grant_id = %claim.grant_id, alert = true,
+                            "expiry handler has run for {} leases; letting the lease lapse so another replica can take over",
+                            MAX_HOLD_LEASES);
+                        continue;
+                    }
+                    let renew = Settle::Retry { delay_ms: self.lease_ms(), attempt: claim.attempt };
+                    match self.scripts.settle(&self.redis, claim, self.now_arg(), renew).await {
+                        Ok((true, Some(new_lease))) => claim.lease_until_ms = new_lease,
+                        Ok(_) => {
+                            // Not ours any more: the settle after the handler will be a no-op too.
+                            renewing = false;
+                        }
+                        Err(e) => tracing::warn!(grant_id = %claim.grant_id, error = %e, "cannot renew expiry lease"),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn give_up(&self, claim: &Claim, error: &str) {
+        let id = claim.grant_id.as_str();
+        match self.handler.give_up(id, error).await {
+            Ok(()) => {
+                ::metrics::counter!(m::FAILED).increment(1);
+                tracing::error!(grant_id = id, attempt = claim.attempt, alert = true, %error,
+                    "expiry retries exhausted; grant is now failed and will be retried every {:?}",
+                    self.config.failed_retry_interval);
+                self.retry_failed_later(claim, claim.attempt).await;
+            }
+            Err(e) => {
+                // Could not record `failed` (SQL down?): keep the attempt below the limit so the
+                // next try ends in give_up again.
+                tracing::error!(grant_id = id, error = %e, "cannot move grant to failed; will try again");
+                let d = backoff::delay(
+                    self.config.backoff_base,
+                    self.config.backoff_max,
+                    claim.attempt,
+                );
+                self.settle(
+                    claim,
+                    Settle::Retry {
+                        delay_ms: Self::ms(d),
+                        attempt: claim.attempt.saturating_sub(1),
+                    },
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn retry_failed_later(&self, claim: &Claim, attempt: u32) {
+        self.settle(
+            claim,
+            Settle::Retry {
+                delay_ms: Self::ms(self.config.failed_retry_interval),
+                attempt,
+            },
+        )
+        .await;
+    }
+}
+
+fn max_attempts(cfg: &SchedulerConfig) -> u32 {
+    cfg.max_attempts.max(1)
+}

@@ -50,6 +50,13 @@ impl Clock {
         }
     }
 
+    /// True for the production wall clock; false for a clock a test (or embedder) drives.
+    /// The scheduler uses it to pick its time base: Redis `TIME` only when the broker's own
+    /// clock is the wall clock too.
+    pub fn is_system(&self) -> bool {
+        matches!(*self.inner, Inner::System)
+    }
+
     /// Milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> i64 {
         match &*self.inner {

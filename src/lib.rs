@@ -215,7 +215,20 @@ pub fn start_scheduler(
     handler: Arc<dyn scheduler::ExpiryHandler>,
     tasks: &Tasks,
 ) -> scheduler::Scheduler {
-    let s = scheduler::Scheduler::new(redis, clock, config.scheduler.clone(), handler);
+    // Leases on Redis TIME in production; a test clock (tokio_at, paused time) means due times
+    // are in the test's time base, so the scheduler must read the same clock.
+    let time_source = if clock.is_system() {
+        scheduler::TimeSource::RedisTime
+    } else {
+        scheduler::TimeSource::Clock
+    };
+    let s = scheduler::Scheduler::with_time_source(
+        redis,
+        clock,
+        config.scheduler.clone(),
+        handler,
+        time_source,
+    );
     s.spawn(tasks);
     s
 }

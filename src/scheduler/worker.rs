@@ -19,6 +19,10 @@
 //! [`TimeSource::Clock`] the scripts are given `clock.now_ms()`: tests use it with a clock they
 //! chose, so due times, leases and back-off are all in the test's time base. The worker never
 //! compares times across bases: it sleeps for `next_score - now` as returned by the same script.
+//! `jit_broker::start_scheduler` picks Redis TIME when the broker runs on the system clock and
+//! the broker clock otherwise, so an application test on `Clock::tokio_at` gets consistent
+//! expiries. (Paused tokio time does not mix with real Redis I/O: the runtime auto-advances
+//! while waiting on sockets, so these tests anchor the clock instead and let it run.)
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -12,6 +12,28 @@ pub struct PrivateRedis {
     child: Child,
 }
 
+fn spawn_server(port: u16) -> Child {
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be on PATH for this test")
+}
+
 impl PrivateRedis {
     pub fn start() -> PrivateRedis {
         // Ask the OS for a free port, release it, and hand it to redis-server. Another process
@@ -21,47 +43,54 @@ impl PrivateRedis {
                 let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 l.local_addr().unwrap().port()
             };
-            let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--daemonize",
-                    "no",
-                    "--protected-mode",
-                    "yes",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be on PATH for this test");
             let mut me = PrivateRedis {
                 port,
                 url: format!("redis://127.0.0.1:{port}"),
-                child,
+                child: spawn_server(port),
             };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = me.child.try_wait() {
-                    break; // exited: port taken
-                }
-                if let Ok(client) = redis::Client::open(me.url.as_str()) {
-                    if let Ok(mut c) = client.get_connection() {
-                        if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                            return me;
-                        }
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if me.wait_ready() {
+                return me;
             }
             let _ = me.child.kill();
+            let _ = me.child.wait();
         }
         panic!("could not start a private redis-server");
+    }
+
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false; // exited: port taken
+            }
+            if let Ok(client) = redis::Client::open(self.url.as_str()) {
+                if let Ok(mut c) = client.get_connection() {
+                    if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                        return true;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Kills the server (SIGKILL) and starts an empty one on the same port: a restart without
+    /// persistence. Every client connection drops.
+    pub fn restart_empty(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for _ in 0..50 {
+            self.child = spawn_server(self.port);
+            if self.wait_ready() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "could not restart the private redis-server on port {}",
+            self.port
+        );
     }
 
     /// Commands this server has processed so far (INFO stats `total_commands_processed`; the

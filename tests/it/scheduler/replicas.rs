@@ -211,3 +211,44 @@ async fn a_slow_expiry_keeps_its_lease_and_is_not_run_twice() {
         r.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_without_persistence_loses_nothing() {
+    let mut server = PrivateRedis::start();
+    let clock = Clock::tokio();
+    let h = TestHandler::new(clock.clone());
+    let redis = redis_at(&server.url, "jit").await;
+    let r = Replica::start(
+        redis.clone(),
+        clock.clone(),
+        fast_config(),
+        h.clone(),
+        TimeSource::Clock,
+    );
+    wait_until(WAIT, || async { r.scheduler.rebuilds() >= 1 }).await;
+    let index = r.scheduler.index();
+    let n = 200;
+    let base = clock.now_ms() + 200;
+    for i in 0..n {
+        let id = format!("g{i}");
+        let due = base + i as i64 * 10; // spread over 2 s
+        h.add(&id, due);
+        index.schedule(&id, due).await.unwrap();
+    }
+    wait_until(WAIT, || async { h.calls().len() >= 10 }).await;
+    // The worker's connection, the wake-up subscription and the whole index go with it.
+    tokio::task::block_in_place(|| server.restart_empty());
+    wait_until(Duration::from_secs(30), || async { h.pending_count() == 0 }).await;
+    let mut effective: HashMap<String, usize> = HashMap::new();
+    for c in h.calls().into_iter().filter(|c| c.effective) {
+        *effective.entry(c.grant_id).or_default() += 1;
+    }
+    assert_eq!(effective.len(), n, "grants lost with the restart");
+    assert!(r.scheduler.rebuilds() >= 2, "no rebuild after the restart");
+    // Still woken by new schedules after the listener reconnected.
+    let due = clock.now_ms() + 100;
+    h.add("after", due);
+    index.schedule("after", due).await.unwrap();
+    wait_until(WAIT, || async { !h.calls_for("after").is_empty() }).await;
+    r.stop().await;
+}

@@ -167,6 +167,12 @@ impl SimHandle {
         self.sim.counters.requests_for(method, route_template)
     }
 
+    /// Requests counted against a rate-limit bucket (`groups`, `group_by_id`, `apps`,
+    /// `users`, `other`).
+    pub fn bucket_counter(&self, bucket: &str) -> u64 {
+        self.sim.counters.bucket_count(bucket)
+    }
+
     /// Successful (2xx) non-GET requests on a management route.
     pub fn mutation_count(&self, method: &str, route_template: &str) -> u64 {
         self.sim.counters.mutations_for(method, route_template)

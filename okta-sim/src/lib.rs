@@ -125,7 +125,17 @@ fn build_router(sim: Arc<Sim>) -> Router {
         .merge(api)
         .nest("/_sim", control::router())
         .fallback(|| async { OktaError::not_found("resource", "Route") })
-        .layer(axum::middleware::from_fn(middleware::common_headers))
+        .method_not_allowed_fallback(|| async {
+            OktaError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "E0000022",
+                "The endpoint does not support the provided HTTP method",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            middleware::common_headers,
+        ))
         .with_state(sim)
 }
 

@@ -51,7 +51,9 @@ pub use seed::{default_seed, generate, Seed};
 use sim::Sim;
 
 /// A running simulator. Dropping it without `shutdown` leaves the server running until the
-/// runtime stops; call `shutdown` to stop it and its delivery tasks.
+/// runtime stops; call `shutdown` to stop it and its delivery tasks. Clones share the same
+/// simulator (shutting one down stops it for all).
+#[derive(Clone)]
 pub struct SimHandle {
     sim: Arc<Sim>,
     addr: SocketAddr,

@@ -296,7 +296,12 @@ impl HookHub {
         uuids: &[String],
         duplicate: bool,
     ) {
-        self.reg().deliveries.push(Delivery {
+        let mut reg = self.reg();
+        // Bounded like the event log: drop the oldest tenth when full (amortised O(1)).
+        if reg.deliveries.len() >= EVENT_LOG_CAP {
+            reg.deliveries.drain(..EVENT_LOG_CAP / 10);
+        }
+        reg.deliveries.push(Delivery {
             hook_id: hook.id.clone(),
             attempt,
             status,

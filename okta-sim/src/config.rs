@@ -32,11 +32,22 @@ pub enum PermissionLevel {
 }
 
 /// An `SSWS` API token and the Okta user it acts as (the event actor of its changes).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SimToken {
     pub token: String,
     pub level: PermissionLevel,
     pub principal_id: String,
+}
+
+/// Tokens stay out of `Debug` output (and therefore out of logs).
+impl std::fmt::Debug for SimToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimToken")
+            .field("token", &"<redacted>")
+            .field("level", &self.level)
+            .field("principal_id", &self.principal_id)
+            .finish()
+    }
 }
 
 /// OAuth 2.0 client credentials with `private_key_jwt` for one service app.
@@ -112,6 +123,10 @@ pub struct SimConfig {
     /// 409 E0000062; when false (default) it answers 200 with the existing AppUser, as Okta's
     /// "assign or update" endpoint usually does (which of the two a given org does is unverified).
     pub strict_duplicate_app_assign: bool,
+    /// Answer 411 to a PUT/POST without `Content-Length` (or chunked body), as Okta does.
+    /// Note: reqwest sends *no* Content-Length for an empty PUT/POST body, so clients must set
+    /// `Content-Length: 0` themselves; turn this off only to test something else.
+    pub require_content_length: bool,
 }
 
 impl Default for SimConfig {
@@ -125,6 +140,7 @@ impl Default for SimConfig {
             rng_seed: 7,
             hooks: HookConfig::default(),
             strict_duplicate_app_assign: false,
+            require_content_length: true,
         }
     }
 }

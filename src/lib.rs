@@ -21,8 +21,8 @@ pub mod config;
 pub mod error;
 pub mod grants;
 pub mod http;
-pub mod policy;
 pub mod okta;
+pub mod policy;
 pub mod redis_conn;
 pub mod scheduler;
 pub mod store;
@@ -212,7 +212,9 @@ async fn start_policy(
                     tracing::warn!(error = %e, "policy not fully checked against Okta; starting anyway");
                 }
             }
-            Err(_) => tracing::warn!("Okta did not answer the policy check in time; starting anyway"),
+            Err(_) => {
+                tracing::warn!("Okta did not answer the policy check in time; starting anyway")
+            }
         }
     }
     tracing::info!(resources = loaded.resources.len(), "policy loaded");

@@ -142,7 +142,9 @@ pub async fn run(config: Config, cmd: GrantsCommand) -> anyhow::Result<ExitCode>
                 eprintln!(
                     "grant is {}: {}",
                     g.state.as_str(),
-                    g.last_error.as_deref().unwrap_or("the scheduler will retry")
+                    g.last_error
+                        .as_deref()
+                        .unwrap_or("the scheduler will retry")
                 );
                 ExitCode::from(1)
             })

@@ -17,7 +17,9 @@ pub enum GrantError {
     InvalidDuration(String),
     #[error("duration {requested} exceeds the resource's maximum of {max}")]
     DurationTooLong { requested: String, max: String },
-    #[error("extension refused: the grant may last until {latest} at most (now + max_duration {max})")]
+    #[error(
+        "extension refused: the grant may last until {latest} at most (now + max_duration {max})"
+    )]
     ExtensionTooLong { latest: String, max: String },
     #[error("resource `{0}` requires a reason")]
     ReasonRequired(String),
@@ -59,8 +61,13 @@ impl ErrorCode for GrantError {
     fn status(&self) -> StatusCode {
         use GrantError::*;
         match self {
-            UnknownResource(_) | InvalidDuration(_) | DurationTooLong { .. }
-            | ExtensionTooLong { .. } | ReasonRequired(_) | InvalidInput(_) | UnknownUser(_)
+            UnknownResource(_)
+            | InvalidDuration(_)
+            | DurationTooLong { .. }
+            | ExtensionTooLong { .. }
+            | ReasonRequired(_)
+            | InvalidInput(_)
+            | UnknownUser(_)
             | UserNotActive { .. } => StatusCode::BAD_REQUEST,
             NotFound(_) => StatusCode::NOT_FOUND,
             NotActive(_) | Conflict => StatusCode::CONFLICT,

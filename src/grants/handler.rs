@@ -109,9 +109,12 @@ impl GrantService {
             Some(true) => "kept_standing",
             Some(false) => {
                 let mut conn = self.store().pool().acquire().await?;
-                let others =
-                    repo::count_ours(&mut conn, &g, &[GrantState::Provisioning, GrantState::Active])
-                        .await?;
+                let others = repo::count_ours(
+                    &mut conn,
+                    &g,
+                    &[GrantState::Provisioning, GrantState::Active],
+                )
+                .await?;
                 drop(conn);
                 if others > 0 {
                     "kept_shared"

@@ -86,7 +86,9 @@ impl AccessLock {
         match r {
             Ok(1) => {}
             Ok(_) => tracing::warn!(key = %self.key, "access lock had expired before release"),
-            Err(e) => tracing::warn!(error = %e, "cannot release access lock; it expires by itself"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot release access lock; it expires by itself")
+            }
         }
     }
 }

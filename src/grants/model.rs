@@ -104,7 +104,12 @@ impl Grant {
     /// The per-(user, resource) lock name. Keyed on the Okta object, not the policy name, so two
     /// policy resources pointing at the same group still serialize.
     pub fn access_key(&self) -> String {
-        access_key(&self.user_id, self.kind, &self.okta_id, self.resource_set.as_deref())
+        access_key(
+            &self.user_id,
+            self.kind,
+            &self.okta_id,
+            self.resource_set.as_deref(),
+        )
     }
 }
 

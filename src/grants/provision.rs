@@ -62,11 +62,7 @@ fn role_spec(t: &RoleTarget) -> RoleSpec {
 }
 
 /// The user's active assignment of the grant's role, if any.
-async fn find_role(
-    okta: &OktaClient,
-    g: &Grant,
-    p: Priority,
-) -> Result<Option<String>, OktaError> {
+async fn find_role(okta: &OktaClient, g: &Grant, p: Priority) -> Result<Option<String>, OktaError> {
     let Some(target) = g.role_target() else {
         return Ok(None);
     };

@@ -172,7 +172,8 @@ pub async fn cas(
     set: &str,
     binds: Vec<Bind>,
 ) -> Result<bool, StoreError> {
-    let sql = format!("UPDATE grants SET {set}, version = version + 1 WHERE id = $1 AND version = $2");
+    let sql =
+        format!("UPDATE grants SET {set}, version = version + 1 WHERE id = $1 AND version = $2");
     let mut q = sqlx::query(&sql).bind(id.to_string()).bind(version);
     for b in binds {
         q = match b {

@@ -256,7 +256,13 @@ impl GrantService {
         drop(conn);
         // Access inherited through a group assignment cannot be removed per user: whatever our
         // other grants did, it is standing for this one (nothing to take at expiry).
-        let inherited = matches!(holding, Holding::Yes { inherited: true, .. });
+        let inherited = matches!(
+            holding,
+            Holding::Yes {
+                inherited: true,
+                ..
+            }
+        );
         let standing = holding.holds() && (ours == 0 || inherited);
         // Record the decision before writing to Okta: a crash after the add must still know
         // whether the access was ours to remove.

@@ -83,7 +83,8 @@ pub fn validate_resource(r: &Resource) -> Vec<PolicyError> {
             }
         }
     }
-    if r.resource_set.is_some() && !(r.kind == ResourceKind::OktaRole && r.okta_id.starts_with("cr"))
+    if r.resource_set.is_some()
+        && !(r.kind == ResourceKind::OktaRole && r.okta_id.starts_with("cr"))
     {
         err(
             "resource_set",
@@ -152,4 +153,3 @@ pub fn validate_resource(r: &Resource) -> Vec<PolicyError> {
     }
     errors
 }
-

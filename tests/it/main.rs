@@ -2,12 +2,14 @@
 //! on port 0 with a fresh database and a unique Redis key prefix, and talks to it over HTTP.
 //! Tests that touch SQL run once per backend (SQLite and PostgreSQL) via `both_backends!`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[macro_use]
 mod helpers;
 
 mod audit;
 mod config;
-mod health;
 mod grants;
 mod grants_input;
+mod health;
 mod policy;

@@ -45,6 +45,13 @@ pub enum Command {
     Grants(crate::grants::cli::GrantsCommand),
     /// Print the SHA-256 of a token read from standard input, for `auth.tokens[].sha256`.
     HashToken,
+    /// Probe `GET /healthz` on the configured listen address; exit 0 when it answers 200.
+    /// For container HEALTHCHECKs: the runtime image has no curl.
+    Healthcheck {
+        /// Give up after this long.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration, env = "JIT_HEALTHCHECK_TIMEOUT")]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,6 +81,7 @@ pub const CLI_ENV_VARS: &[&str] = &[
     "JIT_AUDIT_UNTIL",
     "JIT_AUDIT_FORMAT",
     "JIT_AUDIT_OUTPUT",
+    "JIT_HEALTHCHECK_TIMEOUT",
     "JIT_GRANTS_USER",
     "JIT_GRANTS_RESOURCE",
     "JIT_GRANTS_STATE",
@@ -97,6 +105,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             println!("{}", crate::auth::hash_token(token));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck { timeout } => {
+            let config = load(cli.config)?;
+            healthcheck(config.server.listen, timeout).await
         }
         Command::Serve => {
             let config = load(cli.config)?;
@@ -171,6 +183,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             eprintln!("exported {n} entries");
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// GETs `/healthz` on the listen address, turning a wildcard bind into loopback.
+async fn healthcheck(
+    listen: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .context("building the HTTP client")?;
+    let url = format!("http://{addr}/healthz");
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => {
+            println!("ok: {url} answered {}", r.status());
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(r) => {
+            eprintln!("unhealthy: {url} answered {}", r.status());
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e}");
+            Ok(ExitCode::from(1))
         }
     }
 }

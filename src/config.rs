@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Format, Toml};
-use figment::Figment;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -145,7 +146,11 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, Vec<ConfigError>> {
-        let mut figment = Figment::new().merge(Toml::string(DEFAULT_TOML));
+        let defaults = Figment::new().merge(Named::new(
+            Toml::string(DEFAULT_TOML),
+            Metadata::named("built-in defaults"),
+        ));
+        let mut figment = defaults.clone();
         if let Some(path) = file {
             // Read it ourselves: figment treats a missing file as empty, and a missing file the
             // operator named is an error, not a silent fallback to defaults.
@@ -155,7 +160,10 @@ impl Config {
                     source,
                 }]
             })?;
-            figment = figment.merge(Toml::string(&text));
+            figment = figment.merge(Named::new(
+                Toml::string(&text),
+                Metadata::from("config file", path),
+            ));
         }
         let mut errors = Vec::new();
         let mut vars: Vec<(String, String)> = Vec::new();
@@ -178,16 +186,19 @@ impl Config {
             return Err(errors);
         }
         // figment's `Env` provider reads the process environment; we feed the given variables
-        // through the same mapping (`JIT_A__B` → `a.b`) so tests can pass their own.
-        let figment = vars.iter().fold(figment, |f, (k, v)| {
-            let key = k[ENV_PREFIX.len()..]
+        // through the same mapping (`JIT_A__B` → `a.b`) so tests can pass their own. Each
+        // variable is its own provider so an error names the variable it came from.
+        vars.sort();
+        for (name, raw) in &vars {
+            let key = name[ENV_PREFIX.len()..]
                 .to_ascii_lowercase()
                 .replace("__", ".");
-            f.merge(figment::providers::Serialized::default(
-                &key,
-                parse_env_value(v),
-            ))
-        });
+            let value = env_value(&defaults, &key, raw);
+            figment = figment.merge(Named::new(
+                figment::providers::Serialized::default(&key, value),
+                Metadata::named(format!("environment variable {name}")),
+            ));
+        }
         let mut config: Config = figment.extract().map_err(|e| {
             e.into_iter()
                 .map(|e| ConfigError::Parse(describe_figment_error(&e)))
@@ -286,6 +297,7 @@ impl Config {
                 ));
             }
         }
+        errors.extend(self.scheduler.validate());
         errors.extend(self.okta.validate());
         errors
     }
@@ -324,46 +336,129 @@ pub fn resolve_secret(
     }
 }
 
-/// Environment values are strings; numbers and booleans are recognised so `JIT_DATABASE__MAX_CONNECTIONS=5`
-/// works, and a string that is neither stays a string (durations like `30s`, URLs).
-fn parse_env_value(v: &str) -> figment::value::Value {
-    use figment::value::Value;
-    if let Ok(b) = v.parse::<bool>() {
-        return Value::from(b);
+/// A provider with a name of our choosing, so an error says "from config file x.toml" or "from
+/// environment variable JIT_A__B" rather than "from TOML source string".
+struct Named<P> {
+    inner: P,
+    metadata: Metadata,
+}
+
+impl<P: Provider> Named<P> {
+    fn new(inner: P, metadata: Metadata) -> Self {
+        Named { inner, metadata }
     }
-    if let Ok(n) = v.parse::<i64>() {
-        return Value::from(n);
+}
+
+impl<P: Provider> Provider for Named<P> {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
     }
-    Value::from(v.to_string())
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.inner.data()
+    }
+}
+
+/// Environment values are strings; they take the type of the key's built-in default, so
+/// `JIT_DATABASE__MAX_CONNECTIONS=5` is a number while `JIT_DATABASE__PASSWORD=12345` stays the
+/// string it is (guessing from the text would turn a numeric secret into a number and fail).
+/// Keys without a default (secrets, `*_file` paths, unknown keys) are strings. A value that does
+/// not parse as the default's type stays a string, so the error says what was expected.
+fn env_value(defaults: &Figment, key: &str, raw: &str) -> Value {
+    match defaults.find_value(key) {
+        Ok(Value::Bool(..)) => raw.parse::<bool>().map(Value::from).ok(),
+        Ok(Value::Num(..)) => raw
+            .parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| raw.parse::<f64>().map(Value::from))
+            .ok(),
+        // Lists and tables (`JIT_AUTH__TOKENS='[{name="a", …}]'`) are written as TOML values.
+        Ok(Value::Array(..)) | Ok(Value::Dict(..)) => {
+            toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .and_then(|v| Value::serialize(v).ok())
+        }
+        _ => None,
+    }
+    .unwrap_or_else(|| Value::from(raw.to_string()))
 }
 
 fn describe_figment_error(e: &figment::Error) -> String {
     let key = e.path.join(".");
-    let mut msg = e.kind.to_string();
-    if let figment::error::Kind::UnknownField(field, _) = &e.kind {
-        let full = if key.is_empty() {
-            field.clone()
-        } else {
-            format!("{key}.{field}")
-        };
-        return format!("`{full}`: unknown key");
-    }
-    if let figment::error::Kind::MissingField(field) = &e.kind {
-        let full = if key.is_empty() {
+    let source = e
+        .metadata
+        .as_ref()
+        .map(|md| match &md.source {
+            Some(src) => format!(" (from {} {src})", md.name),
+            None => format!(" (from {})", md.name),
+        })
+        .unwrap_or_default();
+    let full = |field: &str| {
+        // figment already appends the offending field to the path for unknown fields.
+        if key.is_empty() {
             field.to_string()
+        } else if e.path.last().is_some_and(|l| l == field) {
+            key.clone()
         } else {
             format!("{key}.{field}")
-        };
-        return format!("`{full}`: missing key");
+        }
+    };
+    match &e.kind {
+        figment::error::Kind::UnknownField(field, expected) => {
+            let section = if e.path.len() > 1 {
+                format!("`{}`", e.path[..e.path.len() - 1].join("."))
+            } else {
+                "the top level".to_string()
+            };
+            format!(
+                "`{}`: unknown key{source}; {section} accepts {}",
+                full(field),
+                expected
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+        figment::error::Kind::MissingField(field) => {
+            format!("`{}`: missing key{source}", full(field))
+        }
+        kind => {
+            let msg = plain_types(&kind.to_string());
+            if key.is_empty() {
+                format!("{msg}{source}")
+            } else {
+                format!("`{key}`: {msg}{source}")
+            }
+        }
     }
-    if let Some(md) = &e.metadata {
-        msg = format!("{msg} (from {})", md.name);
+}
+
+/// Rust type names in serde's messages mean little to an operator.
+fn plain_types(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for (from, to) in [
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected u64", "expected a non-negative whole number"),
+        ("expected usize", "expected a non-negative whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected a boolean", "expected `true` or `false`"),
+        (
+            "expected a duration",
+            "expected a duration such as \"30s\", \"5m\" or \"1h\"",
+        ),
+        (
+            "invalid socket address syntax",
+            "expected a socket address such as \"127.0.0.1:8080\" or \"[::]:8080\"",
+        ),
+    ] {
+        out = out.replace(from, to);
     }
-    if key.is_empty() {
-        msg
-    } else {
-        format!("`{key}`: {msg}")
-    }
+    out
 }
 
 #[cfg(test)]

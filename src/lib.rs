@@ -129,6 +129,17 @@ pub async fn run_with(
             config.scheduler.failed_retry_interval,
         )
     });
+    // The expiry worker runs only when there is a grants service to hand due grants to; without
+    // Okta nothing could be revoked, and /readyz says so.
+    let scheduler = grants.as_ref().map(|g| {
+        start_scheduler(
+            &config,
+            redis.clone(),
+            clock.clone(),
+            Arc::new(g.clone()),
+            &tasks,
+        )
+    });
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
         config: config.clone(),
@@ -140,6 +151,7 @@ pub async fn run_with(
         policy,
         grants,
         okta,
+        scheduler,
     };
     let app = http::router(state);
     let addr = listener.local_addr().map_err(RunError::Serve)?;
@@ -149,12 +161,17 @@ pub async fn run_with(
     // axum drains in-flight requests; then tracked tasks get what is left of the grace period.
     let cancel = tasks.cancel_token();
     let grace = config.server.shutdown_grace;
+    let fired_at = Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
     let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutdown requested: draining");
-        cancel.cancel();
-        let _ = fired_tx.send(());
+    let signal = {
+        let fired_at = fired_at.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: draining");
+            let _ = fired_at.set(tokio::time::Instant::now());
+            cancel.cancel();
+            let _ = fired_tx.send(());
+        }
     };
     let serve = axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(signal)
@@ -174,12 +191,33 @@ pub async fn run_with(
             Ok(())
         }
     };
-    let left = tasks.shutdown(grace).await;
+    // Background tasks were cancelled with the signal and have been finishing alongside the
+    // requests; they get what is left of the same grace period, not a second one.
+    let left_of_grace = fired_at
+        .get()
+        .map(|t| grace.saturating_sub(t.elapsed()))
+        .unwrap_or(grace);
+    let left = tasks.shutdown(left_of_grace).await;
     store.close().await;
     if left.is_empty() {
         tracing::info!("stopped cleanly");
     }
     result
+}
+
+/// Builds the expiry scheduler from the configuration and starts its background tasks
+/// (`scheduler.worker`, `.wake`, `.sweep`, `.rebuild`) on `tasks`. The grants service supplies
+/// the handler; keep the returned [`scheduler::Scheduler`] for `index()` and `stats()`.
+pub fn start_scheduler(
+    config: &Config,
+    redis: RedisConn,
+    clock: Clock,
+    handler: Arc<dyn scheduler::ExpiryHandler>,
+    tasks: &Tasks,
+) -> scheduler::Scheduler {
+    let s = scheduler::Scheduler::new(redis, clock, config.scheduler.clone(), handler);
+    s.spawn(tasks);
+    s
 }
 
 /// How long the start waits for the policy's check against Okta before going on without it.

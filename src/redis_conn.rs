@@ -38,6 +38,9 @@ impl ErrorCode for RedisError {
 #[derive(Clone)]
 pub struct RedisConn {
     manager: ConnectionManager,
+    /// Kept for the few uses that need a connection of their own (pub/sub cannot share the
+    /// multiplexed command connection).
+    client: redis::Client,
     prefix: String,
 }
 
@@ -59,7 +62,7 @@ impl RedisConn {
             .set_max_delay(2_000);
         let manager = tokio::time::timeout(
             cfg.connect_timeout + Duration::from_secs(1),
-            ConnectionManager::new_with_config(client, mcfg),
+            ConnectionManager::new_with_config(client.clone(), mcfg),
         )
         .await
         .map_err(|_| {
@@ -71,6 +74,7 @@ impl RedisConn {
         .map_err(RedisError::Connect)?;
         Ok(RedisConn {
             manager,
+            client,
             prefix: cfg.key_prefix.clone(),
         })
     }
@@ -87,6 +91,11 @@ impl RedisConn {
     /// A handle for commands. Clones share the connection.
     pub fn conn(&self) -> ConnectionManager {
         self.manager.clone()
+    }
+
+    /// The client, for a dedicated connection (the scheduler's pub/sub wake-up listener).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
     }
 
     /// Readiness probe.

@@ -6,6 +6,7 @@
 //! What it must never do: log a secret. Secrets are `SecretString`s whose `Debug` prints
 //! `[REDACTED]`, and request logging records method, path and status, never headers or bodies.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -15,7 +16,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Installs the global subscriber. `RUST_LOG` wins over `log.level`. Safe to call twice (tests):
+/// Installs the global subscriber, writing to standard error (standard output belongs to the
+/// commands' results, e.g. `audit export`). `RUST_LOG` wins over `log.level`. Safe to call twice (tests):
 /// the second call is a no-op.
 pub fn init_logging(cfg: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
@@ -28,11 +30,17 @@ pub fn init_logging(cfg: &LogConfig) {
                 tracing_subscriber::fmt::layer()
                     .json()
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr),
             )
             .try_init(),
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    // Colours for a person at a terminal, plain text for a file or a pipe.
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
             .try_init(),
     };
 }

@@ -337,8 +337,8 @@ pub async fn verify(store: &Store) -> Result<VerifyReport, AuditError> {
         while let Some(row) = rows.next().await {
             let e = row?;
             entries += 1;
-            if let Some(reason) = check_entry(&e, expected_seq, &prev_hash) {
-                first_broken = Some(Broken { seq: e.seq, reason });
+            if let Some(broken) = check_entry(&e, expected_seq, &prev_hash) {
+                first_broken = Some(broken);
                 break;
             }
             prev_hash = e.hash;
@@ -347,11 +347,18 @@ pub async fn verify(store: &Store) -> Result<VerifyReport, AuditError> {
     }
     if first_broken.is_none() {
         let last_seq = expected_seq - 1;
-        if last_seq != head_seq || prev_hash != head_hash {
+        if last_seq < head_seq {
             first_broken = Some(Broken {
                 seq: last_seq + 1,
                 reason: format!(
                     "the log ends at entry {last_seq} but the head records entry {head_seq}: entries were removed from the end"
+                ),
+            });
+        } else if last_seq != head_seq || prev_hash != head_hash {
+            first_broken = Some(Broken {
+                seq: last_seq,
+                reason: format!(
+                    "the head records entry {head_seq} with another hash than the log's last entry {last_seq}: the head or the tail was altered"
                 ),
             });
         }
@@ -364,23 +371,45 @@ pub async fn verify(store: &Store) -> Result<VerifyReport, AuditError> {
     })
 }
 
-/// Why `e` does not continue the chain, if it does not.
-fn check_entry(e: &RawEntry, expected_seq: i64, prev_hash: &str) -> Option<String> {
+/// Why `e` does not continue the chain, if it does not: the first position that is wrong.
+/// Public so an export can be re-verified row by row with the same rules.
+pub fn check_entry(e: &RawEntry, expected_seq: i64, prev_hash: &str) -> Option<Broken> {
     if e.seq != expected_seq {
-        return Some(format!(
-            "expected entry {expected_seq} but found {}: entries were deleted or reordered",
-            e.seq
-        ));
+        // Rows are read in `seq` order, so a higher number means entries are missing here, and a
+        // lower one (impossible with the primary key, but cheap to name) means they were moved.
+        let reason = if e.seq > expected_seq {
+            format!(
+                "entry {expected_seq} is missing (the next stored entry is {}): entries were deleted",
+                e.seq
+            )
+        } else {
+            format!(
+                "expected entry {expected_seq} but found {}: entries were reordered",
+                e.seq
+            )
+        };
+        return Some(Broken {
+            seq: expected_seq,
+            reason,
+        });
     }
+    let broken = |reason: &str| {
+        Some(Broken {
+            seq: e.seq,
+            reason: reason.to_string(),
+        })
+    };
     if e.prev_hash != prev_hash {
-        return Some("prev_hash does not match the previous entry's hash".to_string());
+        return broken(
+            "prev_hash does not match the previous entry's hash: entries were reordered, replaced or deleted before it",
+        );
     }
     let recomputed = entry_hash(
         prev_hash,
         &canonical(e.seq, e.at_ms, &e.actor, &e.action, &e.subject, &e.details),
     );
     if recomputed != e.hash {
-        return Some("hash does not match the entry's contents: the entry was altered".to_string());
+        return broken("hash does not match the entry's contents: the entry was altered");
     }
     None
 }

@@ -54,6 +54,8 @@ pub struct AppState {
     pub grants: Option<crate::grants::GrantService>,
     /// `None` when `[okta]` is not configured.
     pub okta: Option<crate::okta::OktaClient>,
+    /// The expiry worker; `None` when there is no grants service to hand due grants to.
+    pub scheduler: Option<crate::scheduler::Scheduler>,
 }
 
 impl HasAuthenticator for AppState {

@@ -10,6 +10,31 @@
 //!
 //! What it must never do: treat Redis as the record, busy-poll, or run a grant's expiry without
 //! a lease (two replicas would both act).
+//!
+//! Layout: this file is the contract (config, errors, the handler trait, [`ExpiryIndex`]);
+//! [`Scheduler`] in `worker.rs` runs the claim loop; `scripts.rs` holds the Lua; `wake.rs` the
+//! pub/sub wake-up listener; `maintenance.rs` the rebuild from SQL and the overdue sweep;
+//! `backoff.rs` retry delays; `metrics.rs` metric names.
+//!
+//! Keys (all under `RedisConn::key`): `expiry:index` (ZSET grant id → due ms, or lease/backoff
+//! time while claimed), `expiry:claims` (HASH of per-grant claim state, see `scripts.rs`),
+//! `expiry:epoch` (the rebuild sentinel: written by every rebuild; its absence means Redis lost
+//! its data), channel `expiry:wake` (due times of newly scheduled grants).
+
+mod backoff;
+mod maintenance;
+pub mod metrics;
+mod scripts;
+mod wake;
+mod worker;
+
+pub use scripts::Claim;
+pub use worker::{Scheduler, SchedulerStats, TimeSource};
+
+pub(crate) const INDEX_KEY: &str = "expiry:index";
+pub(crate) const STATE_KEY: &str = "expiry:claims";
+pub(crate) const EPOCH_KEY: &str = "expiry:epoch";
+pub(crate) const WAKE_CHANNEL: &str = "expiry:wake";
 
 use std::time::Duration;
 
@@ -47,6 +72,61 @@ pub struct SchedulerConfig {
     /// SQL sweep for anything overdue that the index missed.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
+}
+
+impl SchedulerConfig {
+    /// Errors name the key (`scheduler.lease`), as `Config::validate` expects.
+    pub fn validate(&self) -> Vec<crate::config::ConfigError> {
+        use crate::config::ConfigError;
+        let mut errors = Vec::new();
+        let mut need = |ok: bool, key: &str, msg: &str| {
+            if !ok {
+                errors.push(ConfigError::invalid(format!("scheduler.{key}"), msg));
+            }
+        };
+        need(
+            self.lease >= Duration::from_millis(500),
+            "lease",
+            "must be at least 500ms (an expiry must fit inside it)",
+        );
+        need(
+            (1..=10_000).contains(&self.batch_size),
+            "batch_size",
+            "must be between 1 and 10000",
+        );
+        need(
+            (1..=10_000).contains(&self.concurrency),
+            "concurrency",
+            "must be between 1 and 10000",
+        );
+        need(self.max_attempts >= 1, "max_attempts", "must be at least 1");
+        need(
+            !self.backoff_base.is_zero(),
+            "backoff_base",
+            "must be greater than zero",
+        );
+        need(
+            self.backoff_max >= self.backoff_base,
+            "backoff_max",
+            "must be at least scheduler.backoff_base",
+        );
+        need(
+            self.failed_retry_interval >= Duration::from_secs(1),
+            "failed_retry_interval",
+            "must be at least 1s",
+        );
+        need(
+            self.rebuild_interval >= Duration::from_secs(1),
+            "rebuild_interval",
+            "must be at least 1s",
+        );
+        need(
+            self.sweep_interval >= Duration::from_millis(100),
+            "sweep_interval",
+            "must be at least 100ms",
+        );
+        errors
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,12 +195,12 @@ impl ExpiryIndex {
 
     /// The sorted set holding every scheduled grant.
     pub fn index_key(&self) -> String {
-        self.redis.key("expiry:index")
+        self.redis.key(INDEX_KEY)
     }
 
     /// The channel replicas listen on to wake early when an earlier expiry is scheduled.
     pub fn wake_channel(&self) -> String {
-        self.redis.key("expiry:wake")
+        self.redis.key(WAKE_CHANNEL)
     }
 
     /// Adds or moves a grant's due time and wakes sleeping replicas.
@@ -137,12 +217,17 @@ impl ExpiryIndex {
         Ok(())
     }
 
-    /// Removes a grant from the index (it ended early). Harmless if absent.
+    /// Removes a grant from the index (it ended early). Harmless if absent. Its claim state
+    /// (attempt count) goes too, so nothing is left behind; an expiry in flight for it then
+    /// finds its lease score gone and settles nothing.
     pub async fn unschedule(&self, grant_id: &str) -> Result<(), SchedulerError> {
         let mut c = self.redis.conn();
-        redis::cmd("ZREM")
-            .arg(self.index_key())
-            .arg(grant_id)
+        redis::pipe()
+            .atomic()
+            .zrem(self.index_key(), grant_id)
+            .ignore()
+            .hdel(self.redis.key(STATE_KEY), grant_id)
+            .ignore()
             .query_async::<()>(&mut c)
             .await?;
         Ok(())

@@ -148,8 +148,15 @@ impl Store {
         migrator.run(&self.pool).await.map_err(StoreError::Migrate)
     }
 
+    /// Opens a transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken up front
+    /// (waiting up to `busy_timeout` for another process, such as a second pool or a CLI verb),
+    /// because a deferred transaction that reads first and writes later fails at once with
+    /// "database is locked" when another writer got in between, and no wait helps it.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        let inner = self.pool.begin().await?;
+        let inner = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
         Ok(Tx {
             inner,
             backend: self.backend,

@@ -1,1 +1,269 @@
+//! Configuration: layering, environment overrides, secrets from files, and errors that name the
+//! key; `check-config` and `migrate` exit codes through the real binary.
 
+use std::io::Write;
+
+use jit_broker::config::{Config, ConfigError};
+use secrecy::ExposeSecret;
+
+use crate::helpers::*;
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn errors(file: Option<&std::path::Path>, vars: &[(&str, &str)]) -> String {
+    match Config::load_with_env(file, env(vars)) {
+        Ok(_) => panic!("expected an invalid configuration"),
+        Err(errs) => errs
+            .iter()
+            .map(ConfigError::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+#[test]
+fn file_then_env_override_defaults() {
+    let f = file("[server]\nlisten = \"127.0.0.1:9999\"\n[database]\nmax_connections = 3\n");
+    let c = Config::load_with_env(Some(f.path()), Vec::new()).unwrap();
+    assert_eq!(c.server.listen.port(), 9999);
+    assert_eq!(c.database.max_connections, 3);
+    assert_eq!(c.redis.key_prefix, "jit");
+
+    let c = Config::load_with_env(
+        Some(f.path()),
+        env(&[
+            ("JIT_DATABASE__MAX_CONNECTIONS", "7"),
+            ("JIT_SERVER__SHUTDOWN_GRACE", "3s"),
+            ("JIT_DATABASE__MIGRATE_ON_START", "false"),
+            // A numeric-looking value for a string key stays a string.
+            ("JIT_REDIS__KEY_PREFIX", "123"),
+            ("JIT_DATABASE__PASSWORD", "0042"),
+            // Not ours: ignored.
+            ("PATH", "/bin"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.database.max_connections, 7);
+    assert_eq!(c.server.shutdown_grace.as_secs(), 3);
+    assert!(!c.database.migrate_on_start);
+    assert_eq!(c.redis.key_prefix, "123");
+    assert_eq!(c.database.password.unwrap().expose_secret(), "0042");
+}
+
+#[test]
+fn lists_can_come_from_env() {
+    let sha = jit_broker::auth::hash_token("t");
+    let c = Config::load_with_env(
+        None,
+        env(&[(
+            "JIT_AUTH__TOKENS",
+            &format!("[{{name = \"bot\", roles = [\"auditor\"], sha256 = \"{sha}\"}}]"),
+        )]),
+    )
+    .unwrap();
+    assert_eq!(c.auth.tokens[0].name, "bot");
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let e = errors(Some(std::path::Path::new("no-such-config.toml")), &[]);
+    assert!(e.contains("no-such-config.toml"), "{e}");
+}
+
+#[test]
+fn unknown_key_in_file_is_named() {
+    let f = file("[database]\nmax_conections = 3\n");
+    let e = errors(Some(f.path()), &[]);
+    assert!(e.contains("`database.max_conections`: unknown key"), "{e}");
+    assert!(e.contains("max_connections"), "lists the valid keys: {e}");
+    let f = file("[bogus]\nx = 1\n");
+    let e = errors(Some(f.path()), &[]);
+    assert!(e.contains("`bogus`: unknown key"), "{e}");
+}
+
+#[test]
+fn unknown_key_in_env_is_named() {
+    let e = errors(None, &[("JIT_REDIS__URLX", "redis://x")]);
+    assert!(e.contains("`redis.urlx`: unknown key"), "{e}");
+    assert!(e.contains("JIT_REDIS__URLX"), "{e}");
+    // A single underscore where `__` belongs.
+    let e = errors(None, &[("JIT_REDIS_URL", "redis://x")]);
+    assert!(e.contains("JIT_REDIS_URL"), "{e}");
+}
+
+#[test]
+fn bad_values_name_the_key_and_what_is_expected() {
+    let f = file("[database]\nmax_connections = \"x\"\n");
+    let e = errors(Some(f.path()), &[]);
+    assert!(e.contains("`database.max_connections`"), "{e}");
+    assert!(e.contains("expected a whole number"), "{e}");
+
+    let e = errors(None, &[("JIT_SERVER__REQUEST_TIMEOUT", "3 parsecs")]);
+    assert!(e.contains("`server.request_timeout`"), "{e}");
+    assert!(e.contains("expected a duration"), "{e}");
+    assert!(e.contains("JIT_SERVER__REQUEST_TIMEOUT"), "{e}");
+
+    let e = errors(None, &[("JIT_LOG__FORMAT", "xml")]);
+    assert!(e.contains("`log.format`") && e.contains("json"), "{e}");
+
+    let e = errors(None, &[("JIT_SERVER__LISTEN", "localhost")]);
+    assert!(
+        e.contains("`server.listen`") && e.contains("socket address"),
+        "{e}"
+    );
+
+    // Checks serde cannot express are collected together.
+    let e = errors(
+        None,
+        &[
+            ("JIT_DATABASE__URL", "mysql://x"),
+            ("JIT_REDIS__KEY_PREFIX", "a b"),
+            ("JIT_SERVER__BODY_LIMIT_BYTES", "10"),
+        ],
+    );
+    for key in [
+        "database.url",
+        "redis.key_prefix",
+        "server.body_limit_bytes",
+    ] {
+        assert!(e.contains(&format!("`{key}`")), "{key}: {e}");
+    }
+}
+
+#[test]
+fn secret_from_file() {
+    let secret = file("s3cr3t-from-file\n");
+    let f = file(&format!(
+        "[database]\npassword_file = \"{}\"\n",
+        secret.path().display()
+    ));
+    let c = Config::load_with_env(Some(f.path()), Vec::new()).unwrap();
+    assert_eq!(
+        c.database.password.as_ref().unwrap().expose_secret(),
+        "s3cr3t-from-file"
+    );
+    // Never in Debug output.
+    assert!(!format!("{c:?}").contains("s3cr3t-from-file"));
+
+    // Both forms at once: ambiguous.
+    let e = errors(
+        Some(f.path()),
+        &[("JIT_DATABASE__PASSWORD", "s3cr3t-from-env")],
+    );
+    assert!(e.contains("`database.password`"), "{e}");
+    assert!(!e.contains("s3cr3t"), "secret leaked into the error: {e}");
+
+    let e = errors(
+        None,
+        &[("JIT_DATABASE__PASSWORD_FILE", "no-such-secret-file")],
+    );
+    assert!(
+        e.contains("`database.password`") && e.contains("no-such-secret-file"),
+        "{e}"
+    );
+}
+
+#[test]
+fn check_config_exit_codes() {
+    let out = broker_cmd().arg("check-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    let f = file("[database]\nmax_connections = \"x\"\npassword = \"hunter2-secret\"\n");
+    let out = broker_cmd()
+        .args(["--config", f.path().to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`database.max_connections`"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    let out = broker_cmd()
+        .env("JIT_CONFIG", "no-such-config.toml")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+
+    let out = broker_cmd()
+        .env("JIT_REDIS__URLX", "x")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JIT_REDIS__URLX"));
+
+    // Other verbs refuse to start on a bad configuration (exit 2).
+    let out = broker_cmd()
+        .env("JIT_REDIS__URLX", "x")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[test]
+fn help_names_every_flags_env_var() {
+    for args in [
+        vec!["--help"],
+        vec!["audit", "export", "--help"],
+        vec!["healthcheck", "--help"],
+    ] {
+        let out = broker_cmd().args(&args).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        for line in help.lines().filter(|l| l.trim_start().starts_with("--")) {
+            if line.contains("--help") || line.contains("--version") {
+                continue;
+            }
+            assert!(line.contains("[env: JIT_"), "{args:?}: {line}");
+        }
+    }
+    let out = broker_cmd().arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("jit-broker "));
+}
+
+/// Replicas starting together on one fresh database: four `jit-broker migrate` processes and
+/// an in-process migrate at once all succeed (sqlx holds an advisory lock on PostgreSQL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_on_postgres() {
+    let db = TestDb::new(Db::Postgres).await;
+    let children: Vec<std::process::Child> = (0..4)
+        .map(|_| {
+            broker_cmd()
+                .env("JIT_DATABASE__URL", &db.url)
+                .arg("migrate")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let store = jit_broker::store::Store::connect(&base_config(&db).database)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for out in outputs {
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    }
+    // The schema is there once and usable.
+    assert!(jit_broker::audit::verify(&store).await.unwrap().ok());
+}

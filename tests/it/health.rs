@@ -1,16 +1,21 @@
-//! Health, readiness, metrics, routing and body-limit behaviour.
+//! Health, readiness, metrics, request ids, routing, body limit and Redis key naming.
+
+use std::time::Duration;
 
 use crate::helpers::*;
 use jit_broker::error::ErrorBody;
+use jit_broker::RunOptions;
 
 async fn health_and_ready(db: Db) {
     let app = spawn_app(db).await;
     let r = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers().contains_key("x-request-id"));
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "generated id {id}");
     let r = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
     assert_eq!(body["checks"]["sql"], "ok");
     assert_eq!(body["checks"]["redis"], "ok");
     app.stop().await.unwrap();
@@ -20,9 +25,175 @@ async fn unknown_route_is_json_404(db: Db) {
     let app = spawn_app(db).await;
     let r = app.http.get(app.url("/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
+    assert!(r.headers().contains_key("x-request-id"));
     let body: ErrorBody = r.json().await.unwrap();
     assert_eq!(body.code, "not_found");
+    let r = app.http.delete(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let body: ErrorBody = r.json().await.unwrap();
+    assert_eq!(body.code, "method_not_allowed");
     app.stop().await.unwrap();
 }
 
-both_backends!(health_and_ready, unknown_route_is_json_404);
+async fn readyz_names_redis_while_it_is_unreachable(db: Db) {
+    let proxy = TcpProxy::start(url_addr(&redis_url())).await;
+    let test_db = TestDb::new(db).await;
+    let mut config = base_config(&test_db);
+    config.redis.url = with_port(&redis_url(), proxy.port());
+    config.redis.connect_timeout = Duration::from_millis(500);
+    config.redis.response_timeout = Duration::from_millis(500);
+    let app = spawn_app_with(test_db, config, RunOptions::default()).await;
+    assert_eq!(ready_status(&app).await.0, 200);
+
+    proxy.cut();
+    wait_until(Duration::from_secs(30), || async {
+        let (status, body) = ready_status(&app).await;
+        status == 503
+            && body["failing"] == serde_json::json!(["redis"])
+            && body["checks"]["sql"] == "ok"
+    })
+    .await;
+    // Liveness does not depend on Redis: a restart would not help.
+    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    proxy.restore();
+    wait_until(Duration::from_secs(30), || async {
+        ready_status(&app).await.0 == 200
+    })
+    .await;
+    app.stop().await.unwrap();
+}
+
+async fn ready_status(app: &TestApp) -> (u16, serde_json::Value) {
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+/// PostgreSQL is a network dependency, so it can disappear like Redis; SQLite is a local file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_names_sql_while_postgres_is_unreachable() {
+    let test_db = TestDb::new(Db::Postgres).await;
+    let proxy = TcpProxy::start(url_addr(&test_db.url)).await;
+    let mut config = base_config(&test_db);
+    config.database.url = with_port(&test_db.url, proxy.port());
+    let app = spawn_app_with(test_db, config, RunOptions::default()).await;
+    assert_eq!(ready_status(&app).await.0, 200);
+
+    proxy.cut();
+    wait_until(Duration::from_secs(30), || async {
+        let (status, body) = ready_status(&app).await;
+        status == 503 && body["failing"] == serde_json::json!(["sql"])
+    })
+    .await;
+
+    proxy.restore();
+    wait_until(Duration::from_secs(30), || async {
+        ready_status(&app).await.0 == 200
+    })
+    .await;
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_id_is_propagated_when_given() {
+    let app = spawn_app(Db::Sqlite).await;
+    for path in ["/healthz", "/nope", "/v1/audit"] {
+        let r = app
+            .http
+            .get(app.url(path))
+            .header("x-request-id", "req-abc-123")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-request-id"], "req-abc-123", "{path}");
+    }
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_body_is_json_413() {
+    let test_db = TestDb::new(Db::Sqlite).await;
+    let mut config = base_config(&test_db);
+    config.server.body_limit_bytes = 2048;
+    let app = spawn_app_with(test_db, config, RunOptions::default()).await;
+    let r = app
+        .http
+        .post(app.url("/v1/audit"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let body: ErrorBody = r.json().await.unwrap();
+    assert_eq!(body.code, "payload_too_large");
+    // A body within the limit reaches routing (and is refused for the method, not the size).
+    let r = app
+        .http
+        .post(app.url("/v1/audit"))
+        .body(vec![b'x'; 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text() {
+    let app = spawn_app(Db::Sqlite).await;
+    app.http.get(app.url("/healthz")).send().await.unwrap();
+    let r = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("jit_http_requests_total{") && text.contains("route=\"/healthz\""),
+        "{text}"
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keys_are_hash_tagged_under_the_prefix() {
+    let test_db = TestDb::new(Db::Sqlite).await;
+    let config = base_config(&test_db);
+    let redis = jit_broker::redis_conn::RedisConn::connect(&config.redis)
+        .await
+        .unwrap();
+    let prefix = config.redis.key_prefix.clone();
+    assert_eq!(redis.key("expiry"), format!("{{{prefix}}}:expiry"));
+    assert_eq!(redis.key("lock:g1"), format!("{{{prefix}}}:lock:g1"));
+    redis.ping().await.unwrap();
+}
+
+both_backends!(
+    health_and_ready,
+    unknown_route_is_json_404,
+    readyz_names_redis_while_it_is_unreachable
+);
+
+/// A request that outlives `server.request_timeout` is answered 408 JSON. The slow path is a
+/// real one: `/readyz` waiting on a Redis PING that a proxy holds back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_times_out_with_json_408() {
+    let proxy = TcpProxy::start(url_addr(&redis_url())).await;
+    let test_db = TestDb::new(Db::Sqlite).await;
+    let mut config = base_config(&test_db);
+    config.redis.url = with_port(&redis_url(), proxy.port());
+    config.server.request_timeout = Duration::from_millis(200);
+    let app = spawn_app_with(test_db, config, RunOptions::default()).await;
+    proxy.stall();
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 408);
+    assert!(r.headers().contains_key("x-request-id"));
+    let body: ErrorBody = r.json().await.unwrap();
+    assert_eq!(body.code, "request_timeout");
+    proxy.restore();
+    app.stop().await.unwrap();
+}

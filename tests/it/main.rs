@@ -13,3 +13,5 @@ mod grants;
 mod grants_input;
 mod health;
 mod policy;
+mod scheduler;
+mod shutdown;

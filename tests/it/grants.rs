@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use jit_broker::clock::Clock;
-use jit_broker::grants::{GrantService, GrantState};
+use jit_broker::grants::GrantService;
 use jit_broker::okta::{OktaAuthMethod, OktaClient};
 use jit_broker::policy::{Policy, PolicyHandle};
 use jit_broker::redis_conn::RedisConn;
@@ -445,51 +445,6 @@ async fn end_sessions_on_expiry(db: Db) {
     assert_eq!(e.sim.sessions_cleared(ALICE), 1);
 }
 
-async fn crashed_provisioning_is_still_expired(db: Db) {
-    // A grant left in `provisioning` (the process died after Okta added access but before it
-    // recorded activation) is expired at its provisional expiry.
-    let e = env(db).await;
-    let g = e.grant(ALICE, "prod-db-admin", "1h").await;
-    let store = e.app.store().await;
-    sqlx::query("UPDATE grants SET state = 'provisioning', activated_at = NULL WHERE id = $1")
-        .bind(id(&g))
-        .execute(store.pool())
-        .await
-        .unwrap();
-    let r = e.replica(Duration::from_secs(2 * 3600)).await;
-    let due = r
-        .overdue(chrono::Utc::now().timestamp_millis() + 2 * 3_600_000, 10)
-        .await
-        .unwrap();
-    assert!(due.iter().any(|d| d.grant_id == id(&g)));
-    assert_eq!(r.expire(&id(&g), 1).await, ExpiryOutcome::Done);
-    assert!(!e.sim.is_member(PRODADMINS, ALICE));
-    assert_eq!(e.state(&id(&g)).await, GrantState::Revoked.as_str());
-}
-
-async fn retryable_okta_errors_are_retried(db: Db) {
-    let e = env(db).await;
-    let g = e.grant(ALICE, "prod-db-admin", "1h").await;
-    e.sim.set_faults(okta_sim::faults::FaultConfig::route(
-        "DELETE",
-        "/api/v1/groups/{groupId}/users/{userId}",
-        okta_sim::faults::FaultSpec {
-            error_rate: 1.0,
-            error_status: 503,
-            ..Default::default()
-        },
-    ));
-    let r = e.replica(Duration::from_secs(2 * 3600)).await;
-    assert!(matches!(
-        r.expire(&id(&g), 1).await,
-        ExpiryOutcome::Retry { .. }
-    ));
-    assert_eq!(e.state(&id(&g)).await, "revoking");
-    e.sim.set_faults(okta_sim::faults::FaultConfig::default());
-    assert_eq!(r.expire(&id(&g), 2).await, ExpiryOutcome::Done);
-    assert!(!e.sim.is_member(PRODADMINS, ALICE));
-}
-
 both_backends!(
     group_grant_lifecycle,
     app_and_role_grants,
@@ -498,6 +453,4 @@ both_backends!(
     inherited_at_revoke_fails_permanently,
     deleted_user_counts_as_gone,
     end_sessions_on_expiry,
-    crashed_provisioning_is_still_expired,
-    retryable_okta_errors_are_retried,
 );

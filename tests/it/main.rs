@@ -11,6 +11,7 @@ mod audit;
 mod config;
 mod grants;
 mod grants_input;
+mod grants_races;
 mod health;
 mod policy;
 mod scheduler;

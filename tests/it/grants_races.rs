@@ -1,0 +1,191 @@
+//! Grants under failure and concurrency: a crash mid-provisioning, retryable Okta errors, two
+//! replicas expiring the same grant at once, revoke racing expiry, the real scheduler expiring a
+//! short grant, and the `grants` CLI verbs.
+
+use std::time::Duration;
+
+use jit_broker::grants::GrantState;
+use jit_broker::scheduler::{ExpiryHandler, ExpiryOutcome};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::grants::*;
+use crate::helpers::*;
+
+const GROUP_USER: &str = "/api/v1/groups/{groupId}/users/{userId}";
+
+async fn crashed_provisioning_is_still_expired(db: Db) {
+    // A grant left in `provisioning` (the process died after Okta added access but before it
+    // recorded activation) is expired at its provisional expiry.
+    let e = env(db).await;
+    let g = e.grant(ALICE, "prod-db-admin", "1h").await;
+    let store = e.app.store().await;
+    sqlx::query("UPDATE grants SET state = 'provisioning', activated_at = NULL WHERE id = $1")
+        .bind(id(&g))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let r = e.replica(Duration::from_secs(2 * 3600)).await;
+    let due = r
+        .overdue(chrono::Utc::now().timestamp_millis() + 2 * 3_600_000, 10)
+        .await
+        .unwrap();
+    assert!(due.iter().any(|d| d.grant_id == id(&g)));
+    assert_eq!(r.expire(&id(&g), 1).await, ExpiryOutcome::Done);
+    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    assert_eq!(e.state(&id(&g)).await, GrantState::Revoked.as_str());
+}
+
+async fn retryable_okta_errors_are_retried(db: Db) {
+    let e = env(db).await;
+    let g = e.grant(ALICE, "prod-db-admin", "1h").await;
+    e.sim.set_faults(okta_sim::faults::FaultConfig::route(
+        "DELETE",
+        GROUP_USER,
+        okta_sim::faults::FaultSpec {
+            error_rate: 1.0,
+            error_status: 503,
+            ..Default::default()
+        },
+    ));
+    let r = e.replica(Duration::from_secs(2 * 3600)).await;
+    assert!(matches!(
+        r.expire(&id(&g), 1).await,
+        ExpiryOutcome::Retry { .. }
+    ));
+    assert_eq!(e.state(&id(&g)).await, "revoking");
+    e.sim.set_faults(okta_sim::faults::FaultConfig::default());
+    assert_eq!(r.expire(&id(&g), 2).await, ExpiryOutcome::Done);
+    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+}
+
+async fn concurrent_expiries_remove_once(db: Db) {
+    let e = env(db).await;
+    let g = e.grant(ALICE, "prod-db-admin", "1h").await;
+    let (r1, r2) = (
+        e.replica(Duration::from_secs(2 * 3600)).await,
+        e.replica(Duration::from_secs(2 * 3600)).await,
+    );
+    let gid = id(&g);
+    let (a, b) = tokio::join!(r1.expire(&gid, 1), r2.expire(&gid, 1));
+    assert_eq!((a, b), (ExpiryOutcome::Done, ExpiryOutcome::Done));
+    assert_eq!(
+        e.sim.counter("DELETE", GROUP_USER),
+        1,
+        "exactly one removal"
+    );
+    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    e.audit_ok().await;
+    let store = e.app.store().await;
+    let revoked: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT COUNT(*) FROM audit_log WHERE action = 'grant.revoked'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap(),
+        0,
+    );
+    assert_eq!(revoked, 1, "one transition wins");
+}
+
+async fn revoke_racing_expiry_and_a_new_grant(db: Db) {
+    let e = env(db).await;
+    let a = e.grant(ALICE, "prod-db-admin", "1h").await;
+    let r = e.replica(Duration::from_secs(2 * 3600)).await;
+    let aid = id(&a);
+    let path = format!("/v1/grants/{aid}/revoke");
+    let (http, exp, b) = tokio::join!(
+        e.post(&path, json!({"reason": "race"})),
+        r.expire(&aid, 1),
+        e.post(
+            "/v1/grants",
+            json!({"user": ALICE, "resource": "prod-db-admin", "duration": "2h", "reason": "new"})
+        ),
+    );
+    assert_eq!(http.0, StatusCode::OK, "{}", http.1);
+    assert!(
+        matches!(exp, ExpiryOutcome::Done | ExpiryOutcome::Retry { .. }),
+        "{exp:?}"
+    );
+    assert_eq!(b.0, StatusCode::CREATED, "{}", b.1);
+    assert_eq!(e.state(&id(&a)).await, "revoked");
+    // Whatever the interleaving, the live grant b keeps its access.
+    assert_eq!(e.state(&id(&b.1)).await, "active");
+    assert!(
+        e.sim.is_member(PRODADMINS, ALICE),
+        "grant b must keep access"
+    );
+    e.audit_ok().await;
+}
+
+async fn scheduler_expires_a_short_grant(db: Db) {
+    let e = env(db).await;
+    let g = e.grant(BOB, "prod-db-admin", "1s").await;
+    assert!(e.sim.is_member(PRODADMINS, BOB));
+    wait_until(Duration::from_secs(15), || async {
+        !e.sim.is_member(PRODADMINS, BOB)
+    })
+    .await;
+    wait_until(Duration::from_secs(5), || async {
+        e.state(&id(&g)).await == "revoked"
+    })
+    .await;
+    e.audit_ok().await;
+}
+
+async fn cli_lists_shows_and_revokes(db: Db) {
+    let e = env(db).await;
+    let g = e.grant(CAROL, "payroll", "1h").await;
+    let cfg = &e.app.config;
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jit-broker"))
+            .args(args)
+            .env_remove("JIT_CONFIG")
+            .env("JIT_DATABASE__URL", &cfg.database.url)
+            .env("JIT_DATABASE__MIGRATE_ON_START", "false")
+            .env("JIT_REDIS__KEY_PREFIX", &cfg.redis.key_prefix)
+            .env("JIT_OKTA__BASE_URL", &cfg.okta.base_url)
+            .env("JIT_OKTA__API_TOKEN", "sim-super-admin-token")
+            .env("JIT_POLICY__FILE", cfg.policy.file.as_ref().unwrap())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["grants", "list", "--state", "active"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&id(&g)) && stdout.contains("payroll"),
+        "{stdout}"
+    );
+    let out = run(&["grants", "show", &id(&g)]);
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["user_id"], CAROL);
+    let out = run(&["grants", "list", "--state", "bogus"]);
+    assert!(!out.status.success());
+    let out = run(&["grants", "revoke", &id(&g), "--reason", "offboarding"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(e.state(&id(&g)).await, "revoked");
+    assert_eq!(e.sim.app_assignment_scope(PAYROLL, CAROL), None);
+    let (_, audit) = e.get("/v1/audit?limit=100").await;
+    assert!(audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["actor"] == "cli" && a["action"] == "grant.revoking"));
+}
+
+both_backends!(
+    crashed_provisioning_is_still_expired,
+    retryable_okta_errors_are_retried,
+    concurrent_expiries_remove_once,
+    revoke_racing_expiry_and_a_new_grant,
+    scheduler_expires_a_short_grant,
+    cli_lists_shows_and_revokes,
+);

@@ -143,6 +143,8 @@ impl GrantService {
             });
         }
         self.count("revoked");
+        metrics::counter!("jit_grant_okta_changes_total", "kind" => g.kind.as_str(), "change" => outcome)
+            .increment(1);
         metrics::histogram!("jit_grant_revoke_lag_seconds")
             .record(((now - g.expires_at).max(0) as f64) / 1000.0);
         Ok(ExpiryOutcome::Done)

@@ -196,7 +196,8 @@ pub enum Bind {
     OS(Option<String>),
 }
 
-/// Grants the expiry index must hold: live ones at their expiry, failed ones at their next retry.
+/// Grants the expiry index must hold: live ones at their expiry, failed ones at their next retry
+/// (a failed grant without one has nothing left in Okta and waits for an operator).
 pub async fn due_entries(
     store: &Store,
     until_ms: Option<i64>,
@@ -207,8 +208,8 @@ pub async fn due_entries(
            SELECT id, expires_at AS due FROM grants \
              WHERE state IN ('provisioning', 'active', 'revoking') \
            UNION ALL \
-           SELECT id, COALESCE(next_retry_at, expires_at) AS due FROM grants \
-             WHERE state = 'failed' \
+           SELECT id, next_retry_at AS due FROM grants \
+             WHERE state = 'failed' AND next_retry_at IS NOT NULL \
          ) d WHERE ($1 IS NULL OR due <= $1) ORDER BY due LIMIT $2",
     )
     .bind(until_ms)

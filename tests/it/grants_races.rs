@@ -181,6 +181,53 @@ async fn cli_lists_shows_and_revokes(db: Db) {
         .any(|a| a["actor"] == "cli" && a["action"] == "grant.revoking"));
 }
 
+async fn failed_provisioning(db: Db) {
+    let e = env(db).await;
+    let fault = |status: u16| {
+        okta_sim::faults::FaultConfig::route(
+            "PUT",
+            GROUP_USER,
+            okta_sim::faults::FaultSpec {
+                error_rate: 1.0,
+                error_status: status,
+                ..Default::default()
+            },
+        )
+    };
+    // A definite refusal: failed, nothing to clean up, not scheduled for retries.
+    e.sim.set_faults(fault(403));
+    let (s, r) = e
+        .post(
+            "/v1/grants",
+            json!({"user": ALICE, "resource": "prod-db-admin", "reason": "x"}),
+        )
+        .await;
+    assert!(s.is_server_error() || s.is_client_error(), "{s} {r}");
+    let (_, list) = e.get("/v1/grants?state=failed").await;
+    let g = list["grants"][0].clone();
+    assert!(g["last_error"].is_string(), "{list}");
+    assert!(g["next_retry_at"].is_null(), "{g}");
+    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    // Ambiguous failures (5xx after the client's retries): failed, cleanup runs at once through
+    // the scheduler and ends the grant revoked.
+    e.sim.set_faults(fault(503));
+    let (s, r) = e
+        .post(
+            "/v1/grants",
+            json!({"user": BOB, "resource": "prod-db-admin", "reason": "x"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{r}");
+    e.sim.set_faults(okta_sim::faults::FaultConfig::default());
+    wait_until(Duration::from_secs(20), || async {
+        let (_, l) = e.get(&format!("/v1/grants?user={BOB}")).await;
+        l["grants"][0]["state"] == "revoked"
+    })
+    .await;
+    assert!(!e.sim.is_member(PRODADMINS, BOB));
+    e.audit_ok().await;
+}
+
 both_backends!(
     crashed_provisioning_is_still_expired,
     retryable_okta_errors_are_retried,
@@ -188,4 +235,5 @@ both_backends!(
     revoke_racing_expiry_and_a_new_grant,
     scheduler_expires_a_short_grant,
     cli_lists_shows_and_revokes,
+    failed_provisioning,
 );

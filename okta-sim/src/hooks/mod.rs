@@ -27,7 +27,7 @@ use crate::config::HookConfig;
 use events::Event;
 
 /// Keep at most this many events in the in-memory System Log.
-const EVENT_LOG_CAP: usize = 100_000;
+const EVENT_LOG_CAP: usize = 20_000;
 
 #[derive(Clone, Serialize)]
 pub struct Hook {
@@ -65,7 +65,7 @@ pub struct Delivery {
 struct Registry {
     hooks: Vec<Hook>,
     deliveries: Vec<Delivery>,
-    log: Vec<Value>,
+    log: std::collections::VecDeque<Value>,
     next_id: u64,
 }
 
@@ -132,7 +132,7 @@ impl HookHub {
 
     /// Every event produced so far (a System Log stand-in), oldest first.
     pub fn event_log(&self) -> Vec<Value> {
-        self.reg().log.clone()
+        self.reg().log.iter().cloned().collect()
     }
 
     /// Okta's verification: GET with the challenge header; the hook is verified only when the
@@ -207,8 +207,9 @@ impl HookHub {
         let hooks: Vec<Hook> = {
             let mut reg = self.reg();
             reg.log.extend(rendered.iter().cloned());
-            let excess = reg.log.len().saturating_sub(EVENT_LOG_CAP);
-            reg.log.drain(..excess);
+            while reg.log.len() > EVENT_LOG_CAP {
+                reg.log.pop_front();
+            }
             reg.hooks.iter().filter(|h| h.verified).cloned().collect()
         };
         for chunk in rendered.chunks(self.cfg.max_batch.max(1)) {

@@ -1,0 +1,227 @@
+//! The control side of the simulator: out-of-band admin changes, counters, state, faults,
+//! rate limits and event hooks — as a Rust API (`Admin`) and as HTTP under `/_sim/`.
+//!
+//! Why it exists: tests must change Okta behind the broker's back (someone adds a member by
+//! hand, a user is deactivated) and then watch the broker react through event hooks. Changes
+//! made here go through the same code as the management API and produce the same events, with
+//! the named admin as actor.
+//!
+//! What it must never do: bypass validation (a control change Okta would refuse is refused),
+//! or require management tokens (it is a test harness, bound to loopback).
+
+mod http;
+
+use std::sync::Arc;
+
+pub use http::router;
+
+use crate::error::OktaError;
+use crate::hooks::events::Actor;
+use crate::sim::Sim;
+use crate::state::{render, RoleRequest};
+
+/// The default out-of-band actor.
+pub const DEFAULT_ADMIN: &str = "admin@example.com";
+
+/// A named Okta admin making changes in the Admin Console.
+pub struct Admin {
+    sim: Arc<Sim>,
+    actor: Actor,
+}
+
+/// The actor for a named admin: the org's user with that login or id when one exists, else a
+/// synthetic admin whose id is derived from the name (stable across runs).
+pub(crate) fn admin_actor(sim: &Sim, name: &str) -> Actor {
+    let org = sim.org();
+    if let Some(u) = org.user_by_id_or_login(name) {
+        return Actor::user(&u.id, &u.login, &u.display_name());
+    }
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    let id = format!("00uadm{:014x}", h & 0x00ff_ffff_ffff_ffff);
+    Actor::user(&id, name, &format!("Okta Admin ({name})"))
+}
+
+impl Admin {
+    pub(crate) fn new(sim: Arc<Sim>, name: &str) -> Self {
+        let actor = admin_actor(&sim, name);
+        Self { sim, actor }
+    }
+
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    pub fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), OktaError> {
+        self.sim
+            .mutate(|o| o.add_member(&self.actor, group_id, user_id))
+    }
+
+    pub fn remove_member(&self, group_id: &str, user_id: &str) -> Result<(), OktaError> {
+        self.sim
+            .mutate(|o| o.remove_member(&self.actor, group_id, user_id))
+    }
+
+    pub fn assign_app(&self, app_id: &str, user_id: &str) -> Result<(), OktaError> {
+        self.sim
+            .mutate(|o| o.assign_app_user(&self.actor, app_id, user_id, false))
+            .map(|_| ())
+    }
+
+    pub fn unassign_app(&self, app_id: &str, user_id: &str) -> Result<(), OktaError> {
+        self.sim
+            .mutate(|o| o.unassign_app_user(&self.actor, app_id, user_id))
+    }
+
+    pub fn assign_app_group(&self, app_id: &str, group_id: &str) -> Result<(), OktaError> {
+        self.sim
+            .mutate(|o| o.assign_app_group(&self.actor, app_id, group_id))
+    }
+
+    pub fn unassign_app_group(&self, app_id: &str, group_id: &str) -> Result<(), OktaError> {
+        self.sim
+            .mutate(|o| o.unassign_app_group(&self.actor, app_id, group_id))
+    }
+
+    /// Assigns a standard role; returns the assignment id.
+    pub fn assign_role(&self, user_id: &str, role_type: &str) -> Result<String, OktaError> {
+        let req = RoleRequest {
+            kind: role_type.into(),
+            role: None,
+            resource_set: None,
+        };
+        self.sim
+            .mutate(|o| o.assign_role(&self.actor, user_id, &req))
+            .map(|r| r.id)
+    }
+
+    pub fn assign_custom_role(
+        &self,
+        user_id: &str,
+        role: &str,
+        resource_set: &str,
+    ) -> Result<String, OktaError> {
+        let req = RoleRequest {
+            kind: "CUSTOM".into(),
+            role: Some(role.into()),
+            resource_set: Some(resource_set.into()),
+        };
+        self.sim
+            .mutate(|o| o.assign_role(&self.actor, user_id, &req))
+            .map(|r| r.id)
+    }
+
+    pub fn unassign_role(&self, user_id: &str, assignment_id: &str) -> Result<(), OktaError> {
+        self.sim
+            .mutate(|o| o.unassign_role(&self.actor, user_id, assignment_id))
+    }
+
+    pub fn deactivate_user(&self, user_id: &str) -> Result<(), OktaError> {
+        self.sim
+            .mutate(|o| o.deactivate_user(&self.actor, user_id))
+            .map(|_| ())
+    }
+
+    pub fn suspend_user(&self, user_id: &str) -> Result<(), OktaError> {
+        self.sim
+            .mutate(|o| o.suspend_user(&self.actor, user_id))
+            .map(|_| ())
+    }
+
+    pub fn unsuspend_user(&self, user_id: &str) -> Result<(), OktaError> {
+        self.sim
+            .mutate(|o| o.unsuspend_user(&self.actor, user_id))
+            .map(|_| ())
+    }
+
+    pub fn activate_user(&self, user_id: &str) -> Result<(), OktaError> {
+        self.sim
+            .mutate(|o| o.activate_user(&self.actor, user_id))
+            .map(|_| ())
+    }
+
+    /// Deletes a user outright (deactivating first when needed, as the Admin Console does).
+    pub fn delete_user(&self, user_id: &str) -> Result<(), OktaError> {
+        self.sim.mutate(|o| {
+            o.deactivate_user(&self.actor, user_id)?;
+            o.delete_user(&self.actor, user_id)
+        })
+    }
+
+    /// Creates an ACTIVE user; returns its id.
+    pub fn create_user(&self, login: &str, first: &str, last: &str) -> Result<String, OktaError> {
+        self.sim
+            .mutate(|o| o.create_user(&self.actor, login, first, last, None, true))
+            .map(|u| u.id)
+    }
+
+    /// Creates a group of `kind` (OKTA_GROUP, APP_GROUP); returns its id.
+    pub fn create_group(&self, name: &str, kind: &str) -> Result<String, OktaError> {
+        self.sim
+            .mutate(|o| o.create_group(&self.actor, name, None, kind))
+            .map(|g| g.id)
+    }
+
+    /// Creates an ACTIVE bookmark app; returns its id.
+    pub fn create_app(&self, label: &str) -> Result<String, OktaError> {
+        self.sim
+            .mutate(|o| o.create_app(&self.actor, "bookmark", label, true))
+            .map(|a| a.id)
+    }
+}
+
+/// The whole org as JSON (`GET /_sim/state`).
+pub fn dump(sim: &Sim) -> serde_json::Value {
+    let org = sim.org();
+    let base = &sim.base_url;
+    let users: Vec<_> = org.users.values().map(|u| render::user(base, u)).collect();
+    let groups: Vec<_> = org
+        .groups
+        .values()
+        .map(|g| {
+            let mut v = render::group(base, &org, g, false);
+            v["members"] = serde_json::json!(org
+                .members
+                .get(&g.id)
+                .map(|m| m.iter().collect::<Vec<_>>())
+                .unwrap_or_default());
+            v
+        })
+        .collect();
+    let apps: Vec<_> = org
+        .apps
+        .values()
+        .map(|a| {
+            let mut v = render::app(base, a);
+            let users: serde_json::Map<String, serde_json::Value> = org
+                .app_users
+                .get(&a.id)
+                .map(|m| {
+                    m.iter()
+                        .map(|(u, asg)| (u.clone(), asg.scope().into()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            v["assignments"] = serde_json::Value::Object(users);
+            v["groups"] = serde_json::json!(org
+                .app_groups
+                .get(&a.id)
+                .map(|m| m.keys().collect::<Vec<_>>())
+                .unwrap_or_default());
+            v
+        })
+        .collect();
+    let roles: serde_json::Map<String, serde_json::Value> = org
+        .roles
+        .iter()
+        .filter(|(_, rs)| !rs.is_empty())
+        .map(|(u, rs)| {
+            (
+                u.clone(),
+                rs.iter().map(|r| render::role(base, u, r)).collect(),
+            )
+        })
+        .collect();
+    serde_json::json!({ "users": users, "groups": groups, "apps": apps, "roles": roles })
+}

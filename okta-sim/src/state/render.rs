@@ -1,0 +1,140 @@
+//! JSON renderings of org objects, field for field as Okta's recordings show them.
+//!
+//! Why it exists: clients deserialise these bodies; field names and nesting must match the
+//! cassettes (`id, status, created, activated, …, profile{…}, credentials{…}, _links`).
+//!
+//! What it must never do: leak simulator internals (assignment bookkeeping) into bodies.
+
+use serde_json::{json, Value};
+
+use super::{App, Assignment, Group, Org, RoleAssignment, User};
+use crate::ids::fmt_ms;
+
+fn opt_ms(v: Option<i64>) -> Value {
+    v.map(|m| Value::String(fmt_ms(m))).unwrap_or(Value::Null)
+}
+
+pub fn user(base: &str, u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "status": u.status,
+        "created": fmt_ms(u.created),
+        "activated": opt_ms(u.activated),
+        "statusChanged": opt_ms(u.status_changed),
+        "lastLogin": null,
+        "lastUpdated": fmt_ms(u.last_updated),
+        "passwordChanged": opt_ms(u.password_changed),
+        "type": { "id": "oty1simdefaulttype01" },
+        "profile": {
+            "firstName": u.first_name,
+            "lastName": u.last_name,
+            "mobilePhone": null,
+            "secondEmail": null,
+            "login": u.login,
+            "email": u.email,
+        },
+        "credentials": {
+            "password": {},
+            "emails": [{ "value": u.email, "status": "VERIFIED", "type": "PRIMARY" }],
+            "provider": { "type": "OKTA", "name": "OKTA" },
+        },
+        "_links": { "self": { "href": format!("{base}/api/v1/users/{}", u.id) } },
+    })
+}
+
+pub fn group(base: &str, org: &Org, g: &Group, stats: bool) -> Value {
+    let mut v = json!({
+        "id": g.id,
+        "created": fmt_ms(g.created),
+        "lastUpdated": fmt_ms(g.last_updated),
+        "lastMembershipUpdated": fmt_ms(g.last_membership_updated),
+        "objectClass": ["okta:user_group"],
+        "type": g.kind,
+        "profile": { "name": g.name, "description": g.description },
+        "_links": {
+            "logo": [],
+            "users": { "href": format!("{base}/api/v1/groups/{}/users", g.id) },
+            "apps": { "href": format!("{base}/api/v1/groups/{}/apps", g.id) },
+        },
+    });
+    if stats {
+        let users = org.members.get(&g.id).map_or(0, |m| m.len());
+        let apps = org.group_apps.get(&g.id).map_or(0, |a| a.len());
+        v["_embedded"] = json!({
+            "stats": {
+                "usersCount": users,
+                "appsCount": apps,
+                "groupPushMappingsCount": 0,
+                "hasAdminPrivilege": false,
+                "_links": { "self": { "href": format!("{base}/api/v1/groups/{}/stats", g.id) } },
+            }
+        });
+    }
+    v
+}
+
+pub fn app(base: &str, a: &App) -> Value {
+    json!({
+        "id": a.id,
+        "name": a.name,
+        "label": a.label,
+        "status": a.status,
+        "lastUpdated": fmt_ms(a.last_updated),
+        "created": fmt_ms(a.created),
+        "accessibility": { "selfService": false, "errorRedirectUrl": null, "loginRedirectUrl": null },
+        "visibility": { "autoSubmitToolbar": false, "hide": { "iOS": false, "web": false }, "appLinks": {} },
+        "features": [],
+        "signOnMode": "BOOKMARK",
+        "credentials": { "userNameTemplate": { "template": "${source.login}", "type": "BUILT_IN" }, "signing": {} },
+        "settings": { "app": {}, "notifications": {}, "manualProvisioning": false },
+        "_links": {
+            "users": { "href": format!("{base}/api/v1/apps/{}/users", a.id) },
+            "groups": { "href": format!("{base}/api/v1/apps/{}/groups", a.id) },
+            "self": { "href": format!("{base}/api/v1/apps/{}", a.id) },
+        },
+    })
+}
+
+/// An AppUser: `id` is the user's id (as in the recordings), not the `0ua` assignment id.
+pub fn app_user(base: &str, app_id: &str, u: &User, a: &Assignment) -> Value {
+    json!({
+        "id": u.id,
+        "externalId": null,
+        "created": fmt_ms(a.created),
+        "lastUpdated": fmt_ms(a.last_updated),
+        "scope": a.scope(),
+        "status": "ACTIVE",
+        "statusChanged": fmt_ms(a.created),
+        "passwordChanged": null,
+        "syncState": "DISABLED",
+        "credentials": { "userName": u.login },
+        "profile": {},
+        "_links": {
+            "app": { "href": format!("{base}/api/v1/apps/{app_id}") },
+            "user": { "href": format!("{base}/api/v1/users/{}", u.id) },
+        },
+    })
+}
+
+pub fn role(base: &str, user_id: &str, r: &RoleAssignment) -> Value {
+    let mut v = json!({
+        "id": r.id,
+        "label": r.label,
+        "type": r.kind,
+        "status": "ACTIVE",
+        "created": fmt_ms(r.created),
+        "lastUpdated": fmt_ms(r.last_updated),
+        "assignmentType": "USER",
+        "_links": {
+            "assignee": { "href": format!("{base}/api/v1/users/{user_id}") },
+        },
+    });
+    if let (Some(role), Some(rs)) = (&r.role, &r.resource_set) {
+        v["role"] = Value::String(role.clone());
+        v["resource-set"] = Value::String(rs.clone());
+        v["_links"]["role"] = json!({ "href": format!("{base}/api/v1/iam/roles/{role}") });
+        v["_links"]["resource-set"] =
+            json!({ "href": format!("{base}/api/v1/iam/resource-sets/{rs}") });
+    }
+    v
+}

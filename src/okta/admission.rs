@@ -253,6 +253,7 @@ impl Admission {
             b.on_answer(
                 parsed.as_ref().map(|h| (h, &offset)),
                 status,
+                answer.as_ref().map_or(now, |a| a.sent_ms),
                 now,
                 self.margin_ms,
                 jitter,

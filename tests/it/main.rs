@@ -8,3 +8,4 @@ mod helpers;
 mod audit;
 mod config;
 mod health;
+mod okta_client;

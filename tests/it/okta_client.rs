@@ -68,7 +68,11 @@ async fn reads_users_groups_apps() {
     assert_eq!(alice.status, "ACTIVE");
     let by_login = c.get_user("alice@example.com", p).await.unwrap().unwrap();
     assert_eq!(by_login.id, ALICE);
-    assert!(c.get_user("00u0nobody0000000000", p).await.unwrap().is_none());
+    assert!(c
+        .get_user("00u0nobody0000000000", p)
+        .await
+        .unwrap()
+        .is_none());
 
     let g = c.get_group(PROD_ADMINS, p).await.unwrap().unwrap();
     assert_eq!(g.group_type, "OKTA_GROUP");
@@ -76,15 +80,27 @@ async fn reads_users_groups_apps() {
     assert!(g.last_membership_updated.is_some());
     let ag = c.get_group(APP_GROUP, p).await.unwrap().unwrap();
     assert!(!ag.membership_is_writable());
-    assert!(c.get_group("00g0nothing000000000", p).await.unwrap().is_none());
+    assert!(c
+        .get_group("00g0nothing000000000", p)
+        .await
+        .unwrap()
+        .is_none());
 
     let app = c.get_app(PAYROLL, p).await.unwrap().unwrap();
     assert_eq!(app.id, PAYROLL);
-    assert!(c.get_app("0oa0nothing000000000", p).await.unwrap().is_none());
+    assert!(c
+        .get_app("0oa0nothing000000000", p)
+        .await
+        .unwrap()
+        .is_none());
 
     let users: Vec<_> = c.list_users(p).try_collect().await.unwrap();
     assert!(users.iter().any(|u| u.id == BOB));
-    let groups: Vec<_> = c.list_groups(&GroupQuery::default(), p).try_collect().await.unwrap();
+    let groups: Vec<_> = c
+        .list_groups(&GroupQuery::default(), p)
+        .try_collect()
+        .await
+        .unwrap();
     assert!(groups.iter().any(|g| g.id == DB_OWNERS));
     let q = GroupQuery {
         search: Some("type eq \"OKTA_GROUP\"".into()),
@@ -114,22 +130,34 @@ async fn group_membership_is_idempotent() {
     assert!(c.is_group_member(PROD_ADMINS, CAROL, p).await.unwrap());
     // Adding again is a success, not an error.
     c.add_group_member(PROD_ADMINS, CAROL, p).await.unwrap();
-    let members: Vec<_> = c.list_group_members(PROD_ADMINS, Priority::Read).try_collect().await.unwrap();
+    let members: Vec<_> = c
+        .list_group_members(PROD_ADMINS, Priority::Read)
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(members.iter().filter(|u| u.id == CAROL).count(), 1);
 
     let p = Priority::Revoke;
-    assert_eq!(c.remove_group_member(PROD_ADMINS, CAROL, p).await.unwrap(), Removal::Removed);
+    assert_eq!(
+        c.remove_group_member(PROD_ADMINS, CAROL, p).await.unwrap(),
+        Removal::Removed
+    );
     assert!(!sim.is_member(PROD_ADMINS, CAROL));
     // Removing a non-member succeeds; Okta answers 204 here (the sim follows the unverified
     // FACTS), so whether it reports Removed or AlreadyGone is Okta's call.
     c.remove_group_member(PROD_ADMINS, CAROL, p).await.unwrap();
     // A deleted user or group is a 404: already gone.
     assert_eq!(
-        c.remove_group_member(PROD_ADMINS, "00u0nobody0000000000", p).await.unwrap(),
+        c.remove_group_member(PROD_ADMINS, "00u0nobody0000000000", p)
+            .await
+            .unwrap(),
         Removal::AlreadyGone
     );
     // A user that does not exist is not a member of anything.
-    assert!(!c.is_group_member(PROD_ADMINS, "00u0nobody0000000000", p).await.unwrap());
+    assert!(!c
+        .is_group_member(PROD_ADMINS, "00u0nobody0000000000", p)
+        .await
+        .unwrap());
     sim.shutdown().await;
 }
 
@@ -141,15 +169,31 @@ async fn app_assignment_is_idempotent_and_inherited_access_is_permanent() {
     assert!(c.get_app_user(PAYROLL, CAROL, p).await.unwrap().is_none());
     let au = c.assign_app_user(PAYROLL, CAROL, p).await.unwrap();
     assert_eq!((au.id.as_str(), au.scope.as_str()), (CAROL, "USER"));
-    assert_eq!(sim.app_assignment_scope(PAYROLL, CAROL).as_deref(), Some("USER"));
+    assert_eq!(
+        sim.app_assignment_scope(PAYROLL, CAROL).as_deref(),
+        Some("USER")
+    );
     let again = c.assign_app_user(PAYROLL, CAROL, p).await.unwrap();
     assert_eq!(again.scope, "USER");
-    assert_eq!(c.get_app_user(PAYROLL, CAROL, p).await.unwrap().unwrap().scope, "USER");
+    assert_eq!(
+        c.get_app_user(PAYROLL, CAROL, p)
+            .await
+            .unwrap()
+            .unwrap()
+            .scope,
+        "USER"
+    );
 
     let p = Priority::Revoke;
-    assert_eq!(c.unassign_app_user(PAYROLL, CAROL, p).await.unwrap(), Removal::Removed);
+    assert_eq!(
+        c.unassign_app_user(PAYROLL, CAROL, p).await.unwrap(),
+        Removal::Removed
+    );
     assert!(sim.app_assignment_scope(PAYROLL, CAROL).is_none());
-    assert_eq!(c.unassign_app_user(PAYROLL, CAROL, p).await.unwrap(), Removal::AlreadyGone);
+    assert_eq!(
+        c.unassign_app_user(PAYROLL, CAROL, p).await.unwrap(),
+        Removal::AlreadyGone
+    );
 
     // Dave holds aws-prod through a group: Okta refuses per-user removal, and so do we,
     // once, with a permanent error that names the cause.
@@ -157,7 +201,10 @@ async fn app_assignment_is_idempotent_and_inherited_access_is_permanent() {
     assert!(matches!(err, OktaError::InheritedAccess { .. }), "{err:?}");
     assert!(!err.is_retryable());
     assert_eq!(sim.counter("DELETE", T_APP_USER), 3);
-    assert_eq!(sim.app_assignment_scope(AWS_PROD, DAVE).as_deref(), Some("GROUP"));
+    assert_eq!(
+        sim.app_assignment_scope(AWS_PROD, DAVE).as_deref(),
+        Some("GROUP")
+    );
     sim.shutdown().await;
 }
 
@@ -185,15 +232,26 @@ async fn roles_and_sessions() {
     assert_eq!(ca.role_type, "CUSTOM");
     assert_eq!(ca.role_id.as_deref(), Some(CUSTOM_ROLE));
     assert_eq!(ca.resource_set.as_deref(), Some(RESOURCE_SET));
-    assert!(c.assign_role(BOB, &custom, p).await.unwrap().already_assigned);
+    assert!(
+        c.assign_role(BOB, &custom, p)
+            .await
+            .unwrap()
+            .already_assigned
+    );
 
     let roles = c.list_user_roles(BOB, Priority::Read).await.unwrap();
     assert_eq!(roles.len(), 2);
     assert_eq!(sim.user_roles(BOB).len(), 2);
 
     let p = Priority::Revoke;
-    assert_eq!(c.unassign_role(BOB, &a.id, p).await.unwrap(), Removal::Removed);
-    assert_eq!(c.unassign_role(BOB, &a.id, p).await.unwrap(), Removal::AlreadyGone);
+    assert_eq!(
+        c.unassign_role(BOB, &a.id, p).await.unwrap(),
+        Removal::Removed
+    );
+    assert_eq!(
+        c.unassign_role(BOB, &a.id, p).await.unwrap(),
+        Removal::AlreadyGone
+    );
     assert_eq!(sim.user_roles(BOB).len(), 1);
 
     c.end_sessions(ALICE, p).await.unwrap();
@@ -223,7 +281,11 @@ async fn pagination_follows_next_links_across_pages() {
 
     let big = seed.groups.iter().max_by_key(|g| g.members.len()).unwrap();
     assert!(big.members.len() > 4, "the seed has a group spanning pages");
-    let members: Vec<_> = c.list_group_members(&big.id, Priority::Read).try_collect().await.unwrap();
+    let members: Vec<_> = c
+        .list_group_members(&big.id, Priority::Read)
+        .try_collect()
+        .await
+        .unwrap();
     let mut got: Vec<_> = members.into_iter().map(|u| u.id).collect();
     let mut want = big.members.clone();
     got.sort();
@@ -256,7 +318,10 @@ async fn rate_limited_call_waits_for_reset_then_succeeds() {
     loop {
         let r = other
             .get(format!("{}/api/v1/groups/{PROD_ADMINS}", sim.base_url()))
-            .header("Authorization", format!("SSWS {}", okta_sim::SUPER_ADMIN_TOKEN))
+            .header(
+                "Authorization",
+                format!("SSWS {}", okta_sim::SUPER_ADMIN_TOKEN),
+            )
             .send()
             .await
             .unwrap();
@@ -267,7 +332,11 @@ async fn rate_limited_call_waits_for_reset_then_succeeds() {
         assert!(spent < 10);
     }
     let before = sim.counter("GET", T_GROUP);
-    let g = c.get_group(PROD_ADMINS, Priority::Read).await.unwrap().unwrap();
+    let g = c
+        .get_group(PROD_ADMINS, Priority::Read)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(g.id, PROD_ADMINS);
     // One refusal, one success: the client did not retry before the reset.
     assert_eq!(sim.counter("GET", T_GROUP) - before, 2);
@@ -287,7 +356,11 @@ async fn server_errors_are_retried() {
         },
     ));
     let c = client(&okta_config(&sim.base_url(), okta_sim::SUPER_ADMIN_TOKEN));
-    assert!(c.get_group(PROD_ADMINS, Priority::Read).await.unwrap().is_some());
+    assert!(c
+        .get_group(PROD_ADMINS, Priority::Read)
+        .await
+        .unwrap()
+        .is_some());
     assert_eq!(sim.counter("GET", T_GROUP), 3);
 
     // Exhausted retries surface the last 5xx as a retryable error.
@@ -302,7 +375,10 @@ async fn server_errors_are_retried() {
     ));
     let mut cfg = okta_config(&sim.base_url(), okta_sim::SUPER_ADMIN_TOKEN);
     cfg.max_retries = 2;
-    let err = client(&cfg).get_group(PROD_ADMINS, Priority::Read).await.unwrap_err();
+    let err = client(&cfg)
+        .get_group(PROD_ADMINS, Priority::Read)
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(500));
     assert!(err.is_retryable());
     assert_eq!(sim.counter("GET", T_GROUP), 6);
@@ -332,7 +408,10 @@ async fn timed_out_write_is_retried_idempotently() {
         let c = c.clone();
         tokio::spawn(async move { c.add_group_member(DB_OWNERS, CAROL, Priority::Grant).await })
     };
-    wait_until(Duration::from_secs(5), || async { sim.counter("PUT", T_MEMBER) >= 1 }).await;
+    wait_until(Duration::from_secs(5), || async {
+        sim.counter("PUT", T_MEMBER) >= 1
+    })
+    .await;
     sim.set_faults(FaultConfig::default());
     call.await.unwrap().unwrap();
     assert!(sim.is_member(DB_OWNERS, CAROL));
@@ -350,7 +429,10 @@ async fn timed_out_write_is_retried_idempotently() {
     ));
     cfg.max_retries = 1;
     cfg.backoff_base = Duration::from_millis(20);
-    let err = client(&cfg).get_user(ALICE, Priority::Read).await.unwrap_err();
+    let err = client(&cfg)
+        .get_user(ALICE, Priority::Read)
+        .await
+        .unwrap_err();
     assert!(matches!(err, OktaError::Timeout), "{err:?}");
     assert!(err.is_retryable());
     assert_eq!(sim.counter("GET", T_USER), 2);
@@ -362,7 +444,10 @@ async fn permanent_error_is_not_retried() {
     let sim = sim_with(SimConfig::default()).await;
     // Unprobed, so Okta itself refuses the read-only token.
     let c = client(&okta_config(&sim.base_url(), okta_sim::READ_ONLY_TOKEN));
-    let err = c.add_group_member(PROD_ADMINS, CAROL, Priority::Grant).await.unwrap_err();
+    let err = c
+        .add_group_member(PROD_ADMINS, CAROL, Priority::Grant)
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(403));
     assert_eq!(err.error_code(), Some("E0000006"));
     assert!(!err.is_retryable());
@@ -421,7 +506,11 @@ async fn in_flight_cap_holds_under_200_concurrent_calls() {
     for call in calls {
         assert!(call.await.unwrap().unwrap().is_some());
     }
-    assert_eq!(sim.counter("GET", T_USER), 200, "no call was refused and retried");
+    assert_eq!(
+        sim.counter("GET", T_USER),
+        200,
+        "no call was refused and retried"
+    );
     assert!(peak.load(Ordering::SeqCst) <= 8);
     assert_eq!(c.in_flight(), 0);
     sim.shutdown().await;
@@ -456,7 +545,10 @@ async fn revocations_jump_queued_sync_reads() {
     let revoke = {
         let (c, done) = (c.clone(), done.clone());
         tokio::spawn(async move {
-            let r = c.remove_group_member(PROD_ADMINS, ALICE, Priority::Revoke).await.unwrap();
+            let r = c
+                .remove_group_member(PROD_ADMINS, ALICE, Priority::Revoke)
+                .await
+                .unwrap();
             (r, done.fetch_add(1, Ordering::SeqCst))
         })
     };
@@ -464,9 +556,146 @@ async fn revocations_jump_queued_sync_reads() {
     assert_eq!(removal, Removal::Removed);
     // Only the read already in flight (and at most one racing our enqueue) went first.
     let overtaken_by = position - before;
-    assert!(overtaken_by <= 2, "{overtaken_by} queued reads went before the revocation");
+    assert!(
+        overtaken_by <= 2,
+        "{overtaken_by} queued reads went before the revocation"
+    );
     for r in reads {
         r.await.unwrap();
     }
     sim.shutdown().await;
+}
+
+const OAUTH_CLIENT_ID: &str = "0oa1jitbrokersvc0001";
+const TEST_KEY: &str = include_str!("../fixtures/okta-oauth-test-key.pem");
+const TEST_PUBLIC_KEY: &str = include_str!("../fixtures/okta-oauth-test-key.pub.pem");
+
+fn oauth_config(base_url: &str) -> OktaConfig {
+    let env = vec![
+        ("JIT_OKTA__BASE_URL".to_string(), base_url.to_string()),
+        ("JIT_OKTA__AUTH".to_string(), "oauth".to_string()),
+        (
+            "JIT_OKTA__CLIENT_ID".to_string(),
+            OAUTH_CLIENT_ID.to_string(),
+        ),
+        ("JIT_OKTA__PRIVATE_KEY".to_string(), TEST_KEY.to_string()),
+    ];
+    let mut cfg = Config::load_with_env(None, env).unwrap().okta;
+    assert_eq!(cfg.auth, OktaAuthMethod::Oauth);
+    cfg.backoff_base = Duration::from_millis(20);
+    cfg.rate_limit_reset_margin = Duration::ZERO;
+    cfg
+}
+
+/// `private_key_jwt`: one token fetch serves many calls; a new one is fetched before the old
+/// one expires (at half its lifetime when that is shorter than the refresh margin).
+#[tokio::test]
+async fn oauth_token_is_fetched_cached_and_refreshed() {
+    let mut oauth = okta_sim::OAuthConfig::new(
+        OAUTH_CLIENT_ID,
+        TEST_PUBLIC_KEY,
+        okta_sim::PermissionLevel::SuperAdmin,
+    );
+    oauth.token_ttl = Duration::from_secs(2);
+    let sim = sim_with(SimConfig {
+        oauth: Some(oauth),
+        ..SimConfig::default()
+    })
+    .await;
+    let cfg = oauth_config(&sim.base_url());
+    let c = client(&cfg);
+    for _ in 0..3 {
+        assert!(c.get_user(ALICE, Priority::Read).await.unwrap().is_some());
+    }
+    assert_eq!(sim.counter("POST", "/oauth2/v1/token"), 1);
+    c.add_group_member(DB_OWNERS, BOB, Priority::Grant)
+        .await
+        .unwrap();
+    assert!(sim.is_member(DB_OWNERS, BOB));
+    // Keep calling: the token is replaced after ~1 s, and no call ever fails on an expired one.
+    wait_until(Duration::from_secs(10), || async {
+        c.get_user(ALICE, Priority::Read).await.unwrap();
+        sim.counter("POST", "/oauth2/v1/token") >= 2
+    })
+    .await;
+    // The credentials appear nowhere in Debug output.
+    let dbg = format!("{cfg:?} {c:?}");
+    assert!(!dbg.contains("BEGIN PRIVATE KEY"));
+    assert!(!dbg.contains(&TEST_KEY[40..80]));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn oauth_with_unknown_key_is_a_permanent_token_error() {
+    let sim = sim_with(SimConfig::default()).await; // no OAuth app configured
+    let c = client(&oauth_config(&sim.base_url()));
+    let err = c.get_user(ALICE, Priority::Read).await.unwrap_err();
+    assert!(matches!(err, OktaError::TokenEndpoint { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn ssws_token_never_in_debug_output() {
+    let cfg = okta_config("http://127.0.0.1:9", "super-secret-okta-token");
+    let c = client(&cfg);
+    let dbg = format!("{cfg:?} {c:?}");
+    assert!(!dbg.contains("super-secret-okta-token"), "{dbg}");
+}
+
+#[test]
+fn config_is_validated_with_key_names() {
+    let load = |env: Vec<(&str, &str)>| {
+        Config::load_with_env(
+            None,
+            env.into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    // Not configured is valid: the broker runs without Okta.
+    assert!(!load(vec![]).unwrap().okta.is_configured());
+    let msg = |r: Result<Config, Vec<jit_broker::config::ConfigError>>| {
+        r.unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let m = msg(load(vec![(
+        "JIT_OKTA__BASE_URL",
+        "https://example.okta.com",
+    )]));
+    assert!(m.contains("okta.api_token"), "{m}");
+    let m = msg(load(vec![
+        ("JIT_OKTA__BASE_URL", "http://example.okta.com"),
+        ("JIT_OKTA__API_TOKEN", "t"),
+    ]));
+    assert!(m.contains("okta.base_url"), "{m}");
+    let m = msg(load(vec![
+        ("JIT_OKTA__BASE_URL", "https://example.okta.com"),
+        ("JIT_OKTA__AUTH", "oauth"),
+        ("JIT_OKTA__PRIVATE_KEY", "not a key"),
+    ]));
+    assert!(
+        m.contains("okta.client_id") && m.contains("okta.private_key"),
+        "{m}"
+    );
+    assert!(
+        !m.contains("not a key"),
+        "the key's value is never echoed: {m}"
+    );
+    let m = msg(load(vec![("JIT_OKTA__MAX_IN_FLIGHT", "0")]));
+    assert!(m.contains("okta.max_in_flight"), "{m}");
+    // Secret from a file (the Kubernetes way), trailing newline trimmed.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, "file-token\n").unwrap();
+    let c = load(vec![
+        ("JIT_OKTA__BASE_URL", "https://example.okta.com"),
+        ("JIT_OKTA__API_TOKEN_FILE", path.to_str().unwrap()),
+    ])
+    .unwrap();
+    use secrecy::ExposeSecret;
+    assert_eq!(c.okta.api_token.unwrap().expose_secret(), "file-token");
 }

@@ -699,3 +699,114 @@ fn config_is_validated_with_key_names() {
     use secrecy::ExposeSecret;
     assert_eq!(c.okta.api_token.unwrap().expose_secret(), "file-token");
 }
+
+/// Each token level yields its capabilities, read from the principal's own admin roles (no
+/// write is made to find out); writes the credential cannot make are then refused locally.
+#[tokio::test]
+#[ignore = "needs okta-sim GET /api/v1/users/me and per-token admin roles on the principal"]
+async fn capability_probe_per_token_level() {
+    let sim = sim_with(SimConfig::default()).await;
+    let cases = [
+        (okta_sim::SUPER_ADMIN_TOKEN, (true, true, true, true)),
+        (okta_sim::GROUP_APP_ADMIN_TOKEN, (true, true, true, false)),
+        (okta_sim::READ_ONLY_TOKEN, (true, false, false, false)),
+    ];
+    for (token, (read, groups, apps, roles)) in cases {
+        let c = client(&okta_config(&sim.base_url(), token));
+        let caps = c.probe_capabilities().await.unwrap();
+        assert_eq!(
+            (
+                caps.read,
+                caps.provision_groups,
+                caps.provision_apps,
+                caps.manage_roles
+            ),
+            (read, groups, apps, roles),
+            "{token}"
+        );
+        assert!(caps.principal_id.is_some());
+        assert_eq!(c.capabilities(), Some(caps));
+    }
+    // Read-only: refused before reaching Okta.
+    let c = client(&okta_config(&sim.base_url(), okta_sim::READ_ONLY_TOKEN));
+    c.probe_capabilities().await.unwrap();
+    let before = sim.counter("PUT", T_MEMBER);
+    let err = c
+        .add_group_member(PROD_ADMINS, CAROL, Priority::Grant)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OktaError::NotPermitted {
+                capability: "provision_groups"
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    assert!(matches!(
+        c.unassign_app_user(PAYROLL, ALICE, Priority::Revoke).await,
+        Err(OktaError::NotPermitted { .. })
+    ));
+    assert!(matches!(
+        c.assign_role(
+            BOB,
+            &RoleSpec::Standard {
+                role_type: "USER_ADMIN".into()
+            },
+            Priority::Grant
+        )
+        .await,
+        Err(OktaError::NotPermitted { .. })
+    ));
+    assert_eq!(sim.counter("PUT", T_MEMBER), before);
+    // Reads still work.
+    assert!(c.get_user(ALICE, Priority::Read).await.unwrap().is_some());
+    sim.shutdown().await;
+}
+
+/// The probe makes no change in Okta, whatever the token.
+#[tokio::test]
+async fn capability_probe_makes_no_change() {
+    let sim = sim_with(SimConfig::default()).await;
+    let c = client(&okta_config(&sim.base_url(), okta_sim::SUPER_ADMIN_TOKEN));
+    let before = format!("{:?}", sim.events());
+    let _ = c.probe_capabilities().await;
+    assert_eq!(format!("{:?}", sim.events()), before);
+    // A failed probe leaves capabilities unknown (Okta decides per call) and says why.
+    if c.capabilities().is_none() {
+        assert!(c.probe_error().is_some());
+        c.add_group_member(DB_OWNERS, CAROL, Priority::Grant)
+            .await
+            .unwrap();
+    }
+    sim.shutdown().await;
+}
+
+/// `/readyz` carries an `okta` section (capabilities once probed, or the probe's error), and
+/// Okta's state does not decide readiness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_reports_okta() {
+    use crate::helpers::{base_config, spawn_app_with, Db, TestDb};
+    let sim = sim_with(SimConfig::default()).await;
+    let db = TestDb::new(Db::Sqlite).await;
+    let mut config = base_config(&db);
+    config.okta = okta_config(&sim.base_url(), okta_sim::SUPER_ADMIN_TOKEN);
+    let app = spawn_app_with(db, config, jit_broker::RunOptions::default()).await;
+    let body = std::sync::Mutex::new(serde_json::Value::Null);
+    wait_until(Duration::from_secs(10), || async {
+        let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        let known = !v["okta"]["capabilities"].is_null() || !v["okta"]["probe_error"].is_null();
+        *body.lock().unwrap() = v;
+        known
+    })
+    .await;
+    let v = body.into_inner().unwrap();
+    assert!(v["okta"].is_object(), "{v}");
+    assert!(!v.to_string().contains(okta_sim::SUPER_ADMIN_TOKEN));
+    app.stop().await.unwrap();
+    sim.shutdown().await;
+}

@@ -1,6 +1,8 @@
 //! The Okta client against okta-sim over real HTTP: every call, idempotency, pagination, rate
 //! limits, retries, timeouts, the in-flight cap, priorities, capabilities and OAuth.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +21,6 @@ pub const ALICE: &str = "00u1alice00000000001";
 pub const BOB: &str = "00u1bob0000000000002";
 pub const CAROL: &str = "00u1carol00000000003";
 pub const DAVE: &str = "00u1dave000000000004";
-pub const PRINCIPAL: &str = "00u1jitbroker0000005";
 pub const PROD_ADMINS: &str = "00g1prodadmins000001";
 pub const DB_OWNERS: &str = "00g1dbowners00000002";
 pub const APP_GROUP: &str = "00g1appgroup00000005";

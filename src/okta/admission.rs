@@ -198,6 +198,7 @@ impl Admission {
                 out.push((w.tx, self.permit(w.bucket)));
             }
             metrics::gauge!("jit_okta_in_flight").set(st.in_flight as f64);
+            metrics::gauge!("jit_okta_queue_depth").set(st.waiters.len() as f64);
             if st.timer.is_some_and(|(k, _)| !st.waiters.contains_key(&k)) {
                 st.timer = None;
             }

@@ -311,15 +311,19 @@ impl OktaClient {
         match r.status {
             200..=299 => Ok(Removal::Removed),
             404 => Ok(Removal::AlreadyGone),
-            400..=499 => match self.get_app_user(a, u, p).await {
-                Ok(Some(au)) if au.scope.eq_ignore_ascii_case("GROUP") => {
-                    Err(OktaError::InheritedAccess {
-                        app_id: a.to_string(),
-                        user_id: u.to_string(),
-                    })
+            // A plain lack of permission (E0000006) or a bad credential is not inheritance.
+            401 => Err(r.error()),
+            400..=499 if r.error_code().as_deref() != Some("E0000006") => {
+                match self.get_app_user(a, u, p).await {
+                    Ok(Some(au)) if au.scope.eq_ignore_ascii_case("GROUP") => {
+                        Err(OktaError::InheritedAccess {
+                            app_id: a.to_string(),
+                            user_id: u.to_string(),
+                        })
+                    }
+                    _ => Err(r.error()),
                 }
-                _ => Err(r.error()),
-            },
+            }
             _ => Err(r.error()),
         }
     }

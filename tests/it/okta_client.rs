@@ -809,8 +809,73 @@ async fn readyz_reports_okta() {
     assert!(v["okta"].is_object(), "{v}");
     assert!(!v.to_string().contains(okta_sim::SUPER_ADMIN_TOKEN));
     // The probe's calls are counted by operation and outcome.
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("jit_okta_requests_total{op=\"probe_me\""), "{metrics}");
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("jit_okta_requests_total{op=\"probe_me\""),
+        "{metrics}"
+    );
     app.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+/// Under pacing (the bucket's budget spread over its window), a revocation takes the bucket's
+/// next send slot ahead of sync reads queued on the same bucket, and nothing is refused.
+#[tokio::test]
+async fn revocation_goes_first_within_a_paced_bucket() {
+    let sim = sim_with(SimConfig::default()).await;
+    sim.set_rate_limits(RateLimitConfig::uniform(10, Duration::from_secs(2)));
+    let c = client(&okta_config(&sim.base_url(), okta_sim::SUPER_ADMIN_TOKEN));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut reads = Vec::new();
+    for _ in 0..16 {
+        let (c, done) = (c.clone(), done.clone());
+        reads.push(tokio::spawn(async move {
+            let n = c
+                .list_group_members(DB_OWNERS, Priority::Read)
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap()
+                .len();
+            done.fetch_add(1, Ordering::SeqCst);
+            n
+        }));
+    }
+    wait_until(Duration::from_secs(5), || async {
+        done.load(Ordering::SeqCst) >= 2 && c.queued() >= 8
+    })
+    .await;
+    let before = done.load(Ordering::SeqCst);
+    let (removal, position) = {
+        let (c, done) = (c.clone(), done.clone());
+        tokio::spawn(async move {
+            let r = c
+                .remove_group_member(PROD_ADMINS, ALICE, Priority::Revoke)
+                .await
+                .unwrap();
+            (r, done.fetch_add(1, Ordering::SeqCst))
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(removal, Removal::Removed);
+    let overtaken_by = position - before;
+    assert!(
+        overtaken_by <= 2,
+        "{overtaken_by} queued reads went before the revocation"
+    );
+    for r in reads {
+        r.await.unwrap();
+    }
+    let sent =
+        sim.counter("GET", "/api/v1/groups/{groupId}/users") + sim.counter("DELETE", T_MEMBER);
+    assert_eq!(sent, 17, "no request was refused with 429");
     sim.shutdown().await;
 }

@@ -8,4 +8,6 @@ mod helpers;
 mod audit;
 mod config;
 mod health;
+mod okta_auth;
 mod okta_client;
+mod okta_limits;

@@ -112,6 +112,10 @@ pub struct SimConfig {
     /// 409 E0000062; when false (default) it answers 200 with the existing AppUser, as Okta's
     /// "assign or update" endpoint usually does (which of the two a given org does is unverified).
     pub strict_duplicate_app_assign: bool,
+    /// Answer 411 to a PUT/POST without `Content-Length` (or chunked body), as Okta does.
+    /// Note: reqwest sends *no* Content-Length for an empty PUT/POST body, so clients must set
+    /// `Content-Length: 0` themselves; turn this off only to test something else.
+    pub require_content_length: bool,
 }
 
 impl Default for SimConfig {
@@ -125,6 +129,7 @@ impl Default for SimConfig {
             rng_seed: 7,
             hooks: HookConfig::default(),
             strict_duplicate_app_assign: false,
+            require_content_length: true,
         }
     }
 }

@@ -99,6 +99,7 @@ pub async fn spawn_on(config: SimConfig, listener: TcpListener) -> Result<SimHan
         cancel: cancel.clone(),
         tracker: tracker.clone(),
         strict_duplicate_app_assign: config.strict_duplicate_app_assign,
+        require_content_length: config.require_content_length,
     });
     sim.hooks.start(&tracker, cancel.clone());
     let app = build_router(sim.clone());

@@ -32,7 +32,9 @@ pub async fn pipeline(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> 
     sim.counters.request(method.as_str(), &template, bucket);
     let now = ids::now_ms();
 
-    if (method == Method::PUT || method == Method::POST) && !crate::auth::has_length(req.headers())
+    if sim.require_content_length
+        && (method == Method::PUT || method == Method::POST)
+        && !crate::auth::has_length(req.headers())
     {
         let info = sim.limiter.peek(bucket, now);
         return with_rate(OktaError::length_required().into_response(), info);

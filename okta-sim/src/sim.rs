@@ -119,6 +119,7 @@ pub struct Sim {
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
     pub strict_duplicate_app_assign: bool,
+    pub require_content_length: bool,
 }
 
 impl Sim {

@@ -178,3 +178,41 @@ async fn put_without_content_length_is_411() {
     assert!(!sim.is_member(PROD_ADMINS, ALICE));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn reqwest_empty_put_lacks_content_length_and_gets_411() {
+    // reqwest sends no Content-Length for an empty PUT; real Okta answers 411, so clients must
+    // set `Content-Length: 0` explicitly. The simulator can be told to be lenient.
+    let sim = start().await;
+    let url = format!(
+        "{}/api/v1/groups/{PROD_ADMINS}/users/{ALICE}",
+        sim.base_url()
+    );
+    let r = client()
+        .put(&url)
+        .header("Authorization", ssws(SUPER))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 411);
+    assert!(!sim.is_member(PROD_ADMINS, ALICE));
+    sim.shutdown().await;
+
+    let cfg = okta_sim::SimConfig {
+        require_content_length: false,
+        ..Default::default()
+    };
+    let sim = okta_sim::spawn(cfg).await.unwrap();
+    let url = format!(
+        "{}/api/v1/groups/{PROD_ADMINS}/users/{ALICE}",
+        sim.base_url()
+    );
+    let r = client()
+        .put(&url)
+        .header("Authorization", ssws(SUPER))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    sim.shutdown().await;
+}

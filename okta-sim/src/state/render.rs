@@ -82,11 +82,20 @@ pub fn app(base: &str, a: &App) -> Value {
         "lastUpdated": fmt_ms(a.last_updated),
         "created": fmt_ms(a.created),
         "accessibility": { "selfService": false, "errorRedirectUrl": null, "loginRedirectUrl": null },
-        "visibility": { "autoSubmitToolbar": false, "hide": { "iOS": false, "web": false }, "appLinks": {} },
+        "visibility": {
+            "autoSubmitToolbar": false,
+            "hide": { "iOS": false, "web": false },
+            "appLinks": { "login": true },
+        },
         "features": [],
         "signOnMode": "BOOKMARK",
         "credentials": { "userNameTemplate": { "template": "${source.login}", "type": "BUILT_IN" }, "signing": {} },
-        "settings": { "app": {}, "notifications": {}, "manualProvisioning": false },
+        "settings": {
+            "app": {},
+            "notifications": {},
+            "manualProvisioning": false,
+            "extendedProperties": {},
+        },
         "_links": {
             "users": { "href": format!("{base}/api/v1/apps/{}/users", a.id) },
             "groups": { "href": format!("{base}/api/v1/apps/{}/groups", a.id) },

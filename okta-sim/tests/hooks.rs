@@ -1,0 +1,404 @@
+//! Event hooks: verification, batched delivery with Okta's envelope, actors, retries,
+//! duplicates, and the `/_sim/` control API driving out-of-band changes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use common::*;
+use okta_sim::seed::{ALICE, BOB, BROKER, CAROL, DB_OWNERS, PAYROLL, PROD_ADMINS};
+use okta_sim::{HookConfig, SimConfig};
+use serde_json::{json, Value};
+
+#[derive(Clone, Default)]
+struct Receiver {
+    bodies: Arc<Mutex<Vec<Value>>>,
+    auth: Arc<Mutex<Vec<String>>>,
+    /// Answer 500 to this many POSTs first.
+    fail_first: Arc<AtomicU32>,
+    /// Echo a wrong verification value.
+    wrong_echo: bool,
+}
+
+async fn verify(State(r): State<Receiver>, h: HeaderMap) -> Json<Value> {
+    let v = h
+        .get("x-okta-verification-challenge")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    Json(json!({ "verification": if r.wrong_echo { "nope".to_string() } else { v } }))
+}
+
+async fn deliver(State(r): State<Receiver>, h: HeaderMap, Json(body): Json<Value>) -> StatusCode {
+    r.auth.lock().unwrap().push(
+        h.get("authorization")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default(),
+    );
+    if r.fail_first.load(Ordering::SeqCst) > 0 {
+        r.fail_first.fetch_sub(1, Ordering::SeqCst);
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    r.bodies.lock().unwrap().push(body);
+    StatusCode::NO_CONTENT
+}
+
+async fn receiver(r: Receiver) -> String {
+    let app = Router::new()
+        .route("/hook", get(verify).post(deliver))
+        .with_state(r);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    url
+}
+
+fn events(r: &Receiver) -> Vec<Value> {
+    r.bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["data"]["events"].as_array().unwrap().clone())
+        .collect()
+}
+
+fn target<'a>(ev: &'a Value, kind: &str) -> &'a Value {
+    ev["target"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == kind)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn api_and_out_of_band_changes_are_delivered_with_actor_and_targets() {
+    let sim = start().await;
+    let r = Receiver::default();
+    let url = receiver(r.clone()).await;
+    let id = sim.register_hook(&url, "Authorization", "hook-secret");
+    sim.verify_hook(&id).await.unwrap();
+
+    let c = client();
+    let put = c
+        .put(format!(
+            "{}/api/v1/groups/{PROD_ADMINS}/users/{ALICE}",
+            sim.base_url()
+        ))
+        .header("Authorization", ssws(SUPER))
+        .header("Content-Length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    sim.admin("it-admin@example.com")
+        .add_member(DB_OWNERS, CAROL)
+        .unwrap();
+    sim.admin("it-admin@example.com")
+        .deactivate_user(BOB)
+        .unwrap();
+
+    assert!(wait_until(Duration::from_secs(5), || async { events(&r).len() >= 3 }).await);
+    let evs = events(&r);
+    let body = r.bodies.lock().unwrap()[0].clone();
+    assert_eq!(body["eventType"], "com.okta.event_hook");
+    for k in [
+        "eventTypeVersion",
+        "cloudEventsVersion",
+        "source",
+        "eventId",
+        "eventTime",
+        "contentType",
+    ] {
+        assert!(body.get(k).is_some(), "envelope misses {k}");
+    }
+    assert!(r.auth.lock().unwrap().iter().all(|a| a == "hook-secret"));
+
+    let api = evs
+        .iter()
+        .find(|e| {
+            e["eventType"] == "group.user_membership.add"
+                && target(e, "UserGroup")["id"] == PROD_ADMINS
+        })
+        .unwrap();
+    assert_eq!(api["actor"]["id"], BROKER);
+    assert_eq!(target(api, "User")["id"], ALICE);
+    for k in [
+        "uuid",
+        "published",
+        "version",
+        "displayMessage",
+        "severity",
+        "client",
+        "outcome",
+        "transaction",
+        "debugContext",
+        "legacyEventType",
+    ] {
+        assert!(api.get(k).is_some(), "event misses {k}");
+    }
+    let oob = evs
+        .iter()
+        .find(|e| {
+            e["eventType"] == "group.user_membership.add"
+                && target(e, "UserGroup")["id"] == DB_OWNERS
+        })
+        .unwrap();
+    assert_eq!(oob["actor"]["alternateId"], "it-admin@example.com");
+    assert_ne!(oob["actor"]["id"], BROKER);
+    let deact = evs
+        .iter()
+        .find(|e| e["eventType"] == "user.lifecycle.deactivate")
+        .unwrap();
+    assert_eq!(target(deact, "User")["id"], BOB);
+    // Events close in time were batched.
+    assert!(r.bodies.lock().unwrap().len() < 3 || evs.len() >= 3);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn app_and_role_events_have_typed_targets() {
+    let sim = start().await;
+    let r = Receiver::default();
+    let url = receiver(r.clone()).await;
+    let id = sim.register_hook(&url, "Authorization", "s");
+    sim.verify_hook(&id).await.unwrap();
+    let admin = sim.admin("admin@example.com");
+    admin.assign_app(PAYROLL, ALICE).unwrap();
+    let rid = admin.assign_role(ALICE, "APP_ADMIN").unwrap();
+    admin.unassign_role(ALICE, &rid).unwrap();
+    admin.unassign_app(PAYROLL, ALICE).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || async { events(&r).len() >= 4 }).await);
+    let evs = events(&r);
+    let add = evs
+        .iter()
+        .find(|e| e["eventType"] == "application.user_membership.add")
+        .unwrap();
+    assert!(target(add, "AppUser")["id"]
+        .as_str()
+        .unwrap()
+        .starts_with("0ua"));
+    assert_eq!(target(add, "AppInstance")["id"], PAYROLL);
+    assert_eq!(target(add, "User")["id"], ALICE);
+    let grant = evs
+        .iter()
+        .find(|e| e["eventType"] == "user.account.privilege.grant")
+        .unwrap();
+    assert_eq!(target(grant, "User")["id"], ALICE);
+    assert_eq!(
+        grant["debugContext"]["debugData"]["privilegeGranted"],
+        "Application Administrator"
+    );
+    assert!(evs
+        .iter()
+        .any(|e| e["eventType"] == "user.account.privilege.revoke"));
+    assert!(evs
+        .iter()
+        .any(|e| e["eventType"] == "application.user_membership.remove"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn delivery_is_retried_once_on_5xx_and_can_duplicate() {
+    let sim = okta_sim::spawn(SimConfig {
+        hooks: HookConfig {
+            duplicate_rate: 1.0,
+            ..HookConfig::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let r = Receiver {
+        fail_first: Arc::new(AtomicU32::new(1)),
+        ..Receiver::default()
+    };
+    let url = receiver(r.clone()).await;
+    let id = sim.register_hook(&url, "Authorization", "s");
+    sim.verify_hook(&id).await.unwrap();
+    sim.admin("admin@example.com")
+        .add_member(PROD_ADMINS, BOB)
+        .unwrap();
+    // First attempt 500, retry 204, deliberate duplicate 204: the same uuid arrives twice.
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            r.bodies.lock().unwrap().len() >= 2
+        })
+        .await
+    );
+    let evs = events(&r);
+    assert_eq!(evs[0]["uuid"], evs[1]["uuid"]);
+    let d = sim.hook_deliveries();
+    assert_eq!(d[0].status, Some(500));
+    assert_eq!(d[1].attempt, 2);
+    assert!(d.iter().any(|x| x.duplicate));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn unverified_hooks_get_nothing_and_bad_echo_fails_verification() {
+    let sim = start().await;
+    let bad = Receiver {
+        wrong_echo: true,
+        ..Receiver::default()
+    };
+    let url = receiver(bad.clone()).await;
+    let id = sim.register_hook(&url, "Authorization", "s");
+    assert!(sim.verify_hook(&id).await.is_err());
+    sim.admin("admin@example.com")
+        .add_member(PROD_ADMINS, BOB)
+        .unwrap();
+    // The event is produced (System Log) but never delivered.
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            !sim.events().is_empty()
+        })
+        .await
+    );
+    assert!(bad.bodies.lock().unwrap().is_empty());
+    assert!(sim.hook_deliveries().is_empty());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn control_http_api_drives_changes_hooks_and_counters() {
+    let sim = start().await;
+    let r = Receiver::default();
+    let url = receiver(r.clone()).await;
+    let c = client();
+    let base = sim.base_url();
+    let resp = c
+        .post(format!("{base}/_sim/hooks"))
+        .json(&json!({"url": url, "authHeader": "Authorization", "authValue": "secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.json::<Value>().await.unwrap()["verified"], true);
+    let resp = c
+        .post(format!(
+            "{base}/_sim/admin/groups/{PROD_ADMINS}/users/{CAROL}"
+        ))
+        .header("X-Sim-Actor", "someone@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert!(sim.is_member(PROD_ADMINS, CAROL));
+    let resp = c
+        .post(format!("{base}/_sim/admin/users/{CAROL}/lifecycle/suspend"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(sim.user_status(CAROL).as_deref(), Some("SUSPENDED"));
+    let resp = c
+        .post(format!("{base}/_sim/admin/users/{CAROL}/roles"))
+        .json(&json!({"type": "HELP_DESK_ADMIN"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = c
+        .post(format!("{base}/_sim/admin/groups/00gnope/users/{CAROL}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = c
+        .post(format!("{base}/_sim/admin/users"))
+        .json(&json!({"login": "frank@example.com", "firstName": "Frank"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = c
+        .post(format!("{base}/_sim/admin/groups"))
+        .json(&json!({"name": "new-group"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = c
+        .post(format!("{base}/_sim/admin/apps"))
+        .json(&json!({"label": "new-app"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            events(&r)
+                .iter()
+                .any(|e| e["eventType"] == "user.account.privilege.grant")
+        })
+        .await
+    );
+    let ev = events(&r);
+    let add = ev
+        .iter()
+        .find(|e| e["eventType"] == "group.user_membership.add")
+        .unwrap();
+    assert_eq!(add["actor"]["alternateId"], "someone@example.com");
+
+    c.get(format!("{base}/api/v1/groups"))
+        .header("Authorization", ssws(SUPER))
+        .send()
+        .await
+        .unwrap();
+    let counters: Value = c
+        .get(format!("{base}/_sim/counters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counters["requests"]["GET /api/v1/groups"], 1);
+    assert_eq!(counters["buckets"]["groups"], 1);
+    let state: Value = c
+        .get(format!("{base}/_sim/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pa = state["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == PROD_ADMINS)
+        .unwrap();
+    assert_eq!(pa["members"], json!([CAROL]));
+    let resp = c
+        .put(format!("{base}/_sim/faults"))
+        .json(&json!({"global": {"fail_next": 1, "error_status": 502}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let resp = c
+        .get(format!("{base}/api/v1/groups"))
+        .header("Authorization", ssws(SUPER))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let resp = c
+        .put(format!("{base}/_sim/faults"))
+        .json(&json!({"bogus": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_client_error());
+    sim.shutdown().await;
+}

@@ -101,6 +101,9 @@ pub(crate) struct Bucket {
     /// Learnt: a refusal right after a reset we believed had passed means this server rounds
     /// `X-Rate-Limit-Reset` down, so later windows are assumed to end a second later.
     learned_margin_ms: i64,
+    /// The last answer carried no rate-limit headers at all: this route is not limited (or a
+    /// proxy strips them), so it is not paced; a 429 or headers end this.
+    unlimited: bool,
 }
 
 /// Sentinel for "not until an answer arrives".
@@ -112,6 +115,9 @@ impl Bucket {
     pub fn ready_at(&self, now: i64) -> Option<i64> {
         if now < self.blocked_until_ms {
             return Some(self.blocked_until_ms);
+        }
+        if self.unlimited {
+            return None;
         }
         match self.reset_ms {
             Some(reset) if now < reset => {
@@ -160,8 +166,10 @@ impl Bucket {
         }
         let Some((h, offset)) = h else { return };
         let (Some(remaining), Some(reset_s)) = (h.remaining, h.reset) else {
+            self.unlimited = status != Some(429) && h.limit.is_none();
             return;
         };
+        self.unlimited = false;
         let date_s = h.date.unwrap_or(reset_s);
         let reset_ms = offset.latest_local_ms(reset_s, date_s, recv_ms)
             + margin_ms.max(self.learned_margin_ms);
@@ -238,6 +246,23 @@ mod tests {
         assert_eq!(b.ready_at(0), None);
         b.on_dispatch(0);
         assert_eq!(b.ready_at(0), Some(WAIT_FOR_ANSWER));
+    }
+
+    #[test]
+    fn answers_without_headers_are_not_paced() {
+        let mut b = Bucket::default();
+        b.on_dispatch(0);
+        b.on_answer(
+            Some((&RateHeaders::default(), &ClockOffset::default())),
+            Some(200),
+            0,
+            5,
+            0,
+            0,
+        );
+        b.on_dispatch(6);
+        b.on_dispatch(6);
+        assert_eq!(b.ready_at(6), None);
     }
 
     #[test]

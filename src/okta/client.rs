@@ -488,3 +488,37 @@ impl OktaClient {
         self.paginate::<WireUser, User>("list_users", T_USERS, first, p)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_cannot_change_the_path_or_query() {
+        let cfg = crate::config::Config::load_with_env(
+            None,
+            vec![
+                (
+                    "JIT_OKTA__BASE_URL".to_string(),
+                    "https://example.okta.com".to_string(),
+                ),
+                ("JIT_OKTA__API_TOKEN".to_string(), "t".to_string()),
+            ],
+        )
+        .unwrap()
+        .okta;
+        let c = OktaClient::new(&cfg, crate::clock::Clock::system()).unwrap();
+        let u = c
+            .url(
+                &["api", "v1", "users", "a/../b?x=1#f"],
+                &[("limit", "2".into())],
+            )
+            .unwrap();
+        assert_eq!(u.path(), "/api/v1/users/a%2F..%2Fb%3Fx=1%23f");
+        assert_eq!(u.query(), Some("limit=2"));
+        assert!(check_id("..").is_err());
+        assert!(check_id("").is_err());
+        assert!(check_id("bob@example.com").is_ok());
+    }
+}

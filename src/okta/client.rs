@@ -311,15 +311,19 @@ impl OktaClient {
         match r.status {
             200..=299 => Ok(Removal::Removed),
             404 => Ok(Removal::AlreadyGone),
-            400..=499 => match self.get_app_user(a, u, p).await {
-                Ok(Some(au)) if au.scope.eq_ignore_ascii_case("GROUP") => {
-                    Err(OktaError::InheritedAccess {
-                        app_id: a.to_string(),
-                        user_id: u.to_string(),
-                    })
+            // A plain lack of permission (E0000006) or a bad credential is not inheritance.
+            401 => Err(r.error()),
+            400..=499 if r.error_code().as_deref() != Some("E0000006") => {
+                match self.get_app_user(a, u, p).await {
+                    Ok(Some(au)) if au.scope.eq_ignore_ascii_case("GROUP") => {
+                        Err(OktaError::InheritedAccess {
+                            app_id: a.to_string(),
+                            user_id: u.to_string(),
+                        })
+                    }
+                    _ => Err(r.error()),
                 }
-                _ => Err(r.error()),
-            },
+            }
             _ => Err(r.error()),
         }
     }
@@ -482,5 +486,39 @@ impl OktaClient {
     pub fn list_users(&self, p: Priority) -> BoxStream<'_, Result<User, OktaError>> {
         let first = self.url(&["api", "v1", "users"], &[self.limit(MAX_USERS)]);
         self.paginate::<WireUser, User>("list_users", T_USERS, first, p)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_cannot_change_the_path_or_query() {
+        let cfg = crate::config::Config::load_with_env(
+            None,
+            vec![
+                (
+                    "JIT_OKTA__BASE_URL".to_string(),
+                    "https://example.okta.com".to_string(),
+                ),
+                ("JIT_OKTA__API_TOKEN".to_string(), "t".to_string()),
+            ],
+        )
+        .unwrap()
+        .okta;
+        let c = OktaClient::new(&cfg, crate::clock::Clock::system()).unwrap();
+        let u = c
+            .url(
+                &["api", "v1", "users", "a/../b?x=1#f"],
+                &[("limit", "2".into())],
+            )
+            .unwrap();
+        assert_eq!(u.path(), "/api/v1/users/a%2F..%2Fb%3Fx=1%23f");
+        assert_eq!(u.query(), Some("limit=2"));
+        assert!(check_id("..").is_err());
+        assert!(check_id("").is_err());
+        assert!(check_id("bob@example.com").is_ok());
     }
 }

@@ -246,6 +246,16 @@ impl ExpiryHandler for GrantService {
     }
 
     async fn due_entries(&self) -> Result<Vec<DueEntry>, BoxError> {
+        // The periodic rebuild is also when the per-state gauge is refreshed: one cheap query.
+        if let Ok(counts) = repo::count_by_state(self.store()).await {
+            for st in GrantState::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| s == st.as_str())
+                    .map_or(0, |(_, n)| *n);
+                metrics::gauge!("jit_grants", "state" => st.as_str()).set(n as f64);
+            }
+        }
         let rows = repo::due_entries(self.store(), None, REBUILD_LIMIT).await?;
         Ok(rows
             .into_iter()

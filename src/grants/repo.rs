@@ -136,7 +136,8 @@ pub async fn list(store: &Store, f: &ListFilter) -> Result<Vec<Grant>, StoreErro
 }
 
 /// Other grants of ours on the same Okta object for the same user, in `states`, that are not
-/// standing (their access came from us, or is shared with one that did).
+/// standing (their access came from us, or is shared with one that did). A `failed` grant with
+/// no retry due never got its access into Okta (the add was refused) and explains nothing.
 pub async fn count_ours(
     conn: &mut AnyConnection,
     g: &Grant,
@@ -151,7 +152,8 @@ pub async fn count_ours(
     let row = sqlx::query(&format!(
         "SELECT COUNT(*) FROM grants WHERE user_id = $1 AND kind = $2 AND okta_id = $3 \
          AND COALESCE(resource_set, '') = $4 AND id <> $5 AND state IN ({in_list}) \
-         AND (standing IS NULL OR standing = 0)"
+         AND (standing IS NULL OR standing = 0) \
+         AND NOT (state = 'failed' AND next_retry_at IS NULL)"
     ))
     .bind(&g.user_id)
     .bind(g.kind.as_str())

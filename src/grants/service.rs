@@ -181,7 +181,21 @@ impl GrantService {
             self.abort(&g, "the expiry could not be scheduled").await;
             return Err(e.into());
         }
-        self.activate(&g.id, actor).await
+        let Some(tasks) = self.tasks() else {
+            return self.activate(&g.id, actor).await;
+        };
+        // Detached but tracked: if this caller is dropped, provisioning still completes (or
+        // fails and records it), and shutdown waits for it.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (svc, id, actor) = (self.clone(), g.id.clone(), actor.to_string());
+        tasks.spawn("grant-provisioning", async move {
+            let _ = tx.send(svc.activate(&id, &actor).await);
+        });
+        match rx.await {
+            Ok(r) => r,
+            // The task was dropped (runtime shutting down): report the grant as it stands.
+            Err(_) => self.get(&g.id).await,
+        }
     }
 
     /// Ends a grant that never reached Okta (nothing was written there).

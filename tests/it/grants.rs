@@ -101,6 +101,14 @@ pub fn okta_config(config: &mut jit_broker::config::Config, base_url: &str) {
 }
 
 pub async fn env_with_policy(db: Db, policy: &str) -> Env {
+    env_with(db, policy, |_| {}).await
+}
+
+pub async fn env_with(
+    db: Db,
+    policy: &str,
+    tweak: impl FnOnce(&mut jit_broker::config::Config),
+) -> Env {
     let sim = okta_sim::spawn(okta_sim::SimConfig::default())
         .await
         .unwrap();
@@ -111,6 +119,7 @@ pub async fn env_with_policy(db: Db, policy: &str) -> Env {
     let mut config = base_config(&tdb);
     okta_config(&mut config, &sim.base_url());
     config.policy.file = Some(path);
+    tweak(&mut config);
     let app = spawn_app_with(tdb, config, RunOptions::default()).await;
     Env {
         app,

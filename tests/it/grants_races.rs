@@ -228,6 +228,36 @@ async fn failed_provisioning(db: Db) {
     e.audit_ok().await;
 }
 
+async fn provisioning_survives_the_request_timing_out(db: Db) {
+    let e = env_with(db, POLICY, |c| {
+        c.server.request_timeout = Duration::from_millis(500);
+    })
+    .await;
+    e.sim.set_faults(okta_sim::faults::FaultConfig::route(
+        "PUT",
+        GROUP_USER,
+        okta_sim::faults::FaultSpec {
+            latency_ms: Some((1500, 1500)),
+            ..Default::default()
+        },
+    ));
+    let (s, r) = e
+        .post(
+            "/v1/grants",
+            json!({"user": ALICE, "resource": "prod-db-admin", "reason": "x"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::REQUEST_TIMEOUT, "{r}");
+    // The request was dropped mid-add; provisioning carried on and recorded the activation.
+    wait_until(Duration::from_secs(10), || async {
+        let (_, l) = e.get(&format!("/v1/grants?user={ALICE}")).await;
+        l["grants"][0]["state"] == "active"
+    })
+    .await;
+    assert!(e.sim.is_member(PRODADMINS, ALICE));
+    e.audit_ok().await;
+}
+
 both_backends!(
     crashed_provisioning_is_still_expired,
     retryable_okta_errors_are_retried,
@@ -236,4 +266,5 @@ both_backends!(
     scheduler_expires_a_short_grant,
     cli_lists_shows_and_revokes,
     failed_provisioning,
+    provisioning_survives_the_request_timing_out,
 );

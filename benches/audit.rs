@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use jit_broker::audit::export::{self, ExportFormat};
 use jit_broker::audit::{self, canonical, entry_hash, NewEntry, GENESIS_HASH};
 use jit_broker::clock::Clock;
 use jit_broker::config::Config;
@@ -127,6 +128,11 @@ async fn verify_million(dir: &std::path::Path) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    // `BENCH_KEEP_DIR` keeps the database afterwards, e.g. to measure `audit export`'s memory.
+    let dir = std::env::var("BENCH_KEEP_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| dir.to_path_buf());
+    let _ = std::fs::remove_file(dir.join("verify.db"));
     let url = format!("sqlite://{}", dir.join("verify.db").display());
     let store = store_for(&url).await;
     let t = Instant::now();
@@ -136,6 +142,17 @@ async fn verify_million(dir: &std::path::Path) {
     let report = audit::verify(&store).await.unwrap();
     let took = t.elapsed();
     assert!(report.ok() && report.entries == n as u64, "{report:?}");
+    let t = Instant::now();
+    let exported = export::export(&store, None, None, ExportFormat::Jsonl, std::io::sink())
+        .await
+        .unwrap();
+    let export_took = t.elapsed();
+    assert_eq!(exported, n as u64);
+    println!(
+        "export     {n} entries as JSON Lines: {:.2} s ({:.0} entries/s)",
+        export_took.as_secs_f64(),
+        n as f64 / export_took.as_secs_f64()
+    );
     let size = std::fs::metadata(dir.join("verify.db"))
         .map(|m| m.len())
         .unwrap_or(0);

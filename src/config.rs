@@ -5,6 +5,11 @@
 //! file at all, and to review a file in git with no secret in it. So every key has a default or
 //! an environment override, and every secret has a `*_file` twin that points at a mounted secret.
 //!
+//! Environment values are text; each takes the type of its key's built-in default (see
+//! `env_value`). So every key whose value is a number, a boolean or a list needs a default in
+//! `config/default.toml` (durations are strings and need none); keys without one (secrets,
+//! `*_file` paths) are read as strings.
+//!
 //! What it must never do: accept a key it does not know (a typo in `drift = "enforce"` silently
 //! ignored is a security bug), or put a secret's value into an error message or `Debug` output.
 

@@ -199,7 +199,14 @@ pub async fn run_with(
         .map(|t| grace.saturating_sub(t.elapsed()))
         .unwrap_or(grace);
     let left = tasks.shutdown(left_of_grace).await;
-    store.close().await;
+    // `close` waits for every borrowed connection; a request or task abandoned at the end of the
+    // grace period may still hold one, and must not keep the process from exiting.
+    if tokio::time::timeout(std::time::Duration::from_secs(2), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections still in use at exit");
+    }
     if left.is_empty() {
         tracing::info!("stopped cleanly");
     }

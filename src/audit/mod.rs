@@ -138,6 +138,11 @@ pub fn entry_hash(prev_hash: &str, canonical: &str) -> String {
 }
 
 /// Appends one entry inside the caller's transaction.
+///
+/// On PostgreSQL this locks the chain's head row until the transaction ends, so every other
+/// appender (on every replica) waits for this commit: make the append the last statement before
+/// `commit`, and never hold the transaction across a network call. One chain means appends are
+/// serialized; their rate is bounded by commit latency, not by the number of writers.
 pub async fn append(tx: &mut Tx, clock: &Clock, entry: NewEntry) -> Result<AuditEntry, AuditError> {
     let lock = match tx.backend() {
         Backend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",

@@ -56,6 +56,14 @@ async fn list(
             "after must not be negative",
         ));
     }
+    if let (Some(since), Some(until)) = (p.since, p.until) {
+        if since >= until {
+            return Err(ApiError::bad_request(
+                "invalid_range",
+                "since must be earlier than until",
+            ));
+        }
+    }
     let entries = audit::page(
         &state.store,
         after,

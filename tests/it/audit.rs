@@ -318,6 +318,7 @@ async fn http_audit_pages_for_auditors(db: Db) {
         "?since=yesterday",
         "?until=2026-13-01T00:00:00Z",
         "?bogus=1",
+        "?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
     ] {
         let r = get(q, Some(AUDITOR_TOKEN)).await.unwrap();
         assert_eq!(r.status(), 400, "{q}");
@@ -327,6 +328,10 @@ async fn http_audit_pages_for_auditors(db: Db) {
     assert_eq!(codes["?limit=0"], "invalid_limit");
     assert_eq!(codes["?after=-1"], "invalid_after");
     assert_eq!(codes["?limit=abc"], "invalid_query");
+    assert_eq!(
+        codes["?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z"],
+        "invalid_range"
+    );
     app.stop().await.unwrap();
 }
 

@@ -267,3 +267,26 @@ async fn concurrent_migrations_on_postgres() {
     // The schema is there once and usable.
     assert!(jit_broker::audit::verify(&store).await.unwrap().ok());
 }
+
+#[test]
+fn hash_token_prints_the_sha256() {
+    use std::io::Write as _;
+    let mut child = broker_cmd()
+        .arg("hash-token")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"my-token\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        jit_broker::auth::hash_token("my-token")
+    );
+}

@@ -197,3 +197,24 @@ async fn slow_request_times_out_with_json_408() {
     proxy.restore();
     app.stop().await.unwrap();
 }
+
+/// `jit-broker migrate` on a path that does not exist yet creates the SQLite file in WAL mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_is_created_in_wal_mode_by_migrate() {
+    let test_db = TestDb::new(Db::Sqlite).await;
+    let out = broker_cmd()
+        .env("JIT_DATABASE__URL", &test_db.url)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let store = jit_broker::store::Store::connect(&base_config(&test_db).database)
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert!(jit_broker::audit::verify(&store).await.unwrap().ok());
+}

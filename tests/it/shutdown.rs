@@ -85,3 +85,79 @@ async fn stubborn_tasks_are_named_after_the_grace_period() {
     let left = tasks.shutdown(Duration::from_secs(1)).await;
     assert_eq!(left, vec!["stubborn".to_string()]);
 }
+
+/// The real binary: `serve` on port 0 (the address is read from its log), `healthcheck` against
+/// it, then SIGTERM or SIGINT stops it cleanly with exit code 0.
+async fn binary_stops_on_signal(signal: &str) {
+    use std::io::BufRead;
+    let test_db = TestDb::new(Db::Sqlite).await;
+    let mut child = broker_cmd()
+        .env("RUST_LOG", "info")
+        .env("JIT_SERVER__LISTEN", "127.0.0.1:0")
+        .env("JIT_DATABASE__URL", &test_db.url)
+        .env("JIT_REDIS__URL", redis_url())
+        .env("JIT_REDIS__KEY_PREFIX", unique_prefix())
+        .arg("serve")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let reader = std::thread::spawn(move || {
+        let mut addr_tx = Some(addr_tx);
+        let mut log = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.split("addr=").nth(1) {
+                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                if let Some(tx) = addr_tx.take() {
+                    let _ = tx.send(addr);
+                }
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    let addr = tokio::time::timeout(Duration::from_secs(60), addr_rx)
+        .await
+        .expect("serve logs its address")
+        .unwrap();
+
+    let out = broker_cmd()
+        .env("JIT_SERVER__LISTEN", &addr)
+        .arg("healthcheck")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    let status = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let log = reader.join().unwrap();
+    assert_eq!(exit.code(), Some(0), "{log}");
+    assert!(log.contains("stopped cleanly"), "{log}");
+
+    // Nothing answers any more.
+    let out = broker_cmd()
+        .env("JIT_SERVER__LISTEN", &addr)
+        .arg("healthcheck")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_stops_cleanly_on_sigterm() {
+    binary_stops_on_signal("-TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_stops_cleanly_on_sigint() {
+    binary_stops_on_signal("-INT").await;
+}

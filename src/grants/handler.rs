@@ -95,6 +95,14 @@ impl GrantService {
                     )
                     .await?;
                 if !won {
+                    // Usually an extension that committed first: answer with its new due time.
+                    let now_g = self.get(id).await?;
+                    let live = matches!(now_g.state, GrantState::Provisioning | GrantState::Active);
+                    if live && now_g.expires_at > self.clock().now_ms() {
+                        return Ok(ExpiryOutcome::Reschedule {
+                            due_ms: now_g.expires_at,
+                        });
+                    }
                     return Ok(ExpiryOutcome::Retry {
                         error: "grant changed concurrently".into(),
                     });

@@ -5,7 +5,9 @@
 //! `BENCH_CONCURRENCY` (default 8): grant creation over HTTP (write-ahead row + audit, schedule,
 //! lock, Okta read + add, activation + audit, reschedule) and expiry through
 //! `ExpiryHandler::expire` (lock, Okta remove, revoke + audit): ops/s, p50/p99/max latency, and
-//! Okta calls per operation. `BENCH_DATABASE_URL` picks the database (default: a temp SQLite).
+//! Okta calls per operation; then the same users get 3 s grants and the broker's own scheduler
+//! expires them: lateness from `expires_at` until the membership is gone from okta-sim.
+//! `BENCH_DATABASE_URL` picks the database (default: a temp SQLite).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -185,6 +187,54 @@ async fn main() {
             .iter()
             .filter(|u| sim.is_member("00g1prodadmins000001", u))
             .count()
+    );
+
+    // End to end through the broker's own scheduler: short grants, then how late after
+    // `expires_at` each membership actually disappears from Okta (sampled every 5 ms).
+    let short: Vec<(String, i64)> = futures::stream::iter(users.clone())
+        .map(|u| {
+            let http = http.clone();
+            let base = base.clone();
+            async move {
+                let r = http
+                    .post(format!("{base}/v1/grants"))
+                    .bearer_auth("bench-token")
+                    .json(&serde_json::json!({"user": u, "resource": "prod-db-admin", "duration": "3s"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+                let g: serde_json::Value = r.json().await.unwrap();
+                (u, g["expires_at"].as_i64().unwrap())
+            }
+        })
+        .buffer_unordered(conc)
+        .collect()
+        .await;
+    let mut pending: Vec<(String, i64)> = short;
+    let mut lateness = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pending.is_empty() && Instant::now() < deadline {
+        let now = chrono::Utc::now().timestamp_millis();
+        pending.retain(|(u, exp)| {
+            if sim.is_member("00g1prodadmins000001", u) {
+                true
+            } else {
+                lateness.push(Duration::from_millis((now - exp).max(0) as u64));
+                false
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    lateness.sort();
+    let pct = |p: f64| lateness[((lateness.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "lateness n={} (not removed within 60 s: {})   p50 {:.0} ms   p99 {:.0} ms   max {:.0} ms  (expires_at → gone from okta-sim, via the scheduler)",
+        lateness.len(),
+        pending.len(),
+        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        lateness.last().unwrap().as_secs_f64() * 1e3,
     );
     let _ = stop_tx.send(());
     let _ = app.await;

@@ -390,6 +390,22 @@ async fn standing_access_survives(db: Db) {
         e.sim.app_assignment_scope(AWSPROD, DAVE).as_deref(),
         Some("GROUP")
     );
+
+    // A standing admin role assigned by hand survives a grant of the same role.
+    let assignment = e
+        .sim
+        .admin("admin@example.com")
+        .assign_role(ALICE, "USER_ADMIN")
+        .unwrap();
+    let g = e.grant(ALICE, "user-admin", "30m").await;
+    assert_eq!(g["standing"], true);
+    assert_eq!(g["role_assignment_id"], assignment.as_str());
+    assert_eq!(r.expire(&id(&g), 1).await, ExpiryOutcome::Done);
+    assert!(e
+        .sim
+        .user_roles(ALICE)
+        .iter()
+        .any(|(id, _)| *id == assignment));
     e.audit_ok().await;
 }
 

@@ -32,11 +32,22 @@ pub enum PermissionLevel {
 }
 
 /// An `SSWS` API token and the Okta user it acts as (the event actor of its changes).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SimToken {
     pub token: String,
     pub level: PermissionLevel,
     pub principal_id: String,
+}
+
+/// Tokens stay out of `Debug` output (and therefore out of logs).
+impl std::fmt::Debug for SimToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimToken")
+            .field("token", &"<redacted>")
+            .field("level", &self.level)
+            .field("principal_id", &self.principal_id)
+            .finish()
+    }
 }
 
 /// OAuth 2.0 client credentials with `private_key_jwt` for one service app.

@@ -9,6 +9,7 @@
 //! thread randomness.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -86,6 +87,8 @@ struct State {
 #[derive(Debug)]
 pub struct Faults {
     state: Mutex<State>,
+    /// False while no fault is configured: the hot path then skips the lock entirely.
+    active: AtomicBool,
 }
 
 impl Faults {
@@ -97,14 +100,18 @@ impl Faults {
             force_left: HashMap::new(),
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_fa17),
         };
+        let active = cfg != FaultConfig::default();
         install(&mut st, cfg, now_ms);
         Self {
             state: Mutex::new(st),
+            active: AtomicBool::new(active),
         }
     }
 
     pub fn set(&self, cfg: FaultConfig, now_ms: i64) {
         if let Ok(mut st) = self.state.lock() {
+            self.active
+                .store(cfg != FaultConfig::default(), Ordering::SeqCst);
             install(&mut st, cfg, now_ms);
         }
     }
@@ -114,6 +121,9 @@ impl Faults {
     }
 
     pub fn decide(&self, method: &str, template: &str, now_ms: i64) -> Decision {
+        if !self.active.load(Ordering::Relaxed) {
+            return Decision::default();
+        }
         let Ok(mut guard) = self.state.lock() else {
             return Decision::default();
         };

@@ -203,3 +203,71 @@ fn cmp(op: &str, o: std::cmp::Ordering) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn eval(expr: &str, fields: &[(&str, Field)]) -> bool {
+        let e = parse(expr).unwrap();
+        e.eval(
+            &|a| match fields.iter().find(|(k, _)| *k == a).map(|(_, v)| v) {
+                Some(Field::Str(s)) => Field::Str(s.clone()),
+                Some(Field::Time(t)) => Field::Time(*t),
+                _ => Field::Missing,
+            },
+        )
+    }
+
+    #[test]
+    fn and_binds_tighter_than_or_and_parentheses_override() {
+        let f = [
+            ("type", Field::Str("APP_GROUP".into())),
+            ("profile.name", Field::Str("aws-users".into())),
+        ];
+        assert!(eval(
+            r#"type eq "OKTA_GROUP" or type eq "APP_GROUP" and profile.name sw "aws""#,
+            &f
+        ));
+        assert!(!eval(
+            r#"(type eq "OKTA_GROUP" or type eq "APP_GROUP") and profile.name sw "gcp""#,
+            &f
+        ));
+        assert!(eval(r#"profile.name co "USERS""#, &f));
+        assert!(eval("profile.name pr", &f));
+        assert!(!eval("profile.description pr", &f));
+    }
+
+    #[test]
+    fn times_compare_as_instants() {
+        let f = [(
+            "lastMembershipUpdated",
+            Field::Time(crate::ids::parse_time("2024-01-01T00:00:01.000Z").unwrap()),
+        )];
+        assert!(eval(
+            r#"lastMembershipUpdated gt "2024-01-01T00:00:00.999Z""#,
+            &f
+        ));
+        assert!(eval(
+            r#"lastMembershipUpdated le "2024-01-01T01:00:01+01:00""#,
+            &f
+        ));
+        assert!(!eval(r#"lastMembershipUpdated gt "not a time""#, &f));
+    }
+
+    #[test]
+    fn malformed_expressions_are_errors() {
+        for bad in [
+            "",
+            "type",
+            "type eq",
+            "type xx \"a\"",
+            "(type eq \"a\"",
+            "type eq \"a\" and",
+            "type eq \"unterminated",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -51,7 +51,9 @@ pub use seed::{default_seed, generate, Seed};
 use sim::Sim;
 
 /// A running simulator. Dropping it without `shutdown` leaves the server running until the
-/// runtime stops; call `shutdown` to stop it and its delivery tasks.
+/// runtime stops; call `shutdown` to stop it and its delivery tasks. Clones share the same
+/// simulator (shutting one down stops it for all).
+#[derive(Clone)]
 pub struct SimHandle {
     sim: Arc<Sim>,
     addr: SocketAddr,
@@ -125,7 +127,17 @@ fn build_router(sim: Arc<Sim>) -> Router {
         .merge(api)
         .nest("/_sim", control::router())
         .fallback(|| async { OktaError::not_found("resource", "Route") })
-        .layer(axum::middleware::from_fn(middleware::common_headers))
+        .method_not_allowed_fallback(|| async {
+            OktaError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "E0000022",
+                "The endpoint does not support the provided HTTP method",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            middleware::common_headers,
+        ))
         .with_state(sim)
 }
 
@@ -165,6 +177,12 @@ impl SimHandle {
     /// injected faults), e.g. `("DELETE", "/api/v1/groups/{groupId}/users/{userId}")`.
     pub fn counter(&self, method: &str, route_template: &str) -> u64 {
         self.sim.counters.requests_for(method, route_template)
+    }
+
+    /// Requests counted against a rate-limit bucket (`groups`, `group_by_id`, `apps`,
+    /// `users`, `other`).
+    pub fn bucket_counter(&self, bucket: &str) -> u64 {
+        self.sim.counters.bucket_count(bucket)
     }
 
     /// Successful (2xx) non-GET requests on a management route.

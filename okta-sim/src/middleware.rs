@@ -143,9 +143,15 @@ fn with_rate(mut resp: Response, info: RateInfo) -> Response {
     resp
 }
 
-/// Outer layer for every response, routed or not: `X-Okta-Request-Id` and `Date`.
-pub async fn common_headers(req: Request, next: Next) -> Response {
+/// Outer layer for every response, routed or not: `X-Okta-Request-Id`, `Date`, and the rate
+/// limit headers (of the `other` bucket, uncounted) on `/api/` answers the pipeline did not see
+/// (unknown paths, wrong methods).
+pub async fn common_headers(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
     let mut resp = next.run(req).await;
+    if api && !resp.headers().contains_key("x-rate-limit-limit") {
+        resp = with_rate(resp, sim.limiter.peek("other", ids::now_ms()));
+    }
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&ids::request_id()) {
         h.insert(HeaderName::from_static("x-okta-request-id"), v);

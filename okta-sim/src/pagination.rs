@@ -169,3 +169,37 @@ pub fn with_links(
     }
     resp
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_raw_ids() {
+        let p = Params::parse(Some(&format!("after={}&limit=5", encode_cursor("00u123"))));
+        let req = page_req(&p, 200, 200).unwrap();
+        assert_eq!(req.after.as_deref(), Some("00u123"));
+        assert_eq!(req.limit, 5);
+        assert!(page_req(&Params::parse(Some("after=00u123")), 200, 200).is_err());
+    }
+
+    #[test]
+    fn pages_cover_the_map_exactly_once() {
+        let map: BTreeMap<String, u32> = (0..25).map(|i| (format!("k{i:03}"), i)).collect();
+        let mut req = PageReq {
+            limit: 10,
+            after: None,
+        };
+        let mut seen = Vec::new();
+        loop {
+            let (items, next) = page(&map, &req, |v| v % 2 == 0);
+            seen.extend(items.iter().map(|(_, v)| **v));
+            match next {
+                Some(k) => req.after = Some(k),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (0..25).filter(|v| v % 2 == 0).collect::<Vec<_>>());
+    }
+}

@@ -59,6 +59,14 @@ impl Counters {
             .unwrap_or(0)
     }
 
+    pub fn bucket_count(&self, bucket: &str) -> u64 {
+        self.buckets
+            .lock()
+            .ok()
+            .and_then(|b| b.get(bucket).copied())
+            .unwrap_or(0)
+    }
+
     pub fn mutations_for(&self, method: &str, template: &str) -> u64 {
         self.mutations
             .lock()

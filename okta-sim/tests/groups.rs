@@ -216,3 +216,31 @@ async fn reqwest_empty_put_lacks_content_length_and_gets_411() {
     assert_eq!(r.status(), 204);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn unknown_paths_and_methods_get_okta_errors_and_headers() {
+    let sim = start().await;
+    let c = client();
+    let r = c
+        .get(format!("{}/api/v1/nothing", sim.base_url()))
+        .header("Authorization", ssws(SUPER))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().contains_key("x-rate-limit-reset"));
+    assert!(r.headers().contains_key("x-okta-request-id"));
+    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000007");
+    let r = c
+        .patch(format!(
+            "{}/api/v1/groups/{PROD_ADMINS}/users/{ALICE}",
+            sim.base_url()
+        ))
+        .header("Authorization", ssws(SUPER))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000022");
+    sim.shutdown().await;
+}

@@ -402,3 +402,85 @@ async fn control_http_api_drives_changes_hooks_and_counters() {
     assert!(resp.status().is_client_error());
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn delivery_is_retried_once_after_a_timeout_and_never_on_4xx() {
+    let sim = okta_sim::spawn(SimConfig {
+        hooks: HookConfig {
+            delivery_timeout: Duration::from_millis(200),
+            ..HookConfig::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let c2 = calls.clone();
+    let app = Router::new().route(
+        "/hook",
+        get(|h: HeaderMap| async move {
+            let v = h
+                .get("x-okta-verification-challenge")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            Json(json!({ "verification": v }))
+        })
+        .post(move || {
+            let calls = c2.clone();
+            async move {
+                match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 => {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        StatusCode::NO_CONTENT
+                    }
+                    1 => StatusCode::NO_CONTENT,
+                    _ => StatusCode::BAD_REQUEST,
+                }
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let id = sim.register_hook(&url, "Authorization", "s");
+    sim.verify_hook(&id).await.unwrap();
+    sim.admin("admin@example.com")
+        .add_member(PROD_ADMINS, BOB)
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            sim.hook_deliveries().len() >= 2
+        })
+        .await
+    );
+    let d = sim.hook_deliveries();
+    assert_eq!(d[0].error.as_deref(), Some("timeout"));
+    assert_eq!((d[1].attempt, d[1].status), (2, Some(204)));
+    // A 4xx answer is final: one attempt only.
+    sim.admin("admin@example.com")
+        .remove_member(PROD_ADMINS, BOB)
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            sim.hook_deliveries().len() >= 3
+        })
+        .await
+    );
+    // A later change gets the next delivery; a retry of the 400 would have come before it.
+    sim.admin("admin@example.com")
+        .add_member(PROD_ADMINS, ALICE)
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            sim.hook_deliveries().len() >= 4
+        })
+        .await
+    );
+    let d = sim.hook_deliveries();
+    assert_eq!((d[2].attempt, d[2].status), (1, Some(400)));
+    assert_eq!(d[3].attempt, 1);
+    assert_ne!(d[3].event_uuids, d[2].event_uuids);
+    sim.shutdown().await;
+}

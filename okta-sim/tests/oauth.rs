@@ -164,3 +164,52 @@ async fn bad_assertions_are_refused() {
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_scope");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn access_tokens_expire() {
+    let mut oauth = OAuthConfig::new(CLIENT, PUB, PermissionLevel::ReadOnly);
+    oauth.token_ttl = std::time::Duration::from_secs(1);
+    let sim = okta_sim::spawn(SimConfig {
+        oauth: Some(oauth),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = client();
+    let base = sim.base_url();
+    let jwt = assertion(
+        KEY,
+        CLIENT,
+        &format!("{base}/oauth2/v1/token"),
+        now() + 300,
+        "x1",
+    );
+    let t: Value = token_req(&c, &base, &jwt, "okta.users.read")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["expires_in"], 1);
+    let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
+    let url = format!("{base}/api/v1/users/{ALICE}");
+    let first = c
+        .get(&url)
+        .header("Authorization", &bearer)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(first, 200);
+    let expired = wait_until(std::time::Duration::from_secs(5), || async {
+        c.get(&url)
+            .header("Authorization", &bearer)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 401
+    })
+    .await;
+    assert!(expired);
+    sim.shutdown().await;
+}

@@ -27,7 +27,7 @@ use crate::config::HookConfig;
 use events::Event;
 
 /// Keep at most this many events in the in-memory System Log.
-const EVENT_LOG_CAP: usize = 100_000;
+const EVENT_LOG_CAP: usize = 20_000;
 
 #[derive(Clone, Serialize)]
 pub struct Hook {
@@ -50,6 +50,12 @@ impl std::fmt::Debug for Hook {
     }
 }
 
+fn trim(log: &mut std::collections::VecDeque<Event>) {
+    while log.len() > EVENT_LOG_CAP {
+        log.pop_front();
+    }
+}
+
 /// One delivery attempt, kept for tests (`GET /_sim/hooks/deliveries`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Delivery {
@@ -65,7 +71,9 @@ pub struct Delivery {
 struct Registry {
     hooks: Vec<Hook>,
     deliveries: Vec<Delivery>,
-    log: Vec<Value>,
+    /// Events as produced; rendered to JSON only when read or delivered (rendering every
+    /// event eagerly dominated the cost of mutations under load).
+    log: std::collections::VecDeque<Event>,
     next_id: u64,
 }
 
@@ -132,7 +140,8 @@ impl HookHub {
 
     /// Every event produced so far (a System Log stand-in), oldest first.
     pub fn event_log(&self) -> Vec<Value> {
-        self.reg().log.clone()
+        let events: Vec<Event> = self.reg().log.iter().cloned().collect();
+        events.iter().map(Event::log_event).collect()
     }
 
     /// Okta's verification: GET with the challenge header; the hook is verified only when the
@@ -203,14 +212,19 @@ impl HookHub {
         tracker: &TaskTracker,
         cancel: &CancellationToken,
     ) {
-        let rendered: Vec<Value> = batch.iter().map(Event::log_event).collect();
         let hooks: Vec<Hook> = {
             let mut reg = self.reg();
-            reg.log.extend(rendered.iter().cloned());
-            let excess = reg.log.len().saturating_sub(EVENT_LOG_CAP);
-            reg.log.drain(..excess);
-            reg.hooks.iter().filter(|h| h.verified).cloned().collect()
+            let verified: Vec<Hook> = reg.hooks.iter().filter(|h| h.verified).cloned().collect();
+            if verified.is_empty() {
+                reg.log.extend(batch);
+                trim(&mut reg.log);
+                return;
+            }
+            reg.log.extend(batch.iter().cloned());
+            trim(&mut reg.log);
+            verified
         };
+        let rendered: Vec<Value> = batch.iter().map(Event::log_event).collect();
         for chunk in rendered.chunks(self.cfg.max_batch.max(1)) {
             let uuids: Vec<String> = chunk
                 .iter()
@@ -295,7 +309,12 @@ impl HookHub {
         uuids: &[String],
         duplicate: bool,
     ) {
-        self.reg().deliveries.push(Delivery {
+        let mut reg = self.reg();
+        // Bounded like the event log: drop the oldest tenth when full (amortised O(1)).
+        if reg.deliveries.len() >= EVENT_LOG_CAP {
+            reg.deliveries.drain(..EVENT_LOG_CAP / 10);
+        }
+        reg.deliveries.push(Delivery {
             hook_id: hook.id.clone(),
             attempt,
             status,

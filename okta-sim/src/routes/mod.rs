@@ -4,8 +4,9 @@
 //! the status codes each can answer, so the spec-conformance test can check them against
 //! Okta's OpenAPI document; the router is built from the same handlers.
 //!
-//! What it must never do: serve a route missing from `ROUTES` (the conformance test would not
-//! see it).
+//! What it must never do: serve a management route missing from `ROUTES` (the conformance
+//! test would not see it). `/oauth2/v1/token` belongs to Okta's OAuth API, not the management
+//! spec, and is served separately.
 
 pub mod apps;
 pub mod groups;

@@ -7,7 +7,6 @@
 //! What it must never do: treat access inherited through a group as removable (it reports
 //! [`OktaError::InheritedAccess`] instead), or send a write the probed capabilities rule out.
 
-use futures::stream::BoxStream;
 use futures::TryStreamExt;
 use reqwest::Method;
 
@@ -18,26 +17,17 @@ use super::OktaClient;
 
 /// Path templates: metric labels and rate-limit buckets, never carrying ids.
 const T_USER: &str = "/api/v1/users/{userId}";
-const T_USERS: &str = "/api/v1/users";
 const T_USER_GROUPS: &str = "/api/v1/users/{userId}/groups";
 const T_USER_ROLES: &str = "/api/v1/users/{userId}/roles";
 const T_USER_ROLE: &str = "/api/v1/users/{userId}/roles/{roleAssignmentId}";
 const T_USER_SESSIONS: &str = "/api/v1/users/{userId}/sessions";
-const T_GROUPS: &str = "/api/v1/groups";
 const T_GROUP: &str = "/api/v1/groups/{groupId}";
-const T_GROUP_USERS: &str = "/api/v1/groups/{groupId}/users";
 const T_GROUP_USER: &str = "/api/v1/groups/{groupId}/users/{userId}";
 const T_APP: &str = "/api/v1/apps/{appId}";
 const T_APP_USERS: &str = "/api/v1/apps/{appId}/users";
 const T_APP_USER: &str = "/api/v1/apps/{appId}/users/{userId}";
 
-/// Okta's largest page per list (FACTS: users 200, app users 500, members 1000, groups 10000).
-const MAX_USERS: u32 = 200;
-const MAX_APP_USERS: u32 = 500;
-const MAX_MEMBERS: u32 = 1000;
-const MAX_GROUPS: u32 = 10000;
-
-fn check_id(id: &str) -> Result<&str, OktaError> {
+pub(crate) fn check_id(id: &str) -> Result<&str, OktaError> {
     if id.is_empty()
         || id == "."
         || id == ".."
@@ -430,62 +420,6 @@ impl OktaClient {
             200..=299 | 404 => Ok(()),
             _ => Err(r.error()),
         }
-    }
-
-    fn limit(&self, max: u32) -> (&'static str, String) {
-        ("limit", self.inner.page_size.min(max).to_string())
-    }
-
-    pub fn list_group_members(
-        &self,
-        group_id: &str,
-        p: Priority,
-    ) -> BoxStream<'_, Result<User, OktaError>> {
-        let first = check_id(group_id).and_then(|g| {
-            self.url(
-                &["api", "v1", "groups", g, "users"],
-                &[self.limit(MAX_MEMBERS)],
-            )
-        });
-        self.paginate::<WireUser, User>("list_group_members", T_GROUP_USERS, first, p)
-    }
-
-    pub fn list_groups(
-        &self,
-        query: &GroupQuery,
-        p: Priority,
-    ) -> BoxStream<'_, Result<Group, OktaError>> {
-        let mut q = vec![self.limit(MAX_GROUPS)];
-        for (k, v) in [
-            ("search", &query.search),
-            ("filter", &query.filter),
-            ("q", &query.q),
-        ] {
-            if let Some(v) = v {
-                q.push((k, v.clone()));
-            }
-        }
-        let first = self.url(&["api", "v1", "groups"], &q);
-        self.paginate::<WireGroup, Group>("list_groups", T_GROUPS, first, p)
-    }
-
-    pub fn list_app_users(
-        &self,
-        app_id: &str,
-        p: Priority,
-    ) -> BoxStream<'_, Result<AppUser, OktaError>> {
-        let first = check_id(app_id).and_then(|a| {
-            self.url(
-                &["api", "v1", "apps", a, "users"],
-                &[self.limit(MAX_APP_USERS)],
-            )
-        });
-        self.paginate::<WireAppUser, AppUser>("list_app_users", T_APP_USERS, first, p)
-    }
-
-    pub fn list_users(&self, p: Priority) -> BoxStream<'_, Result<User, OktaError>> {
-        let first = self.url(&["api", "v1", "users"], &[self.limit(MAX_USERS)]);
-        self.paginate::<WireUser, User>("list_users", T_USERS, first, p)
     }
 }
 

@@ -258,6 +258,38 @@ async fn provisioning_survives_the_request_timing_out(db: Db) {
     e.audit_ok().await;
 }
 
+async fn redis_losing_its_keys_loses_no_expiry(db: Db) {
+    // I3: every key under our prefix vanishes (a failover without persistence); SQL is the
+    // record, and the scheduler's sweep finds the overdue grant through `overdue`.
+    let e = env_with(db, POLICY, |c| {
+        c.scheduler.sweep_interval = Duration::from_millis(500);
+    })
+    .await;
+    let g = e.grant(BOB, "prod-db-admin", "1s").await;
+    let cfg = &e.app.config.redis;
+    let client = redis::Client::open(cfg.url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{{}}}:*", cfg.key_prefix))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(20), || async {
+        !e.sim.is_member(PRODADMINS, BOB)
+    })
+    .await;
+    wait_until(Duration::from_secs(5), || async {
+        e.state(&id(&g)).await == "revoked"
+    })
+    .await;
+}
+
 both_backends!(
     crashed_provisioning_is_still_expired,
     retryable_okta_errors_are_retried,
@@ -267,4 +299,5 @@ both_backends!(
     cli_lists_shows_and_revokes,
     failed_provisioning,
     provisioning_survives_the_request_timing_out,
+    redis_losing_its_keys_loses_no_expiry,
 );

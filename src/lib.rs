@@ -128,6 +128,7 @@ pub async fn run_with(
             policy.clone(),
             config.scheduler.failed_retry_interval,
         )
+        .with_tasks(tasks.clone())
     });
     // The expiry worker runs only when there is a grants service to hand due grants to; without
     // Okta nothing could be revoked, and /readyz says so.

@@ -77,4 +77,5 @@ fn describe() {
         "HTTP request latency, by method and route"
     );
     metrics::describe_counter!("jit_audit_appends_total", "Audit log entries appended");
+    crate::okta::describe_metrics();
 }

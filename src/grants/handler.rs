@@ -95,6 +95,14 @@ impl GrantService {
                     )
                     .await?;
                 if !won {
+                    // Usually an extension that committed first: answer with its new due time.
+                    let now_g = self.get(id).await?;
+                    let live = matches!(now_g.state, GrantState::Provisioning | GrantState::Active);
+                    if live && now_g.expires_at > self.clock().now_ms() {
+                        return Ok(ExpiryOutcome::Reschedule {
+                            due_ms: now_g.expires_at,
+                        });
+                    }
                     return Ok(ExpiryOutcome::Retry {
                         error: "grant changed concurrently".into(),
                     });
@@ -143,6 +151,8 @@ impl GrantService {
             });
         }
         self.count("revoked");
+        metrics::counter!("jit_grant_okta_changes_total", "kind" => g.kind.as_str(), "change" => outcome)
+            .increment(1);
         metrics::histogram!("jit_grant_revoke_lag_seconds")
             .record(((now - g.expires_at).max(0) as f64) / 1000.0);
         Ok(ExpiryOutcome::Done)
@@ -244,6 +254,16 @@ impl ExpiryHandler for GrantService {
     }
 
     async fn due_entries(&self) -> Result<Vec<DueEntry>, BoxError> {
+        // The periodic rebuild is also when the per-state gauge is refreshed: one cheap query.
+        if let Ok(counts) = repo::count_by_state(self.store()).await {
+            for st in GrantState::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| s == st.as_str())
+                    .map_or(0, |(_, n)| *n);
+                metrics::gauge!("jit_grants", "state" => st.as_str()).set(n as f64);
+            }
+        }
         let rows = repo::due_entries(self.store(), None, REBUILD_LIMIT).await?;
         Ok(rows
             .into_iter()

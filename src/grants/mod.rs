@@ -29,6 +29,7 @@ use crate::policy::PolicyHandle;
 use crate::redis_conn::RedisConn;
 use crate::scheduler::ExpiryIndex;
 use crate::store::Store;
+use crate::tasks::Tasks;
 
 /// Cheap to clone: one shared inner.
 #[derive(Clone)]
@@ -44,6 +45,9 @@ struct Inner {
     index: ExpiryIndex,
     policy: PolicyHandle,
     failed_retry_interval: Duration,
+    /// When set, provisioning runs as a tracked task, so a caller that goes away (an HTTP
+    /// request timing out) cannot cancel it between the Okta add and its record.
+    tasks: Option<Tasks>,
 }
 
 impl GrantService {
@@ -65,8 +69,27 @@ impl GrantService {
                 index,
                 policy,
                 failed_retry_interval,
+                tasks: None,
             }),
         }
+    }
+
+    /// Runs provisioning on `tasks` (what `serve` does); see [`Inner::tasks`].
+    pub fn with_tasks(self, tasks: Tasks) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.tasks = Some(tasks);
+                GrantService {
+                    inner: Arc::new(inner),
+                }
+            }
+            // Already shared: keep it as it is (provisioning then runs in the caller's task).
+            Err(inner) => GrantService { inner },
+        }
+    }
+
+    pub(crate) fn tasks(&self) -> Option<&Tasks> {
+        self.inner.tasks.as_ref()
     }
 
     pub fn store(&self) -> &Store {

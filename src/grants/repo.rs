@@ -136,7 +136,8 @@ pub async fn list(store: &Store, f: &ListFilter) -> Result<Vec<Grant>, StoreErro
 }
 
 /// Other grants of ours on the same Okta object for the same user, in `states`, that are not
-/// standing (their access came from us, or is shared with one that did).
+/// standing (their access came from us, or is shared with one that did). A `failed` grant with
+/// no retry due never got its access into Okta (the add was refused) and explains nothing.
 pub async fn count_ours(
     conn: &mut AnyConnection,
     g: &Grant,
@@ -151,7 +152,8 @@ pub async fn count_ours(
     let row = sqlx::query(&format!(
         "SELECT COUNT(*) FROM grants WHERE user_id = $1 AND kind = $2 AND okta_id = $3 \
          AND COALESCE(resource_set, '') = $4 AND id <> $5 AND state IN ({in_list}) \
-         AND (standing IS NULL OR standing = 0)"
+         AND (standing IS NULL OR standing = 0) \
+         AND NOT (state = 'failed' AND next_retry_at IS NULL)"
     ))
     .bind(&g.user_id)
     .bind(g.kind.as_str())
@@ -196,7 +198,8 @@ pub enum Bind {
     OS(Option<String>),
 }
 
-/// Grants the expiry index must hold: live ones at their expiry, failed ones at their next retry.
+/// Grants the expiry index must hold: live ones at their expiry, failed ones at their next retry
+/// (a failed grant without one has nothing left in Okta and waits for an operator).
 pub async fn due_entries(
     store: &Store,
     until_ms: Option<i64>,
@@ -207,14 +210,24 @@ pub async fn due_entries(
            SELECT id, expires_at AS due FROM grants \
              WHERE state IN ('provisioning', 'active', 'revoking') \
            UNION ALL \
-           SELECT id, COALESCE(next_retry_at, expires_at) AS due FROM grants \
-             WHERE state = 'failed' \
+           SELECT id, next_retry_at AS due FROM grants \
+             WHERE state = 'failed' AND next_retry_at IS NOT NULL \
          ) d WHERE ($1 IS NULL OR due <= $1) ORDER BY due LIMIT $2",
     )
     .bind(until_ms)
     .bind(limit)
     .fetch_all(store.pool())
     .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+        .collect()
+}
+
+/// How many grants are in each state (for the `jit_grants` gauge).
+pub async fn count_by_state(store: &Store) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = sqlx::query("SELECT state, COUNT(*) FROM grants GROUP BY state")
+        .fetch_all(store.pool())
+        .await?;
     rows.iter()
         .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
         .collect()

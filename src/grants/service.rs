@@ -181,7 +181,21 @@ impl GrantService {
             self.abort(&g, "the expiry could not be scheduled").await;
             return Err(e.into());
         }
-        self.activate(&g.id, actor).await
+        let Some(tasks) = self.tasks() else {
+            return self.activate(&g.id, actor).await;
+        };
+        // Detached but tracked: if this caller is dropped, provisioning still completes (or
+        // fails and records it), and shutdown waits for it.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (svc, id, actor) = (self.clone(), g.id.clone(), actor.to_string());
+        tasks.spawn("grant-provisioning", async move {
+            let _ = tx.send(svc.activate(&id, &actor).await);
+        });
+        match rx.await {
+            Ok(r) => r,
+            // The task was dropped (runtime shutting down): report the grant as it stands.
+            Err(_) => self.get(&g.id).await,
+        }
     }
 
     /// Ends a grant that never reached Okta (nothing was written there).
@@ -300,6 +314,8 @@ impl GrantService {
         };
         let now = self.clock().now_ms();
         let expires_at = now.saturating_add(g.duration_ms);
+        metrics::counter!("jit_grant_okta_changes_total", "kind" => g.kind.as_str(), "change" => change)
+            .increment(1);
         let won = self
             .transition(
                 &g,
@@ -321,24 +337,39 @@ impl GrantService {
         self.get(id).await
     }
 
+    /// The add failed. A definite refusal (4xx: Okta did not apply it) ends the grant `failed`
+    /// with nothing to clean up; an ambiguous failure (timeout, 5xx: it may have been applied)
+    /// ends `failed` with a retry due now, so the expiry path removes whatever was added.
     async fn fail_provisioning(&self, g: &Grant, e: &OktaError) -> Result<(), GrantError> {
         let now = self.clock().now_ms();
         let msg = crate::error::chain(e);
-        // The add may have happened (a timeout): clean up now, through the expiry path.
+        let ambiguous = e.is_retryable();
+        let next_retry = ambiguous.then_some(now);
         let won = self
             .transition(
                 g,
-                "state = 'failed', last_error = $3, next_retry_at = $4",
-                vec![Bind::S(msg.clone()), Bind::I(now)],
+                "state = 'failed', last_error = $3, next_retry_at = $4, ended_at = $5",
+                vec![
+                    Bind::S(msg.clone()),
+                    Bind::OI(next_retry),
+                    Bind::OI((!ambiguous).then_some(now)),
+                ],
                 "system:broker",
                 "grant.failed",
-                json!({ "phase": "provisioning", "error": msg, "error_code": e.error_code() }),
+                json!({
+                    "phase": "provisioning", "error": msg, "error_code": e.error_code(),
+                    "cleanup": if ambiguous { "scheduled" } else { "none: Okta refused the add" },
+                }),
             )
             .await?;
         if won {
             self.alert_failed(&g.id, &msg);
-            if let Err(se) = self.index().schedule(&g.id, now).await {
-                tracing::warn!(grant = %g.id, error = %se, "cannot schedule cleanup");
+            if ambiguous {
+                if let Err(se) = self.index().schedule(&g.id, now).await {
+                    tracing::warn!(grant = %g.id, error = %se, "cannot schedule cleanup");
+                }
+            } else {
+                let _ = self.index().unschedule(&g.id).await;
             }
         }
         Ok(())

@@ -198,6 +198,7 @@ impl Admission {
                 out.push((w.tx, self.permit(w.bucket)));
             }
             metrics::gauge!("jit_okta_in_flight").set(st.in_flight as f64);
+            metrics::gauge!("jit_okta_queue_depth").set(st.waiters.len() as f64);
             if st.timer.is_some_and(|(k, _)| !st.waiters.contains_key(&k)) {
                 st.timer = None;
             }
@@ -253,6 +254,7 @@ impl Admission {
             b.on_answer(
                 parsed.as_ref().map(|h| (h, &offset)),
                 status,
+                answer.as_ref().map_or(now, |a| a.sent_ms),
                 now,
                 self.margin_ms,
                 jitter,
@@ -313,5 +315,106 @@ impl Drop for Permit {
         if let Some(adm) = self.adm.take() {
             adm.release(self.bucket, None);
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn until(cond: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if cond() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("condition not reached");
+    }
+
+    #[tokio::test]
+    async fn higher_priority_is_served_first() {
+        let adm = Admission::new(Clock::tokio(), 1, 0, 0);
+        let held = adm.acquire(Priority::Read, "b").await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for p in [Priority::Read, Priority::Grant, Priority::Revoke] {
+            let (a, order) = (adm.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _permit = a.acquire(p, "b").await;
+                order.lock().unwrap().push(p);
+            }));
+            let n = tasks.len();
+            until(|| adm.queued() == n).await;
+        }
+        drop(held);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let got = order.lock().unwrap().clone();
+        assert_eq!(got, vec![Priority::Revoke, Priority::Grant, Priority::Read]);
+        assert_eq!(adm.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn cancelled_waiter_loses_no_slot() {
+        let adm = Admission::new(Clock::tokio(), 1, 0, 0);
+        let held = adm.acquire(Priority::Read, "b").await;
+        let waiting = {
+            let adm = adm.clone();
+            tokio::spawn(async move { drop(adm.acquire(Priority::Revoke, "b").await) })
+        };
+        until(|| adm.queued() == 1).await;
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(adm.queued(), 0);
+        drop(held);
+        assert_eq!(adm.in_flight(), 0);
+        let again = adm.acquire(Priority::Read, "b").await;
+        assert_eq!(adm.in_flight(), 1);
+        drop(again);
+    }
+
+    /// The waiter that owns the pacing timer goes away; another still wakes at the reset.
+    #[tokio::test(start_paused = true)]
+    async fn timer_survives_its_owner_leaving() {
+        let clock = Clock::tokio_at(1_000_000);
+        let adm = Admission::new(clock.clone(), 4, 0, 0);
+        let first = adm.acquire(Priority::Read, "b").await;
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("x-rate-limit-limit", "2".parse().unwrap());
+        h.insert("x-rate-limit-remaining", "0".parse().unwrap());
+        h.insert("x-rate-limit-reset", "1002".parse().unwrap());
+        h.insert(
+            reqwest::header::DATE,
+            "Thu, 01 Jan 1970 00:16:40 GMT".parse().unwrap(),
+        );
+        first.answered(Answer {
+            headers: Some(&h),
+            status: Some(200),
+            sent_ms: 1_000_000,
+        });
+        let owner = {
+            let adm = adm.clone();
+            tokio::spawn(async move { drop(adm.acquire(Priority::Revoke, "b").await) })
+        };
+        until(|| adm.queued() == 1).await;
+        let other = {
+            let adm = adm.clone();
+            tokio::spawn(async move {
+                let _p = adm.acquire(Priority::Read, "b").await;
+            })
+        };
+        until(|| adm.queued() == 2).await;
+        owner.abort();
+        let _ = owner.await;
+        tokio::time::timeout(Duration::from_secs(10), other)
+            .await
+            .expect("woken at the reset")
+            .unwrap();
+        // Not before the reset the server announced (1 002 s on its clock).
+        assert!(clock.now_ms() >= 1_002_000, "{}", clock.now_ms());
     }
 }

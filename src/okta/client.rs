@@ -7,7 +7,6 @@
 //! What it must never do: treat access inherited through a group as removable (it reports
 //! [`OktaError::InheritedAccess`] instead), or send a write the probed capabilities rule out.
 
-use futures::stream::BoxStream;
 use futures::TryStreamExt;
 use reqwest::Method;
 
@@ -18,26 +17,17 @@ use super::OktaClient;
 
 /// Path templates: metric labels and rate-limit buckets, never carrying ids.
 const T_USER: &str = "/api/v1/users/{userId}";
-const T_USERS: &str = "/api/v1/users";
 const T_USER_GROUPS: &str = "/api/v1/users/{userId}/groups";
 const T_USER_ROLES: &str = "/api/v1/users/{userId}/roles";
 const T_USER_ROLE: &str = "/api/v1/users/{userId}/roles/{roleAssignmentId}";
 const T_USER_SESSIONS: &str = "/api/v1/users/{userId}/sessions";
-const T_GROUPS: &str = "/api/v1/groups";
 const T_GROUP: &str = "/api/v1/groups/{groupId}";
-const T_GROUP_USERS: &str = "/api/v1/groups/{groupId}/users";
 const T_GROUP_USER: &str = "/api/v1/groups/{groupId}/users/{userId}";
 const T_APP: &str = "/api/v1/apps/{appId}";
 const T_APP_USERS: &str = "/api/v1/apps/{appId}/users";
 const T_APP_USER: &str = "/api/v1/apps/{appId}/users/{userId}";
 
-/// Okta's largest page per list (FACTS: users 200, app users 500, members 1000, groups 10000).
-const MAX_USERS: u32 = 200;
-const MAX_APP_USERS: u32 = 500;
-const MAX_MEMBERS: u32 = 1000;
-const MAX_GROUPS: u32 = 10000;
-
-fn check_id(id: &str) -> Result<&str, OktaError> {
+pub(crate) fn check_id(id: &str) -> Result<&str, OktaError> {
     if id.is_empty()
         || id == "."
         || id == ".."
@@ -311,15 +301,19 @@ impl OktaClient {
         match r.status {
             200..=299 => Ok(Removal::Removed),
             404 => Ok(Removal::AlreadyGone),
-            400..=499 => match self.get_app_user(a, u, p).await {
-                Ok(Some(au)) if au.scope.eq_ignore_ascii_case("GROUP") => {
-                    Err(OktaError::InheritedAccess {
-                        app_id: a.to_string(),
-                        user_id: u.to_string(),
-                    })
+            // A plain lack of permission (E0000006) or a bad credential is not inheritance.
+            401 => Err(r.error()),
+            400..=499 if r.error_code().as_deref() != Some("E0000006") => {
+                match self.get_app_user(a, u, p).await {
+                    Ok(Some(au)) if au.scope.eq_ignore_ascii_case("GROUP") => {
+                        Err(OktaError::InheritedAccess {
+                            app_id: a.to_string(),
+                            user_id: u.to_string(),
+                        })
+                    }
+                    _ => Err(r.error()),
                 }
-                _ => Err(r.error()),
-            },
+            }
             _ => Err(r.error()),
         }
     }
@@ -427,60 +421,38 @@ impl OktaClient {
             _ => Err(r.error()),
         }
     }
+}
 
-    fn limit(&self, max: u32) -> (&'static str, String) {
-        ("limit", self.inner.page_size.min(max).to_string())
-    }
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
 
-    pub fn list_group_members(
-        &self,
-        group_id: &str,
-        p: Priority,
-    ) -> BoxStream<'_, Result<User, OktaError>> {
-        let first = check_id(group_id).and_then(|g| {
-            self.url(
-                &["api", "v1", "groups", g, "users"],
-                &[self.limit(MAX_MEMBERS)],
+    #[test]
+    fn ids_cannot_change_the_path_or_query() {
+        let cfg = crate::config::Config::load_with_env(
+            None,
+            vec![
+                (
+                    "JIT_OKTA__BASE_URL".to_string(),
+                    "https://example.okta.com".to_string(),
+                ),
+                ("JIT_OKTA__API_TOKEN".to_string(), "t".to_string()),
+            ],
+        )
+        .unwrap()
+        .okta;
+        let c = OktaClient::new(&cfg, crate::clock::Clock::system()).unwrap();
+        let u = c
+            .url(
+                &["api", "v1", "users", "a/../b?x=1#f"],
+                &[("limit", "2".into())],
             )
-        });
-        self.paginate::<WireUser, User>("list_group_members", T_GROUP_USERS, first, p)
-    }
-
-    pub fn list_groups(
-        &self,
-        query: &GroupQuery,
-        p: Priority,
-    ) -> BoxStream<'_, Result<Group, OktaError>> {
-        let mut q = vec![self.limit(MAX_GROUPS)];
-        for (k, v) in [
-            ("search", &query.search),
-            ("filter", &query.filter),
-            ("q", &query.q),
-        ] {
-            if let Some(v) = v {
-                q.push((k, v.clone()));
-            }
-        }
-        let first = self.url(&["api", "v1", "groups"], &q);
-        self.paginate::<WireGroup, Group>("list_groups", T_GROUPS, first, p)
-    }
-
-    pub fn list_app_users(
-        &self,
-        app_id: &str,
-        p: Priority,
-    ) -> BoxStream<'_, Result<AppUser, OktaError>> {
-        let first = check_id(app_id).and_then(|a| {
-            self.url(
-                &["api", "v1", "apps", a, "users"],
-                &[self.limit(MAX_APP_USERS)],
-            )
-        });
-        self.paginate::<WireAppUser, AppUser>("list_app_users", T_APP_USERS, first, p)
-    }
-
-    pub fn list_users(&self, p: Priority) -> BoxStream<'_, Result<User, OktaError>> {
-        let first = self.url(&["api", "v1", "users"], &[self.limit(MAX_USERS)]);
-        self.paginate::<WireUser, User>("list_users", T_USERS, first, p)
+            .unwrap();
+        assert_eq!(u.path(), "/api/v1/users/a%2F..%2Fb%3Fx=1%23f");
+        assert_eq!(u.query(), Some("limit=2"));
+        assert!(check_id("..").is_err());
+        assert!(check_id("").is_err());
+        assert!(check_id("bob@example.com").is_ok());
     }
 }

@@ -170,3 +170,43 @@ impl OktaClient {
         &self.inner.base
     }
 }
+
+/// Help texts for the client's metrics (called once when the recorder is installed).
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        "jit_okta_requests_total",
+        "Okta HTTP attempts by operation and outcome (ok, not_found, conflict, rate_limited, client_error, server_error, timeout, transport)"
+    );
+    metrics::describe_counter!(
+        "jit_okta_rate_limited_total",
+        "429 answers from Okta, by rate-limit bucket"
+    );
+    metrics::describe_counter!(
+        "jit_okta_retries_total",
+        "Okta calls retried, by operation and reason"
+    );
+    metrics::describe_gauge!(
+        "jit_okta_in_flight",
+        "Okta requests in flight from this replica"
+    );
+    metrics::describe_gauge!(
+        "jit_okta_queue_depth",
+        "Okta calls waiting for an in-flight slot or their bucket's budget"
+    );
+    metrics::describe_gauge!(
+        "jit_okta_rate_limit_remaining",
+        "X-Rate-Limit-Remaining last seen, by bucket"
+    );
+    metrics::describe_gauge!(
+        "jit_okta_rate_limit_limit",
+        "X-Rate-Limit-Limit last seen, by bucket"
+    );
+    metrics::describe_histogram!(
+        "jit_okta_request_duration_seconds",
+        "Okta HTTP attempt latency, by operation"
+    );
+    metrics::describe_counter!(
+        "jit_okta_token_fetches_total",
+        "OAuth access token fetches, by outcome"
+    );
+}

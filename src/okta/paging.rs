@@ -4,6 +4,9 @@
 //! that builds `after=` itself breaks when Okta changes the cursor. The stream fetches a page
 //! only when the previous one is consumed, so a sync of a huge group holds one page in memory.
 //!
+//! The list calls themselves (`list_users`, `list_groups`, …) live here too: each is just a
+//! first URL with Okta's largest page size for that endpoint.
+//!
 //! What it must never do: follow a `next` link to another origin (the request would carry the
 //! token there), or loop on a link that points at the page it came from.
 
@@ -12,9 +15,10 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 
+use super::client::check_id;
 use super::error::OktaError;
 use super::transport::Call;
-use super::types::Priority;
+use super::types::*;
 use super::OktaClient;
 
 /// The `rel="next"` target among all `Link` header lines (one relation per line in practice,
@@ -52,7 +56,74 @@ pub(crate) fn next_link(
     Ok(None)
 }
 
+/// Okta's largest page per list (FACTS: users 200, app users 500, members 1000, groups 10000).
+const MAX_USERS: u32 = 200;
+const MAX_APP_USERS: u32 = 500;
+const MAX_MEMBERS: u32 = 1000;
+const MAX_GROUPS: u32 = 10000;
+
+const T_USERS: &str = "/api/v1/users";
+const T_GROUPS: &str = "/api/v1/groups";
+const T_GROUP_USERS: &str = "/api/v1/groups/{groupId}/users";
+const T_APP_USERS: &str = "/api/v1/apps/{appId}/users";
+
 impl OktaClient {
+    fn limit(&self, max: u32) -> (&'static str, String) {
+        ("limit", self.inner.page_size.min(max).to_string())
+    }
+
+    pub fn list_group_members(
+        &self,
+        group_id: &str,
+        p: Priority,
+    ) -> BoxStream<'_, Result<User, OktaError>> {
+        let first = check_id(group_id).and_then(|g| {
+            self.url(
+                &["api", "v1", "groups", g, "users"],
+                &[self.limit(MAX_MEMBERS)],
+            )
+        });
+        self.paginate::<WireUser, User>("list_group_members", T_GROUP_USERS, first, p)
+    }
+
+    pub fn list_groups(
+        &self,
+        query: &GroupQuery,
+        p: Priority,
+    ) -> BoxStream<'_, Result<Group, OktaError>> {
+        let mut q = vec![self.limit(MAX_GROUPS)];
+        for (k, v) in [
+            ("search", &query.search),
+            ("filter", &query.filter),
+            ("q", &query.q),
+        ] {
+            if let Some(v) = v {
+                q.push((k, v.clone()));
+            }
+        }
+        let first = self.url(&["api", "v1", "groups"], &q);
+        self.paginate::<WireGroup, Group>("list_groups", T_GROUPS, first, p)
+    }
+
+    pub fn list_app_users(
+        &self,
+        app_id: &str,
+        p: Priority,
+    ) -> BoxStream<'_, Result<AppUser, OktaError>> {
+        let first = check_id(app_id).and_then(|a| {
+            self.url(
+                &["api", "v1", "apps", a, "users"],
+                &[self.limit(MAX_APP_USERS)],
+            )
+        });
+        self.paginate::<WireAppUser, AppUser>("list_app_users", T_APP_USERS, first, p)
+    }
+
+    pub fn list_users(&self, p: Priority) -> BoxStream<'_, Result<User, OktaError>> {
+        let first = self.url(&["api", "v1", "users"], &[self.limit(MAX_USERS)]);
+        self.paginate::<WireUser, User>("list_users", T_USERS, first, p)
+    }
+
     /// Streams every item of a list, page by page.
     pub(crate) fn paginate<W, T>(
         &self,

@@ -98,6 +98,12 @@ pub(crate) struct Bucket {
     next_send_ms: i64,
     /// After a 429: nothing before this local ms.
     blocked_until_ms: i64,
+    /// Learnt: a refusal right after a reset we believed had passed means this server rounds
+    /// `X-Rate-Limit-Reset` down, so later windows are assumed to end a second later.
+    learned_margin_ms: i64,
+    /// The last answer carried no rate-limit headers at all: this route is not limited (or a
+    /// proxy strips them), so it is not paced; a 429 or headers end this.
+    unlimited: bool,
 }
 
 /// Sentinel for "not until an answer arrives".
@@ -109,6 +115,9 @@ impl Bucket {
     pub fn ready_at(&self, now: i64) -> Option<i64> {
         if now < self.blocked_until_ms {
             return Some(self.blocked_until_ms);
+        }
+        if self.unlimited {
+            return None;
         }
         match self.reset_ms {
             Some(reset) if now < reset => {
@@ -141,21 +150,29 @@ impl Bucket {
     }
 
     /// An answer (or a failure without one) arrived.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_answer(
         &mut self,
         h: Option<(&RateHeaders, &ClockOffset)>,
         status: Option<u16>,
+        sent_ms: i64,
         recv_ms: i64,
         margin_ms: i64,
         jitter_ms: i64,
     ) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        if status == Some(429) && self.reset_ms.is_some_and(|old| sent_ms >= old) {
+            self.learned_margin_ms = 1000;
+        }
         let Some((h, offset)) = h else { return };
         let (Some(remaining), Some(reset_s)) = (h.remaining, h.reset) else {
+            self.unlimited = status != Some(429) && h.limit.is_none();
             return;
         };
+        self.unlimited = false;
         let date_s = h.date.unwrap_or(reset_s);
-        let reset_ms = offset.latest_local_ms(reset_s, date_s, recv_ms) + margin_ms;
+        let reset_ms = offset.latest_local_ms(reset_s, date_s, recv_ms)
+            + margin_ms.max(self.learned_margin_ms);
         let new_window = match self.reset_ms {
             None => true,
             // Our estimate of one reset moves by a few ms as the offset narrows; a later
@@ -232,6 +249,23 @@ mod tests {
     }
 
     #[test]
+    fn answers_without_headers_are_not_paced() {
+        let mut b = Bucket::default();
+        b.on_dispatch(0);
+        b.on_answer(
+            Some((&RateHeaders::default(), &ClockOffset::default())),
+            Some(200),
+            0,
+            5,
+            0,
+            0,
+        );
+        b.on_dispatch(6);
+        b.on_dispatch(6);
+        assert_eq!(b.ready_at(6), None);
+    }
+
+    #[test]
     fn spreads_remaining_over_window() {
         let mut b = Bucket::default();
         let mut off = ClockOffset::default();
@@ -240,6 +274,7 @@ mod tests {
         b.on_answer(
             Some((&hdr(60, 59, 1006, 1000), &off)),
             Some(200),
+            1_000_000,
             1_000_010,
             0,
             0,
@@ -256,7 +291,14 @@ mod tests {
         let mut b = Bucket::default();
         let off = ClockOffset::default();
         b.on_dispatch(5_000);
-        b.on_answer(Some((&hdr(10, 0, 12, 10), &off)), Some(429), 5_000, 0, 0);
+        b.on_answer(
+            Some((&hdr(10, 0, 12, 10), &off)),
+            Some(429),
+            5_000,
+            5_000,
+            0,
+            0,
+        );
         assert_eq!(b.ready_at(5_001), Some(7_000));
         assert_eq!(b.ready_at(7_000), None);
     }

@@ -79,7 +79,15 @@ impl Inner {
         let mut reauthenticated = false;
         loop {
             // The credential first: an OAuth token fetch must not occupy an API slot.
-            let auth = self.credentials.header(&self.http, &self.clock).await?;
+            let auth = match self.credentials.header(&self.http, &self.clock).await {
+                Ok(a) => a,
+                Err(e) if e.is_retryable() && attempt < self.retry.max_retries => {
+                    self.backoff(call.op, "token_endpoint", attempt).await;
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let permit = self.admission.acquire(call.priority, bucket).await;
             let sent_ms = self.clock.now_ms();
             let started = std::time::Instant::now();

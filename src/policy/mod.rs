@@ -239,7 +239,7 @@ impl Policy {
     /// deserialized on its own so an error can name the resource it belongs to.
     pub fn parse(text: &str) -> Result<Policy, Vec<PolicyError>> {
         let raw: RawFile =
-            toml::from_str(text).map_err(|e| vec![PolicyError::Syntax(e.message().to_string())])?;
+            toml::from_str(text).map_err(|e| vec![PolicyError::Syntax(e.to_string())])?;
         let mut errors = Vec::new();
         let mut resources = Vec::new();
         for (i, table) in raw.resource.into_iter().enumerate() {
@@ -247,9 +247,12 @@ impl Policy {
                 Some(toml::Value::String(s)) if !s.is_empty() => s.clone(),
                 _ => format!("#{}", i + 1),
             };
-            match toml::Value::Table(table).try_into::<Resource>() {
+            // Re-serialized and parsed on its own so the error carries a span we can turn into
+            // the key's name (a `toml::Value` conversion loses positions).
+            let one = toml::to_string(&table).unwrap_or_default();
+            match toml::from_str::<Resource>(&one) {
                 Ok(r) => resources.push(r),
-                Err(e) => errors.push(describe_de_error(&label, &e)),
+                Err(e) => errors.push(describe_de_error(&label, &one, &e)),
             }
         }
         let mut names = HashSet::new();
@@ -271,19 +274,41 @@ impl Policy {
     }
 }
 
-/// toml's messages look like "unknown field `x`, expected one of …" or "invalid type: … for key
-/// `max_duration`"; keep them, and add the resource.
-fn describe_de_error(resource: &str, e: &toml::de::Error) -> PolicyError {
+/// Names the key an error is about: from the message for unknown/missing fields, else from the
+/// line the error's span points at (with its `[section]`, for nested tables).
+fn describe_de_error(resource: &str, text: &str, e: &toml::de::Error) -> PolicyError {
     let msg = e.message().trim().to_string();
-    let key = msg
+    let from_msg = msg
         .split('`')
         .nth(1)
         .filter(|_| msg.starts_with("unknown field") || msg.starts_with("missing field"))
-        .unwrap_or("")
-        .to_string();
+        .map(str::to_string);
+    let from_span = e.span().and_then(|sp| {
+        let before = text.get(..sp.start)?;
+        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let line = text.get(line_start..)?.lines().next()?;
+        let key = line.split('=').next()?.trim().trim_matches('"').to_string();
+        if key.is_empty() || key.starts_with('[') {
+            return None;
+        }
+        let section = before[..line_start]
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('['))
+            .map(|l| l.trim().trim_matches(|c| c == '[' || c == ']').to_string());
+        Some(match section {
+            Some(sec) => format!("{sec}.{key}"),
+            None => key,
+        })
+    });
+    let key = match (from_msg, from_span) {
+        (Some(k), _) => k,
+        (None, Some(k)) => k,
+        (None, None) => "-".to_string(),
+    };
     PolicyError::Invalid {
         resource: resource.to_string(),
-        key: if key.is_empty() { "-".into() } else { key },
+        key,
         message: msg,
     }
 }

@@ -15,29 +15,37 @@ use crate::okta::{OktaClient, Priority};
 /// Checks every resource; collects definite problems. A transient Okta error is returned as a
 /// problem too (named as such), so a reload never swaps in a policy it could not check.
 pub async fn check(policy: &Policy, okta: &OktaClient) -> Result<(), Vec<PolicyError>> {
-    let caps = okta.probe_capabilities().await.map_err(|e| {
-        vec![PolicyError::Unchecked {
-            resource: "*".into(),
-            message: format!("cannot read the API token's capabilities: {e}"),
-        }]
-    })?;
     let mut errors = Vec::new();
+    // Without the probe the resources are still checked for existence and type; only the
+    // capability verdict is missing (reported as unchecked, not as a problem of a resource).
+    let caps = match okta.probe_capabilities().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            errors.push(PolicyError::Unchecked {
+                resource: "*".into(),
+                message: format!("cannot read the Okta credential's capabilities: {e}"),
+            });
+            None
+        }
+    };
     for r in &policy.resources {
         let n = r.name.as_str();
-        let (capable, what) = match r.kind {
-            ResourceKind::OktaGroup => (caps.provision_groups, "change group membership"),
-            ResourceKind::OktaApp => (caps.provision_apps, "assign applications"),
-            ResourceKind::OktaRole => (caps.manage_roles, "assign admin roles"),
-        };
-        if !capable {
-            errors.push(PolicyError::invalid(
-                n,
-                "kind",
-                format!(
-                    "the broker's Okta credentials cannot {what}: grant them that permission or remove this resource"
-                ),
-            ));
-            continue;
+        if let Some(caps) = &caps {
+            let (capable, what) = match r.kind {
+                ResourceKind::OktaGroup => (caps.provision_groups, "change group membership"),
+                ResourceKind::OktaApp => (caps.provision_apps, "assign applications"),
+                ResourceKind::OktaRole => (caps.manage_roles, "assign admin roles"),
+            };
+            if !capable {
+                errors.push(PolicyError::invalid(
+                    n,
+                    "kind",
+                    format!(
+                        "the broker's Okta credentials cannot {what}: grant them that permission or remove this resource"
+                    ),
+                ));
+                continue;
+            }
         }
         match r.kind {
             ResourceKind::OktaGroup => match okta.get_group(&r.okta_id, Priority::Read).await {

@@ -60,7 +60,19 @@ impl PolicyHandle {
         };
         let policy = Policy::load(path)?;
         if let Some(okta) = okta {
-            online::check(&policy, okta).await?;
+            if let Err(errors) = online::check(&policy, okta).await {
+                // Same rule as at start: a definite problem keeps the old policy; what Okta could
+                // not answer now (timeouts, the capability probe) is logged, not fatal.
+                let (unchecked, definite): (Vec<_>, Vec<_>) = errors
+                    .into_iter()
+                    .partition(|e| matches!(e, PolicyError::Unchecked { .. }));
+                if !definite.is_empty() {
+                    return Err(definite);
+                }
+                for e in &unchecked {
+                    tracing::warn!(error = %e, "policy reload: not fully checked against Okta");
+                }
+            }
         }
         let n = policy.resources.len();
         self.replace(policy);

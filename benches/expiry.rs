@@ -12,10 +12,14 @@
 //! needs only a different handler and a way to seed grants.
 //!
 //! Environment: `BENCH_SIZES` (default `10000,100000`), `BENCH_CONCURRENCY` (default: the
-//! config default), `BENCH_IDLE_SECS` (default 35: longer than the 30 s safety cap).
+//! config default), `BENCH_IDLE_SECS` (default 35: longer than the 30 s safety cap),
+//! `BENCH_HANDLER=grants` to run the burst through the whole broker and its grants service
+//! (`expiry/grants.rs`; `BENCH_CREATE_CONCURRENCY`, `BENCH_DATABASE_URL`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "expiry/grants.rs"]
+mod grants_mode;
 #[path = "../tests/it/scheduler/private_redis.rs"]
 mod private_redis;
 
@@ -408,8 +412,17 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(35);
         let server = PrivateRedis::start();
+        let grants = std::env::var("BENCH_HANDLER").as_deref() == Ok("grants");
         for n in sizes {
-            burst(&server, &config, n).await;
+            if grants {
+                let conc = std::env::var("BENCH_CREATE_CONCURRENCY")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(16);
+                grants_mode::burst(&server, n, conc).await;
+            } else {
+                burst(&server, &config, n).await;
+            }
         }
         if idle_secs > 0 {
             idle(&server, &config, idle_secs).await;

@@ -1,0 +1,195 @@
+//! The expiry burst through the real broker: `run_with` (its own scheduler with the grants
+//! service as handler), okta-sim with rate limits lifted, SQLite (or `BENCH_DATABASE_URL`), and
+//! a private redis-server. A module of `expiry.rs`, run with `BENCH_HANDLER=grants`.
+//!
+//! Grants are created over HTTP, each with the duration that makes it expire at one common
+//! instant T (so they fall due within the same second), then the broker expires them itself.
+//! Lateness is `ended_at − expires_at` from SQL (the revoke commit, after Okta answered).
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use jit_broker::auth::{hash_token, Role};
+use jit_broker::config::{Config, TokenConfig};
+use jit_broker::okta::OktaAuthMethod;
+use jit_broker::store::Store;
+use jit_broker::RunOptions;
+use sqlx::Row;
+
+use super::private_redis::PrivateRedis;
+use super::{pct, rss_kib};
+
+const GROUP: &str = "00g1prodadmins000001";
+const POLICY: &str = r#"
+[[resource]]
+name = "prod-db-admin"
+kind = "okta_group"
+okta_id = "00g1prodadmins000001"
+default_duration = "1h"
+max_duration = "4h"
+approvals_required = 0
+"#;
+
+pub async fn burst(server: &PrivateRedis, n: usize, create_concurrency: usize) {
+    let mut sim_cfg = okta_sim::SimConfig::default();
+    for b in [
+        &mut sim_cfg.rate_limits.groups,
+        &mut sim_cfg.rate_limits.group_by_id,
+        &mut sim_cfg.rate_limits.apps,
+        &mut sim_cfg.rate_limits.users,
+        &mut sim_cfg.rate_limits.other,
+    ] {
+        *b = 100_000_000;
+    }
+    let sim = okta_sim::spawn(sim_cfg).await.unwrap();
+    let admin = sim.admin("bench@example.com");
+    let users: Vec<String> = (0..n)
+        .map(|i| {
+            admin
+                .create_user(&format!("burst{i}@example.com"), "Bench", &format!("U{i}"))
+                .unwrap()
+        })
+        .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy_path = dir.path().join("policy.toml");
+    std::fs::write(&policy_path, POLICY).unwrap();
+    let mut config = Config::load_with_env(None, Vec::new()).unwrap();
+    config.database.url = std::env::var("BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    config.redis.url = server.url.clone();
+    config.redis.key_prefix = format!("grants{n}");
+    config.okta.base_url = sim.base_url();
+    config.okta.auth = OktaAuthMethod::Ssws;
+    config.okta.api_token = Some(secrecy::SecretString::from("sim-super-admin-token"));
+    config.policy.file = Some(policy_path);
+    config.auth.tokens = vec![TokenConfig {
+        name: "bench".into(),
+        roles: vec![Role::Admin],
+        sha256: hash_token("bench-token"),
+    }];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run_cfg = config.clone();
+    let app = tokio::spawn(async move {
+        jit_broker::run_with(
+            run_cfg,
+            listener,
+            async move {
+                let _ = stop_rx.await;
+            },
+            RunOptions::default(),
+        )
+        .await
+    });
+    let http = reqwest::Client::new();
+    for _ in 0..600 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Creation rate from a first slice, then T far enough ahead for the rest.
+    let create = |u: String, expire_at: Option<i64>| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let duration = match expire_at {
+                Some(t) => format!(
+                    "{}ms",
+                    (t - chrono::Utc::now().timestamp_millis()).max(1_000)
+                ),
+                None => "4h".into(),
+            };
+            let r = http
+                .post(format!("{base}/v1/grants"))
+                .bearer_auth("bench-token")
+                .json(&serde_json::json!({"user": u, "resource": "prod-db-admin", "duration": duration}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        }
+    };
+    let probe = (n / 20).clamp(20, 500).min(n);
+    let t_probe = Instant::now();
+    let now = chrono::Utc::now().timestamp_millis();
+    // The probe slice expires at the common T too: give it a generous placeholder first.
+    let est_ms = |rate: f64| ((n as f64 / rate) * 1000.0 * 1.5) as i64 + 5_000;
+    let provisional_t = now + 600_000;
+    futures::stream::iter(users[..probe].to_vec())
+        .map(|u| create(u, Some(provisional_t)))
+        .buffer_unordered(create_concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    let rate = probe as f64 / t_probe.elapsed().as_secs_f64();
+    let t = chrono::Utc::now().timestamp_millis() + est_ms(rate);
+    // The probe slice expires at `provisional_t`, after the bench ends: it is left out of the
+    // figures (extension can only lengthen a grant, so it cannot be moved to T).
+    futures::stream::iter(users[probe..].to_vec())
+        .map(|u| create(u, Some(t)))
+        .buffer_unordered(create_concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    let created_by = chrono::Utc::now().timestamp_millis();
+    let c0 = server.total_commands();
+    let measured = n - probe;
+    println!(
+        "grants burst: created {} grants at {:.0}/s (concurrency {create_concurrency}); {} fall due at T{}",
+        n,
+        n as f64 / (t_probe.elapsed().as_secs_f64()),
+        measured,
+        if created_by > t { " (WARNING: creation overran T)" } else { "" }
+    );
+    let store = Store::connect(&config.database).await.unwrap();
+    let started = Instant::now();
+    let lateness: Vec<i64> = loop {
+        let rows = sqlx::query(
+            "SELECT ended_at - expires_at FROM grants WHERE state = 'revoked' AND expires_at < $1",
+        )
+        .bind(provisional_t)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        if rows.len() >= measured || started.elapsed() > Duration::from_secs(900) {
+            break rows
+                .iter()
+                .map(|r| r.try_get::<i64, _>(0).unwrap())
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let c1 = server.total_commands();
+    let mut late = lateness;
+    late.sort_unstable();
+    let left = users[probe..]
+        .iter()
+        .filter(|u| sim.is_member(GROUP, u))
+        .count();
+    let ends: Vec<i64> =
+        sqlx::query("SELECT ended_at FROM grants WHERE state = 'revoked' AND expires_at < $1")
+            .bind(provisional_t)
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0).unwrap())
+            .collect();
+    let span = ends.iter().max().copied().unwrap_or(t) - t;
+    println!(
+        "grants burst n={measured}: {:.0} revocations/s (T to last revoked {} ms); lateness p50={} ms p99={} ms max={} ms; \
+         redis commands/revocation={:.2} (scheduler + locks); members left={left}; bench RSS={} MiB",
+        measured as f64 * 1000.0 / span.max(1) as f64,
+        span,
+        pct(&late, 0.5),
+        pct(&late, 0.99),
+        late.last().copied().unwrap_or(0),
+        (c1 - c0) as f64 / measured as f64,
+        rss_kib() / 1024,
+    );
+    store.close().await;
+    let _ = stop_tx.send(());
+    let _ = app.await;
+}

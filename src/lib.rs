@@ -88,6 +88,9 @@ pub async fn run_with(
     options: RunOptions,
 ) -> Result<(), RunError> {
     let config = Arc::new(config);
+    // Install the metrics recorder before anything can record: counters emitted earlier (the
+    // Okta capability probe at start) would go to the no-op recorder and be lost.
+    let metrics = telemetry::metrics_handle();
     let store = Store::connect(&config.database).await?;
     if config.database.migrate_on_start {
         store.migrate().await?;
@@ -147,7 +150,7 @@ pub async fn run_with(
         store: store.clone(),
         redis,
         clock,
-        metrics: telemetry::metrics_handle(),
+        metrics,
         tasks: tasks.clone(),
         policy,
         grants,

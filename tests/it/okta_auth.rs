@@ -150,7 +150,6 @@ fn config_is_validated_with_key_names() {
 /// Each token level yields its capabilities, read from the principal's own admin roles (no
 /// write is made to find out); writes the credential cannot make are then refused locally.
 #[tokio::test]
-#[ignore = "needs okta-sim GET /api/v1/users/me and per-token admin roles on the principal"]
 async fn capability_probe_per_token_level() {
     let sim = sim_with(SimConfig::default()).await;
     let cases = [

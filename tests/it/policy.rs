@@ -125,7 +125,6 @@ async fn start_checks_resources_in_okta(db: Db) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "okta-sim does not serve GET /api/v1/users/me, which the capability probe reads"]
 async fn kinds_the_token_cannot_change_are_refused() {
     let db = Db::Sqlite;
     // The group/app admin token cannot assign admin roles.

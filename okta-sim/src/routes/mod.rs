@@ -73,6 +73,11 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
     ),
     ("GET", "/api/v1/users/{userId}/roles", &[200, 403, 404]),
     (
+        "GET",
+        "/oauth2/v1/clients/{clientId}/roles",
+        &[200, 403, 404],
+    ),
+    (
         "POST",
         "/api/v1/users/{userId}/roles",
         &[201, 400, 403, 404, 409],
@@ -205,6 +210,10 @@ pub fn router() -> Router<Arc<Sim>> {
         .route(
             "/api/v1/users/{id}/sessions",
             axum::routing::delete(users::clear_sessions),
+        )
+        .route(
+            "/oauth2/v1/clients/{clientId}/roles",
+            get(roles::client_roles),
         )
         .route(
             "/api/v1/users/{id}/roles",

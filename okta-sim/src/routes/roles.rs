@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{json_body, ListResult};
 use crate::auth::{Area, Principal};
+use crate::config::PermissionLevel;
 use crate::error::OktaError;
 use crate::http_util::{json_response, no_content, ok_json};
 use crate::sim::Sim;
@@ -20,16 +21,73 @@ use crate::state::{render, RoleRequest};
 
 pub async fn list(State(sim): State<Arc<Sim>>, p: Principal, Path(id): Path<String>) -> ListResult {
     p.require_read(Area::Roles)?;
+    let id = resolve_me(&p, id);
     let org = sim.org();
     let u = org.user_or_404(&id)?;
-    let body: Vec<Value> = org
-        .roles
-        .get(&u.id)
-        .into_iter()
-        .flatten()
-        .map(|r| render::role(&sim.base_url, &u.id, r))
-        .collect();
+    let mut body: Vec<Value> = Vec::new();
+    // A token's permission level *is* its admin's role in this simulator, so the token's own
+    // principal lists that role first: this is what the broker's capability probe reads.
+    if u.id == p.actor.id && p.scopes.is_none() {
+        body.extend(level_roles(p.level, "USER"));
+    }
+    body.extend(
+        org.roles
+            .get(&u.id)
+            .into_iter()
+            .flatten()
+            .map(|r| render::role(&sim.base_url, &u.id, r)),
+    );
     Ok(ok_json(&Value::Array(body)))
+}
+
+/// `me` names the token's own user, as in Okta.
+pub fn resolve_me(p: &Principal, id: String) -> String {
+    if id == "me" {
+        p.actor.id.clone()
+    } else {
+        id
+    }
+}
+
+/// The standard roles that stand for a permission level.
+fn level_roles(level: PermissionLevel, assignment_type: &str) -> Vec<Value> {
+    let types: &[(&str, &str)] = match level {
+        PermissionLevel::SuperAdmin => &[("SUPER_ADMIN", "Super Administrator")],
+        PermissionLevel::GroupAppAdmin => &[
+            ("GROUP_MEMBERSHIP_ADMIN", "Group Membership Administrator"),
+            ("APP_ADMIN", "Application Administrator"),
+        ],
+        PermissionLevel::ReadOnly => &[("READ_ONLY_ADMIN", "Read Only Administrator")],
+    };
+    types
+        .iter()
+        .map(|(t, label)| {
+            json!({
+                "id": format!("ra1level{}", t.to_ascii_lowercase().replace('_', "")),
+                "label": label,
+                "type": t,
+                "status": "ACTIVE",
+                "created": "2024-01-01T00:00:00.000Z",
+                "lastUpdated": "2024-01-01T00:00:00.000Z",
+                "assignmentType": assignment_type,
+            })
+        })
+        .collect()
+}
+
+/// `GET /oauth2/v1/clients/{clientId}/roles`: the admin roles of the OAuth service app.
+pub async fn client_roles(
+    State(sim): State<Arc<Sim>>,
+    p: Principal,
+    Path(client_id): Path<String>,
+) -> ListResult {
+    p.require_read(Area::Roles)?;
+    match &sim.oauth {
+        Some(o) if o.principal_id() == client_id => {
+            Ok(ok_json(&Value::Array(level_roles(o.level(), "CLIENT"))))
+        }
+        _ => Err(OktaError::not_found(&client_id, "Client")),
+    }
 }
 
 pub async fn assign(

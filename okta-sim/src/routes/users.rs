@@ -107,6 +107,7 @@ pub async fn create(
 
 pub async fn get(State(sim): State<Arc<Sim>>, p: Principal, Path(id): Path<String>) -> ListResult {
     p.require_read(Area::Users)?;
+    let id = super::roles::resolve_me(&p, id);
     let org = sim.org();
     Ok(ok_json(&render::user(&sim.base_url, org.user_or_404(&id)?)))
 }

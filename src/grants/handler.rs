@@ -59,7 +59,7 @@ impl GrantService {
             GrantState::Revoking | GrantState::Failed => {}
         }
         let lock = AccessLock::acquire(self.redis(), &g.access_key(), self.clock()).await?;
-        let r = self.end_locked(id, actor, attempt).await;
+        let r = lock.hold(self.end_locked(id, actor, attempt)).await;
         lock.release().await;
         r
     }

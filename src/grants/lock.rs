@@ -13,12 +13,19 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::redis_conn::RedisConn;
 
-/// How long a holder keeps the lock at most. It bounds how long a crashed holder delays the
-/// next expiry of the same access, so it is not huge; an Okta call sequence that outlives it
-/// (every retry timing out) can overlap with the next holder, which re-reads state first.
-pub const LOCK_TTL: Duration = Duration::from_secs(90);
+/// How long the lock outlives its holder's last renewal. It bounds how long a crashed holder
+/// delays the next expiry of the same access (I1), so it is short; a live holder renews it every
+/// third of the TTL for as long as its work runs (see [`AccessLock::hold`]).
+pub const LOCK_TTL: Duration = Duration::from_secs(6);
 /// How long a caller waits for the lock before giving up (retryable).
 pub const LOCK_WAIT: Duration = Duration::from_secs(20);
+
+const RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"#;
 
 const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -72,6 +79,41 @@ impl AccessLock {
             let jitter = rand::random::<u64>() % wait_ms.max(1);
             tokio::time::sleep(Duration::from_millis(wait_ms + jitter)).await;
             wait_ms = (wait_ms * 2).min(200);
+        }
+    }
+
+    /// Runs `work` while keeping the lock alive: every third of the TTL the expiry is pushed out
+    /// again, if the lock is still ours. Renewal runs in the same task (a `select!`), so there
+    /// is no background task to leak, and it stops the moment `work` finishes.
+    pub async fn hold<F: std::future::Future>(&self, work: F) -> F::Output {
+        let mut work = std::pin::pin!(work);
+        let period = LOCK_TTL / 3;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lost = false;
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tick.tick(), if !lost => {
+                    let mut c = self.redis.conn();
+                    let r: Result<i64, _> = redis::Script::new(RENEW)
+                        .key(&self.key)
+                        .arg(&self.token)
+                        .arg(LOCK_TTL.as_millis() as u64)
+                        .invoke_async(&mut c)
+                        .await;
+                    match r {
+                        Ok(1) => {}
+                        Ok(_) => {
+                            // Someone else holds it now; they re-read state before acting.
+                            tracing::warn!(key = %self.key, "access lock lost while held");
+                            lost = true;
+                        }
+                        // Redis hiccup: try again next tick; the TTL still covers us until then.
+                        Err(e) => tracing::warn!(error = %e, "cannot renew access lock"),
+                    }
+                }
+            }
         }
     }
 

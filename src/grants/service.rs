@@ -229,7 +229,7 @@ impl GrantService {
                 return Err(e.into());
             }
         };
-        let r = self.activate_locked(id, actor).await;
+        let r = lock.hold(self.activate_locked(id, actor)).await;
         lock.release().await;
         let g = r?;
         if g.state == GrantState::Active {

@@ -149,7 +149,7 @@ async fn an_expiry_killed_mid_flight_is_finished_by_another_replica() {
         }
     };
     // Bounded by the grants service's access lock: the killed process held it, and it lapses
-    // only after `grants::lock::LOCK_TTL` (90 s). The lease alone would hand the grant over in 2 s.
+    // only after `grants::lock::LOCK_TTL` (a few seconds) once the dead holder stops renewing it.
     wait_until(
         jit_broker::grants::lock::LOCK_TTL + Duration::from_secs(90),
         || async { state().await == "revoked" },

@@ -87,17 +87,13 @@ async fn api_and_out_of_band_changes_are_delivered_with_actor_and_targets() {
     let id = sim.register_hook(&url, "Authorization", "hook-secret");
     sim.verify_hook(&id).await.unwrap();
 
-    let c = client();
-    let put = c
-        .put(format!(
-            "{}/api/v1/groups/{PROD_ADMINS}/users/{ALICE}",
-            sim.base_url()
-        ))
-        .header("Authorization", ssws(SUPER))
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+    let api = Api::new(&sim);
+    let put = api
+        .put_empty(
+            &format!("/api/v1/groups/{PROD_ADMINS}/users/{ALICE}"),
+            SUPER,
+        )
+        .await;
     assert_eq!(put.status(), 204);
     sim.admin("it-admin@example.com")
         .add_member(DB_OWNERS, CAROL)
@@ -273,14 +269,15 @@ async fn control_http_api_drives_changes_hooks_and_counters() {
     let sim = start().await;
     let r = Receiver::default();
     let url = receiver(r.clone()).await;
-    let c = client();
+    let api = Api::new(&sim);
+    let c = &api.c;
     let base = sim.base_url();
-    let resp = c
-        .post(format!("{base}/_sim/hooks"))
-        .json(&json!({"url": url, "authHeader": "Authorization", "authValue": "secret"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_post(
+            "/_sim/hooks",
+            Some(&json!({"url": url, "authHeader": "Authorization", "authValue": "secret"})),
+        )
+        .await;
     assert_eq!(resp.status(), 201);
     assert_eq!(resp.json::<Value>().await.unwrap()["verified"], true);
     let resp = c
@@ -293,46 +290,39 @@ async fn control_http_api_drives_changes_hooks_and_counters() {
         .unwrap();
     assert_eq!(resp.status(), 204);
     assert!(sim.is_member(PROD_ADMINS, CAROL));
-    let resp = c
-        .post(format!("{base}/_sim/admin/users/{CAROL}/lifecycle/suspend"))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_post(
+            &format!("/_sim/admin/users/{CAROL}/lifecycle/suspend"),
+            None,
+        )
+        .await;
     assert_eq!(resp.status(), 204);
     assert_eq!(sim.user_status(CAROL).as_deref(), Some("SUSPENDED"));
-    let resp = c
-        .post(format!("{base}/_sim/admin/users/{CAROL}/roles"))
-        .json(&json!({"type": "HELP_DESK_ADMIN"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_post(
+            &format!("/_sim/admin/users/{CAROL}/roles"),
+            Some(&json!({"type": "HELP_DESK_ADMIN"})),
+        )
+        .await;
     assert_eq!(resp.status(), 201);
-    let resp = c
-        .post(format!("{base}/_sim/admin/groups/00gnope/users/{CAROL}"))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_post(&format!("/_sim/admin/groups/00gnope/users/{CAROL}"), None)
+        .await;
     assert_eq!(resp.status(), 404);
-    let resp = c
-        .post(format!("{base}/_sim/admin/users"))
-        .json(&json!({"login": "frank@example.com", "firstName": "Frank"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_post(
+            "/_sim/admin/users",
+            Some(&json!({"login": "frank@example.com", "firstName": "Frank"})),
+        )
+        .await;
     assert_eq!(resp.status(), 201);
-    let resp = c
-        .post(format!("{base}/_sim/admin/groups"))
-        .json(&json!({"name": "new-group"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_post("/_sim/admin/groups", Some(&json!({"name": "new-group"})))
+        .await;
     assert_eq!(resp.status(), 201);
-    let resp = c
-        .post(format!("{base}/_sim/admin/apps"))
-        .json(&json!({"label": "new-app"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_post("/_sim/admin/apps", Some(&json!({"label": "new-app"})))
+        .await;
     assert_eq!(resp.status(), 201);
     assert!(
         wait_until(Duration::from_secs(5), || async {
@@ -349,29 +339,11 @@ async fn control_http_api_drives_changes_hooks_and_counters() {
         .unwrap();
     assert_eq!(add["actor"]["alternateId"], "someone@example.com");
 
-    c.get(format!("{base}/api/v1/groups"))
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
-    let counters: Value = c
-        .get(format!("{base}/_sim/counters"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    api.get("/api/v1/groups", SUPER).await;
+    let counters: Value = api.ctl_get_json("/_sim/counters").await;
     assert_eq!(counters["requests"]["GET /api/v1/groups"], 1);
     assert_eq!(counters["buckets"]["groups"], 1);
-    let state: Value = c
-        .get(format!("{base}/_sim/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state: Value = api.ctl_get_json("/_sim/state").await;
     let pa = state["groups"]
         .as_array()
         .unwrap()
@@ -379,26 +351,16 @@ async fn control_http_api_drives_changes_hooks_and_counters() {
         .find(|g| g["id"] == PROD_ADMINS)
         .unwrap();
     assert_eq!(pa["members"], json!([CAROL]));
-    let resp = c
-        .put(format!("{base}/_sim/faults"))
-        .json(&json!({"global": {"fail_next": 1, "error_status": 502}}))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_put(
+            "/_sim/faults",
+            &json!({"global": {"fail_next": 1, "error_status": 502}}),
+        )
+        .await;
     assert_eq!(resp.status(), 204);
-    let resp = c
-        .get(format!("{base}/api/v1/groups"))
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let resp = api.get("/api/v1/groups", SUPER).await;
     assert_eq!(resp.status(), 502);
-    let resp = c
-        .put(format!("{base}/_sim/faults"))
-        .json(&json!({"bogus": 1}))
-        .send()
-        .await
-        .unwrap();
+    let resp = api.ctl_put("/_sim/faults", &json!({"bogus": 1})).await;
     assert!(resp.status().is_client_error());
     sim.shutdown().await;
 }

@@ -131,16 +131,8 @@ async fn reqwest_empty_put_lacks_content_length_and_gets_411() {
     // reqwest sends no Content-Length for an empty PUT; real Okta answers 411, so clients must
     // set `Content-Length: 0` explicitly. The simulator can be told to be lenient.
     let sim = start().await;
-    let url = format!(
-        "{}/api/v1/groups/{PROD_ADMINS}/users/{ALICE}",
-        sim.base_url()
-    );
-    let r = client()
-        .put(&url)
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let path = format!("/api/v1/groups/{PROD_ADMINS}/users/{ALICE}");
+    let r = Api::new(&sim).put_no_length(&path, SUPER).await;
     assert_eq!(r.status(), 411);
     assert!(!sim.is_member(PROD_ADMINS, ALICE));
     sim.shutdown().await;
@@ -150,16 +142,7 @@ async fn reqwest_empty_put_lacks_content_length_and_gets_411() {
         ..Default::default()
     };
     let sim = okta_sim::spawn(cfg).await.unwrap();
-    let url = format!(
-        "{}/api/v1/groups/{PROD_ADMINS}/users/{ALICE}",
-        sim.base_url()
-    );
-    let r = client()
-        .put(&url)
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let r = Api::new(&sim).put_no_length(&path, SUPER).await;
     assert_eq!(r.status(), 204);
     sim.shutdown().await;
 }

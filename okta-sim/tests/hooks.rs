@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use common::*;
 use okta_sim::seed::{ALICE, BOB, BROKER, CAROL, DB_OWNERS, PAYROLL, PROD_ADMINS};
-use okta_sim::{HookConfig, SimConfig};
+use okta_sim::{HookConfig, SimConfig, SimHandle};
 use serde_json::{json, Value};
 
 #[derive(Clone, Default)]
@@ -77,6 +77,14 @@ fn target<'a>(ev: &'a Value, kind: &str) -> &'a Value {
         .iter()
         .find(|t| t["type"] == kind)
         .unwrap()
+}
+
+/// Waits (up to 5 s) until the simulator has recorded at least `n` delivery attempts.
+async fn deliveries_reach(sim: &SimHandle, n: usize) -> bool {
+    wait_until(Duration::from_secs(5), || async {
+        sim.hook_deliveries().len() >= n
+    })
+    .await
 }
 
 #[tokio::test]
@@ -411,12 +419,7 @@ async fn delivery_is_retried_once_after_a_timeout_and_never_on_4xx() {
     sim.admin("admin@example.com")
         .add_member(PROD_ADMINS, BOB)
         .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(5), || async {
-            sim.hook_deliveries().len() >= 2
-        })
-        .await
-    );
+    assert!(deliveries_reach(&sim, 2).await);
     let d = sim.hook_deliveries();
     assert_eq!(d[0].error.as_deref(), Some("timeout"));
     assert_eq!((d[1].attempt, d[1].status), (2, Some(204)));
@@ -424,22 +427,12 @@ async fn delivery_is_retried_once_after_a_timeout_and_never_on_4xx() {
     sim.admin("admin@example.com")
         .remove_member(PROD_ADMINS, BOB)
         .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(5), || async {
-            sim.hook_deliveries().len() >= 3
-        })
-        .await
-    );
+    assert!(deliveries_reach(&sim, 3).await);
     // A later change gets the next delivery; a retry of the 400 would have come before it.
     sim.admin("admin@example.com")
         .add_member(PROD_ADMINS, ALICE)
         .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(5), || async {
-            sim.hook_deliveries().len() >= 4
-        })
-        .await
-    );
+    assert!(deliveries_reach(&sim, 4).await);
     let d = sim.hook_deliveries();
     assert_eq!((d[2].attempt, d[2].status), (1, Some(400)));
     assert_eq!(d[3].attempt, 1);

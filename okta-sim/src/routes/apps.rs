@@ -12,27 +12,22 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use serde_json::Value;
 
-use super::list::{empty_ok, write_route, ListQuery};
+use super::list::{activate_param, empty_ok, write_route, ListQuery};
 use super::{json_body, ListResult};
 use crate::auth::{Area, Principal};
 use crate::error::OktaError;
 use crate::http_util::{no_content, ok_json};
-use crate::pagination::{page, Params};
 use crate::sim::Sim;
 use crate::state::render;
 
 pub async fn list(State(sim): State<Arc<Sim>>, p: Principal, RawQuery(q): RawQuery) -> ListResult {
     p.require_read(Area::Apps)?;
     let lq = ListQuery::parse(q.as_deref(), 200, 200)?;
-    let (body, next) = {
-        let org = sim.org();
-        let (items, next) = page(&org.apps, &lq.req, |a| lq.q_matches(&[&a.label, &a.name]));
-        let body: Vec<Value> = items
-            .iter()
-            .map(|(_, a)| render::app(&sim.base_url, a))
-            .collect();
-        (body, next)
-    };
+    let (body, next) = lq.render_page(
+        &sim.org().apps,
+        |a| lq.q_matches(&[&a.label, &a.name]),
+        |(_, a)| Some(render::app(&sim.base_url, a)),
+    );
     Ok(lq.respond(&sim.base_url, "/api/v1/apps", body, next))
 }
 
@@ -43,9 +38,7 @@ pub async fn create(
     body: axum::body::Bytes,
 ) -> ListResult {
     p.require_write(Area::Apps)?;
-    let activate = Params::parse(q.as_deref())
-        .get("activate")
-        .is_none_or(|a| a != "false");
+    let activate = activate_param(q.as_deref());
     let v = json_body(&body)?;
     let label = v["label"].as_str().unwrap_or("").to_string();
     let name = v["name"].as_str().unwrap_or("bookmark").to_string();
@@ -79,16 +72,15 @@ pub async fn users(
         org.app_or_404(&id)?;
         let empty = Default::default();
         let map = org.app_users.get(&id).unwrap_or(&empty);
-        let (items, next) = page(map, &lq.req, |_| true);
-        let body: Vec<Value> = items
-            .iter()
-            .filter_map(|(uid, a)| {
+        lq.render_page(
+            map,
+            |_| true,
+            |(uid, a)| {
                 org.users
-                    .get(*uid)
+                    .get(uid)
                     .map(|u| render::app_user(&sim.base_url, &id, u, a))
-            })
-            .collect();
-        (body, next)
+            },
+        )
     };
     let path = format!("/api/v1/apps/{id}/users");
     Ok(lq.respond(&sim.base_url, &path, body, next))

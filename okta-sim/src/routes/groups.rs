@@ -17,7 +17,7 @@ use crate::auth::{Area, Principal};
 use crate::error::OktaError;
 use crate::filter::Field;
 use crate::http_util::{no_content, ok_json};
-use crate::pagination::{page, page_set, Params};
+use crate::pagination::{page_set, Params};
 use crate::sim::Sim;
 use crate::state::{render, Group};
 
@@ -58,14 +58,11 @@ pub async fn list(State(sim): State<Arc<Sim>>, p: Principal, RawQuery(q): RawQue
         .is_some_and(|e| e.split(',').any(|x| x == "stats"));
     let (body, next) = {
         let org = sim.org();
-        let (items, next) = page(&org.groups, &lq.req, |g| {
-            lq.q_matches(&[&g.name]) && exprs.iter().all(|e| e.eval(&|a| group_field(g, a)))
-        });
-        let body: Vec<Value> = items
-            .iter()
-            .map(|(_, g)| render::group(&sim.base_url, &org, g, stats))
-            .collect();
-        (body, next)
+        lq.render_page(
+            &org.groups,
+            |g| lq.q_matches(&[&g.name]) && exprs.iter().all(|e| e.eval(&|a| group_field(g, a))),
+            |(_, g)| Some(render::group(&sim.base_url, &org, g, stats)),
+        )
     };
     Ok(lq.respond(&sim.base_url, "/api/v1/groups", body, next))
 }

@@ -9,13 +9,15 @@
 //! What it must never do: parse `filter`/`search` for a route that does not ask for it (apps
 //! ignore them, as Okta's list-apps call does for these parameters), or hold the org lock.
 
+use std::collections::BTreeMap;
+
 use axum::response::Response;
 use serde_json::Value;
 
 use crate::error::OktaError;
 use crate::filter::{self, Expr};
 use crate::http_util::ok_json;
-use crate::pagination::{page_req, with_links, PageReq, Params};
+use crate::pagination::{page, page_req, with_links, PageReq, Params};
 
 /// The parsed query of one list call.
 pub struct ListQuery {
@@ -58,6 +60,18 @@ impl ListQuery {
             .is_none_or(|p| fields.iter().any(|f| f.to_lowercase().starts_with(p)))
     }
 
+    /// One page of `map` (items passing `keep`), each rendered by `render` (`None` skips an
+    /// item after paging, as a dangling index entry would), plus the key to continue from.
+    pub fn render_page<'a, V>(
+        &self,
+        map: &'a BTreeMap<String, V>,
+        keep: impl FnMut(&V) -> bool,
+        render: impl FnMut((&'a String, &'a V)) -> Option<Value>,
+    ) -> (Vec<Value>, Option<String>) {
+        let (items, next) = page(map, &self.req, keep);
+        (items.into_iter().filter_map(render).collect(), next)
+    }
+
     /// The page as a JSON array with `self` (and, when more remain, `next`) links to `path`.
     pub fn respond(
         &self,
@@ -75,6 +89,13 @@ impl ListQuery {
             next.as_deref(),
         )
     }
+}
+
+/// `?activate=` of a create call: true unless it is exactly `false`.
+pub fn activate_param(raw: Option<&str>) -> bool {
+    Params::parse(raw)
+        .get("activate")
+        .is_none_or(|a| a != "false")
 }
 
 /// The empty object lifecycle calls answer with.

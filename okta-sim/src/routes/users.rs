@@ -11,12 +11,11 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use serde_json::Value;
 
-use super::list::{empty_ok, write_route, ListQuery};
+use super::list::{activate_param, empty_ok, write_route, ListQuery};
 use super::{json_body, ListResult};
 use crate::auth::{Area, Principal};
 use crate::filter::Field;
 use crate::http_util::{no_content, ok_json};
-use crate::pagination::{page, Params};
 use crate::sim::Sim;
 use crate::state::{render, User};
 
@@ -51,19 +50,15 @@ pub async fn list(State(sim): State<Arc<Sim>>, p: Principal, RawQuery(q): RawQue
     p.require_read(Area::Users)?;
     let lq = ListQuery::parse(q.as_deref(), 200, 200)?;
     let exprs = lq.exprs(USER_ATTRS)?;
-    let (body, next) = {
-        let org = sim.org();
-        let (items, next) = page(&org.users, &lq.req, |u| {
+    let (body, next) = lq.render_page(
+        &sim.org().users,
+        |u| {
             (!exprs.is_empty() || u.status != "DEPROVISIONED")
                 && lq.q_matches(&[&u.login, &u.email, &u.first_name, &u.last_name])
                 && exprs.iter().all(|e| e.eval(&|a| user_field(u, a)))
-        });
-        let body: Vec<Value> = items
-            .iter()
-            .map(|(_, u)| render::user(&sim.base_url, u))
-            .collect();
-        (body, next)
-    };
+        },
+        |(_, u)| Some(render::user(&sim.base_url, u)),
+    );
     Ok(lq.respond(&sim.base_url, "/api/v1/users", body, next))
 }
 
@@ -74,8 +69,7 @@ pub async fn create(
     body: axum::body::Bytes,
 ) -> ListResult {
     p.require_write(Area::Users)?;
-    let params = Params::parse(q.as_deref());
-    let activate = params.get("activate").is_none_or(|a| a != "false");
+    let activate = activate_param(q.as_deref());
     let v = json_body(&body)?;
     let prof = &v["profile"];
     let login = prof["login"].as_str().unwrap_or("");

@@ -118,6 +118,12 @@ impl Api {
         send(empty(self.req(reqwest::Method::POST, path, token))).await
     }
 
+    /// PUT without a body and without `Content-Length` (what reqwest sends by default; Okta
+    /// answers 411).
+    pub async fn put_no_length(&self, path: &str, token: &str) -> reqwest::Response {
+        send(self.req(reqwest::Method::PUT, path, token)).await
+    }
+
     /// PUT without a body, with the explicit `Content-Length: 0` Okta requires.
     pub async fn put_empty(&self, path: &str, token: &str) -> reqwest::Response {
         send(empty(self.req(reqwest::Method::PUT, path, token))).await

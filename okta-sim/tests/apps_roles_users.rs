@@ -67,9 +67,7 @@ async fn group_scoped_assignment_cannot_be_removed_per_user() {
     let r = api
         .delete(&format!("/api/v1/apps/{AWS_PROD}/users/{DAVE}"), SUPER)
         .await;
-    assert_eq!(r.status(), 403);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["errorCode"], "E0000046");
+    let body = expect_error(r, 403, "E0000046").await;
     assert!(body["errorCauses"][0]["errorSummary"]
         .as_str()
         .unwrap()
@@ -134,8 +132,7 @@ async fn bad_app_assignment_input_is_400_without_change() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000003");
+    expect_error(r, 400, "E0000003").await;
     assert_eq!(sim.app_assignment_scope(PAYROLL, ALICE), None);
     sim.shutdown().await;
 }
@@ -150,8 +147,7 @@ async fn roles_assign_duplicate_unassign_and_permissions() {
     let r = api
         .post(&url, GROUP_APP, &json!({"type": "USER_ADMIN"}))
         .await;
-    assert_eq!(r.status(), 403);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000006");
+    expect_error(r, 403, "E0000006").await;
     let r = api.post(&url, SUPER, &json!({"type": "USER_ADMIN"})).await;
     assert_eq!(r.status(), 201);
     let body: Value = r.json().await.unwrap();
@@ -165,8 +161,7 @@ async fn roles_assign_duplicate_unassign_and_permissions() {
         vec![(rid.clone(), "USER_ADMIN".to_string())]
     );
     let r = api.post(&url, SUPER, &json!({"type": "USER_ADMIN"})).await;
-    assert_eq!(r.status(), 409);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000090");
+    expect_error(r, 409, "E0000090").await;
     // Custom role with its resource set.
     let custom = json!({"type": "CUSTOM", "role": CUSTOM_ROLE, "resource-set": RESOURCE_SET});
     let r = api.post(&url, SUPER, &custom).await;

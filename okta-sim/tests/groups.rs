@@ -56,15 +56,12 @@ async fn read_only_and_bad_tokens_are_refused() {
         sim.base_url()
     );
     let r = api.put_empty(&url, READ_ONLY).await;
-    assert_eq!(r.status(), 403);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["errorCode"], "E0000006");
+    let body = expect_error(r, 403, "E0000006").await;
     for k in ["errorSummary", "errorLink", "errorId", "errorCauses"] {
         assert!(body.get(k).is_some(), "missing {k}");
     }
     let r = api.put_empty(&url, "nope").await;
-    assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000011");
+    expect_error(r, 401, "E0000011").await;
     let r = c
         .get(url.replace(&format!("/users/{ALICE}"), "/users"))
         .send()
@@ -92,9 +89,7 @@ async fn app_group_and_built_in_membership_cannot_change() {
             SUPER,
         )
         .await;
-    assert_eq!(r.status(), 404);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["errorCode"], "E0000007");
+    let body = expect_error(r, 404, "E0000007").await;
     assert_eq!(
         body["errorSummary"],
         "Not found: Resource not found: 00gmissing0000000000 (UserGroup)"
@@ -166,7 +161,6 @@ async fn unknown_paths_and_methods_get_okta_errors_and_headers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 405);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000022");
+    expect_error(r, 405, "E0000022").await;
     sim.shutdown().await;
 }

@@ -61,6 +61,13 @@ async fn receiver(r: Receiver) -> String {
     url
 }
 
+/// Starts `r` and registers it as a verified hook sending `Authorization: <secret>`.
+async fn hook_to(sim: &SimHandle, r: &Receiver, secret: &str) {
+    let url = receiver(r.clone()).await;
+    let id = sim.register_hook(&url, "Authorization", secret);
+    sim.verify_hook(&id).await.unwrap();
+}
+
 fn events(r: &Receiver) -> Vec<Value> {
     r.bodies
         .lock()
@@ -91,9 +98,7 @@ async fn deliveries_reach(sim: &SimHandle, n: usize) -> bool {
 async fn api_and_out_of_band_changes_are_delivered_with_actor_and_targets() {
     let sim = start().await;
     let r = Receiver::default();
-    let url = receiver(r.clone()).await;
-    let id = sim.register_hook(&url, "Authorization", "hook-secret");
-    sim.verify_hook(&id).await.unwrap();
+    hook_to(&sim, &r, "hook-secret").await;
 
     let api = Api::new(&sim);
     let put = api
@@ -172,9 +177,7 @@ async fn api_and_out_of_band_changes_are_delivered_with_actor_and_targets() {
 async fn app_and_role_events_have_typed_targets() {
     let sim = start().await;
     let r = Receiver::default();
-    let url = receiver(r.clone()).await;
-    let id = sim.register_hook(&url, "Authorization", "s");
-    sim.verify_hook(&id).await.unwrap();
+    hook_to(&sim, &r, "s").await;
     let admin = sim.admin("admin@example.com");
     admin.assign_app(PAYROLL, ALICE).unwrap();
     let rid = admin.assign_role(ALICE, "APP_ADMIN").unwrap();
@@ -225,9 +228,7 @@ async fn delivery_is_retried_once_on_5xx_and_can_duplicate() {
         fail_first: Arc::new(AtomicU32::new(1)),
         ..Receiver::default()
     };
-    let url = receiver(r.clone()).await;
-    let id = sim.register_hook(&url, "Authorization", "s");
-    sim.verify_hook(&id).await.unwrap();
+    hook_to(&sim, &r, "s").await;
     sim.admin("admin@example.com")
         .add_member(PROD_ADMINS, BOB)
         .unwrap();

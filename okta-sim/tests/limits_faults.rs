@@ -131,8 +131,7 @@ async fn fail_next_and_forced_429_window() {
         ..Default::default()
     });
     let r = api.get("/api/v1/groups", SUPER).await;
-    assert_eq!(r.status(), 429);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000047");
+    expect_error(r, 429, "E0000047").await;
     let ok = wait_until(Duration::from_secs(5), || async {
         api.get("/api/v1/groups", SUPER).await.status() == 200
     })

@@ -71,9 +71,7 @@ async fn bad_paging_input_is_400() {
     let r = api
         .get("/api/v1/users?after=00u1testcursorvalue&limit=1", SUPER)
         .await;
-    assert_eq!(r.status(), 400);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["errorCode"], "E0000029");
+    let body = expect_error(r, 400, "E0000029").await;
     assert_eq!(body["errorCauses"][0]["errorSummary"], "Invalid cursor.");
     for bad in ["0", "-3", "abc"] {
         let r = api.get(&format!("/api/v1/groups?limit={bad}"), SUPER).await;
@@ -146,7 +144,6 @@ async fn last_membership_updated_supports_delta_queries() {
     assert_eq!(changed[0]["id"], PROD_ADMINS);
     assert_eq!(changed[0]["_embedded"]["stats"]["usersCount"], 1);
     let r = api.get("/api/v1/groups?filter=nonsense", READ_ONLY).await;
-    assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000031");
+    expect_error(r, 400, "E0000031").await;
     sim.shutdown().await;
 }

@@ -65,6 +65,14 @@ pub fn next_link(resp: &reqwest::Response) -> Option<String> {
     })
 }
 
+/// Asserts an Okta error answer (`status` and `errorCode`); returns its body for more checks.
+pub async fn expect_error(r: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status(), status);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errorCode"], code);
+    body
+}
+
 /// One client talking to one simulator. Paths starting with `/` are relative to the
 /// simulator's base URL; anything else (a `next` link, a prepared URL) is used as is.
 pub struct Api {

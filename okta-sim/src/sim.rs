@@ -30,6 +30,17 @@ pub struct Counters {
     buckets: Mutex<HashMap<&'static str, u64>>,
 }
 
+/// The count for one (method, template); the method is matched case-insensitively.
+fn route_count(m: &Mutex<HashMap<(String, String), u64>>, method: &str, template: &str) -> u64 {
+    m.lock()
+        .ok()
+        .and_then(|m| {
+            m.get(&(method.to_ascii_uppercase(), template.to_string()))
+                .copied()
+        })
+        .unwrap_or(0)
+}
+
 impl Counters {
     pub fn request(&self, method: &str, template: &str, bucket: &'static str) {
         if let Ok(mut m) = self.requests.lock() {
@@ -49,14 +60,7 @@ impl Counters {
     }
 
     pub fn requests_for(&self, method: &str, template: &str) -> u64 {
-        self.requests
-            .lock()
-            .ok()
-            .and_then(|m| {
-                m.get(&(method.to_ascii_uppercase(), template.to_string()))
-                    .copied()
-            })
-            .unwrap_or(0)
+        route_count(&self.requests, method, template)
     }
 
     pub fn bucket_count(&self, bucket: &str) -> u64 {
@@ -68,14 +72,7 @@ impl Counters {
     }
 
     pub fn mutations_for(&self, method: &str, template: &str) -> u64 {
-        self.mutations
-            .lock()
-            .ok()
-            .and_then(|m| {
-                m.get(&(method.to_ascii_uppercase(), template.to_string()))
-                    .copied()
-            })
-            .unwrap_or(0)
+        route_count(&self.mutations, method, template)
     }
 
     /// `{requests: {"METHOD /tpl": n}, mutations: {...}, buckets: {...}}`.

@@ -12,15 +12,14 @@ use serde_json::{json, Value};
 #[tokio::test]
 async fn assign_and_unassign_app_user() {
     let sim = start().await;
-    let c = client();
-    let base = sim.base_url();
-    let r = c
-        .post(format!("{base}/api/v1/apps/{PAYROLL}/users"))
-        .header("Authorization", ssws(GROUP_APP))
-        .json(&json!({"id": ALICE, "scope": "USER"}))
-        .send()
-        .await
-        .unwrap();
+    let api = Api::new(&sim);
+    let r = api
+        .post(
+            &format!("/api/v1/apps/{PAYROLL}/users"),
+            GROUP_APP,
+            &json!({"id": ALICE, "scope": "USER"}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["id"], ALICE);
@@ -33,38 +32,26 @@ async fn assign_and_unassign_app_user() {
         Some("USER")
     );
     // Assigning again is idempotent (200, same AppUser).
-    let r = c
-        .post(format!("{base}/api/v1/apps/{PAYROLL}/users"))
-        .header("Authorization", ssws(SUPER))
-        .json(&json!({"id": ALICE, "scope": "USER"}))
-        .send()
-        .await
-        .unwrap();
+    let r = api
+        .post(
+            &format!("/api/v1/apps/{PAYROLL}/users"),
+            SUPER,
+            &json!({"id": ALICE, "scope": "USER"}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
-    let list: Vec<Value> = c
-        .get(format!("{base}/api/v1/apps/{PAYROLL}/users"))
-        .header("Authorization", ssws(READ_ONLY))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> = api
+        .get_json(&format!("/api/v1/apps/{PAYROLL}/users"), READ_ONLY)
+        .await;
     assert_eq!(list.len(), 1);
-    let r = c
-        .delete(format!("{base}/api/v1/apps/{PAYROLL}/users/{ALICE}"))
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let r = api
+        .delete(&format!("/api/v1/apps/{PAYROLL}/users/{ALICE}"), SUPER)
+        .await;
     assert_eq!(r.status(), 204);
     assert_eq!(sim.app_assignment_scope(PAYROLL, ALICE), None);
-    let r = c
-        .get(format!("{base}/api/v1/apps/{PAYROLL}/users/{ALICE}"))
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let r = api
+        .get(&format!("/api/v1/apps/{PAYROLL}/users/{ALICE}"), SUPER)
+        .await;
     assert_eq!(r.status(), 404);
     sim.shutdown().await;
 }
@@ -72,21 +59,15 @@ async fn assign_and_unassign_app_user() {
 #[tokio::test]
 async fn group_scoped_assignment_cannot_be_removed_per_user() {
     let sim = start().await;
-    let c = client();
-    let base = sim.base_url();
+    let api = Api::new(&sim);
     assert_eq!(
         sim.app_assignment_scope(AWS_PROD, DAVE).as_deref(),
         Some("GROUP")
     );
-    let r = c
-        .delete(format!("{base}/api/v1/apps/{AWS_PROD}/users/{DAVE}"))
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["errorCode"], "E0000046");
+    let r = api
+        .delete(&format!("/api/v1/apps/{AWS_PROD}/users/{DAVE}"), SUPER)
+        .await;
+    let body = expect_error(r, 403, "E0000046").await;
     assert!(body["errorCauses"][0]["errorSummary"]
         .as_str()
         .unwrap()
@@ -96,20 +77,17 @@ async fn group_scoped_assignment_cannot_be_removed_per_user() {
         Some("GROUP")
     );
     // A direct assignment on top of the group one still cannot be removed.
-    let r = c
-        .post(format!("{base}/api/v1/apps/{AWS_PROD}/users"))
-        .header("Authorization", ssws(SUPER))
-        .json(&json!({"id": DAVE, "scope": "USER"}))
-        .send()
-        .await
-        .unwrap();
+    let r = api
+        .post(
+            &format!("/api/v1/apps/{AWS_PROD}/users"),
+            SUPER,
+            &json!({"id": DAVE, "scope": "USER"}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
-    let r = c
-        .delete(format!("{base}/api/v1/apps/{AWS_PROD}/users/{DAVE}"))
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let r = api
+        .delete(&format!("/api/v1/apps/{AWS_PROD}/users/{DAVE}"), SUPER)
+        .await;
     assert_eq!(r.status(), 403);
     // Out-of-band: assigning a group to the app gives its members GROUP scope; unassigning
     // the group removes the assignments it alone granted.
@@ -132,20 +110,17 @@ async fn group_scoped_assignment_cannot_be_removed_per_user() {
 #[tokio::test]
 async fn bad_app_assignment_input_is_400_without_change() {
     let sim = start().await;
-    let c = client();
+    let api = Api::new(&sim);
+    let c = &api.c;
     let base = sim.base_url();
     for body in [
         json!({}),
         json!({"id": ALICE, "scope": "GROUP"}),
         json!({"id": ""}),
     ] {
-        let r = c
-            .post(format!("{base}/api/v1/apps/{PAYROLL}/users"))
-            .header("Authorization", ssws(SUPER))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = api
+            .post(&format!("/api/v1/apps/{PAYROLL}/users"), SUPER, &body)
+            .await;
         assert_eq!(r.status(), 400, "{body}");
         assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000001");
     }
@@ -157,8 +132,7 @@ async fn bad_app_assignment_input_is_400_without_change() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000003");
+    expect_error(r, 400, "E0000003").await;
     assert_eq!(sim.app_assignment_scope(PAYROLL, ALICE), None);
     sim.shutdown().await;
 }
@@ -166,26 +140,15 @@ async fn bad_app_assignment_input_is_400_without_change() {
 #[tokio::test]
 async fn roles_assign_duplicate_unassign_and_permissions() {
     let sim = start().await;
-    let c = client();
+    let api = Api::new(&sim);
     let base = sim.base_url();
     let url = format!("{base}/api/v1/users/{ALICE}/roles");
     // GroupAppAdmin may not assign roles.
-    let r = c
-        .post(&url)
-        .header("Authorization", ssws(GROUP_APP))
-        .json(&json!({"type": "USER_ADMIN"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000006");
-    let r = c
-        .post(&url)
-        .header("Authorization", ssws(SUPER))
-        .json(&json!({"type": "USER_ADMIN"}))
-        .send()
-        .await
-        .unwrap();
+    let r = api
+        .post(&url, GROUP_APP, &json!({"type": "USER_ADMIN"}))
+        .await;
+    expect_error(r, 403, "E0000006").await;
+    let r = api.post(&url, SUPER, &json!({"type": "USER_ADMIN"})).await;
     assert_eq!(r.status(), 201);
     let body: Value = r.json().await.unwrap();
     for k in ["id", "label", "type", "status", "assignmentType", "_links"] {
@@ -197,24 +160,11 @@ async fn roles_assign_duplicate_unassign_and_permissions() {
         sim.user_roles(ALICE),
         vec![(rid.clone(), "USER_ADMIN".to_string())]
     );
-    let r = c
-        .post(&url)
-        .header("Authorization", ssws(SUPER))
-        .json(&json!({"type": "USER_ADMIN"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000090");
+    let r = api.post(&url, SUPER, &json!({"type": "USER_ADMIN"})).await;
+    expect_error(r, 409, "E0000090").await;
     // Custom role with its resource set.
     let custom = json!({"type": "CUSTOM", "role": CUSTOM_ROLE, "resource-set": RESOURCE_SET});
-    let r = c
-        .post(&url)
-        .header("Authorization", ssws(SUPER))
-        .json(&custom)
-        .send()
-        .await
-        .unwrap();
+    let r = api.post(&url, SUPER, &custom).await;
     assert_eq!(r.status(), 201);
     let cbody: Value = r.json().await.unwrap();
     assert_eq!(cbody["type"], "CUSTOM");
@@ -226,40 +176,16 @@ async fn roles_assign_duplicate_unassign_and_permissions() {
         json!({"type": "CUSTOM", "role": CUSTOM_ROLE}),
         json!({}),
     ] {
-        let r = c
-            .post(&url)
-            .header("Authorization", ssws(SUPER))
-            .json(&bad)
-            .send()
-            .await
-            .unwrap();
+        let r = api.post(&url, SUPER, &bad).await;
         assert_eq!(r.status(), 400, "{bad}");
         assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000001");
     }
     assert_eq!(sim.user_roles(ALICE).len(), 2);
-    let list: Vec<Value> = c
-        .get(&url)
-        .header("Authorization", ssws(READ_ONLY))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> = api.get_json(&url, READ_ONLY).await;
     assert_eq!(list.len(), 2);
-    let r = c
-        .delete(format!("{url}/{rid}"))
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let r = api.delete(&format!("{url}/{rid}"), SUPER).await;
     assert_eq!(r.status(), 204);
-    let r = c
-        .delete(format!("{url}/{rid}"))
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let r = api.delete(&format!("{url}/{rid}"), SUPER).await;
     assert_eq!(r.status(), 404);
     assert_eq!(sim.user_roles(ALICE).len(), 1);
     sim.shutdown().await;
@@ -268,27 +194,15 @@ async fn roles_assign_duplicate_unassign_and_permissions() {
 #[tokio::test]
 async fn users_get_by_id_or_login_groups_and_sessions() {
     let sim = start().await;
-    let c = client();
-    let base = sim.base_url();
+    let api = Api::new(&sim);
     for key in [ALICE, "alice@example.com", "ALICE@example.com"] {
-        let r = c
-            .get(format!("{base}/api/v1/users/{key}"))
-            .header("Authorization", ssws(READ_ONLY))
-            .send()
-            .await
-            .unwrap();
+        let r = api.get(&format!("/api/v1/users/{key}"), READ_ONLY).await;
         assert_eq!(r.status(), 200, "{key}");
         assert_eq!(r.json::<Value>().await.unwrap()["id"], ALICE);
     }
-    let groups: Vec<Value> = c
-        .get(format!("{base}/api/v1/users/{BOB}/groups"))
-        .header("Authorization", ssws(READ_ONLY))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let groups: Vec<Value> = api
+        .get_json(&format!("/api/v1/users/{BOB}/groups"), READ_ONLY)
+        .await;
     let names: Vec<&str> = groups
         .iter()
         .map(|g| g["profile"]["name"].as_str().unwrap())
@@ -299,19 +213,13 @@ async fn users_get_by_id_or_login_groups_and_sessions() {
             && names.contains(&"Everyone"),
         "{names:?}"
     );
-    let r = c
-        .delete(format!("{base}/api/v1/users/{BOB}/sessions"))
-        .header("Authorization", ssws(READ_ONLY))
-        .send()
-        .await
-        .unwrap();
+    let r = api
+        .delete(&format!("/api/v1/users/{BOB}/sessions"), READ_ONLY)
+        .await;
     assert_eq!(r.status(), 403);
-    let r = c
-        .delete(format!("{base}/api/v1/users/{BOB}/sessions"))
-        .header("Authorization", ssws(GROUP_APP))
-        .send()
-        .await
-        .unwrap();
+    let r = api
+        .delete(&format!("/api/v1/users/{BOB}/sessions"), GROUP_APP)
+        .await;
     assert_eq!(r.status(), 204);
     assert_eq!(sim.sessions_cleared(BOB), 1);
     sim.shutdown().await;
@@ -320,55 +228,30 @@ async fn users_get_by_id_or_login_groups_and_sessions() {
 #[tokio::test]
 async fn user_lifecycle_and_delete_flow() {
     let sim = start().await;
-    let c = client();
-    let base = sim.base_url();
-    let r = c
-        .post(format!("{base}/api/v1/users?activate=false"))
-        .header("Authorization", ssws(SUPER))
-        .json(&json!({"profile": {"firstName": "Eve", "lastName": "E", "email": "eve@example.com", "login": "eve@example.com"}}))
-        .send()
-        .await
-        .unwrap();
+    let api = Api::new(&sim);
+    let r = api.post("/api/v1/users?activate=false", SUPER, &json!({"profile": {"firstName": "Eve", "lastName": "E", "email": "eve@example.com", "login": "eve@example.com"}})).await;
     assert_eq!(r.status(), 200);
     let u: Value = r.json().await.unwrap();
     assert_eq!(u["status"], "STAGED");
     let id = u["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("00u") && id.len() == 20);
-    let r = c
-        .post(format!("{base}/api/v1/users/{id}/lifecycle/activate"))
-        .header("Authorization", ssws(SUPER))
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+    let r = api
+        .post_empty(&format!("/api/v1/users/{id}/lifecycle/activate"), SUPER)
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(sim.user_status(&id).as_deref(), Some("ACTIVE"));
-    let r = c
-        .post(format!("{base}/api/v1/users/{id}/lifecycle/suspend"))
-        .header("Authorization", ssws(SUPER))
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+    let r = api
+        .post_empty(&format!("/api/v1/users/{id}/lifecycle/suspend"), SUPER)
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(sim.user_status(&id).as_deref(), Some("SUSPENDED"));
     // DELETE twice: deactivate, then delete (as recorded).
     for _ in 0..2 {
-        let r = c
-            .delete(format!("{base}/api/v1/users/{id}"))
-            .header("Authorization", ssws(SUPER))
-            .send()
-            .await
-            .unwrap();
+        let r = api.delete(&format!("/api/v1/users/{id}"), SUPER).await;
         assert_eq!(r.status(), 204);
     }
     assert_eq!(sim.user_status(&id), None);
-    let r = c
-        .get(format!("{base}/api/v1/users/{id}"))
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let r = api.get(&format!("/api/v1/users/{id}"), SUPER).await;
     assert_eq!(r.status(), 404);
     assert_eq!(
         r.json::<Value>().await.unwrap()["errorSummary"],

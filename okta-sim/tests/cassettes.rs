@@ -225,19 +225,9 @@ async fn rate_limited_429_matches_the_recording() {
     })
     .await
     .unwrap();
-    let c = client();
-    let url = format!("{}/api/v1/users", sim.base_url());
-    c.get(&url)
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
-    let r = c
-        .get(&url)
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let api = Api::new(&sim);
+    api.get("/api/v1/users", SUPER).await;
+    let r = api.get("/api/v1/users", SUPER).await;
     assert_eq!(r.status(), 429);
     let rec_headers = rec["headers"].as_mapping().unwrap();
     for (k, _) in rec_headers {

@@ -10,19 +10,10 @@ use serde_json::Value;
 #[tokio::test]
 async fn add_and_remove_member_round_trip() {
     let sim = start().await;
-    let c = client();
-    let url = format!(
-        "{}/api/v1/groups/{PROD_ADMINS}/users/{ALICE}",
-        sim.base_url()
-    );
+    let api = Api::new(&sim);
+    let url = format!("/api/v1/groups/{PROD_ADMINS}/users/{ALICE}");
     let before = sim.last_membership_updated(PROD_ADMINS).unwrap();
-    let r = c
-        .put(&url)
-        .header("Authorization", ssws(SUPER))
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+    let r = api.put_empty(&url, SUPER).await;
     assert_eq!(r.status(), 204);
     assert!(r.headers().contains_key("x-okta-request-id"));
     assert!(r.headers().contains_key("x-rate-limit-remaining"));
@@ -31,27 +22,13 @@ async fn add_and_remove_member_round_trip() {
     let after = sim.last_membership_updated(PROD_ADMINS).unwrap();
     assert!(after > before);
 
-    let list: Vec<Value> = c
-        .get(format!(
-            "{}/api/v1/groups/{PROD_ADMINS}/users",
-            sim.base_url()
-        ))
-        .header("Authorization", ssws(READ_ONLY))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> = api
+        .get_json(&format!("/api/v1/groups/{PROD_ADMINS}/users"), READ_ONLY)
+        .await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["id"], ALICE);
 
-    let r = c
-        .delete(&url)
-        .header("Authorization", ssws(GROUP_APP))
-        .send()
-        .await
-        .unwrap();
+    let r = api.delete(&url, GROUP_APP).await;
     assert_eq!(r.status(), 204);
     assert!(!sim.is_member(PROD_ADMINS, ALICE));
     assert!(sim.last_membership_updated(PROD_ADMINS).unwrap() > after);
@@ -64,12 +41,7 @@ async fn add_and_remove_member_round_trip() {
         1
     );
     // Removing again: still 204 (already gone), no membership change.
-    let r = c
-        .delete(&url)
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let r = api.delete(&url, SUPER).await;
     assert_eq!(r.status(), 204);
     sim.shutdown().await;
 }
@@ -77,33 +49,19 @@ async fn add_and_remove_member_round_trip() {
 #[tokio::test]
 async fn read_only_and_bad_tokens_are_refused() {
     let sim = start().await;
-    let c = client();
+    let api = Api::new(&sim);
+    let c = &api.c;
     let url = format!(
         "{}/api/v1/groups/{PROD_ADMINS}/users/{ALICE}",
         sim.base_url()
     );
-    let r = c
-        .put(&url)
-        .header("Authorization", ssws(READ_ONLY))
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["errorCode"], "E0000006");
+    let r = api.put_empty(&url, READ_ONLY).await;
+    let body = expect_error(r, 403, "E0000006").await;
     for k in ["errorSummary", "errorLink", "errorId", "errorCauses"] {
         assert!(body.get(k).is_some(), "missing {k}");
     }
-    let r = c
-        .put(&url)
-        .header("Authorization", ssws("nope"))
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000011");
+    let r = api.put_empty(&url, "nope").await;
+    expect_error(r, 401, "E0000011").await;
     let r = c
         .get(url.replace(&format!("/users/{ALICE}"), "/users"))
         .send()
@@ -117,47 +75,31 @@ async fn read_only_and_bad_tokens_are_refused() {
 #[tokio::test]
 async fn app_group_and_built_in_membership_cannot_change() {
     let sim = start().await;
-    let c = client();
+    let api = Api::new(&sim);
     for g in [AWS_USERS, EVERYONE] {
-        let url = format!("{}/api/v1/groups/{g}/users/{BOB}", sim.base_url());
-        let r = c
-            .put(&url)
-            .header("Authorization", ssws(SUPER))
-            .header("Content-Length", "0")
-            .send()
-            .await
-            .unwrap();
+        let url = format!("/api/v1/groups/{g}/users/{BOB}");
+        let r = api.put_empty(&url, SUPER).await;
         assert_eq!(r.status(), 403, "{g}");
     }
     assert!(!sim.is_member(AWS_USERS, BOB));
     assert!(sim.is_member(EVERYONE, BOB));
-    let r = c
-        .put(format!(
-            "{}/api/v1/groups/00gmissing0000000000/users/{BOB}",
-            sim.base_url()
-        ))
-        .header("Authorization", ssws(SUPER))
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["errorCode"], "E0000007");
+    let r = api
+        .put_empty(
+            &format!("/api/v1/groups/00gmissing0000000000/users/{BOB}"),
+            SUPER,
+        )
+        .await;
+    let body = expect_error(r, 404, "E0000007").await;
     assert_eq!(
         body["errorSummary"],
         "Not found: Resource not found: 00gmissing0000000000 (UserGroup)"
     );
-    let r = c
-        .put(format!(
-            "{}/api/v1/groups/{DB_OWNERS}/users/00umissing0000000000",
-            sim.base_url()
-        ))
-        .header("Authorization", ssws(SUPER))
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+    let r = api
+        .put_empty(
+            &format!("/api/v1/groups/{DB_OWNERS}/users/00umissing0000000000"),
+            SUPER,
+        )
+        .await;
     assert_eq!(r.status(), 404);
     sim.shutdown().await;
 }
@@ -184,16 +126,8 @@ async fn reqwest_empty_put_lacks_content_length_and_gets_411() {
     // reqwest sends no Content-Length for an empty PUT; real Okta answers 411, so clients must
     // set `Content-Length: 0` explicitly. The simulator can be told to be lenient.
     let sim = start().await;
-    let url = format!(
-        "{}/api/v1/groups/{PROD_ADMINS}/users/{ALICE}",
-        sim.base_url()
-    );
-    let r = client()
-        .put(&url)
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let path = format!("/api/v1/groups/{PROD_ADMINS}/users/{ALICE}");
+    let r = Api::new(&sim).put_no_length(&path, SUPER).await;
     assert_eq!(r.status(), 411);
     assert!(!sim.is_member(PROD_ADMINS, ALICE));
     sim.shutdown().await;
@@ -203,16 +137,7 @@ async fn reqwest_empty_put_lacks_content_length_and_gets_411() {
         ..Default::default()
     };
     let sim = okta_sim::spawn(cfg).await.unwrap();
-    let url = format!(
-        "{}/api/v1/groups/{PROD_ADMINS}/users/{ALICE}",
-        sim.base_url()
-    );
-    let r = client()
-        .put(&url)
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let r = Api::new(&sim).put_no_length(&path, SUPER).await;
     assert_eq!(r.status(), 204);
     sim.shutdown().await;
 }
@@ -220,13 +145,9 @@ async fn reqwest_empty_put_lacks_content_length_and_gets_411() {
 #[tokio::test]
 async fn unknown_paths_and_methods_get_okta_errors_and_headers() {
     let sim = start().await;
-    let c = client();
-    let r = c
-        .get(format!("{}/api/v1/nothing", sim.base_url()))
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let api = Api::new(&sim);
+    let c = &api.c;
+    let r = api.get("/api/v1/nothing", SUPER).await;
     assert_eq!(r.status(), 404);
     assert!(r.headers().contains_key("x-rate-limit-reset"));
     assert!(r.headers().contains_key("x-okta-request-id"));
@@ -240,7 +161,6 @@ async fn unknown_paths_and_methods_get_okta_errors_and_headers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 405);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000022");
+    expect_error(r, 405, "E0000022").await;
     sim.shutdown().await;
 }

@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use common::*;
 use okta_sim::seed::{ALICE, BOB, BROKER, CAROL, DB_OWNERS, PAYROLL, PROD_ADMINS};
-use okta_sim::{HookConfig, SimConfig};
+use okta_sim::{HookConfig, SimConfig, SimHandle};
 use serde_json::{json, Value};
 
 #[derive(Clone, Default)]
@@ -61,6 +61,13 @@ async fn receiver(r: Receiver) -> String {
     url
 }
 
+/// Starts `r` and registers it as a verified hook sending `Authorization: <secret>`.
+async fn hook_to(sim: &SimHandle, r: &Receiver, secret: &str) {
+    let url = receiver(r.clone()).await;
+    let id = sim.register_hook(&url, "Authorization", secret);
+    sim.verify_hook(&id).await.unwrap();
+}
+
 fn events(r: &Receiver) -> Vec<Value> {
     r.bodies
         .lock()
@@ -79,25 +86,27 @@ fn target<'a>(ev: &'a Value, kind: &str) -> &'a Value {
         .unwrap()
 }
 
+/// Waits (up to 5 s) until the simulator has recorded at least `n` delivery attempts.
+async fn deliveries_reach(sim: &SimHandle, n: usize) -> bool {
+    wait_until(Duration::from_secs(5), || async {
+        sim.hook_deliveries().len() >= n
+    })
+    .await
+}
+
 #[tokio::test]
 async fn api_and_out_of_band_changes_are_delivered_with_actor_and_targets() {
     let sim = start().await;
     let r = Receiver::default();
-    let url = receiver(r.clone()).await;
-    let id = sim.register_hook(&url, "Authorization", "hook-secret");
-    sim.verify_hook(&id).await.unwrap();
+    hook_to(&sim, &r, "hook-secret").await;
 
-    let c = client();
-    let put = c
-        .put(format!(
-            "{}/api/v1/groups/{PROD_ADMINS}/users/{ALICE}",
-            sim.base_url()
-        ))
-        .header("Authorization", ssws(SUPER))
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+    let api = Api::new(&sim);
+    let put = api
+        .put_empty(
+            &format!("/api/v1/groups/{PROD_ADMINS}/users/{ALICE}"),
+            SUPER,
+        )
+        .await;
     assert_eq!(put.status(), 204);
     sim.admin("it-admin@example.com")
         .add_member(DB_OWNERS, CAROL)
@@ -168,9 +177,7 @@ async fn api_and_out_of_band_changes_are_delivered_with_actor_and_targets() {
 async fn app_and_role_events_have_typed_targets() {
     let sim = start().await;
     let r = Receiver::default();
-    let url = receiver(r.clone()).await;
-    let id = sim.register_hook(&url, "Authorization", "s");
-    sim.verify_hook(&id).await.unwrap();
+    hook_to(&sim, &r, "s").await;
     let admin = sim.admin("admin@example.com");
     admin.assign_app(PAYROLL, ALICE).unwrap();
     let rid = admin.assign_role(ALICE, "APP_ADMIN").unwrap();
@@ -221,9 +228,7 @@ async fn delivery_is_retried_once_on_5xx_and_can_duplicate() {
         fail_first: Arc::new(AtomicU32::new(1)),
         ..Receiver::default()
     };
-    let url = receiver(r.clone()).await;
-    let id = sim.register_hook(&url, "Authorization", "s");
-    sim.verify_hook(&id).await.unwrap();
+    hook_to(&sim, &r, "s").await;
     sim.admin("admin@example.com")
         .add_member(PROD_ADMINS, BOB)
         .unwrap();
@@ -273,14 +278,15 @@ async fn control_http_api_drives_changes_hooks_and_counters() {
     let sim = start().await;
     let r = Receiver::default();
     let url = receiver(r.clone()).await;
-    let c = client();
+    let api = Api::new(&sim);
+    let c = &api.c;
     let base = sim.base_url();
-    let resp = c
-        .post(format!("{base}/_sim/hooks"))
-        .json(&json!({"url": url, "authHeader": "Authorization", "authValue": "secret"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_post(
+            "/_sim/hooks",
+            Some(&json!({"url": url, "authHeader": "Authorization", "authValue": "secret"})),
+        )
+        .await;
     assert_eq!(resp.status(), 201);
     assert_eq!(resp.json::<Value>().await.unwrap()["verified"], true);
     let resp = c
@@ -293,46 +299,39 @@ async fn control_http_api_drives_changes_hooks_and_counters() {
         .unwrap();
     assert_eq!(resp.status(), 204);
     assert!(sim.is_member(PROD_ADMINS, CAROL));
-    let resp = c
-        .post(format!("{base}/_sim/admin/users/{CAROL}/lifecycle/suspend"))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_post(
+            &format!("/_sim/admin/users/{CAROL}/lifecycle/suspend"),
+            None,
+        )
+        .await;
     assert_eq!(resp.status(), 204);
     assert_eq!(sim.user_status(CAROL).as_deref(), Some("SUSPENDED"));
-    let resp = c
-        .post(format!("{base}/_sim/admin/users/{CAROL}/roles"))
-        .json(&json!({"type": "HELP_DESK_ADMIN"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_post(
+            &format!("/_sim/admin/users/{CAROL}/roles"),
+            Some(&json!({"type": "HELP_DESK_ADMIN"})),
+        )
+        .await;
     assert_eq!(resp.status(), 201);
-    let resp = c
-        .post(format!("{base}/_sim/admin/groups/00gnope/users/{CAROL}"))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_post(&format!("/_sim/admin/groups/00gnope/users/{CAROL}"), None)
+        .await;
     assert_eq!(resp.status(), 404);
-    let resp = c
-        .post(format!("{base}/_sim/admin/users"))
-        .json(&json!({"login": "frank@example.com", "firstName": "Frank"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_post(
+            "/_sim/admin/users",
+            Some(&json!({"login": "frank@example.com", "firstName": "Frank"})),
+        )
+        .await;
     assert_eq!(resp.status(), 201);
-    let resp = c
-        .post(format!("{base}/_sim/admin/groups"))
-        .json(&json!({"name": "new-group"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_post("/_sim/admin/groups", Some(&json!({"name": "new-group"})))
+        .await;
     assert_eq!(resp.status(), 201);
-    let resp = c
-        .post(format!("{base}/_sim/admin/apps"))
-        .json(&json!({"label": "new-app"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_post("/_sim/admin/apps", Some(&json!({"label": "new-app"})))
+        .await;
     assert_eq!(resp.status(), 201);
     assert!(
         wait_until(Duration::from_secs(5), || async {
@@ -349,29 +348,11 @@ async fn control_http_api_drives_changes_hooks_and_counters() {
         .unwrap();
     assert_eq!(add["actor"]["alternateId"], "someone@example.com");
 
-    c.get(format!("{base}/api/v1/groups"))
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
-    let counters: Value = c
-        .get(format!("{base}/_sim/counters"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    api.get("/api/v1/groups", SUPER).await;
+    let counters: Value = api.ctl_get_json("/_sim/counters").await;
     assert_eq!(counters["requests"]["GET /api/v1/groups"], 1);
     assert_eq!(counters["buckets"]["groups"], 1);
-    let state: Value = c
-        .get(format!("{base}/_sim/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state: Value = api.ctl_get_json("/_sim/state").await;
     let pa = state["groups"]
         .as_array()
         .unwrap()
@@ -379,26 +360,16 @@ async fn control_http_api_drives_changes_hooks_and_counters() {
         .find(|g| g["id"] == PROD_ADMINS)
         .unwrap();
     assert_eq!(pa["members"], json!([CAROL]));
-    let resp = c
-        .put(format!("{base}/_sim/faults"))
-        .json(&json!({"global": {"fail_next": 1, "error_status": 502}}))
-        .send()
-        .await
-        .unwrap();
+    let resp = api
+        .ctl_put(
+            "/_sim/faults",
+            &json!({"global": {"fail_next": 1, "error_status": 502}}),
+        )
+        .await;
     assert_eq!(resp.status(), 204);
-    let resp = c
-        .get(format!("{base}/api/v1/groups"))
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let resp = api.get("/api/v1/groups", SUPER).await;
     assert_eq!(resp.status(), 502);
-    let resp = c
-        .put(format!("{base}/_sim/faults"))
-        .json(&json!({"bogus": 1}))
-        .send()
-        .await
-        .unwrap();
+    let resp = api.ctl_put("/_sim/faults", &json!({"bogus": 1})).await;
     assert!(resp.status().is_client_error());
     sim.shutdown().await;
 }
@@ -449,12 +420,7 @@ async fn delivery_is_retried_once_after_a_timeout_and_never_on_4xx() {
     sim.admin("admin@example.com")
         .add_member(PROD_ADMINS, BOB)
         .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(5), || async {
-            sim.hook_deliveries().len() >= 2
-        })
-        .await
-    );
+    assert!(deliveries_reach(&sim, 2).await);
     let d = sim.hook_deliveries();
     assert_eq!(d[0].error.as_deref(), Some("timeout"));
     assert_eq!((d[1].attempt, d[1].status), (2, Some(204)));
@@ -462,22 +428,12 @@ async fn delivery_is_retried_once_after_a_timeout_and_never_on_4xx() {
     sim.admin("admin@example.com")
         .remove_member(PROD_ADMINS, BOB)
         .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(5), || async {
-            sim.hook_deliveries().len() >= 3
-        })
-        .await
-    );
+    assert!(deliveries_reach(&sim, 3).await);
     // A later change gets the next delivery; a retry of the 400 would have come before it.
     sim.admin("admin@example.com")
         .add_member(PROD_ADMINS, ALICE)
         .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(5), || async {
-            sim.hook_deliveries().len() >= 4
-        })
-        .await
-    );
+    assert!(deliveries_reach(&sim, 4).await);
     let d = sim.hook_deliveries();
     assert_eq!((d[2].attempt, d[2].status), (1, Some(400)));
     assert_eq!(d[3].attempt, 1);

@@ -28,25 +28,15 @@ async fn bucket_limit_gives_okta_429_then_recovers_after_reset() {
     })
     .await
     .unwrap();
-    let c = client();
-    let url = format!("{}/api/v1/groups", sim.base_url());
+    let api = Api::new(&sim);
+    let url = "/api/v1/groups";
     for i in 0..3 {
-        let r = c
-            .get(&url)
-            .header("Authorization", ssws(READ_ONLY))
-            .send()
-            .await
-            .unwrap();
+        let r = api.get(url, READ_ONLY).await;
         assert_eq!(r.status(), 200);
         assert_eq!(header_i64(&r, "x-rate-limit-limit"), 3);
         assert_eq!(header_i64(&r, "x-rate-limit-remaining"), 2 - i);
     }
-    let r = c
-        .get(&url)
-        .header("Authorization", ssws(READ_ONLY))
-        .send()
-        .await
-        .unwrap();
+    let r = api.get(url, READ_ONLY).await;
     assert_eq!(r.status(), 429);
     assert_eq!(header_i64(&r, "x-rate-limit-remaining"), 0);
     assert!(r.headers().get("retry-after").is_none());
@@ -61,26 +51,11 @@ async fn bucket_limit_gives_okta_429_then_recovers_after_reset() {
         "API call exceeded rate limit due to too many requests."
     );
     // Another bucket is unaffected.
-    let r = c
-        .get(format!("{}/api/v1/users/{ALICE}", sim.base_url()))
-        .header("Authorization", ssws(READ_ONLY))
-        .send()
-        .await
-        .unwrap();
+    let r = api.get(&format!("/api/v1/users/{ALICE}"), READ_ONLY).await;
     assert_eq!(r.status(), 200);
     // After the window the bucket answers again.
-    let ok = wait_until(Duration::from_secs(5), || {
-        let c = c.clone();
-        let url = url.clone();
-        async move {
-            c.get(&url)
-                .header("Authorization", ssws(READ_ONLY))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                == 200
-        }
+    let ok = wait_until(Duration::from_secs(5), || async {
+        api.get(url, READ_ONLY).await.status() == 200
     })
     .await;
     assert!(ok);
@@ -116,7 +91,8 @@ async fn concurrency_cap_answers_429() {
 #[tokio::test]
 async fn fail_next_and_forced_429_window() {
     let sim = start().await;
-    let c = client();
+    let api = Api::new(&sim);
+    let c = &api.c;
     let tpl = "/api/v1/groups/{groupId}/users/{userId}";
     sim.set_faults(FaultConfig::route(
         "PUT",
@@ -144,12 +120,7 @@ async fn fail_next_and_forced_429_window() {
     assert_eq!(sim.counter("PUT", tpl), 3);
     assert_eq!(sim.mutation_count("PUT", tpl), 1);
     // Other routes are not affected by a per-route fault.
-    let r = c
-        .get(format!("{}/api/v1/groups", sim.base_url()))
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
+    let r = api.get("/api/v1/groups", SUPER).await;
     assert_eq!(r.status(), 200);
 
     sim.set_faults(FaultConfig {
@@ -159,22 +130,10 @@ async fn fail_next_and_forced_429_window() {
         },
         ..Default::default()
     });
-    let r = c
-        .get(format!("{}/api/v1/groups", sim.base_url()))
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 429);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000047");
+    let r = api.get("/api/v1/groups", SUPER).await;
+    expect_error(r, 429, "E0000047").await;
     let ok = wait_until(Duration::from_secs(5), || async {
-        c.get(format!("{}/api/v1/groups", sim.base_url()))
-            .header("Authorization", ssws(SUPER))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
+        api.get("/api/v1/groups", SUPER).await.status() == 200
     })
     .await;
     assert!(ok);
@@ -195,15 +154,10 @@ async fn error_pattern(seed: u64) -> Vec<u16> {
     })
     .await
     .unwrap();
-    let c = client();
+    let api = Api::new(&sim);
     let mut out = Vec::new();
     for _ in 0..40 {
-        let r = c
-            .get(format!("{}/api/v1/users/{BOB}", sim.base_url()))
-            .header("Authorization", ssws(SUPER))
-            .send()
-            .await
-            .unwrap();
+        let r = api.get(&format!("/api/v1/users/{BOB}"), SUPER).await;
         out.push(r.status().as_u16());
     }
     sim.shutdown().await;

@@ -36,17 +36,12 @@ fn generation_is_deterministic() {
 #[tokio::test]
 async fn users_follow_next_links_to_the_end() {
     let sim = big().await;
-    let c = client();
+    let api = Api::new(&sim);
     let mut url = Some(format!("{}/api/v1/users?limit=150", sim.base_url()));
     let mut seen = HashSet::new();
     let mut pages = 0;
     while let Some(u) = url {
-        let r = c
-            .get(&u)
-            .header("Authorization", ssws(READ_ONLY))
-            .send()
-            .await
-            .unwrap();
+        let r = api.get(&u, READ_ONLY).await;
         assert_eq!(r.status(), 200);
         url = next_link(&r);
         if let Some(n) = &url {
@@ -64,12 +59,7 @@ async fn users_follow_next_links_to_the_end() {
     assert_eq!(seen.len(), 1000);
     assert_eq!(pages, 7);
     // limit above the max (200) is clamped.
-    let r = c
-        .get(format!("{}/api/v1/users?limit=5000", sim.base_url()))
-        .header("Authorization", ssws(READ_ONLY))
-        .send()
-        .await
-        .unwrap();
+    let r = api.get("/api/v1/users?limit=5000", READ_ONLY).await;
     assert_eq!(r.json::<Vec<Value>>().await.unwrap().len(), 200);
     sim.shutdown().await;
 }
@@ -77,27 +67,14 @@ async fn users_follow_next_links_to_the_end() {
 #[tokio::test]
 async fn bad_paging_input_is_400() {
     let sim = start().await;
-    let c = client();
-    let base = sim.base_url();
-    let r = c
-        .get(format!(
-            "{base}/api/v1/users?after=00u1testcursorvalue&limit=1"
-        ))
-        .header("Authorization", ssws(SUPER))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["errorCode"], "E0000029");
+    let api = Api::new(&sim);
+    let r = api
+        .get("/api/v1/users?after=00u1testcursorvalue&limit=1", SUPER)
+        .await;
+    let body = expect_error(r, 400, "E0000029").await;
     assert_eq!(body["errorCauses"][0]["errorSummary"], "Invalid cursor.");
     for bad in ["0", "-3", "abc"] {
-        let r = c
-            .get(format!("{base}/api/v1/groups?limit={bad}"))
-            .header("Authorization", ssws(SUPER))
-            .send()
-            .await
-            .unwrap();
+        let r = api.get(&format!("/api/v1/groups?limit={bad}"), SUPER).await;
         assert_eq!(r.status(), 400, "{bad}");
     }
     sim.shutdown().await;
@@ -106,33 +83,21 @@ async fn bad_paging_input_is_400() {
 #[tokio::test]
 async fn group_members_paginate_and_groups_filter() {
     let sim = big().await;
-    let c = client();
-    let base = sim.base_url();
+    let api = Api::new(&sim);
     let everyone = "00g1everyone00000006";
-    let mut url = Some(format!("{base}/api/v1/groups/{everyone}/users?limit=300"));
+    let mut url = Some(format!("/api/v1/groups/{everyone}/users?limit=300"));
     let mut n = 0;
     while let Some(u) = url {
-        let r = c
-            .get(&u)
-            .header("Authorization", ssws(READ_ONLY))
-            .send()
-            .await
-            .unwrap();
+        let r = api.get(&u, READ_ONLY).await;
         url = next_link(&r);
         n += r.json::<Vec<Value>>().await.unwrap().len();
     }
     assert_eq!(n, 1000);
 
     let list = |q: String| {
-        let c = c.clone();
-        let base = base.clone();
+        let api = &api;
         async move {
-            let r = c
-                .get(format!("{base}/api/v1/groups?{q}"))
-                .header("Authorization", ssws(READ_ONLY))
-                .send()
-                .await
-                .unwrap();
+            let r = api.get(&format!("/api/v1/groups?{q}"), READ_ONLY).await;
             assert_eq!(r.status(), 200, "{q}");
             r.json::<Vec<Value>>().await.unwrap()
         }
@@ -154,17 +119,10 @@ async fn group_members_paginate_and_groups_filter() {
 #[tokio::test]
 async fn last_membership_updated_supports_delta_queries() {
     let sim = start().await;
-    let c = client();
+    let api = Api::new(&sim);
+    let c = &api.c;
     let base = sim.base_url();
-    let groups: Vec<Value> = c
-        .get(format!("{base}/api/v1/groups"))
-        .header("Authorization", ssws(READ_ONLY))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let groups: Vec<Value> = api.get_json("/api/v1/groups", READ_ONLY).await;
     let newest = groups
         .iter()
         .map(|g| g["lastMembershipUpdated"].as_str().unwrap().to_string())
@@ -185,13 +143,7 @@ async fn last_membership_updated_supports_delta_queries() {
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0]["id"], PROD_ADMINS);
     assert_eq!(changed[0]["_embedded"]["stats"]["usersCount"], 1);
-    let r = c
-        .get(format!("{base}/api/v1/groups?filter=nonsense"))
-        .header("Authorization", ssws(READ_ONLY))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000031");
+    let r = api.get("/api/v1/groups?filter=nonsense", READ_ONLY).await;
+    expect_error(r, 400, "E0000031").await;
     sim.shutdown().await;
 }

@@ -104,8 +104,7 @@ async fn valid_assertion_gets_a_scoped_token() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000011");
+    expect_error(r, 401, "E0000011").await;
     sim.shutdown().await;
 }
 

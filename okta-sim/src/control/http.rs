@@ -8,15 +8,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{admin_actor, dump, DEFAULT_ADMIN};
+use super::{admin_actor, delete_user_outright, dump, DEFAULT_ADMIN};
 use crate::error::OktaError;
 use crate::faults::FaultConfig;
 use crate::hooks::events::Actor;
@@ -32,14 +34,43 @@ pub struct ActorQ {
     actor: Option<String>,
 }
 
-fn actor(sim: &Sim, headers: &HeaderMap, q: &ActorQ) -> Actor {
-    let name = headers
-        .get("x-sim-actor")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| q.actor.clone())
-        .unwrap_or_else(|| DEFAULT_ADMIN.to_string());
-    admin_actor(sim, &name)
+/// The actor of a control change: `X-Sim-Actor`, else `?actor=`, else the default admin.
+/// A query string that does not parse is refused exactly as `Query<ActorQ>` refuses it.
+pub struct ControlActor(Actor);
+
+impl FromRequestParts<Arc<Sim>> for ControlActor {
+    type Rejection = QueryRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        sim: &Arc<Sim>,
+    ) -> Result<Self, Self::Rejection> {
+        let Query(q) = Query::<ActorQ>::from_request_parts(parts, sim).await?;
+        let name = parts
+            .headers
+            .get("x-sim-actor")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or(q.actor)
+            .unwrap_or_else(|| DEFAULT_ADMIN.to_string());
+        Ok(Self(admin_actor(sim, &name)))
+    }
+}
+
+/// Defines a control handler that calls one `Org` change with the control actor and the two
+/// path parameters (plus fixed extra arguments) and answers 204:
+/// `change_route!(handler => org_method(first_param, second_param, extra...));`
+macro_rules! change_route {
+    ($name:ident => $method:ident($a:ident, $b:ident $(, $extra:expr)*)) => {
+        async fn $name(
+            State(sim): State<Arc<Sim>>,
+            ControlActor(actor): ControlActor,
+            Path(($a, $b)): Path<(String, String)>,
+        ) -> R {
+            sim.mutate(|o| o.$method(&actor, &$a, &$b $(, $extra)*))?;
+            Ok(no_content())
+        }
+    };
 }
 
 pub fn router() -> Router<Arc<Sim>> {
@@ -186,11 +217,9 @@ struct NewUser {
 
 async fn create_user(
     State(sim): State<Arc<Sim>>,
-    h: HeaderMap,
-    Query(q): Query<ActorQ>,
+    ControlActor(a): ControlActor,
     Json(b): Json<NewUser>,
 ) -> R {
-    let a = actor(&sim, &h, &q);
     let u = sim.mutate(|o| {
         o.create_user(
             &a,
@@ -209,34 +238,24 @@ async fn create_user(
 
 async fn delete_user(
     State(sim): State<Arc<Sim>>,
-    h: HeaderMap,
-    Query(q): Query<ActorQ>,
+    ControlActor(a): ControlActor,
     Path(uid): Path<String>,
 ) -> R {
-    let a = actor(&sim, &h, &q);
-    sim.mutate(|o| {
-        o.deactivate_user(&a, &uid)?;
-        o.delete_user(&a, &uid)
-    })?;
+    sim.mutate(|o| delete_user_outright(o, &a, &uid))?;
     Ok(no_content())
 }
 
 async fn lifecycle(
     State(sim): State<Arc<Sim>>,
-    h: HeaderMap,
-    Query(q): Query<ActorQ>,
+    ControlActor(a): ControlActor,
     Path((uid, op)): Path<(String, String)>,
 ) -> R {
-    let a = actor(&sim, &h, &q);
     sim.mutate(|o| match op.as_str() {
         "deactivate" => o.deactivate_user(&a, &uid).map(|_| ()),
         "suspend" => o.suspend_user(&a, &uid).map(|_| ()),
         "unsuspend" => o.unsuspend_user(&a, &uid).map(|_| ()),
         "activate" | "reactivate" => o.activate_user(&a, &uid).map(|_| ()),
-        "delete" => {
-            o.deactivate_user(&a, &uid)?;
-            o.delete_user(&a, &uid)
-        }
+        "delete" => delete_user_outright(o, &a, &uid),
         _ => Err(OktaError::validation("lifecycle operation")),
     })?;
     Ok(no_content())
@@ -244,28 +263,15 @@ async fn lifecycle(
 
 async fn assign_role(
     State(sim): State<Arc<Sim>>,
-    h: HeaderMap,
-    Query(q): Query<ActorQ>,
+    ControlActor(a): ControlActor,
     Path(uid): Path<String>,
     Json(r): Json<RoleRequest>,
 ) -> R {
-    let a = actor(&sim, &h, &q);
     let ra = sim.mutate(|o| o.assign_role(&a, &uid, &r))?;
     Ok(json_response(
         StatusCode::CREATED,
         &render::role(&sim.base_url, &uid, &ra),
     ))
-}
-
-async fn unassign_role(
-    State(sim): State<Arc<Sim>>,
-    h: HeaderMap,
-    Query(q): Query<ActorQ>,
-    Path((uid, rid)): Path<(String, String)>,
-) -> R {
-    let a = actor(&sim, &h, &q);
-    sim.mutate(|o| o.unassign_role(&a, &uid, &rid))?;
-    Ok(no_content())
 }
 
 #[derive(Debug, Deserialize)]
@@ -279,11 +285,9 @@ struct NewGroup {
 
 async fn create_group(
     State(sim): State<Arc<Sim>>,
-    h: HeaderMap,
-    Query(q): Query<ActorQ>,
+    ControlActor(a): ControlActor,
     Json(b): Json<NewGroup>,
 ) -> R {
-    let a = actor(&sim, &h, &q);
     let kind = b.kind.unwrap_or_else(|| "OKTA_GROUP".into());
     let g = sim.mutate(|o| o.create_group(&a, &b.name, b.description.clone(), &kind))?;
     let org = sim.org();
@@ -291,28 +295,6 @@ async fn create_group(
         StatusCode::CREATED,
         &render::group(&sim.base_url, &org, &g, false),
     ))
-}
-
-async fn add_member(
-    State(sim): State<Arc<Sim>>,
-    h: HeaderMap,
-    Query(q): Query<ActorQ>,
-    Path((gid, uid)): Path<(String, String)>,
-) -> R {
-    let a = actor(&sim, &h, &q);
-    sim.mutate(|o| o.add_member(&a, &gid, &uid))?;
-    Ok(no_content())
-}
-
-async fn remove_member(
-    State(sim): State<Arc<Sim>>,
-    h: HeaderMap,
-    Query(q): Query<ActorQ>,
-    Path((gid, uid)): Path<(String, String)>,
-) -> R {
-    let a = actor(&sim, &h, &q);
-    sim.mutate(|o| o.remove_member(&a, &gid, &uid))?;
-    Ok(no_content())
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,11 +306,9 @@ struct NewApp {
 
 async fn create_app(
     State(sim): State<Arc<Sim>>,
-    h: HeaderMap,
-    Query(q): Query<ActorQ>,
+    ControlActor(a): ControlActor,
     Json(b): Json<NewApp>,
 ) -> R {
-    let a = actor(&sim, &h, &q);
     let name = b.name.unwrap_or_else(|| "bookmark".into());
     let app = sim.mutate(|o| o.create_app(&a, &name, &b.label, true))?;
     Ok(json_response(
@@ -337,46 +317,10 @@ async fn create_app(
     ))
 }
 
-async fn assign_app(
-    State(sim): State<Arc<Sim>>,
-    h: HeaderMap,
-    Query(q): Query<ActorQ>,
-    Path((app, uid)): Path<(String, String)>,
-) -> R {
-    let a = actor(&sim, &h, &q);
-    sim.mutate(|o| o.assign_app_user(&a, &app, &uid, false))?;
-    Ok(no_content())
-}
-
-async fn unassign_app(
-    State(sim): State<Arc<Sim>>,
-    h: HeaderMap,
-    Query(q): Query<ActorQ>,
-    Path((app, uid)): Path<(String, String)>,
-) -> R {
-    let a = actor(&sim, &h, &q);
-    sim.mutate(|o| o.unassign_app_user(&a, &app, &uid))?;
-    Ok(no_content())
-}
-
-async fn assign_app_group(
-    State(sim): State<Arc<Sim>>,
-    h: HeaderMap,
-    Query(q): Query<ActorQ>,
-    Path((app, gid)): Path<(String, String)>,
-) -> R {
-    let a = actor(&sim, &h, &q);
-    sim.mutate(|o| o.assign_app_group(&a, &app, &gid))?;
-    Ok(no_content())
-}
-
-async fn unassign_app_group(
-    State(sim): State<Arc<Sim>>,
-    h: HeaderMap,
-    Query(q): Query<ActorQ>,
-    Path((app, gid)): Path<(String, String)>,
-) -> R {
-    let a = actor(&sim, &h, &q);
-    sim.mutate(|o| o.unassign_app_group(&a, &app, &gid))?;
-    Ok(no_content())
-}
+change_route!(unassign_role => unassign_role(uid, rid));
+change_route!(add_member => add_member(gid, uid));
+change_route!(remove_member => remove_member(gid, uid));
+change_route!(assign_app => assign_app_user(app, uid, false));
+change_route!(unassign_app => unassign_app_user(app, uid));
+change_route!(assign_app_group => assign_app_group(app, gid));
+change_route!(unassign_app_group => unassign_app_group(app, gid));

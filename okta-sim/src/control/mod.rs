@@ -18,7 +18,7 @@ pub use http::router;
 use crate::error::OktaError;
 use crate::hooks::events::Actor;
 use crate::sim::Sim;
-use crate::state::{render, RoleRequest};
+use crate::state::{render, Org, RoleRequest};
 
 /// The default out-of-band actor.
 pub const DEFAULT_ADMIN: &str = "admin@example.com";
@@ -43,10 +43,24 @@ pub(crate) fn admin_actor(sim: &Sim, name: &str) -> Actor {
     Actor::user(&id, name, &format!("Okta Admin ({name})"))
 }
 
+/// Deletes a user outright, deactivating first when needed, as the Admin Console does.
+pub(crate) fn delete_user_outright(o: &mut Org, actor: &Actor, uid: &str) -> Result<(), OktaError> {
+    o.deactivate_user(actor, uid)?;
+    o.delete_user(actor, uid)
+}
+
 impl Admin {
     pub(crate) fn new(sim: Arc<Sim>, name: &str) -> Self {
         let actor = admin_actor(&sim, name);
         Self { sim, actor }
+    }
+
+    /// Runs one org change with this admin as actor.
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&mut Org, &Actor) -> Result<T, OktaError>,
+    ) -> Result<T, OktaError> {
+        self.sim.mutate(|o| f(o, &self.actor))
     }
 
     pub fn actor(&self) -> &Actor {
@@ -54,34 +68,28 @@ impl Admin {
     }
 
     pub fn add_member(&self, group_id: &str, user_id: &str) -> Result<(), OktaError> {
-        self.sim
-            .mutate(|o| o.add_member(&self.actor, group_id, user_id))
+        self.change(|o, a| o.add_member(a, group_id, user_id))
     }
 
     pub fn remove_member(&self, group_id: &str, user_id: &str) -> Result<(), OktaError> {
-        self.sim
-            .mutate(|o| o.remove_member(&self.actor, group_id, user_id))
+        self.change(|o, a| o.remove_member(a, group_id, user_id))
     }
 
     pub fn assign_app(&self, app_id: &str, user_id: &str) -> Result<(), OktaError> {
-        self.sim
-            .mutate(|o| o.assign_app_user(&self.actor, app_id, user_id, false))
+        self.change(|o, a| o.assign_app_user(a, app_id, user_id, false))
             .map(|_| ())
     }
 
     pub fn unassign_app(&self, app_id: &str, user_id: &str) -> Result<(), OktaError> {
-        self.sim
-            .mutate(|o| o.unassign_app_user(&self.actor, app_id, user_id))
+        self.change(|o, a| o.unassign_app_user(a, app_id, user_id))
     }
 
     pub fn assign_app_group(&self, app_id: &str, group_id: &str) -> Result<(), OktaError> {
-        self.sim
-            .mutate(|o| o.assign_app_group(&self.actor, app_id, group_id))
+        self.change(|o, a| o.assign_app_group(a, app_id, group_id))
     }
 
     pub fn unassign_app_group(&self, app_id: &str, group_id: &str) -> Result<(), OktaError> {
-        self.sim
-            .mutate(|o| o.unassign_app_group(&self.actor, app_id, group_id))
+        self.change(|o, a| o.unassign_app_group(a, app_id, group_id))
     }
 
     /// Assigns a standard role; returns the assignment id.
@@ -91,8 +99,7 @@ impl Admin {
             role: None,
             resource_set: None,
         };
-        self.sim
-            .mutate(|o| o.assign_role(&self.actor, user_id, &req))
+        self.change(|o, a| o.assign_role(a, user_id, &req))
             .map(|r| r.id)
     }
 
@@ -107,66 +114,51 @@ impl Admin {
             role: Some(role.into()),
             resource_set: Some(resource_set.into()),
         };
-        self.sim
-            .mutate(|o| o.assign_role(&self.actor, user_id, &req))
+        self.change(|o, a| o.assign_role(a, user_id, &req))
             .map(|r| r.id)
     }
 
     pub fn unassign_role(&self, user_id: &str, assignment_id: &str) -> Result<(), OktaError> {
-        self.sim
-            .mutate(|o| o.unassign_role(&self.actor, user_id, assignment_id))
+        self.change(|o, a| o.unassign_role(a, user_id, assignment_id))
     }
 
     pub fn deactivate_user(&self, user_id: &str) -> Result<(), OktaError> {
-        self.sim
-            .mutate(|o| o.deactivate_user(&self.actor, user_id))
+        self.change(|o, a| o.deactivate_user(a, user_id))
             .map(|_| ())
     }
 
     pub fn suspend_user(&self, user_id: &str) -> Result<(), OktaError> {
-        self.sim
-            .mutate(|o| o.suspend_user(&self.actor, user_id))
-            .map(|_| ())
+        self.change(|o, a| o.suspend_user(a, user_id)).map(|_| ())
     }
 
     pub fn unsuspend_user(&self, user_id: &str) -> Result<(), OktaError> {
-        self.sim
-            .mutate(|o| o.unsuspend_user(&self.actor, user_id))
-            .map(|_| ())
+        self.change(|o, a| o.unsuspend_user(a, user_id)).map(|_| ())
     }
 
     pub fn activate_user(&self, user_id: &str) -> Result<(), OktaError> {
-        self.sim
-            .mutate(|o| o.activate_user(&self.actor, user_id))
-            .map(|_| ())
+        self.change(|o, a| o.activate_user(a, user_id)).map(|_| ())
     }
 
     /// Deletes a user outright (deactivating first when needed, as the Admin Console does).
     pub fn delete_user(&self, user_id: &str) -> Result<(), OktaError> {
-        self.sim.mutate(|o| {
-            o.deactivate_user(&self.actor, user_id)?;
-            o.delete_user(&self.actor, user_id)
-        })
+        self.change(|o, a| delete_user_outright(o, a, user_id))
     }
 
     /// Creates an ACTIVE user; returns its id.
     pub fn create_user(&self, login: &str, first: &str, last: &str) -> Result<String, OktaError> {
-        self.sim
-            .mutate(|o| o.create_user(&self.actor, login, first, last, None, true))
+        self.change(|o, a| o.create_user(a, login, first, last, None, true))
             .map(|u| u.id)
     }
 
     /// Creates a group of `kind` (OKTA_GROUP, APP_GROUP); returns its id.
     pub fn create_group(&self, name: &str, kind: &str) -> Result<String, OktaError> {
-        self.sim
-            .mutate(|o| o.create_group(&self.actor, name, None, kind))
+        self.change(|o, a| o.create_group(a, name, None, kind))
             .map(|g| g.id)
     }
 
     /// Creates an ACTIVE bookmark app; returns its id.
     pub fn create_app(&self, label: &str) -> Result<String, OktaError> {
-        self.sim
-            .mutate(|o| o.create_app(&self.actor, "bookmark", label, true))
+        self.change(|o, a| o.create_app(a, "bookmark", label, true))
             .map(|a| a.id)
     }
 }

@@ -12,40 +12,23 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use serde_json::Value;
 
+use super::list::{activate_param, empty_ok, write_route, ListQuery};
 use super::{json_body, ListResult};
 use crate::auth::{Area, Principal};
 use crate::error::OktaError;
 use crate::http_util::{no_content, ok_json};
-use crate::pagination::{page, page_req, with_links, Params};
 use crate::sim::Sim;
 use crate::state::render;
 
 pub async fn list(State(sim): State<Arc<Sim>>, p: Principal, RawQuery(q): RawQuery) -> ListResult {
     p.require_read(Area::Apps)?;
-    let params = Params::parse(q.as_deref());
-    let req = page_req(&params, 200, 200)?;
-    let prefix = params.get("q").map(str::to_lowercase);
-    let (body, next) = {
-        let org = sim.org();
-        let (items, next) = page(&org.apps, &req, |a| {
-            prefix.as_deref().is_none_or(|p| {
-                a.label.to_lowercase().starts_with(p) || a.name.to_lowercase().starts_with(p)
-            })
-        });
-        let body: Vec<Value> = items
-            .iter()
-            .map(|(_, a)| render::app(&sim.base_url, a))
-            .collect();
-        (body, next)
-    };
-    Ok(with_links(
-        ok_json(&Value::Array(body)),
-        &sim.base_url,
-        "/api/v1/apps",
-        &params,
-        req.limit,
-        next.as_deref(),
-    ))
+    let lq = ListQuery::parse(q.as_deref(), 200, 200)?;
+    let (body, next) = lq.render_page(
+        &sim.org().apps,
+        |a| lq.q_matches(&[&a.label, &a.name]),
+        |(_, a)| Some(render::app(&sim.base_url, a)),
+    );
+    Ok(lq.respond(&sim.base_url, "/api/v1/apps", body, next))
 }
 
 pub async fn create(
@@ -55,9 +38,7 @@ pub async fn create(
     body: axum::body::Bytes,
 ) -> ListResult {
     p.require_write(Area::Apps)?;
-    let activate = Params::parse(q.as_deref())
-        .get("activate")
-        .is_none_or(|a| a != "false");
+    let activate = activate_param(q.as_deref());
     let v = json_body(&body)?;
     let label = v["label"].as_str().unwrap_or("").to_string();
     let name = v["name"].as_str().unwrap_or("bookmark").to_string();
@@ -71,35 +52,12 @@ pub async fn get(State(sim): State<Arc<Sim>>, p: Principal, Path(id): Path<Strin
     Ok(ok_json(&render::app(&sim.base_url, org.app_or_404(&id)?)))
 }
 
-pub async fn delete(
-    State(sim): State<Arc<Sim>>,
-    p: Principal,
-    Path(id): Path<String>,
-) -> ListResult {
-    p.require_write(Area::Apps)?;
-    sim.mutate(|org| org.delete_app(&p.actor, &id))?;
-    Ok(no_content())
-}
-
-pub async fn activate(
-    State(sim): State<Arc<Sim>>,
-    p: Principal,
-    Path(id): Path<String>,
-) -> ListResult {
-    p.require_write(Area::Apps)?;
-    sim.mutate(|org| org.set_app_status(&p.actor, &id, true))?;
-    Ok(ok_json(&serde_json::json!({})))
-}
-
-pub async fn deactivate(
-    State(sim): State<Arc<Sim>>,
-    p: Principal,
-    Path(id): Path<String>,
-) -> ListResult {
-    p.require_write(Area::Apps)?;
-    sim.mutate(|org| org.set_app_status(&p.actor, &id, false))?;
-    Ok(ok_json(&serde_json::json!({})))
-}
+write_route!(delete, Area::Apps, id => String,
+    |org, actor| org.delete_app(actor, &id), no_content());
+write_route!(activate, Area::Apps, id => String,
+    |org, actor| org.set_app_status(actor, &id, true), empty_ok());
+write_route!(deactivate, Area::Apps, id => String,
+    |org, actor| org.set_app_status(actor, &id, false), empty_ok());
 
 pub async fn users(
     State(sim): State<Arc<Sim>>,
@@ -108,33 +66,24 @@ pub async fn users(
     RawQuery(q): RawQuery,
 ) -> ListResult {
     p.require_read(Area::Apps)?;
-    let params = Params::parse(q.as_deref());
-    let req = page_req(&params, 50, 500)?;
+    let lq = ListQuery::parse(q.as_deref(), 50, 500)?;
     let (body, next) = {
         let org = sim.org();
         org.app_or_404(&id)?;
         let empty = Default::default();
         let map = org.app_users.get(&id).unwrap_or(&empty);
-        let (items, next) = page(map, &req, |_| true);
-        let body: Vec<Value> = items
-            .iter()
-            .filter_map(|(uid, a)| {
+        lq.render_page(
+            map,
+            |_| true,
+            |(uid, a)| {
                 org.users
-                    .get(*uid)
+                    .get(uid)
                     .map(|u| render::app_user(&sim.base_url, &id, u, a))
-            })
-            .collect();
-        (body, next)
+            },
+        )
     };
     let path = format!("/api/v1/apps/{id}/users");
-    Ok(with_links(
-        ok_json(&Value::Array(body)),
-        &sim.base_url,
-        &path,
-        &params,
-        req.limit,
-        next.as_deref(),
-    ))
+    Ok(lq.respond(&sim.base_url, &path, body, next))
 }
 
 pub async fn assign(
@@ -176,12 +125,5 @@ pub async fn get_user(
     Ok(ok_json(&render::app_user(&sim.base_url, &id, u, a)))
 }
 
-pub async fn unassign(
-    State(sim): State<Arc<Sim>>,
-    p: Principal,
-    Path((id, uid)): Path<(String, String)>,
-) -> ListResult {
-    p.require_write(Area::Apps)?;
-    sim.mutate(|org| org.unassign_app_user(&p.actor, &id, &uid))?;
-    Ok(no_content())
-}
+write_route!(unassign, Area::Apps, (id, uid) => (String, String),
+    |org, actor| org.unassign_app_user(actor, &id, &uid), no_content());

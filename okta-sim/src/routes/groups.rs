@@ -11,12 +11,13 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use serde_json::Value;
 
+use super::list::{write_route, ListQuery};
 use super::{json_body, ListResult};
 use crate::auth::{Area, Principal};
 use crate::error::OktaError;
-use crate::filter::{self, Field};
+use crate::filter::Field;
 use crate::http_util::{no_content, ok_json};
-use crate::pagination::{page, page_req, page_set, with_links, Params};
+use crate::pagination::{page_set, Params};
 use crate::sim::Sim;
 use crate::state::{render, Group};
 
@@ -49,42 +50,21 @@ fn group_field(g: &Group, attr: &str) -> Field {
 
 pub async fn list(State(sim): State<Arc<Sim>>, p: Principal, RawQuery(q): RawQuery) -> ListResult {
     p.require_read(Area::Groups)?;
-    let params = Params::parse(q.as_deref());
-    let req = page_req(&params, 10_000, 10_000)?;
-    let mut exprs = Vec::new();
-    for key in ["filter", "search"] {
-        if let Some(f) = params.get(key).filter(|f| !f.trim().is_empty()) {
-            let e = filter::parse(f)?;
-            e.check_attrs(&|a| GROUP_ATTRS.contains(&a))?;
-            exprs.push(e);
-        }
-    }
-    let prefix = params.get("q").map(str::to_lowercase);
-    let stats = params
+    let lq = ListQuery::parse(q.as_deref(), 10_000, 10_000)?;
+    let exprs = lq.exprs(GROUP_ATTRS)?;
+    let stats = lq
+        .params
         .get("expand")
         .is_some_and(|e| e.split(',').any(|x| x == "stats"));
     let (body, next) = {
         let org = sim.org();
-        let (items, next) = page(&org.groups, &req, |g| {
-            prefix
-                .as_deref()
-                .is_none_or(|p| g.name.to_lowercase().starts_with(p))
-                && exprs.iter().all(|e| e.eval(&|a| group_field(g, a)))
-        });
-        let body: Vec<Value> = items
-            .iter()
-            .map(|(_, g)| render::group(&sim.base_url, &org, g, stats))
-            .collect();
-        (body, next)
+        lq.render_page(
+            &org.groups,
+            |g| lq.q_matches(&[&g.name]) && exprs.iter().all(|e| e.eval(&|a| group_field(g, a))),
+            |(_, g)| Some(render::group(&sim.base_url, &org, g, stats)),
+        )
     };
-    Ok(with_links(
-        ok_json(&Value::Array(body)),
-        &sim.base_url,
-        "/api/v1/groups",
-        &params,
-        req.limit,
-        next.as_deref(),
-    ))
+    Ok(lq.respond(&sim.base_url, "/api/v1/groups", body, next))
 }
 
 pub async fn create(
@@ -121,15 +101,8 @@ pub async fn get(
     Ok(ok_json(&render::group(&sim.base_url, &org, g, stats)))
 }
 
-pub async fn delete(
-    State(sim): State<Arc<Sim>>,
-    p: Principal,
-    Path(gid): Path<String>,
-) -> ListResult {
-    p.require_write(Area::Groups)?;
-    sim.mutate(|org| org.delete_group(&p.actor, &gid))?;
-    Ok(no_content())
-}
+write_route!(delete, Area::Groups, gid => String,
+    |org, actor| org.delete_group(actor, &gid), no_content());
 
 pub async fn members(
     State(sim): State<Arc<Sim>>,
@@ -138,14 +111,13 @@ pub async fn members(
     RawQuery(q): RawQuery,
 ) -> ListResult {
     p.require_read(Area::Groups)?;
-    let params = Params::parse(q.as_deref());
-    let req = page_req(&params, 1000, 10_000)?;
+    let lq = ListQuery::parse(q.as_deref(), 1000, 10_000)?;
     let (body, next) = {
         let org = sim.org();
         org.group_or_404(&gid)?;
         let empty = Default::default();
         let set = org.members.get(&gid).unwrap_or(&empty);
-        let (ids, next) = page_set(set, &req, |_| true);
+        let (ids, next) = page_set(set, &lq.req, |_| true);
         let body: Vec<Value> = ids
             .iter()
             .filter_map(|id| org.users.get(*id))
@@ -154,32 +126,10 @@ pub async fn members(
         (body, next)
     };
     let path = format!("/api/v1/groups/{gid}/users");
-    Ok(with_links(
-        ok_json(&Value::Array(body)),
-        &sim.base_url,
-        &path,
-        &params,
-        req.limit,
-        next.as_deref(),
-    ))
+    Ok(lq.respond(&sim.base_url, &path, body, next))
 }
 
-pub async fn add_member(
-    State(sim): State<Arc<Sim>>,
-    p: Principal,
-    Path((gid, uid)): Path<(String, String)>,
-) -> ListResult {
-    p.require_write(Area::Groups)?;
-    sim.mutate(|org| org.add_member(&p.actor, &gid, &uid))?;
-    Ok(no_content())
-}
-
-pub async fn remove_member(
-    State(sim): State<Arc<Sim>>,
-    p: Principal,
-    Path((gid, uid)): Path<(String, String)>,
-) -> ListResult {
-    p.require_write(Area::Groups)?;
-    sim.mutate(|org| org.remove_member(&p.actor, &gid, &uid))?;
-    Ok(no_content())
-}
+write_route!(add_member, Area::Groups, (gid, uid) => (String, String),
+    |org, actor| org.add_member(actor, &gid, &uid), no_content());
+write_route!(remove_member, Area::Groups, (gid, uid) => (String, String),
+    |org, actor| org.remove_member(actor, &gid, &uid), no_content());

@@ -10,6 +10,7 @@
 
 pub mod apps;
 pub mod groups;
+mod list;
 pub mod roles;
 pub mod users;
 

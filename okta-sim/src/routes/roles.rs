@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
+use super::list::write_route;
 use super::{json_body, ListResult};
 use crate::auth::{Area, Principal};
 use crate::config::PermissionLevel;
@@ -125,12 +126,5 @@ pub async fn get(
     Ok(ok_json(&render::role(&sim.base_url, &u.id, r)))
 }
 
-pub async fn unassign(
-    State(sim): State<Arc<Sim>>,
-    p: Principal,
-    Path((id, rid)): Path<(String, String)>,
-) -> ListResult {
-    p.require_write(Area::Roles)?;
-    sim.mutate(|org| org.unassign_role(&p.actor, &id, &rid))?;
-    Ok(no_content())
-}
+write_route!(unassign, Area::Roles, (id, rid) => (String, String),
+    |org, actor| org.unassign_role(actor, &id, &rid), no_content());

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use serde_json::Value;
 
+use super::list::{activate_param, empty_ok, write_route, ListQuery};
 use super::{json_body, ListResult};
 use crate::auth::{Area, Principal};
-use crate::filter::{self, Field};
+use crate::filter::Field;
 use crate::http_util::{no_content, ok_json};
-use crate::pagination::{page, page_req, with_links, Params};
 use crate::sim::Sim;
 use crate::state::{render, User};
 
@@ -48,42 +48,18 @@ fn user_field(u: &User, attr: &str) -> Field {
 
 pub async fn list(State(sim): State<Arc<Sim>>, p: Principal, RawQuery(q): RawQuery) -> ListResult {
     p.require_read(Area::Users)?;
-    let params = Params::parse(q.as_deref());
-    let req = page_req(&params, 200, 200)?;
-    let mut exprs = Vec::new();
-    for key in ["filter", "search"] {
-        if let Some(f) = params.get(key).filter(|f| !f.trim().is_empty()) {
-            let e = filter::parse(f)?;
-            e.check_attrs(&|a| USER_ATTRS.contains(&a))?;
-            exprs.push(e);
-        }
-    }
-    let prefix = params.get("q").map(str::to_lowercase);
-    let (body, next) = {
-        let org = sim.org();
-        let (items, next) = page(&org.users, &req, |u| {
+    let lq = ListQuery::parse(q.as_deref(), 200, 200)?;
+    let exprs = lq.exprs(USER_ATTRS)?;
+    let (body, next) = lq.render_page(
+        &sim.org().users,
+        |u| {
             (!exprs.is_empty() || u.status != "DEPROVISIONED")
-                && prefix.as_deref().is_none_or(|p| {
-                    [&u.login, &u.email, &u.first_name, &u.last_name]
-                        .iter()
-                        .any(|f| f.to_lowercase().starts_with(p))
-                })
+                && lq.q_matches(&[&u.login, &u.email, &u.first_name, &u.last_name])
                 && exprs.iter().all(|e| e.eval(&|a| user_field(u, a)))
-        });
-        let body: Vec<Value> = items
-            .iter()
-            .map(|(_, u)| render::user(&sim.base_url, u))
-            .collect();
-        (body, next)
-    };
-    Ok(with_links(
-        ok_json(&Value::Array(body)),
-        &sim.base_url,
-        "/api/v1/users",
-        &params,
-        req.limit,
-        next.as_deref(),
-    ))
+        },
+        |(_, u)| Some(render::user(&sim.base_url, u)),
+    );
+    Ok(lq.respond(&sim.base_url, "/api/v1/users", body, next))
 }
 
 pub async fn create(
@@ -93,8 +69,7 @@ pub async fn create(
     body: axum::body::Bytes,
 ) -> ListResult {
     p.require_write(Area::Users)?;
-    let params = Params::parse(q.as_deref());
-    let activate = params.get("activate").is_none_or(|a| a != "false");
+    let activate = activate_param(q.as_deref());
     let v = json_body(&body)?;
     let prof = &v["profile"];
     let login = prof["login"].as_str().unwrap_or("");
@@ -112,15 +87,8 @@ pub async fn get(State(sim): State<Arc<Sim>>, p: Principal, Path(id): Path<Strin
     Ok(ok_json(&render::user(&sim.base_url, org.user_or_404(&id)?)))
 }
 
-pub async fn delete(
-    State(sim): State<Arc<Sim>>,
-    p: Principal,
-    Path(id): Path<String>,
-) -> ListResult {
-    p.require_write(Area::Users)?;
-    sim.mutate(|org| org.delete_user(&p.actor, &id))?;
-    Ok(no_content())
-}
+write_route!(delete, Area::Users, id => String,
+    |org, actor| org.delete_user(actor, &id), no_content());
 
 pub async fn groups(
     State(sim): State<Arc<Sim>>,
@@ -141,52 +109,13 @@ pub async fn groups(
     Ok(ok_json(&Value::Array(body)))
 }
 
-pub async fn activate(
-    State(sim): State<Arc<Sim>>,
-    p: Principal,
-    Path(id): Path<String>,
-) -> ListResult {
-    p.require_write(Area::Users)?;
-    sim.mutate(|org| org.activate_user(&p.actor, &id))?;
-    Ok(ok_json(&serde_json::json!({})))
-}
-
-pub async fn deactivate(
-    State(sim): State<Arc<Sim>>,
-    p: Principal,
-    Path(id): Path<String>,
-) -> ListResult {
-    p.require_write(Area::Users)?;
-    sim.mutate(|org| org.deactivate_user(&p.actor, &id))?;
-    Ok(ok_json(&serde_json::json!({})))
-}
-
-pub async fn suspend(
-    State(sim): State<Arc<Sim>>,
-    p: Principal,
-    Path(id): Path<String>,
-) -> ListResult {
-    p.require_write(Area::Users)?;
-    sim.mutate(|org| org.suspend_user(&p.actor, &id))?;
-    Ok(ok_json(&serde_json::json!({})))
-}
-
-pub async fn unsuspend(
-    State(sim): State<Arc<Sim>>,
-    p: Principal,
-    Path(id): Path<String>,
-) -> ListResult {
-    p.require_write(Area::Users)?;
-    sim.mutate(|org| org.unsuspend_user(&p.actor, &id))?;
-    Ok(ok_json(&serde_json::json!({})))
-}
-
-pub async fn clear_sessions(
-    State(sim): State<Arc<Sim>>,
-    p: Principal,
-    Path(id): Path<String>,
-) -> ListResult {
-    p.require_write(Area::Users)?;
-    sim.mutate(|org| org.clear_sessions(&p.actor, &id))?;
-    Ok(no_content())
-}
+write_route!(activate, Area::Users, id => String,
+    |org, actor| org.activate_user(actor, &id), empty_ok());
+write_route!(deactivate, Area::Users, id => String,
+    |org, actor| org.deactivate_user(actor, &id), empty_ok());
+write_route!(suspend, Area::Users, id => String,
+    |org, actor| org.suspend_user(actor, &id), empty_ok());
+write_route!(unsuspend, Area::Users, id => String,
+    |org, actor| org.unsuspend_user(actor, &id), empty_ok());
+write_route!(clear_sessions, Area::Users, id => String,
+    |org, actor| org.clear_sessions(actor, &id), no_content());

@@ -155,18 +155,11 @@ impl Org {
     }
 
     pub fn suspend_user(&mut self, actor: &Actor, id: &str) -> Result<User, OktaError> {
-        if self.user_or_404(id)?.status != "ACTIVE" {
-            return Err(OktaError::new(
-                StatusCode::BAD_REQUEST,
-                "E0000001",
-                "Api validation failed: status",
-            )
-            .with_cause("Cannot suspend a user that is not active"));
-        }
-        self.set_status(
+        self.set_status_from(
             actor,
             id,
-            "SUSPENDED",
+            ("ACTIVE", "SUSPENDED"),
+            "Cannot suspend a user that is not active",
             (
                 "user.lifecycle.suspend",
                 "core.user.config.user_suspended",
@@ -176,24 +169,38 @@ impl Org {
     }
 
     pub fn unsuspend_user(&mut self, actor: &Actor, id: &str) -> Result<User, OktaError> {
-        if self.user_or_404(id)?.status != "SUSPENDED" {
-            return Err(OktaError::new(
-                StatusCode::BAD_REQUEST,
-                "E0000001",
-                "Api validation failed: status",
-            )
-            .with_cause("Cannot unsuspend a user that is not suspended"));
-        }
-        self.set_status(
+        self.set_status_from(
             actor,
             id,
-            "ACTIVE",
+            ("SUSPENDED", "ACTIVE"),
+            "Cannot unsuspend a user that is not suspended",
             (
                 "user.lifecycle.unsuspend",
                 "core.user.config.user_unsuspended",
                 "Unsuspend Okta user",
             ),
         )
+    }
+
+    /// Moves a user from status `from` to `to`; from any other status it is 400 E0000001
+    /// with `cause` and nothing changes.
+    fn set_status_from(
+        &mut self,
+        actor: &Actor,
+        id: &str,
+        (from, to): (&str, &str),
+        cause: &str,
+        ev: (&'static str, &'static str, &'static str),
+    ) -> Result<User, OktaError> {
+        if self.user_or_404(id)?.status != from {
+            return Err(OktaError::new(
+                StatusCode::BAD_REQUEST,
+                "E0000001",
+                "Api validation failed: status",
+            )
+            .with_cause(cause));
+        }
+        self.set_status(actor, id, to, ev)
     }
 
     /// `DELETE /api/v1/users/{id}`: deactivates a user that is not yet DEPROVISIONED (as

@@ -208,24 +208,10 @@ impl Org {
             .get(group_id)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
-        let mut gained = Vec::new();
-        for app in apps {
-            let ts = self.last_ts;
-            let id = self.new_id("0ua");
-            let map = self.app_users.entry(app.clone()).or_default();
-            let a = map.entry(user_id.into()).or_insert_with(|| {
-                gained.push(app.clone());
-                Assignment {
-                    id,
-                    created: ts,
-                    last_updated: ts,
-                    direct: false,
-                    via_groups: BTreeSet::new(),
-                }
-            });
-            a.via_groups.insert(group_id.into());
-        }
-        gained
+        let ts = self.last_ts;
+        apps.into_iter()
+            .filter(|app| self.grant_via_group(app, user_id, group_id, ts))
+            .collect()
     }
 
     /// Removes `user` from `group`; returns the apps where the user lost their assignment.
@@ -241,20 +227,12 @@ impl Org {
             .get(group_id)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
-        let mut lost = Vec::new();
-        for app in apps {
-            if let Some(map) = self.app_users.get_mut(&app) {
-                if let Some(a) = map.get_mut(user_id) {
-                    a.via_groups.remove(group_id);
-                    if a.via_groups.is_empty() && !a.direct {
-                        let id = a.id.clone();
-                        map.remove(user_id);
-                        lost.push((app.clone(), id));
-                    }
-                }
-            }
-        }
-        lost
+        apps.into_iter()
+            .filter_map(|app| {
+                let id = self.revoke_via_group(&app, user_id, group_id)?;
+                Some((app, id))
+            })
+            .collect()
     }
 
     /// Assigns `group` to `app`: every member gains a GROUP-scope assignment.
@@ -272,12 +250,25 @@ impl Org {
             .get(group_id)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
-        let mut gained = Vec::new();
-        for u in members {
-            let id = self.new_id("0ua");
-            let map = self.app_users.entry(app_id.into()).or_default();
-            let a = map.entry(u.clone()).or_insert_with(|| {
-                gained.push(u.clone());
+        members
+            .into_iter()
+            .filter(|u| self.grant_via_group(app_id, u, group_id, ts))
+            .collect()
+    }
+
+    /// Records that `group` grants `user` the app (creating a GROUP-scope assignment stamped
+    /// `ts` when the user had none); true when the assignment is new. An assignment id is
+    /// drawn either way, so id sequences stay what they were before this was shared.
+    fn grant_via_group(&mut self, app_id: &str, user_id: &str, group_id: &str, ts: i64) -> bool {
+        let id = self.new_id("0ua");
+        let mut created = false;
+        let a = self
+            .app_users
+            .entry(app_id.into())
+            .or_default()
+            .entry(user_id.into())
+            .or_insert_with(|| {
+                created = true;
                 Assignment {
                     id,
                     created: ts,
@@ -286,8 +277,26 @@ impl Org {
                     via_groups: BTreeSet::new(),
                 }
             });
-            a.via_groups.insert(group_id.into());
+        a.via_groups.insert(group_id.into());
+        created
+    }
+
+    /// Withdraws `group`'s grant of the app from `user`; when nothing else grants it (no other
+    /// group, no direct assignment) the assignment goes and its id is returned.
+    pub(super) fn revoke_via_group(
+        &mut self,
+        app_id: &str,
+        user_id: &str,
+        group_id: &str,
+    ) -> Option<String> {
+        let map = self.app_users.get_mut(app_id)?;
+        let a = map.get_mut(user_id)?;
+        a.via_groups.remove(group_id);
+        if a.via_groups.is_empty() && !a.direct {
+            let id = a.id.clone();
+            map.remove(user_id);
+            return Some(id);
         }
-        gained
+        None
     }
 }

@@ -98,16 +98,15 @@ impl Org {
         }
         let ts = self.tick();
         let gained = self.link_member(group_id, &u.id);
-        if let Some(gm) = self.groups.get_mut(group_id) {
-            gm.last_membership_updated = ts;
-        }
-        let ev = Event::new(
-            "group.user_membership.add",
-            "core.user_group_member.user_add",
-            "Add user to group membership",
-            vec![user_target(&u), group_target(&g)],
+        self.membership_changed(
+            actor,
+            (&g, &u, ts),
+            (
+                "group.user_membership.add",
+                "core.user_group_member.user_add",
+                "Add user to group membership",
+            ),
         );
-        self.push_event(actor, ev);
         for app in gained {
             self.app_membership_event(actor, &app, &u, true);
         }
@@ -127,37 +126,50 @@ impl Org {
         }
         let ts = self.tick();
         let lost = self.unlink_member(group_id, &u.id);
-        if let Some(gm) = self.groups.get_mut(group_id) {
-            gm.last_membership_updated = ts;
-        }
-        let ev = Event::new(
-            "group.user_membership.remove",
-            "core.user_group_member.user_remove",
-            "Remove user from group membership",
-            vec![user_target(&u), group_target(&g)],
+        self.membership_changed(
+            actor,
+            (&g, &u, ts),
+            (
+                "group.user_membership.remove",
+                "core.user_group_member.user_remove",
+                "Remove user from group membership",
+            ),
         );
-        self.push_event(actor, ev);
         for (app, appuser_id) in lost {
             self.app_membership_removed_event(actor, &app, &u, &appuser_id);
         }
         Ok(())
     }
 
+    /// After a membership change at `ts`: moves the group's `lastMembershipUpdated` and
+    /// records the membership event `ev` (type, legacy type, message).
+    fn membership_changed(
+        &mut self,
+        actor: &Actor,
+        (g, u, ts): (&Group, &User, i64),
+        ev: (&'static str, &'static str, &'static str),
+    ) {
+        if let Some(gm) = self.groups.get_mut(&g.id) {
+            gm.last_membership_updated = ts;
+        }
+        let targets = vec![user_target(u), group_target(g)];
+        self.push_event(actor, Event::new(ev.0, ev.1, ev.2, targets));
+    }
+
     fn app_membership_event(&mut self, actor: &Actor, app_id: &str, u: &User, _add: bool) {
-        let (Some(app), Some(a)) = (self.apps.get(app_id), self.assignment(app_id, &u.id)) else {
+        let Some(a) = self.assignment(app_id, &u.id) else {
             return;
         };
-        let ev = Event::new(
-            "application.user_membership.add",
-            "app.generic.provision.assign_user_to_app",
-            "Add user to application membership",
-            vec![
-                Target::new(&a.id, "AppUser", &u.login, &u.display_name()),
-                app_target(app),
-                user_target(u),
-            ],
+        let appuser_id = a.id.clone();
+        self.app_user_event(
+            actor,
+            (app_id, u, &appuser_id),
+            (
+                "application.user_membership.add",
+                "app.generic.provision.assign_user_to_app",
+                "Add user to application membership",
+            ),
         );
-        self.push_event(actor, ev);
     }
 
     fn app_membership_removed_event(
@@ -167,20 +179,34 @@ impl Org {
         u: &User,
         appuser_id: &str,
     ) {
+        self.app_user_event(
+            actor,
+            (app_id, u, appuser_id),
+            (
+                "application.user_membership.remove",
+                "app.generic.provision.deprovision_user_from_app",
+                "Remove user from application membership",
+            ),
+        );
+    }
+
+    /// Records an app-membership event `ev` (type, legacy type, message) targeting the
+    /// AppUser, the app and the user; nothing when the app is gone.
+    fn app_user_event(
+        &mut self,
+        actor: &Actor,
+        (app_id, u, appuser_id): (&str, &User, &str),
+        ev: (&'static str, &'static str, &'static str),
+    ) {
         let Some(app) = self.apps.get(app_id) else {
             return;
         };
-        let ev = Event::new(
-            "application.user_membership.remove",
-            "app.generic.provision.deprovision_user_from_app",
-            "Remove user from application membership",
-            vec![
-                Target::new(appuser_id, "AppUser", &u.login, &u.display_name()),
-                app_target(app),
-                user_target(u),
-            ],
-        );
-        self.push_event(actor, ev);
+        let targets = vec![
+            Target::new(appuser_id, "AppUser", &u.login, &u.display_name()),
+            app_target(app),
+            user_target(u),
+        ];
+        self.push_event(actor, Event::new(ev.0, ev.1, ev.2, targets));
     }
 
     /// `POST /api/v1/apps/{appId}/users`. Returns the assignment and whether it was created.
@@ -323,16 +349,7 @@ impl Org {
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
         for uid in members {
-            let mut lost = None;
-            if let Some(map) = self.app_users.get_mut(app_id) {
-                if let Some(a) = map.get_mut(&uid) {
-                    a.via_groups.remove(group_id);
-                    if a.via_groups.is_empty() && !a.direct {
-                        lost = Some(a.id.clone());
-                        map.remove(&uid);
-                    }
-                }
-            }
+            let lost = self.revoke_via_group(app_id, &uid, group_id);
             if let (Some(appuser), Some(u)) = (lost, self.users.get(&uid).cloned()) {
                 self.app_membership_removed_event(actor, app_id, &u, &appuser);
             }

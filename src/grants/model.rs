@@ -89,16 +89,7 @@ impl Grant {
     }
 
     pub fn role_target(&self) -> Option<RoleTarget> {
-        if self.kind != ResourceKind::OktaRole {
-            return None;
-        }
-        match &self.resource_set {
-            Some(rs) if self.okta_id.starts_with("cr") => Some(RoleTarget::Custom {
-                role_id: self.okta_id.clone(),
-                resource_set: rs.clone(),
-            }),
-            _ => Some(RoleTarget::Standard(self.okta_id.clone())),
-        }
+        RoleTarget::of(self.kind, &self.okta_id, self.resource_set.as_deref())
     }
 
     /// The per-(user, resource) lock name. Keyed on the Okta object, not the policy name, so two

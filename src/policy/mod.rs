@@ -186,19 +186,27 @@ pub enum RoleTarget {
     },
 }
 
+impl RoleTarget {
+    /// The role an `okta_role` resource (or a grant of one) names: a custom role id (`cr…`) with
+    /// its resource set, or a standard role type. `None` for other kinds.
+    pub fn of(kind: ResourceKind, okta_id: &str, resource_set: Option<&str>) -> Option<RoleTarget> {
+        if kind != ResourceKind::OktaRole {
+            return None;
+        }
+        match resource_set {
+            Some(rs) if okta_id.starts_with("cr") => Some(RoleTarget::Custom {
+                role_id: okta_id.to_string(),
+                resource_set: rs.to_string(),
+            }),
+            _ => Some(RoleTarget::Standard(okta_id.to_string())),
+        }
+    }
+}
+
 impl Resource {
     /// For `okta_role` resources: which role. `None` for other kinds.
     pub fn role_target(&self) -> Option<RoleTarget> {
-        if self.kind != ResourceKind::OktaRole {
-            return None;
-        }
-        match &self.resource_set {
-            Some(rs) if self.okta_id.starts_with("cr") => Some(RoleTarget::Custom {
-                role_id: self.okta_id.clone(),
-                resource_set: rs.clone(),
-            }),
-            _ => Some(RoleTarget::Standard(self.okta_id.clone())),
-        }
+        RoleTarget::of(self.kind, &self.okta_id, self.resource_set.as_deref())
     }
 }
 

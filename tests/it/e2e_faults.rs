@@ -6,6 +6,7 @@
 
 pub(crate) mod child;
 // The scheduler tests' private redis-server, compiled here too (that module is private to them).
+#[allow(clippy::duplicate_mod)]
 #[path = "scheduler/private_redis.rs"]
 mod private_redis;
 

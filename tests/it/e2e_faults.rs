@@ -322,6 +322,15 @@ async fn flushall_mid_run_misses_nothing(db: Db) {
     })
     .await;
     tokio::task::block_in_place(|| server.flushall());
+    let pending = ids.len() - revoked(&e, &ids).await;
+    assert!(
+        pending > 0,
+        "the flush came after every expiry: nothing was at stake"
+    );
+    eprintln!(
+        "FLUSHALL with {pending} of {} grants not yet revoked",
+        ids.len()
+    );
     for u in &users[12..] {
         ids.push(id(&e.grant(u, "prod-db-admin", "1s").await));
     }

@@ -182,6 +182,26 @@ impl ChildBroker {
             .unwrap()
     }
 
+    /// `(id, state)` of every grant, read from the SQL store directly: valid while the broker is
+    /// dead, when nothing can change them.
+    pub async fn sql_states(&self) -> BTreeMap<String, String> {
+        let store = jit_broker::store::Store::connect(&base_config(&self.db).database)
+            .await
+            .unwrap();
+        let rows = sqlx::query("SELECT id, state FROM grants")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| {
+                (
+                    sqlx::Row::get::<String, _>(r, 0),
+                    sqlx::Row::get::<String, _>(r, 1),
+                )
+            })
+            .collect()
+    }
+
     pub async fn audit_ok(&self) {
         let store = jit_broker::store::Store::connect(&base_config(&self.db).database)
             .await

@@ -281,6 +281,17 @@ async fn killed_mid_provisioning_then_restarted(db: Db) {
     b.kill9();
     creating.abort_all();
     sim.set_faults(FaultConfig::default());
+    let at_kill = b.sql_states().await;
+    assert_eq!(
+        at_kill.len(),
+        PAIRS.len() + 1,
+        "every row was durable before Okta was called (I2): {at_kill:?}"
+    );
+    let provisioning = at_kill.values().filter(|s| *s == "provisioning").count();
+    assert!(
+        provisioning > 0,
+        "the kill did not land mid-provisioning: {at_kill:?}"
+    );
 
     b.restart().await;
     let ours: Vec<Value> = b
@@ -289,22 +300,12 @@ async fn killed_mid_provisioning_then_restarted(db: Db) {
         .into_iter()
         .filter(|g| g["id"] != keep["id"])
         .collect();
-    assert_eq!(
-        ours.len(),
-        PAIRS.len(),
-        "every row was durable before Okta was called (I2)"
-    );
-    assert!(
-        ours.iter().any(|g| g["state"] == "provisioning"),
-        "the kill did not land mid-provisioning: {ours:?}"
-    );
     // Whatever the killed PUTs did, every membership is explained by a live grant.
     let members = sim_memberships(&sim.base_url()).await;
     let left = unexplained_access(&members, &ours, &[PRODADMINS, ONCALL], &seed_standing());
     assert!(left.is_empty(), "access without a live grant: {left:?}");
     eprintln!(
-        "kill -9 mid-provisioning: at restart {} of {} grants provisioning, {} memberships added",
-        ours.iter().filter(|g| g["state"] == "provisioning").count(),
+        "kill -9 mid-provisioning: {provisioning} of {} grants provisioning, {} memberships added",
         ours.len(),
         sim.mutation_count("PUT", MEMBERSHIP),
     );
@@ -359,13 +360,18 @@ async fn killed_mid_revocation_then_restarted(db: Db) {
     .await;
     b.kill9();
     sim.set_faults(FaultConfig::default());
+    let at_kill = b.sql_states().await;
+    let revoking = ids.iter().filter(|i| at_kill[*i] == "revoking").count();
+    assert!(
+        revoking > 0,
+        "the kill did not land mid-revocation: {at_kill:?}"
+    );
+    eprintln!(
+        "kill -9 mid-revocation: {revoking} of {} grants revoking",
+        ids.len()
+    );
 
     b.restart().await;
-    let at_restart = states(&b, &ids).await;
-    assert!(
-        at_restart.iter().any(|s| s == "revoking"),
-        "the kill did not land mid-revocation: {at_restart:?}"
-    );
     wait_until(Duration::from_secs(40), || async {
         states(&b, &ids).await.iter().all(|s| s == "revoked")
     })

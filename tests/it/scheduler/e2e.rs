@@ -1,6 +1,6 @@
 //! The scheduler inside the real application: grants created over HTTP expire in okta-sim on
-//! their own, with one replica (both SQL backends) and with two replicas sharing PostgreSQL and
-//! Redis (each membership removed exactly once).
+//! their own, with one replica (both SQL backends) and with two and three replicas sharing
+//! PostgreSQL and Redis (each membership removed exactly once).
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::grants::{env, id, Env, ALICE, ONCALL, PRODADMINS};
+use crate::grants::{env, env_with, id, Env, ALICE, ONCALL, POLICY, PRODADMINS};
 use crate::helpers::{wait_until, Db};
 
 const MEMBERSHIP: &str = "/api/v1/groups/{groupId}/users/{userId}";
@@ -17,6 +17,7 @@ const MEMBERSHIP: &str = "/api/v1/groups/{groupId}/users/{userId}";
 /// Another broker process in all but name: the same config (database, Redis prefix, Okta,
 /// policy), its own scheduler, HTTP server and tasks.
 struct ExtraReplica {
+    base: String,
     stop: Option<oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<Result<(), jit_broker::RunError>>,
 }
@@ -47,6 +48,7 @@ impl ExtraReplica {
         })
         .await;
         ExtraReplica {
+            base,
             stop: Some(tx),
             handle,
         }
@@ -82,29 +84,59 @@ async fn a_grant_expires_in_okta_on_its_own(db: Db) {
 
 both_backends!(a_grant_expires_in_okta_on_its_own);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_app_replicas_remove_each_membership_exactly_once() {
-    let e = env(Db::Postgres).await;
-    let other = ExtraReplica::start(&e).await;
-    // Every (user, group) pair without standing membership in the default seed.
-    let pairs = [
-        ("alice", "prod-db-admin", PRODADMINS),
-        ("bob", "prod-db-admin", PRODADMINS),
-        ("carol", "prod-db-admin", PRODADMINS),
-        ("dave", "prod-db-admin", PRODADMINS),
-        ("alice", "oncall", ONCALL),
-        ("bob", "oncall", ONCALL),
-        ("dave", "oncall", ONCALL),
-    ];
+/// `k` whole brokers (this test's app and `k - 1` more) on one PostgreSQL database and one Redis
+/// prefix; grants created through all of them expire together. Every grant ends `revoked` with
+/// exactly one `grant.revoked` audit entry, and okta-sim saw exactly one membership DELETE per
+/// membership, which removed it (I4 across replicas).
+async fn replicas_remove_each_membership_exactly_once(k: usize, users_per_group: usize) {
+    // Small claims, so the expiries due at once are spread over the replicas rather than taken
+    // in one batch by whichever claims first.
+    let e = env_with(Db::Postgres, POLICY, |c| {
+        c.scheduler.batch_size = 4;
+        c.scheduler.concurrency = 4;
+    })
+    .await;
+    let mut others = Vec::new();
+    for _ in 1..k {
+        others.push(ExtraReplica::start(&e).await);
+    }
+    let admin = e.sim.admin("it-admin@example.com");
+    let mut pairs = Vec::new();
+    for i in 0..users_per_group {
+        let login = format!("r{k}u{i}@example.com");
+        let uid = admin.create_user(&login, "Rep", &format!("U{i}")).unwrap();
+        pairs.push((login.clone(), uid.clone(), "prod-db-admin", PRODADMINS));
+        pairs.push((login, uid, "oncall", ONCALL));
+    }
+    // Created concurrently, round-robin over the replicas' APIs, all with the same duration.
+    let bases: Vec<String> = std::iter::once(e.app.base.clone())
+        .chain(others.iter().map(|o| o.base.clone()))
+        .collect();
+    let mut creating = tokio::task::JoinSet::new();
+    for (i, (login, _, resource, _)) in pairs.iter().enumerate() {
+        let (http, base) = (e.app.http.clone(), bases[i % k].clone());
+        let body = serde_json::json!({"user": login, "resource": resource, "duration": "4s", "reason": "replicas"});
+        creating.spawn(async move {
+            let r = http
+                .post(format!("{base}/v1/grants"))
+                .bearer_auth(crate::helpers::ADMIN_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+            r.json::<Value>().await.unwrap()
+        });
+    }
     let mut ids = Vec::new();
-    for (user, resource, _) in pairs {
-        let g = e
-            .grant(&format!("{user}@example.com"), resource, "3s")
-            .await;
-        ids.push((id(&g), g["user_id"].as_str().unwrap().to_string()));
+    while let Some(g) = creating.join_next().await {
+        ids.push(id(&g.unwrap()));
+    }
+    for (_, uid, _, group) in &pairs {
+        assert!(e.sim.is_member(group, uid));
     }
     wait_until(Duration::from_secs(60), || async {
-        for (gid, _) in &ids {
+        for gid in &ids {
             if e.state(gid).await != "revoked" {
                 return false;
             }
@@ -112,14 +144,53 @@ async fn two_app_replicas_remove_each_membership_exactly_once() {
         true
     })
     .await;
-    for ((_, uid), (_, _, group)) in ids.iter().zip(pairs) {
-        assert!(!e.sim.is_member(group, uid), "{uid} still in {group}");
+    let expected: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(_, uid, _, g)| (g.to_string(), uid.clone()))
+        .collect();
+    let removed = crate::e2e_faults::child::removals_of(&e.sim, &expected).await;
+    for (login, uid, _, group) in &pairs {
+        assert!(!e.sim.is_member(group, uid), "{login} still in {group}");
+        assert_eq!(
+            removed.get(&(group.to_string(), uid.clone())).copied(),
+            Some(1),
+            "{login} removed from {group} more than once or never"
+        );
     }
     assert_eq!(
-        e.sim.mutation_count("DELETE", MEMBERSHIP),
+        e.sim.counter("DELETE", MEMBERSHIP),
         pairs.len() as u64,
-        "a membership was removed more than once"
+        "a membership DELETE was sent more than once"
+    );
+    assert_eq!(
+        e.sim.mutation_count("DELETE", MEMBERSHIP),
+        pairs.len() as u64
+    );
+    let store = e.app.store().await;
+    let revoked: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT COUNT(*) FROM audit_log WHERE action = 'grant.revoked'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap(),
+        0,
+    );
+    assert_eq!(
+        revoked,
+        pairs.len() as i64,
+        "one revocation recorded per grant"
     );
     e.audit_ok().await;
-    other.stop().await;
+    for o in others {
+        o.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_app_replicas_remove_each_membership_exactly_once() {
+    replicas_remove_each_membership_exactly_once(2, 15).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_app_replicas_remove_each_membership_exactly_once() {
+    replicas_remove_each_membership_exactly_once(3, 15).await;
 }

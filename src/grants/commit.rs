@@ -62,6 +62,7 @@ impl GroupCommit {
             return r;
         }
         let batch = std::mem::take(&mut *self.lock_queue());
+        metrics::histogram!("jit_grant_commit_batch_size").record(batch.len() as f64);
         let result = run_batch(store, clock, &batch).await;
         for (i, p) in batch.into_iter().enumerate() {
             let r = match &result {

@@ -10,6 +10,7 @@ mod helpers;
 mod audit;
 mod config;
 mod grants;
+mod grants_batch;
 mod grants_input;
 mod grants_races;
 mod health;

@@ -14,7 +14,8 @@
 //! Environment: `BENCH_SIZES` (default `10000,100000`), `BENCH_CONCURRENCY` (default: the
 //! config default), `BENCH_IDLE_SECS` (default 35: longer than the 30 s safety cap),
 //! `BENCH_HANDLER=grants` to run the burst through the whole broker and its grants service
-//! (`expiry/grants.rs`; `BENCH_CREATE_CONCURRENCY`, `BENCH_DATABASE_URL`).
+//! (`expiry/grants.rs`; `BENCH_CREATE_CONCURRENCY`, `BENCH_DATABASE_URL`; `BENCH_CONCURRENCY`
+//! then sets the broker's `scheduler.concurrency`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

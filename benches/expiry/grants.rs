@@ -58,6 +58,12 @@ pub async fn burst(server: &PrivateRedis, n: usize, create_concurrency: usize) {
     config.database.url = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
     config.redis.url = server.url.clone();
+    if let Some(c) = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.scheduler.concurrency = c;
+    }
     config.redis.key_prefix = format!("grants{n}");
     config.okta.base_url = sim.base_url();
     config.okta.auth = OktaAuthMethod::Ssws;

@@ -144,57 +144,113 @@ pub fn entry_hash(prev_hash: &str, canonical: &str) -> String {
 /// `commit`, and never hold the transaction across a network call. One chain means appends are
 /// serialized; their rate is bounded by commit latency, not by the number of writers.
 pub async fn append(tx: &mut Tx, clock: &Clock, entry: NewEntry) -> Result<AuditEntry, AuditError> {
+    let mut v = append_many(tx, clock, vec![entry]).await?;
+    v.pop()
+        .ok_or_else(|| AuditError::Store(StoreError::Corrupt("audit append wrote nothing".into())))
+}
+
+/// Appends `entries`, in order, inside the caller's transaction: one head read (and lock), one
+/// INSERT per entry, one head update. Used by batched state changes, where the head lock is
+/// then taken once per batch instead of once per entry; the chain is the same as appending the
+/// entries one by one. The same rules as [`append`] apply (last before `commit`, no network).
+pub async fn append_many(
+    tx: &mut Tx,
+    clock: &Clock,
+    entries: Vec<NewEntry>,
+) -> Result<Vec<AuditEntry>, AuditError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
     let lock = match tx.backend() {
         Backend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
         Backend::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
     };
     let head = sqlx::query(lock).fetch_one(tx.conn()).await?;
-    let prev_seq: i64 = head.try_get(0)?;
-    let prev_hash: String = head.try_get(1)?;
-    let seq = prev_seq + 1;
-    let at_ms = clock.now_ms();
-    let details_text = entry.details.to_string();
-    let hash = entry_hash(
-        &prev_hash,
-        &canonical(
+    let mut seq: i64 = head.try_get(0)?;
+    let mut prev_hash: String = head.try_get(1)?;
+    let mut out = Vec::with_capacity(entries.len());
+    let mut texts = Vec::with_capacity(entries.len());
+    for entry in entries {
+        seq += 1;
+        let at_ms = clock.now_ms();
+        let details_text = entry.details.to_string();
+        let hash = entry_hash(
+            &prev_hash,
+            &canonical(
+                seq,
+                at_ms,
+                &entry.actor,
+                &entry.action,
+                &entry.subject,
+                &details_text,
+            ),
+        );
+        let prev = std::mem::replace(&mut prev_hash, hash.clone());
+        texts.push(details_text);
+        out.push(AuditEntry {
             seq,
             at_ms,
-            &entry.actor,
-            &entry.action,
-            &entry.subject,
-            &details_text,
-        ),
-    );
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at_ms, actor, action, subject, details, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(seq)
-    .bind(at_ms)
-    .bind(&entry.actor)
-    .bind(&entry.action)
-    .bind(&entry.subject)
-    .bind(&details_text)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(tx.conn())
-    .await?;
+            actor: entry.actor,
+            action: entry.action,
+            subject: entry.subject,
+            details: entry.details,
+            prev_hash: prev,
+            hash,
+        });
+    }
+    // Multi-row INSERTs in a few fixed sizes: a batch costs a handful of statements, and only
+    // `INSERT_CHUNKS.len()` distinct SQL texts reach the prepared-statement cache.
+    let mut rest: &[AuditEntry] = &out;
+    let mut rest_texts: &[String] = &texts;
+    while !rest.is_empty() {
+        let n = INSERT_CHUNKS
+            .iter()
+            .copied()
+            .find(|c| *c <= rest.len())
+            .unwrap_or(1);
+        let (rows, more) = rest.split_at(n);
+        let (row_texts, more_texts) = rest_texts.split_at(n);
+        let sql = insert_sql(n);
+        let mut q = sqlx::query(&sql);
+        for (e, details) in rows.iter().zip(row_texts) {
+            q = q
+                .bind(e.seq)
+                .bind(e.at_ms)
+                .bind(&e.actor)
+                .bind(&e.action)
+                .bind(&e.subject)
+                .bind(details)
+                .bind(&e.prev_hash)
+                .bind(&e.hash);
+        }
+        q.execute(tx.conn()).await?;
+        rest = more;
+        rest_texts = more_texts;
+    }
     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
         .bind(seq)
-        .bind(&hash)
+        .bind(&prev_hash)
         .execute(tx.conn())
         .await?;
-    metrics::counter!("jit_audit_appends_total").increment(1);
-    Ok(AuditEntry {
-        seq,
-        at_ms,
-        actor: entry.actor,
-        action: entry.action,
-        subject: entry.subject,
-        details: entry.details,
-        prev_hash,
-        hash,
-    })
+    metrics::counter!("jit_audit_appends_total").increment(out.len() as u64);
+    Ok(out)
+}
+
+/// Rows per INSERT statement in [`append_many`], largest first (8 parameters per row).
+const INSERT_CHUNKS: [usize; 4] = [32, 8, 2, 1];
+
+fn insert_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let p: Vec<String> = (1..=8).map(|c| format!("${}", r * 8 + c)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO audit_log (seq, at_ms, actor, action, subject, details, prev_hash, hash) \
+         VALUES {}",
+        values.join(", ")
+    )
 }
 
 /// Appends in a transaction of its own, for events that change no other state.

@@ -49,6 +49,10 @@ pub enum GrantError {
     Scheduler(#[from] SchedulerError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// A batched commit (see `grants::commit`) failed; the text is the shared cause, which
+    /// cannot be handed to every waiter as a typed error. Nothing of the batch was committed.
+    #[error("the batched commit failed: {0}")]
+    GroupCommit(String),
 }
 
 impl From<sqlx::Error> for GrantError {
@@ -77,7 +81,7 @@ impl ErrorCode for GrantError {
             Store(e) => e.status(),
             Audit(e) => e.status(),
             Scheduler(e) => e.status(),
-            Lock(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Lock(_) | GroupCommit(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -103,6 +107,7 @@ impl ErrorCode for GrantError {
             Scheduler(e) => e.code(),
             Lock(LockError::Busy) => "access_busy",
             Lock(LockError::Redis(_)) => "redis_unavailable",
+            GroupCommit(_) => "store_unavailable",
         }
     }
 }

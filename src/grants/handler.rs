@@ -11,12 +11,14 @@
 
 use serde_json::json;
 
+use super::commit::Change;
 use super::error::GrantError;
 use super::lock::AccessLock;
 use super::model::{Grant, GrantState};
 use super::provision::{self, Removed};
 use super::repo::{self, Bind};
 use super::GrantService;
+use crate::audit::NewEntry;
 use crate::okta::OktaError;
 use crate::scheduler::{BoxError, DueEntry, ExpiryHandler, ExpiryOutcome};
 
@@ -59,57 +61,60 @@ impl GrantService {
             GrantState::Revoking | GrantState::Failed => {}
         }
         let lock = AccessLock::acquire(self.redis(), &g.access_key(), self.clock()).await?;
-        let r = lock.hold(self.end_locked(id, actor, attempt)).await;
+        let r = lock.hold(self.end_locked(g, actor, attempt)).await;
         lock.release().await;
         r
     }
 
+    /// Under the access lock. `seen` was read before the lock was taken; every decision below
+    /// is made on a state that is current under the lock: either a compare-and-set on `seen`'s
+    /// version won (so nothing changed since it was read), or the grant is read again.
     async fn end_locked(
         &self,
-        id: &str,
+        seen: Grant,
         actor: &str,
         attempt: u32,
     ) -> Result<ExpiryOutcome, GrantError> {
-        let Some(mut g) = repo::get(self.store(), id).await? else {
-            return Ok(ExpiryOutcome::Done);
-        };
-        let now = self.clock().now_ms();
-        match g.state {
-            GrantState::Revoked | GrantState::Requested => return Ok(ExpiryOutcome::Done),
-            GrantState::Provisioning | GrantState::Active => {
-                if g.expires_at > now {
-                    return Ok(ExpiryOutcome::Reschedule {
-                        due_ms: g.expires_at,
-                    });
-                }
-                // Conditional on the version we read: an extension that committed first wins,
-                // and we come back with Reschedule on the next call.
-                let won = self
-                    .transition(
-                        &g,
-                        "state = 'revoking', ended_by = $3, end_reason = $4",
-                        vec![Bind::S(actor.into()), Bind::S("expired".into())],
-                        actor,
-                        "grant.revoking",
-                        json!({ "reason": "expired", "was": g.state.as_str(), "expires_at": g.expires_at }),
-                    )
-                    .await?;
-                if !won {
-                    // Usually an extension that committed first: answer with its new due time.
-                    let now_g = self.get(id).await?;
-                    let live = matches!(now_g.state, GrantState::Provisioning | GrantState::Active);
-                    if live && now_g.expires_at > self.clock().now_ms() {
+        let id = seen.id.clone();
+        let mut g = seen;
+        // The common case of a burst: a live grant that is due. Its `revoking` compare-and-set
+        // on the version read before the lock doubles as the re-read: winning proves the row is
+        // as read, and saves a query per revocation.
+        let current = matches!(g.state, GrantState::Provisioning | GrantState::Active)
+            && self.start_revoking(&mut g, actor).await?;
+        if !current {
+            let Some(cur) = repo::get(self.store(), &id).await? else {
+                return Ok(ExpiryOutcome::Done);
+            };
+            g = cur;
+            let now = self.clock().now_ms();
+            match g.state {
+                GrantState::Revoked | GrantState::Requested => return Ok(ExpiryOutcome::Done),
+                GrantState::Provisioning | GrantState::Active => {
+                    if g.expires_at > now {
                         return Ok(ExpiryOutcome::Reschedule {
-                            due_ms: now_g.expires_at,
+                            due_ms: g.expires_at,
                         });
                     }
-                    return Ok(ExpiryOutcome::Retry {
-                        error: "grant changed concurrently".into(),
-                    });
+                    // Conditional on the version we read: an extension that committed first
+                    // wins, and we come back with Reschedule on the next call.
+                    if !self.start_revoking(&mut g, actor).await? {
+                        // Usually an extension that committed first: answer with its new due time.
+                        let now_g = self.get(&id).await?;
+                        let live =
+                            matches!(now_g.state, GrantState::Provisioning | GrantState::Active);
+                        if live && now_g.expires_at > self.clock().now_ms() {
+                            return Ok(ExpiryOutcome::Reschedule {
+                                due_ms: now_g.expires_at,
+                            });
+                        }
+                        return Ok(ExpiryOutcome::Retry {
+                            error: "grant changed concurrently".into(),
+                        });
+                    }
                 }
-                g = self.get(id).await?;
+                GrantState::Revoking | GrantState::Failed => {}
             }
-            GrantState::Revoking | GrantState::Failed => {}
         }
         let outcome = match g.standing {
             // Never got as far as Okta: nothing of ours is there.
@@ -136,7 +141,7 @@ impl GrantService {
         };
         let now = self.clock().now_ms();
         let won = self
-            .transition(
+            .transition_grouped(
                 &g,
                 "state = 'revoked', ended_at = $3, last_error = NULL, next_retry_at = NULL",
                 vec![Bind::I(now)],
@@ -156,6 +161,52 @@ impl GrantService {
         metrics::histogram!("jit_grant_revoke_lag_seconds")
             .record(((now - g.expires_at).max(0) as f64) / 1000.0);
         Ok(ExpiryOutcome::Done)
+    }
+
+    /// `active`/`provisioning` → `revoking` on `g`'s version (group-committed with its audit
+    /// entry). On success `g` is updated to the committed row without reading it back.
+    async fn start_revoking(&self, g: &mut Grant, actor: &str) -> Result<bool, GrantError> {
+        let won = self
+            .transition_grouped(
+                g,
+                "state = 'revoking', ended_by = $3, end_reason = $4",
+                vec![Bind::S(actor.into()), Bind::S("expired".into())],
+                actor,
+                "grant.revoking",
+                json!({ "reason": "expired", "was": g.state.as_str(), "expires_at": g.expires_at }),
+            )
+            .await?;
+        if won {
+            // Exactly what the SET clause (and the version bump) wrote.
+            g.state = GrantState::Revoking;
+            g.ended_by = Some(actor.to_string());
+            g.end_reason = Some("expired".into());
+            g.version += 1;
+        }
+        Ok(won)
+    }
+
+    /// [`GrantService::transition`] through the group commit: the same compare-and-set and audit
+    /// entry in one transaction, possibly shared with other expiries' changes.
+    async fn transition_grouped(
+        &self,
+        g: &Grant,
+        set: &'static str,
+        binds: Vec<Bind>,
+        actor: &str,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<bool, GrantError> {
+        let change = Change {
+            id: g.id.clone(),
+            version: g.version,
+            set,
+            binds,
+            entry: NewEntry::new(actor, action, g.subject(), details),
+        };
+        self.commits()
+            .commit(self.store(), self.clock(), change)
+            .await
     }
 
     async fn remove(&self, g: &Grant) -> Result<Removed, OktaError> {

@@ -8,6 +8,7 @@
 //! access it did not give (see the module docs of `service` and `handler`).
 
 pub mod cli;
+mod commit;
 pub mod error;
 pub mod handler;
 pub mod lock;
@@ -48,6 +49,8 @@ struct Inner {
     /// When set, provisioning runs as a tracked task, so a caller that goes away (an HTTP
     /// request timing out) cannot cancel it between the Okta add and its record.
     tasks: Option<Tasks>,
+    /// Batches the expiry path's state changes into shared transactions (see `commit`).
+    commits: commit::GroupCommit,
 }
 
 impl GrantService {
@@ -70,6 +73,7 @@ impl GrantService {
                 policy,
                 failed_retry_interval,
                 tasks: None,
+                commits: commit::GroupCommit::default(),
             }),
         }
     }
@@ -109,6 +113,9 @@ impl GrantService {
     }
     pub fn policy(&self) -> &PolicyHandle {
         &self.inner.policy
+    }
+    pub(crate) fn commits(&self) -> &commit::GroupCommit {
+        &self.inner.commits
     }
     fn failed_retry_ms(&self) -> i64 {
         i64::try_from(self.inner.failed_retry_interval.as_millis()).unwrap_or(i64::MAX)

@@ -393,7 +393,45 @@ async fn cli_verify_and_export(db: Db) {
     );
 }
 
+async fn append_many_continues_the_chain(db: Db) {
+    // Batches that cross every multi-row INSERT size (32, 8, 2, 1), between single appends: the
+    // result is one chain, as if every entry had been appended alone, and each returned entry is
+    // what was stored.
+    let (_db, store) = fresh_store(db).await;
+    let clock = Clock::system();
+    append_n(&store, 2).await;
+    let mut returned = Vec::new();
+    for size in [45_usize, 1, 3, 0, 32] {
+        let mut tx = store.begin().await.unwrap();
+        let got = audit::append_many(&mut tx, &clock, (0..size).map(entry).collect())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(got.len(), size);
+        returned.extend(got);
+        append_n(&store, 1).await;
+    }
+    let report = audit::verify(&store).await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.entries, 2 + 81 + 5);
+    let page = audit::page(&store, 0, 1000, None, None).await.unwrap();
+    for e in &returned {
+        let stored = page.iter().find(|p| p.seq == e.seq).unwrap();
+        assert_eq!(stored, e);
+    }
+    // A rolled-back batch leaves nothing behind.
+    let mut tx = store.begin().await.unwrap();
+    audit::append_many(&mut tx, &clock, (0..5).map(entry).collect())
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let again = audit::verify(&store).await.unwrap();
+    assert!(again.ok());
+    assert_eq!(again.entries, report.entries);
+}
+
 both_backends!(
+    append_many_continues_the_chain,
     append_and_verify,
     entries_are_append_only_in_the_engine,
     tampering_is_detected,

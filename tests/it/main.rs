@@ -11,6 +11,7 @@ mod audit;
 mod config;
 mod e2e_faults;
 mod grants;
+mod grants_batch;
 mod grants_input;
 mod grants_races;
 mod health;

@@ -1,0 +1,125 @@
+//! Group commit for the grant transitions of the expiry path.
+//!
+//! Why it exists: under an expiry burst every revocation makes two state changes, each a
+//! transaction with its audit append, and every append serializes on the one audit chain head
+//! (the single SQLite connection, or the head row lock on PostgreSQL). Committing them one by
+//! one bounds revocations by commit latency. Here concurrent callers queue their
+//! compare-and-set; whoever gets the writer slot first runs everything queued in ONE
+//! transaction (the compare-and-sets in id order, then one audit entry per winner through
+//! [`audit::append_many`], then commit) and hands each caller its own result. Each caller
+//! still learns exactly whether its own compare-and-set won, and a state change still commits
+//! with its audit entry or not at all (I6); per-grant idempotence (I4) and the access lock (I5)
+//! are untouched because callers keep holding their own locks while they wait.
+//!
+//! What it must never do: hold the transaction across a network call, report success to a
+//! caller whose change did not commit, or let one caller's lost race fail another's change.
+//! An SQL error fails the whole batch (nothing committed) and every caller in it retries.
+
+use tokio::sync::oneshot;
+
+use super::error::GrantError;
+use super::repo::{self, Bind};
+use crate::audit::{self, NewEntry};
+use crate::clock::Clock;
+use crate::store::Store;
+
+/// One compare-and-set with the audit entry to append if it wins.
+pub(crate) struct Change {
+    pub id: String,
+    pub version: i64,
+    pub set: &'static str,
+    pub binds: Vec<Bind>,
+    pub entry: NewEntry,
+}
+
+struct Pending {
+    change: Change,
+    done: oneshot::Sender<Result<bool, String>>,
+}
+
+/// The queue and the writer slot. One per `GrantService`.
+#[derive(Default)]
+pub(crate) struct GroupCommit {
+    queue: std::sync::Mutex<Vec<Pending>>,
+    writer: tokio::sync::Mutex<()>,
+}
+
+impl GroupCommit {
+    /// Commits `change` (possibly together with other callers' changes). Returns whether this
+    /// caller's compare-and-set won.
+    pub(crate) async fn commit(
+        &self,
+        store: &Store,
+        clock: &Clock,
+        change: Change,
+    ) -> Result<bool, GrantError> {
+        let (done, mut rx) = oneshot::channel();
+        self.lock_queue().push(Pending { change, done });
+        // Leader/follower: whoever holds the writer slot commits everything queued so far. A
+        // follower that gets the slot after its change was committed just reads its result.
+        let _slot = self.writer.lock().await;
+        if let Some(r) = Self::ready(&mut rx) {
+            return r;
+        }
+        let batch = std::mem::take(&mut *self.lock_queue());
+        metrics::histogram!("jit_grant_commit_batch_size").record(batch.len() as f64);
+        let result = run_batch(store, clock, &batch).await;
+        for (i, p) in batch.into_iter().enumerate() {
+            let r = match &result {
+                Ok(won) => Ok(won.get(i).copied().unwrap_or(false)),
+                Err(e) => Err(crate::error::chain(e)),
+            };
+            let _ = p.done.send(r);
+        }
+        Self::ready(&mut rx)
+            .unwrap_or_else(|| Err(GrantError::GroupCommit("change was not committed".into())))
+    }
+
+    fn ready(rx: &mut oneshot::Receiver<Result<bool, String>>) -> Option<Result<bool, GrantError>> {
+        match rx.try_recv() {
+            Ok(r) => Some(r.map_err(GrantError::GroupCommit)),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            // The leader that took our change was dropped mid-batch: its transaction rolled back
+            // or its commit's outcome is unknown. Either way the caller retries (idempotent).
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(GrantError::GroupCommit(
+                "the batch carrying this change was abandoned".into(),
+            ))),
+        }
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        // A panic while pushing or taking cannot leave the Vec half-changed: keep using it.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One transaction: every compare-and-set (in id order, so two batches on PostgreSQL lock rows
+/// in the same order), then the winners' audit entries in one append, then commit. Returns
+/// whether each change (by its index in `batch`) won.
+async fn run_batch(
+    store: &Store,
+    clock: &Clock,
+    batch: &[Pending],
+) -> Result<Vec<bool>, GrantError> {
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by(|a, b| batch[*a].change.id.cmp(&batch[*b].change.id));
+    let mut won = vec![false; batch.len()];
+    let mut tx = store.begin().await?;
+    for &i in &order {
+        let c = &batch[i].change;
+        won[i] = repo::cas(tx.conn(), &c.id, c.version, c.set, c.binds.clone()).await?;
+    }
+    let entries: Vec<NewEntry> = batch
+        .iter()
+        .zip(&won)
+        .filter(|(_, w)| **w)
+        .map(|(p, _)| p.change.entry.clone())
+        .collect();
+    if entries.is_empty() {
+        tx.rollback().await?;
+        return Ok(won);
+    }
+    audit::append_many(&mut tx, clock, entries).await?;
+    tx.commit().await?;
+    Ok(won)
+}

@@ -41,6 +41,7 @@ pub async fn burst(server: &PrivateRedis, n: usize, create_concurrency: usize) {
     ] {
         *b = 100_000_000;
     }
+    let unlimited = sim_cfg.rate_limits.clone();
     let sim = okta_sim::spawn(sim_cfg).await.unwrap();
     let admin = sim.admin("bench@example.com");
     let users: Vec<String> = (0..n)
@@ -149,6 +150,23 @@ pub async fn burst(server: &PrivateRedis, n: usize, create_concurrency: usize) {
         measured,
         if created_by > t { " (WARNING: creation overran T)" } else { "" }
     );
+    // Rate-limited mode (`BENCH_OKTA_LIMIT` requests per `BENCH_OKTA_WINDOW_MS` on the group
+    // membership bucket): applied once every grant exists, so only the expiry burst is limited.
+    let limited = std::env::var("BENCH_OKTA_LIMIT")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .map(|limit| {
+            let window_ms = std::env::var("BENCH_OKTA_WINDOW_MS")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(60_000);
+            let mut rl = unlimited.clone();
+            rl.groups = limit;
+            rl.window_ms = window_ms;
+            sim.set_rate_limits(rl);
+            (limit, window_ms)
+        });
+    let rate_limited_before = okta_429s(&http, &base).await;
     let store = Store::connect(&config.database).await.unwrap();
     let started = Instant::now();
     let lateness: Vec<i64> = loop {
@@ -195,7 +213,33 @@ pub async fn burst(server: &PrivateRedis, n: usize, create_concurrency: usize) {
         (c1 - c0) as f64 / measured as f64,
         rss_kib() / 1024,
     );
+    if let Some((limit, window_ms)) = limited {
+        let allowed = f64::from(limit) * 1000.0 / window_ms as f64;
+        let achieved = measured as f64 * 1000.0 / span.max(1) as f64;
+        println!(
+            "rate-limited to {limit} per {window_ms} ms ({allowed:.1}/s): achieved {achieved:.1}/s = {:.3} of the allowed rate; \
+             429s received by the broker during the burst: {}",
+            achieved / allowed,
+            okta_429s(&http, &base).await - rate_limited_before,
+        );
+    }
     store.close().await;
     let _ = stop_tx.send(());
     let _ = app.await;
+}
+
+/// The broker's count of 429s from Okta, read from its own `/metrics`.
+async fn okta_429s(http: &reqwest::Client, base: &str) -> u64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("jit_okta_rate_limited_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }

@@ -175,9 +175,11 @@ impl Bucket {
             + margin_ms.max(self.learned_margin_ms);
         let new_window = match self.reset_ms {
             None => true,
-            // Our estimate of one reset moves by a few ms as the offset narrows; a later
-            // window is at least a second later.
-            Some(old) => reset_ms > old + 900 || recv_ms >= old,
+            // Our estimate of one reset moves by a few ms as the offset narrows; another window
+            // ends at least a second away from it. That includes an *earlier* reset: the org's
+            // limits changed (a DynamicScale change, an admin lowering a rate), and the server's
+            // word wins over keeping a longer window we would pace far too slowly over.
+            Some(old) => (reset_ms - old).abs() > 900 || recv_ms >= old,
         };
         let others = self.in_flight;
         if new_window {
@@ -284,6 +286,38 @@ mod tests {
         // 59 left over ~6 s: about 100 ms apart.
         let next = b.ready_at(1_000_011).unwrap();
         assert!((1_000_100..1_000_130).contains(&next), "{next}");
+    }
+
+    #[test]
+    fn an_earlier_reset_from_the_server_starts_a_new_window() {
+        // A 60 s window with a large budget, then the org's limit drops to a 6 s window: the
+        // new, earlier reset must replace the old one, or the small budget would be spread over
+        // the rest of the old minute (a tenth of the allowed rate).
+        let mut b = Bucket::default();
+        let mut off = ClockOffset::default();
+        b.on_dispatch(1_000_000);
+        off.observe(1000, 1_000_000, 1_000_010);
+        b.on_answer(
+            Some((&hdr(100_000, 99_999, 1060, 1000), &off)),
+            Some(200),
+            1_000_000,
+            1_000_010,
+            0,
+            0,
+        );
+        b.on_dispatch(1_000_020);
+        b.on_answer(
+            Some((&hdr(600, 599, 1006, 1000), &off)),
+            Some(200),
+            1_000_020,
+            1_000_030,
+            0,
+            0,
+        );
+        b.on_dispatch(1_000_030);
+        // 599 left over ~6 s: about 10 ms apart, not 100 ms (what a 60 s window would give).
+        let next = b.ready_at(1_000_031).unwrap();
+        assert!((1_000_035..1_000_045).contains(&next), "{next}");
     }
 
     #[test]

@@ -115,6 +115,26 @@ impl OktaClient {
         }
     }
 
+    /// A DELETE read the way every removal is: 2xx removed, 404 already gone (FACTS: treat both
+    /// as gone); any other answer is handed back for the caller to classify.
+    async fn delete(
+        &self,
+        op: &'static str,
+        template: &'static str,
+        segments: &[&str],
+        p: Priority,
+    ) -> Result<Result<Removal, Reply>, OktaError> {
+        let url = self.url(segments, &[])?;
+        let r = self
+            .call(op, Method::DELETE, template, url, None, p)
+            .await?;
+        Ok(match r.status {
+            200..=299 => Ok(Removal::Removed),
+            404 => Ok(Removal::AlreadyGone),
+            _ => Err(r),
+        })
+    }
+
     pub async fn get_user(
         &self,
         id_or_login: &str,
@@ -198,32 +218,15 @@ impl OktaClient {
         p: Priority,
     ) -> Result<Removal, OktaError> {
         self.require("provision_groups", |c| c.provision_groups)?;
-        let url = self.url(
-            &[
-                "api",
-                "v1",
-                "groups",
-                check_id(group_id)?,
-                "users",
-                check_id(user_id)?,
-            ],
-            &[],
-        )?;
-        let r = self
-            .call(
-                "remove_group_member",
-                Method::DELETE,
-                T_GROUP_USER,
-                url,
-                None,
-                p,
-            )
-            .await?;
-        match r.status {
-            200..=299 => Ok(Removal::Removed),
-            404 => Ok(Removal::AlreadyGone),
-            _ => Err(r.error()),
-        }
+        let (g, u) = (check_id(group_id)?, check_id(user_id)?);
+        self.delete(
+            "remove_group_member",
+            T_GROUP_USER,
+            &["api", "v1", "groups", g, "users", u],
+            p,
+        )
+        .await?
+        .map_err(|r| r.error())
     }
 
     pub async fn get_app_user(
@@ -287,20 +290,19 @@ impl OktaClient {
     ) -> Result<Removal, OktaError> {
         self.require("provision_apps", |c| c.provision_apps)?;
         let (a, u) = (check_id(app_id)?, check_id(user_id)?);
-        let url = self.url(&["api", "v1", "apps", a, "users", u], &[])?;
-        let r = self
-            .call(
+        let r = match self
+            .delete(
                 "unassign_app_user",
-                Method::DELETE,
                 T_APP_USER,
-                url,
-                None,
+                &["api", "v1", "apps", a, "users", u],
                 p,
             )
-            .await?;
+            .await?
+        {
+            Ok(removal) => return Ok(removal),
+            Err(r) => r,
+        };
         match r.status {
-            200..=299 => Ok(Removal::Removed),
-            404 => Ok(Removal::AlreadyGone),
             // A plain lack of permission (E0000006) or a bad credential is not inheritance.
             401 => Err(r.error()),
             400..=499 if r.error_code().as_deref() != Some("E0000006") => {
@@ -382,44 +384,29 @@ impl OktaClient {
         p: Priority,
     ) -> Result<Removal, OktaError> {
         self.require("manage_roles", |c| c.manage_roles)?;
-        let url = self.url(
-            &[
-                "api",
-                "v1",
-                "users",
-                check_id(user_id)?,
-                "roles",
-                check_id(assignment_id)?,
-            ],
-            &[],
-        )?;
-        let r = self
-            .call("unassign_role", Method::DELETE, T_USER_ROLE, url, None, p)
-            .await?;
-        match r.status {
-            200..=299 => Ok(Removal::Removed),
-            404 => Ok(Removal::AlreadyGone),
-            _ => Err(r.error()),
-        }
+        let (u, ra) = (check_id(user_id)?, check_id(assignment_id)?);
+        self.delete(
+            "unassign_role",
+            T_USER_ROLE,
+            &["api", "v1", "users", u, "roles", ra],
+            p,
+        )
+        .await?
+        .map_err(|r| r.error())
     }
 
     /// Ends all of the user's Okta sessions. A user who no longer exists has none: success.
     pub async fn end_sessions(&self, user_id: &str, p: Priority) -> Result<(), OktaError> {
-        let url = self.url(&["api", "v1", "users", check_id(user_id)?, "sessions"], &[])?;
-        let r = self
-            .call(
-                "end_sessions",
-                Method::DELETE,
-                T_USER_SESSIONS,
-                url,
-                None,
-                p,
-            )
-            .await?;
-        match r.status {
-            200..=299 | 404 => Ok(()),
-            _ => Err(r.error()),
-        }
+        let u = check_id(user_id)?;
+        self.delete(
+            "end_sessions",
+            T_USER_SESSIONS,
+            &["api", "v1", "users", u, "sessions"],
+            p,
+        )
+        .await?
+        .map(|_| ())
+        .map_err(|r| r.error())
     }
 }
 

@@ -434,16 +434,7 @@ async fn inherited_at_revoke_fails_permanently(db: Db) {
     assert_eq!(r.expire(&id(&g), 1).await, ExpiryOutcome::Failed);
     let due = r.due_entries().await.unwrap();
     assert!(due.iter().any(|d| d.grant_id == id(&g)));
-    let metrics = e
-        .app
-        .http
-        .get(e.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = e.app.metrics().await;
     assert!(metrics.contains("jit_grants_failed_total"), "{metrics}");
     e.audit_ok().await;
 }

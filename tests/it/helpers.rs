@@ -180,6 +180,18 @@ pub async fn spawn_app_with(db: TestDb, config: Config, options: RunOptions) -> 
 }
 
 impl TestApp {
+    /// The broker's Prometheus text from `/metrics` (panics if it does not answer).
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

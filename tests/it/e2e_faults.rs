@@ -25,7 +25,9 @@ use crate::helpers::{wait_until, Db, TestDb};
 
 const SESSIONS: &str = "/api/v1/users/{userId}/sessions";
 
-const PAIRS: [(&str, &str, &str); 7] = [
+/// The (user, resource, group) triples the default seed has no standing membership for
+/// (also used by `scheduler::crash`).
+pub(crate) const PAIRS: [(&str, &str, &str); 7] = [
     (ALICE, "prod-db-admin", PRODADMINS),
     (BOB, "prod-db-admin", PRODADMINS),
     (CAROL, "prod-db-admin", PRODADMINS),

@@ -143,21 +143,7 @@ pub async fn spawn_app(kind: Db) -> TestApp {
 }
 
 pub async fn spawn_app_with(db: TestDb, config: Config, options: RunOptions) -> TestApp {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let run_config = config.clone();
-    let handle = tokio::spawn(async move {
-        jit_broker::run_with(
-            run_config,
-            listener,
-            async move {
-                let _ = rx.await;
-            },
-            options,
-        )
-        .await
-    });
+    let (addr, tx, handle) = start_broker(config.clone(), options).await;
     let app = TestApp {
         addr,
         base: format!("http://{addr}"),
@@ -168,15 +154,46 @@ pub async fn spawn_app_with(db: TestDb, config: Config, options: RunOptions) -> 
         handle: Some(handle),
     };
     // Ready when /healthz answers (migrations have run by then: they precede binding routes).
-    wait_until(Duration::from_secs(30), || async {
-        app.http
-            .get(format!("{}/healthz", app.base))
+    wait_healthy(&app.http, &app.base, Duration::from_secs(30)).await;
+    app
+}
+
+/// `run_with(config)` on a fresh loopback port, in a spawned task: its address, the shutdown
+/// sender and the task. Does not wait for readiness (see [`wait_healthy`]).
+pub async fn start_broker(
+    config: Config,
+    options: RunOptions,
+) -> (
+    std::net::SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), RunError>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        jit_broker::run_with(
+            config,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+            options,
+        )
+        .await
+    });
+    (addr, tx, handle)
+}
+
+/// Polls `{base}/healthz` until it answers 2xx (panics after `timeout`, like `wait_until`).
+pub async fn wait_healthy(http: &reqwest::Client, base: &str, timeout: Duration) {
+    wait_until(timeout, || async {
+        http.get(format!("{base}/healthz"))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
     })
     .await;
-    app
 }
 
 impl TestApp {

@@ -112,13 +112,7 @@ impl ChildBroker {
         self.child = Some(cmd.spawn().unwrap());
         self.base = format!("http://127.0.0.1:{port}");
         let (http, base) = (self.http.clone(), self.base.clone());
-        wait_until(Duration::from_secs(60), || async {
-            http.get(format!("{base}/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        })
-        .await;
+        crate::helpers::wait_healthy(&http, &base, Duration::from_secs(60)).await;
     }
 
     fn log_path(&self, n: u32) -> PathBuf {

@@ -185,6 +185,61 @@ pub async fn start_broker(
     (addr, tx, handle)
 }
 
+/// `POST {base}{path}` as the admin token: status and JSON body (`null` if not JSON).
+pub async fn admin_post(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let r = http
+        .post(format!("{base}{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// `GET {base}{path}` as the admin token: status and JSON body (`null` if not JSON).
+pub async fn admin_get(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let r = http
+        .get(format!("{base}{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Creates a grant over HTTP as the admin and asserts it is `201` and `active`.
+pub async fn create_active_grant(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    resource: &str,
+    duration: &str,
+    reason: &str,
+) -> serde_json::Value {
+    let (s, g) = admin_post(
+        http,
+        base,
+        "/v1/grants",
+        serde_json::json!({"user": user, "resource": resource, "duration": duration, "reason": reason}),
+    )
+    .await;
+    assert_eq!(s, reqwest::StatusCode::CREATED, "{g}");
+    assert_eq!(g["state"], "active", "{g}");
+    g
+}
+
 /// Polls `{base}/healthz` until it answers 2xx (panics after `timeout`, like `wait_until`).
 pub async fn wait_healthy(http: &reqwest::Client, base: &str, timeout: Duration) {
     wait_until(timeout, || async {

@@ -211,19 +211,11 @@ pub async fn list_grants(http: &reqwest::Client, base: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let mut url = format!("{base}/v1/grants?limit=500");
+        let mut path = "/v1/grants?limit=500".to_string();
         if let Some(a) = &after {
-            url.push_str(&format!("&after={a}"));
+            path.push_str(&format!("&after={a}"));
         }
-        let page: Value = http
-            .get(url)
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, page) = admin_get(http, base, &path).await;
         out.extend(page["grants"].as_array().unwrap().iter().cloned());
         match page["next_after"].as_str() {
             Some(a) => after = Some(a.to_string()),

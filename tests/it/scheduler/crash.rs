@@ -18,7 +18,7 @@ use crate::e2e_faults::child::{
 };
 use crate::e2e_faults::PAIRS;
 use crate::grants::{id, okta_config, ALICE, CAROL, ONCALL, PAYROLL, POLICY, PRODADMINS};
-use crate::helpers::{base_config, wait_until, Db, TestDb, ADMIN_TOKEN};
+use crate::helpers::{admin_get, base_config, wait_until, Db, TestDb, ADMIN_TOKEN};
 
 const MEMBERSHIP: &str = "/api/v1/groups/{groupId}/users/{userId}";
 
@@ -155,15 +155,12 @@ async fn an_expiry_killed_mid_flight_is_finished_by_another_replica() {
         || async { state().await == "revoked" },
     )
     .await;
-    let g: Value = http
-        .get(format!("http://{addr}/v1/grants/{gid}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, g) = admin_get(
+        &http,
+        &format!("http://{addr}"),
+        &format!("/v1/grants/{gid}"),
+    )
+    .await;
     eprintln!(
         "kill -9 mid-expiry: revoked {} ms after expires_at",
         g["ended_at"].as_i64().unwrap() - g["expires_at"].as_i64().unwrap()

@@ -19,6 +19,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/broker.rs"]
+mod broker;
 #[path = "expiry/grants.rs"]
 mod grants_mode;
 #[path = "../tests/it/scheduler/private_redis.rs"]

@@ -15,26 +15,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use jit_broker::auth::{hash_token, Role};
 use jit_broker::clock::Clock;
-use jit_broker::config::{Config, TokenConfig};
 use jit_broker::grants::GrantService;
-use jit_broker::okta::{OktaAuthMethod, OktaClient};
+use jit_broker::okta::OktaClient;
 use jit_broker::policy::{Policy, PolicyHandle};
 use jit_broker::redis_conn::RedisConn;
 use jit_broker::scheduler::{ExpiryHandler, ExpiryOutcome};
 use jit_broker::store::Store;
-use jit_broker::RunOptions;
 
-const POLICY: &str = r#"
-[[resource]]
-name = "prod-db-admin"
-kind = "okta_group"
-okta_id = "00g1prodadmins000001"
-default_duration = "1h"
-max_duration = "4h"
-approvals_required = 0
-"#;
+#[path = "support/broker.rs"]
+mod broker;
+use broker::{GROUP, POLICY};
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -60,66 +51,13 @@ fn summary(label: &str, mut lat: Vec<Duration>, wall: Duration) {
 async fn main() {
     let n = env_num("BENCH_GRANTS", 300);
     let conc = env_num("BENCH_CONCURRENCY", 8);
-    let mut sim_cfg = okta_sim::SimConfig::default();
-    sim_cfg.rate_limits.window_ms = 60_000;
-    for b in [
-        &mut sim_cfg.rate_limits.groups,
-        &mut sim_cfg.rate_limits.group_by_id,
-        &mut sim_cfg.rate_limits.apps,
-        &mut sim_cfg.rate_limits.users,
-        &mut sim_cfg.rate_limits.other,
-    ] {
-        *b = 10_000_000;
-    }
-    let sim = okta_sim::spawn(sim_cfg).await.unwrap();
-    let admin = sim.admin("bench@example.com");
-    let users: Vec<String> = (0..n)
-        .map(|i| {
-            admin
-                .create_user(&format!("bench{i}@example.com"), "Bench", &format!("U{i}"))
-                .unwrap()
-        })
-        .collect();
-
+    let (sim, _, users) = broker::sim_with_users("bench", n).await;
     let dir = tempfile::tempdir().unwrap();
-    let policy_path = dir.path().join("policy.toml");
-    std::fs::write(&policy_path, POLICY).unwrap();
-    let mut config = Config::load_with_env(None, Vec::new()).unwrap();
-    config.database.url = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    let mut config = broker::config(dir.path(), &sim);
     config.redis.key_prefix = format!("bench{}", uuid::Uuid::new_v4().simple());
-    config.okta.base_url = sim.base_url();
-    config.okta.auth = OktaAuthMethod::Ssws;
-    config.okta.api_token = Some(secrecy::SecretString::from("sim-super-admin-token"));
-    config.policy.file = Some(policy_path);
-    config.auth.tokens = vec![TokenConfig {
-        name: "bench".into(),
-        roles: vec![Role::Admin],
-        sha256: hash_token("bench-token"),
-    }];
     config.log.level = "warn".into();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let run_cfg = config.clone();
-    let app = tokio::spawn(async move {
-        jit_broker::run_with(
-            run_cfg,
-            listener,
-            async move {
-                let _ = stop_rx.await;
-            },
-            RunOptions::default(),
-        )
-        .await
-    });
-    let http = reqwest::Client::new();
-    for _ in 0..300 {
-        if http.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let app = broker::Broker::start(config.clone()).await;
+    let (http, base) = (app.http.clone(), app.base.clone());
     let store_kind = if config.database.url.starts_with("sqlite") {
         "sqlite"
     } else {
@@ -183,10 +121,7 @@ async fn main() {
         "okta writes: {:.2} PUT per grant, {:.2} DELETE per expiry; members left: {}",
         puts as f64 / n as f64,
         deletes as f64 / n as f64,
-        users
-            .iter()
-            .filter(|u| sim.is_member("00g1prodadmins000001", u))
-            .count()
+        users.iter().filter(|u| sim.is_member(GROUP, u)).count()
     );
 
     // End to end through the broker's own scheduler: short grants, then how late after
@@ -217,7 +152,7 @@ async fn main() {
     while !pending.is_empty() && Instant::now() < deadline {
         let now = chrono::Utc::now().timestamp_millis();
         pending.retain(|(u, exp)| {
-            if sim.is_member("00g1prodadmins000001", u) {
+            if sim.is_member(GROUP, u) {
                 true
             } else {
                 lateness.push(Duration::from_millis((now - exp).max(0) as u64));
@@ -236,6 +171,5 @@ async fn main() {
         pct(0.99).as_secs_f64() * 1e3,
         lateness.last().unwrap().as_secs_f64() * 1e3,
     );
-    let _ = stop_tx.send(());
-    let _ = app.await;
+    app.stop().await;
 }

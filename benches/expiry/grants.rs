@@ -9,55 +9,17 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use jit_broker::auth::{hash_token, Role};
-use jit_broker::config::{Config, TokenConfig};
-use jit_broker::okta::OktaAuthMethod;
 use jit_broker::store::Store;
-use jit_broker::RunOptions;
 use sqlx::Row;
 
+use super::broker::{self, GROUP};
 use super::private_redis::PrivateRedis;
 use super::{pct, rss_kib};
 
-const GROUP: &str = "00g1prodadmins000001";
-const POLICY: &str = r#"
-[[resource]]
-name = "prod-db-admin"
-kind = "okta_group"
-okta_id = "00g1prodadmins000001"
-default_duration = "1h"
-max_duration = "4h"
-approvals_required = 0
-"#;
-
 pub async fn burst(server: &PrivateRedis, n: usize, create_concurrency: usize) {
-    let mut sim_cfg = okta_sim::SimConfig::default();
-    for b in [
-        &mut sim_cfg.rate_limits.groups,
-        &mut sim_cfg.rate_limits.group_by_id,
-        &mut sim_cfg.rate_limits.apps,
-        &mut sim_cfg.rate_limits.users,
-        &mut sim_cfg.rate_limits.other,
-    ] {
-        *b = 100_000_000;
-    }
-    let unlimited = sim_cfg.rate_limits.clone();
-    let sim = okta_sim::spawn(sim_cfg).await.unwrap();
-    let admin = sim.admin("bench@example.com");
-    let users: Vec<String> = (0..n)
-        .map(|i| {
-            admin
-                .create_user(&format!("burst{i}@example.com"), "Bench", &format!("U{i}"))
-                .unwrap()
-        })
-        .collect();
-
+    let (sim, unlimited, users) = broker::sim_with_users("burst", n).await;
     let dir = tempfile::tempdir().unwrap();
-    let policy_path = dir.path().join("policy.toml");
-    std::fs::write(&policy_path, POLICY).unwrap();
-    let mut config = Config::load_with_env(None, Vec::new()).unwrap();
-    config.database.url = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    let mut config = broker::config(dir.path(), &sim);
     config.redis.url = server.url.clone();
     if let Some(c) = std::env::var("BENCH_CONCURRENCY")
         .ok()
@@ -66,37 +28,8 @@ pub async fn burst(server: &PrivateRedis, n: usize, create_concurrency: usize) {
         config.scheduler.concurrency = c;
     }
     config.redis.key_prefix = format!("grants{n}");
-    config.okta.base_url = sim.base_url();
-    config.okta.auth = OktaAuthMethod::Ssws;
-    config.okta.api_token = Some(secrecy::SecretString::from("sim-super-admin-token"));
-    config.policy.file = Some(policy_path);
-    config.auth.tokens = vec![TokenConfig {
-        name: "bench".into(),
-        roles: vec![Role::Admin],
-        sha256: hash_token("bench-token"),
-    }];
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let run_cfg = config.clone();
-    let app = tokio::spawn(async move {
-        jit_broker::run_with(
-            run_cfg,
-            listener,
-            async move {
-                let _ = stop_rx.await;
-            },
-            RunOptions::default(),
-        )
-        .await
-    });
-    let http = reqwest::Client::new();
-    for _ in 0..600 {
-        if http.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let app = broker::Broker::start(config.clone()).await;
+    let (http, base) = (app.http.clone(), app.base.clone());
 
     // Creation rate from a first slice, then T far enough ahead for the rest.
     let create = |u: String, expire_at: Option<i64>| {
@@ -224,8 +157,7 @@ pub async fn burst(server: &PrivateRedis, n: usize, create_concurrency: usize) {
         );
     }
     store.close().await;
-    let _ = stop_tx.send(());
-    let _ = app.await;
+    app.stop().await;
 }
 
 /// The broker's count of 429s from Okta, read from its own `/metrics`.

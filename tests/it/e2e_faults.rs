@@ -25,7 +25,9 @@ use crate::helpers::{wait_until, Db, TestDb};
 
 const SESSIONS: &str = "/api/v1/users/{userId}/sessions";
 
-const PAIRS: [(&str, &str, &str); 7] = [
+/// The (user, resource, group) triples the default seed has no standing membership for
+/// (also used by `scheduler::crash`).
+pub(crate) const PAIRS: [(&str, &str, &str); 7] = [
     (ALICE, "prod-db-admin", PRODADMINS),
     (BOB, "prod-db-admin", PRODADMINS),
     (CAROL, "prod-db-admin", PRODADMINS),
@@ -221,7 +223,7 @@ async fn a_persistent_403_on_removal_ends_failed_with_its_error(db: Db) {
         c.scheduler.failed_retry_interval = Duration::from_secs(1);
     })
     .await;
-    let failed_before = metric(&global_metrics(&e).await, "jit_grants_failed_total", &[]);
+    let failed_before = metric(&e.app.metrics().await, "jit_grants_failed_total", &[]);
     e.sim.set_faults(FaultConfig::route(
         "DELETE",
         MEMBERSHIP,
@@ -241,7 +243,7 @@ async fn a_persistent_403_on_removal_ends_failed_with_its_error(db: Db) {
     assert!(err.contains("403"), "last_error kept: {g}");
     assert!(g["next_retry_at"].is_i64(), "{g}");
     assert!(e.sim.is_member(PRODADMINS, BOB));
-    let failed_after = metric(&global_metrics(&e).await, "jit_grants_failed_total", &[]);
+    let failed_after = metric(&e.app.metrics().await, "jit_grants_failed_total", &[]);
     assert!(
         failed_after >= failed_before + 1.0,
         "{failed_before} -> {failed_after}"
@@ -260,18 +262,6 @@ async fn a_persistent_403_on_removal_ends_failed_with_its_error(db: Db) {
     .await;
     assert!(!e.sim.is_member(PRODADMINS, BOB));
     e.audit_ok().await;
-}
-
-async fn global_metrics(e: &crate::grants::Env) -> String {
-    e.app
-        .http
-        .get(e.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 async fn revoked(e: &crate::grants::Env, ids: &[String]) -> usize {

@@ -153,43 +153,24 @@ impl Env {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let r = self
-            .app
-            .http
-            .post(self.app.url(path))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let s = r.status();
-        (s, r.json().await.unwrap_or(Value::Null))
+        admin_post(&self.app.http, &self.app.base, path, body).await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let r = self
-            .app
-            .http
-            .get(self.app.url(path))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        let s = r.status();
-        (s, r.json().await.unwrap_or(Value::Null))
+        admin_get(&self.app.http, &self.app.base, path).await
     }
 
     /// Creates a grant and expects it active.
     pub async fn grant(&self, user: &str, resource: &str, duration: &str) -> Value {
-        let (s, g) = self
-            .post(
-                "/v1/grants",
-                json!({"user": user, "resource": resource, "duration": duration, "reason": "test"}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{g}");
-        assert_eq!(g["state"], "active", "{g}");
-        g
+        create_active_grant(
+            &self.app.http,
+            &self.app.base,
+            user,
+            resource,
+            duration,
+            "test",
+        )
+        .await
     }
 
     pub async fn state(&self, id: &str) -> String {
@@ -434,16 +415,7 @@ async fn inherited_at_revoke_fails_permanently(db: Db) {
     assert_eq!(r.expire(&id(&g), 1).await, ExpiryOutcome::Failed);
     let due = r.due_entries().await.unwrap();
     assert!(due.iter().any(|d| d.grant_id == id(&g)));
-    let metrics = e
-        .app
-        .http
-        .get(e.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = e.app.metrics().await;
     assert!(metrics.contains("jit_grants_failed_total"), "{metrics}");
     e.audit_ok().await;
 }

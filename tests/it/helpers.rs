@@ -143,21 +143,7 @@ pub async fn spawn_app(kind: Db) -> TestApp {
 }
 
 pub async fn spawn_app_with(db: TestDb, config: Config, options: RunOptions) -> TestApp {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let run_config = config.clone();
-    let handle = tokio::spawn(async move {
-        jit_broker::run_with(
-            run_config,
-            listener,
-            async move {
-                let _ = rx.await;
-            },
-            options,
-        )
-        .await
-    });
+    let (addr, tx, handle) = start_broker(config.clone(), options).await;
     let app = TestApp {
         addr,
         base: format!("http://{addr}"),
@@ -168,18 +154,116 @@ pub async fn spawn_app_with(db: TestDb, config: Config, options: RunOptions) -> 
         handle: Some(handle),
     };
     // Ready when /healthz answers (migrations have run by then: they precede binding routes).
-    wait_until(Duration::from_secs(30), || async {
-        app.http
-            .get(format!("{}/healthz", app.base))
+    wait_healthy(&app.http, &app.base, Duration::from_secs(30)).await;
+    app
+}
+
+/// `run_with(config)` on a fresh loopback port, in a spawned task: its address, the shutdown
+/// sender and the task. Does not wait for readiness (see [`wait_healthy`]).
+pub async fn start_broker(
+    config: Config,
+    options: RunOptions,
+) -> (
+    std::net::SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), RunError>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        jit_broker::run_with(
+            config,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+            options,
+        )
+        .await
+    });
+    (addr, tx, handle)
+}
+
+/// `POST {base}{path}` as the admin token: status and JSON body (`null` if not JSON).
+pub async fn admin_post(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let r = http
+        .post(format!("{base}{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// `GET {base}{path}` as the admin token: status and JSON body (`null` if not JSON).
+pub async fn admin_get(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let r = http
+        .get(format!("{base}{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Creates a grant over HTTP as the admin and asserts it is `201` and `active`.
+pub async fn create_active_grant(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    resource: &str,
+    duration: &str,
+    reason: &str,
+) -> serde_json::Value {
+    let (s, g) = admin_post(
+        http,
+        base,
+        "/v1/grants",
+        serde_json::json!({"user": user, "resource": resource, "duration": duration, "reason": reason}),
+    )
+    .await;
+    assert_eq!(s, reqwest::StatusCode::CREATED, "{g}");
+    assert_eq!(g["state"], "active", "{g}");
+    g
+}
+
+/// Polls `{base}/healthz` until it answers 2xx (panics after `timeout`, like `wait_until`).
+pub async fn wait_healthy(http: &reqwest::Client, base: &str, timeout: Duration) {
+    wait_until(timeout, || async {
+        http.get(format!("{base}/healthz"))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
     })
     .await;
-    app
 }
 
 impl TestApp {
+    /// The broker's Prometheus text from `/metrics` (panics if it does not answer).
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -254,15 +254,7 @@ async fn readyz_reports_okta() {
     assert!(v["okta"].is_object(), "{v}");
     assert!(!v.to_string().contains(okta_sim::SUPER_ADMIN_TOKEN));
     // The probe's calls are counted by operation and outcome.
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("jit_okta_requests_total{op=\"probe_me\""),
         "{metrics}"

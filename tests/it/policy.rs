@@ -210,16 +210,7 @@ async fn sighup_reloads_the_policy() {
     own.recv().await;
     // The refusal is counted; the old policy (with `user-admin`) still serves.
     wait_until(Duration::from_secs(10), || async {
-        let m = e
-            .app
-            .http
-            .get(e.app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = e.app.metrics().await;
         m.lines()
             .any(|l| l.starts_with("jit_policy_reloads_total{outcome=\"error\"}"))
     })

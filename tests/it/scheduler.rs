@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use jit_broker::clock::Clock;
 use jit_broker::scheduler::{ExpiryOutcome, Scheduler, TimeSource};
-use rig::{fast_config, redis_at, zscore, Replica, TestHandler};
+use rig::{fast_config, redis_at, wait_unindexed, zscore, Replica, TestHandler};
 
 use crate::helpers::{redis_url, unique_prefix, wait_until};
 
@@ -59,10 +59,7 @@ async fn fires_at_due_time_and_never_before() {
     );
     assert_eq!(calls[0].attempt, 1);
     assert!(calls[0].effective);
-    wait_until(WAIT, || async {
-        zscore(&redis, &index.index_key(), "g1").await.is_none()
-    })
-    .await;
+    wait_unindexed(&redis, &index.index_key(), "g1").await;
     r.stop().await;
 }
 
@@ -216,10 +213,7 @@ async fn reschedule_moves_the_due_time() {
     let calls = h.calls_for("g1");
     assert!(calls[1].at_ms >= later);
     assert!(calls[1].effective);
-    wait_until(WAIT, || async {
-        zscore(&redis, &index.index_key(), "g1").await.is_none()
-    })
-    .await;
+    wait_unindexed(&redis, &index.index_key(), "g1").await;
     r.stop().await;
 }
 

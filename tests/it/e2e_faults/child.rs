@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use jit_broker::auth::hash_token;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::grants::POLICY;
-use crate::helpers::{base_config, redis_url, unique_prefix, wait_until, TestDb, ADMIN_TOKEN};
+use crate::helpers::{
+    admin_get, base_config, create_active_grant, redis_url, unique_prefix, wait_until, TestDb,
+    ADMIN_TOKEN,
+};
 
 pub const MEMBERSHIP: &str = "/api/v1/groups/{groupId}/users/{userId}";
 
@@ -112,13 +115,7 @@ impl ChildBroker {
         self.child = Some(cmd.spawn().unwrap());
         self.base = format!("http://127.0.0.1:{port}");
         let (http, base) = (self.http.clone(), self.base.clone());
-        wait_until(Duration::from_secs(60), || async {
-            http.get(format!("{base}/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        })
-        .await;
+        crate::helpers::wait_healthy(&http, &base, Duration::from_secs(60)).await;
     }
 
     fn log_path(&self, n: u32) -> PathBuf {
@@ -137,33 +134,13 @@ impl ChildBroker {
         self.spawn().await;
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        post(&self.http, &self.base, path, body).await
-    }
-
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        let s = r.status();
-        (s, r.json().await.unwrap_or(Value::Null))
+        admin_get(&self.http, &self.base, path).await
     }
 
     /// Creates a grant and expects it active.
     pub async fn grant(&self, user: &str, resource: &str, duration: &str) -> Value {
-        let (s, g) = self
-            .post(
-                "/v1/grants",
-                json!({"user": user, "resource": resource, "duration": duration, "reason": "e2e"}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{g}");
-        assert_eq!(g["state"], "active", "{g}");
-        g
+        create_active_grant(&self.http, &self.base, user, resource, duration, "e2e").await
     }
 
     /// Every grant, through `GET /v1/grants` (paged).
@@ -230,40 +207,15 @@ impl Drop for ChildBroker {
     }
 }
 
-pub async fn post(
-    http: &reqwest::Client,
-    base: &str,
-    path: &str,
-    body: Value,
-) -> (StatusCode, Value) {
-    let r = http
-        .post(format!("{base}{path}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let s = r.status();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
 pub async fn list_grants(http: &reqwest::Client, base: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let mut url = format!("{base}/v1/grants?limit=500");
+        let mut path = "/v1/grants?limit=500".to_string();
         if let Some(a) = &after {
-            url.push_str(&format!("&after={a}"));
+            path.push_str(&format!("&after={a}"));
         }
-        let page: Value = http
-            .get(url)
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, page) = admin_get(http, base, &path).await;
         out.extend(page["grants"].as_array().unwrap().iter().cloned());
         match page["next_after"].as_str() {
             Some(a) => after = Some(a.to_string()),

@@ -16,10 +16,9 @@ use tokio::net::TcpListener;
 use crate::e2e_faults::child::{
     removals, removals_of, sim_memberships, unexplained_access, ChildBroker, Overrides,
 };
-use crate::grants::{
-    id, okta_config, ALICE, BOB, CAROL, DAVE, ONCALL, PAYROLL, POLICY, PRODADMINS,
-};
-use crate::helpers::{base_config, wait_until, Db, TestDb, ADMIN_TOKEN};
+use crate::e2e_faults::PAIRS;
+use crate::grants::{id, okta_config, ALICE, CAROL, ONCALL, PAYROLL, POLICY, PRODADMINS};
+use crate::helpers::{admin_get, base_config, wait_until, Db, TestDb, ADMIN_TOKEN};
 
 const MEMBERSHIP: &str = "/api/v1/groups/{groupId}/users/{userId}";
 
@@ -98,13 +97,7 @@ async fn an_expiry_killed_mid_flight_is_finished_by_another_replica() {
     );
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    wait_until(Duration::from_secs(60), || async {
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
+    crate::helpers::wait_healthy(&http, &base, Duration::from_secs(60)).await;
 
     let r = http
         .post(format!("{base}/v1/grants"))
@@ -162,15 +155,12 @@ async fn an_expiry_killed_mid_flight_is_finished_by_another_replica() {
         || async { state().await == "revoked" },
     )
     .await;
-    let g: Value = http
-        .get(format!("http://{addr}/v1/grants/{gid}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, g) = admin_get(
+        &http,
+        &format!("http://{addr}"),
+        &format!("/v1/grants/{gid}"),
+    )
+    .await;
     eprintln!(
         "kill -9 mid-expiry: revoked {} ms after expires_at",
         g["ended_at"].as_i64().unwrap() - g["expires_at"].as_i64().unwrap()
@@ -192,17 +182,6 @@ async fn an_expiry_killed_mid_flight_is_finished_by_another_replica() {
 fn tdb_config(tdb: &TestDb) -> jit_broker::config::DatabaseConfig {
     base_config(tdb).database
 }
-
-/// The (user, group) pairs the default seed has no standing membership for.
-const PAIRS: [(&str, &str, &str); 7] = [
-    (ALICE, "prod-db-admin", PRODADMINS),
-    (BOB, "prod-db-admin", PRODADMINS),
-    (CAROL, "prod-db-admin", PRODADMINS),
-    (DAVE, "prod-db-admin", PRODADMINS),
-    (ALICE, "oncall", ONCALL),
-    (BOB, "oncall", ONCALL),
-    (DAVE, "oncall", ONCALL),
-];
 
 fn pairs() -> Vec<(String, String)> {
     PAIRS

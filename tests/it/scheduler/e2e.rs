@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use jit_broker::RunOptions;
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::grants::{env, env_with, id, Env, ALICE, ONCALL, POLICY, PRODADMINS};
@@ -24,29 +23,11 @@ struct ExtraReplica {
 
 impl ExtraReplica {
     async fn start(e: &Env) -> ExtraReplica {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel::<()>();
-        let config = e.app.config.clone();
-        let handle = tokio::spawn(async move {
-            jit_broker::run_with(
-                config,
-                listener,
-                async move {
-                    let _ = rx.await;
-                },
-                RunOptions::default(),
-            )
-            .await
-        });
+        let (addr, tx, handle) =
+            crate::helpers::start_broker(e.app.config.clone(), RunOptions::default()).await;
+        let base = format!("http://{addr}");
         let http = reqwest::Client::new();
-        wait_until(Duration::from_secs(30), || async {
-            http.get(format!("{base}/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        })
-        .await;
+        crate::helpers::wait_healthy(&http, &base, Duration::from_secs(30)).await;
         ExtraReplica {
             base,
             stop: Some(tx),

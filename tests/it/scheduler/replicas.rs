@@ -8,7 +8,10 @@ use jit_broker::clock::Clock;
 use jit_broker::scheduler::{ExpiryOutcome, TimeSource};
 
 use super::private_redis::PrivateRedis;
-use super::rig::{fast_config, redis_at, zscore, Replica, TestHandler};
+use super::rig::{
+    fast_config, private_replica, redis_at, schedule_spread, wait_unindexed, zscore, Replica,
+    TestHandler,
+};
 use super::WAIT;
 use crate::helpers::{redis_url, unique_prefix, wait_until};
 
@@ -77,24 +80,12 @@ async fn flushall_mid_run_is_detected_and_rebuilt_without_missing_anything() {
     let server = PrivateRedis::start();
     let clock = Clock::tokio();
     let h = TestHandler::new(clock.clone());
-    let redis = redis_at(&server.url, "jit").await;
-    let r = Replica::start(
-        redis.clone(),
-        clock.clone(),
-        fast_config(),
-        h.clone(),
-        TimeSource::Clock,
-    );
-    wait_until(WAIT, || async { r.scheduler.rebuilds() >= 1 }).await;
+    let (r, redis) = private_replica(&server.url, &clock, &h).await;
     let index = r.scheduler.index();
     let n = 300;
     let base = clock.now_ms() + 200;
-    for i in 0..n {
-        let id = format!("g{i}");
-        let due = base + i as i64 * 5; // spread over 1.5 s
-        h.add(&id, due);
-        index.schedule(&id, due).await.unwrap();
-    }
+    // spread over 1.5 s
+    schedule_spread(&h, &index, n, base, 5).await;
     wait_until(WAIT, || async { h.calls().len() >= 20 }).await;
     server.flushall();
     wait_until(Duration::from_secs(30), || async { h.pending_count() == 0 }).await;
@@ -201,10 +192,7 @@ async fn a_slow_expiry_keeps_its_lease_and_is_not_run_twice() {
     .await;
     assert_eq!(h.started("g1"), 1, "the other replica took a held lease");
     gate.add_permits(1);
-    wait_until(WAIT, || async {
-        zscore(&redis, &index.index_key(), "g1").await.is_none()
-    })
-    .await;
+    wait_unindexed(&redis, &index.index_key(), "g1").await;
     assert_eq!(h.started("g1"), 1);
     assert!(h.calls_for("g1")[0].effective);
     for r in replicas {
@@ -217,24 +205,12 @@ async fn redis_restart_without_persistence_loses_nothing() {
     let mut server = PrivateRedis::start();
     let clock = Clock::tokio();
     let h = TestHandler::new(clock.clone());
-    let redis = redis_at(&server.url, "jit").await;
-    let r = Replica::start(
-        redis.clone(),
-        clock.clone(),
-        fast_config(),
-        h.clone(),
-        TimeSource::Clock,
-    );
-    wait_until(WAIT, || async { r.scheduler.rebuilds() >= 1 }).await;
+    let (r, _) = private_replica(&server.url, &clock, &h).await;
     let index = r.scheduler.index();
     let n = 200;
     let base = clock.now_ms() + 200;
-    for i in 0..n {
-        let id = format!("g{i}");
-        let due = base + i as i64 * 10; // spread over 2 s
-        h.add(&id, due);
-        index.schedule(&id, due).await.unwrap();
-    }
+    // spread over 2 s
+    schedule_spread(&h, &index, n, base, 10).await;
     wait_until(WAIT, || async { h.calls().len() >= 10 }).await;
     // The worker's connection, the wake-up subscription and the whole index go with it.
     tokio::task::block_in_place(|| server.restart_empty());

@@ -12,7 +12,8 @@ use jit_broker::clock::Clock;
 use jit_broker::config::RedisConfig;
 use jit_broker::redis_conn::RedisConn;
 use jit_broker::scheduler::{
-    BoxError, DueEntry, ExpiryHandler, ExpiryOutcome, Scheduler, SchedulerConfig, TimeSource,
+    BoxError, DueEntry, ExpiryHandler, ExpiryIndex, ExpiryOutcome, Scheduler, SchedulerConfig,
+    TimeSource,
 };
 use jit_broker::tasks::Tasks;
 use tokio::sync::Semaphore;
@@ -246,6 +247,49 @@ impl Replica {
 impl Drop for Replica {
     fn drop(&mut self) {
         self.tasks.cancel_token().cancel();
+    }
+}
+
+/// Waits (up to `WAIT`) until `id` has left the expiry index `index_key`.
+pub async fn wait_unindexed(redis: &RedisConn, index_key: &str, id: &str) {
+    crate::helpers::wait_until(super::WAIT, || async {
+        zscore(redis, index_key, id).await.is_none()
+    })
+    .await;
+}
+
+/// A replica on its own Redis `url` (prefix `jit`), fast config, time from `clock`, started
+/// and through its first index rebuild.
+pub async fn private_replica(
+    url: &str,
+    clock: &Clock,
+    handler: &Arc<TestHandler>,
+) -> (Replica, RedisConn) {
+    let redis = redis_at(url, "jit").await;
+    let r = Replica::start(
+        redis.clone(),
+        clock.clone(),
+        fast_config(),
+        handler.clone(),
+        TimeSource::Clock,
+    );
+    crate::helpers::wait_until(super::WAIT, || async { r.scheduler.rebuilds() >= 1 }).await;
+    (r, redis)
+}
+
+/// Registers and schedules `n` grants `g0..`, the i-th due at `base + i * step_ms`.
+pub async fn schedule_spread(
+    handler: &TestHandler,
+    index: &ExpiryIndex,
+    n: usize,
+    base: i64,
+    step_ms: i64,
+) {
+    for i in 0..n {
+        let id = format!("g{i}");
+        let due = base + i as i64 * step_ms;
+        handler.add(&id, due);
+        index.schedule(&id, due).await.unwrap();
     }
 }
 

@@ -98,29 +98,30 @@ pub async fn run_with(
     let redis = RedisConn::connect(&config.redis).await?;
     let tasks = Tasks::new();
     let okta = if config.okta.is_configured() {
-        let client = okta::OktaClient::new(&config.okta, options.clock.clone())?;
-        // Capabilities are learnt in the background: an Okta outage at start must not keep
-        // the broker (and its expiry of existing grants) from starting.
-        let probe = client.clone();
-        let cancel = tasks.cancel_token();
-        tasks.spawn("okta-capability-probe", async move {
-            probe.probe_until_known(cancel).await;
-        });
-        Some(client)
+        Some(okta::OktaClient::new(&config.okta, options.clock.clone())?)
     } else {
         tracing::warn!("[okta] is not configured: grants and revocations cannot reach Okta");
         None
     };
     let clock = options.clock;
+    // The policy check probes the credential's capabilities once; when Okta did not answer it,
+    // a background task keeps trying (an Okta outage must not keep the broker, and its expiry of
+    // existing grants, from starting). One probe at start, not two racing each other.
     let policy = match start_policy(&config, okta.as_ref()).await {
         Ok(p) => p,
         Err(e) => {
-            // The probe task is already running: stop it before reporting the failed start.
-            tasks.shutdown(config.server.shutdown_grace).await;
             store.close().await;
             return Err(e);
         }
     };
+    if let Some(client) = okta.clone() {
+        if client.capabilities().is_none() {
+            let cancel = tasks.cancel_token();
+            tasks.spawn("okta-capability-probe", async move {
+                client.probe_until_known(cancel).await;
+            });
+        }
+    }
     policy::reload::spawn_sighup_listener(&tasks, policy.clone(), okta.clone());
     let grants = okta.clone().map(|okta| {
         grants::GrantService::new(

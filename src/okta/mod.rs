@@ -141,6 +141,9 @@ impl OktaClient {
     pub async fn probe_until_known(&self, cancel: tokio_util::sync::CancellationToken) {
         let mut wait_ms: i64 = 1000;
         loop {
+            if self.capabilities().is_some() {
+                return;
+            }
             match self.probe_capabilities().await {
                 Ok(_) => return,
                 Err(e) => {

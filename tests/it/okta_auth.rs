@@ -252,6 +252,8 @@ async fn readyz_reports_okta() {
     .await;
     let v = body.into_inner().unwrap();
     assert!(v["okta"].is_object(), "{v}");
+    // One probe at start (the policy check's); the background retry only runs when it failed.
+    assert_eq!(sim.counter("GET", "/api/v1/users/{id}"), 1, "{v}");
     assert!(!v.to_string().contains(okta_sim::SUPER_ADMIN_TOKEN));
     // The probe's calls are counted by operation and outcome.
     let metrics = app.metrics().await;

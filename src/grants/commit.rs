@@ -5,7 +5,7 @@
 //! (the single SQLite connection, or the head row lock on PostgreSQL). Committing them one by
 //! one bounds revocations by commit latency. Here concurrent callers queue their
 //! compare-and-set; whoever gets the writer slot first runs everything queued in ONE
-//! transaction (the compare-and-sets in id order, then one audit entry per winner through
+//! transaction (the compare-and-sets, grouped into one UPDATE per kind of change, then one audit entry per winner through
 //! [`audit::append_many`], then commit) and hands each caller its own result. Each caller
 //! still learns exactly whether its own compare-and-set won, and a state change still commits
 //! with its audit entry or not at all (I6); per-grant idempotence (I4) and the access lock (I5)
@@ -53,12 +53,36 @@ impl GroupCommit {
         clock: &Clock,
         change: Change,
     ) -> Result<bool, GrantError> {
-        let (done, mut rx) = oneshot::channel();
-        self.lock_queue().push(Pending { change, done });
+        let won = self.commit_many(store, clock, vec![change]).await?;
+        Ok(won.first().copied().unwrap_or(false))
+    }
+
+    /// Commits all of `changes` in the same transaction (possibly with other callers'). Returns,
+    /// per change, whether its compare-and-set won. Distinct grants only: two changes to one
+    /// grant in one call would race each other.
+    pub(crate) async fn commit_many(
+        &self,
+        store: &Store,
+        clock: &Clock,
+        changes: Vec<Change>,
+    ) -> Result<Vec<bool>, GrantError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // All of a caller's changes are queued under one lock, so they land in one batch.
+        let mut rxs = Vec::with_capacity(changes.len());
+        {
+            let mut q = self.lock_queue();
+            for change in changes {
+                let (done, rx) = oneshot::channel();
+                q.push(Pending { change, done });
+                rxs.push(rx);
+            }
+        }
         // Leader/follower: whoever holds the writer slot commits everything queued so far. A
-        // follower that gets the slot after its change was committed just reads its result.
+        // follower that gets the slot after its changes were committed just reads the results.
         let _slot = self.writer.lock().await;
-        if let Some(r) = Self::ready(&mut rx) {
+        if let Some(r) = Self::ready_all(&mut rxs) {
             return r;
         }
         let batch = std::mem::take(&mut *self.lock_queue());
@@ -71,8 +95,22 @@ impl GroupCommit {
             };
             let _ = p.done.send(r);
         }
-        Self::ready(&mut rx)
+        Self::ready_all(&mut rxs)
             .unwrap_or_else(|| Err(GrantError::GroupCommit("change was not committed".into())))
+    }
+
+    /// Every result, once all are in; `None` while any is still pending.
+    fn ready_all(
+        rxs: &mut [oneshot::Receiver<Result<bool, String>>],
+    ) -> Option<Result<Vec<bool>, GrantError>> {
+        let mut out = Vec::with_capacity(rxs.len());
+        for rx in rxs {
+            match Self::ready(rx)? {
+                Ok(w) => out.push(w),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(Ok(out))
     }
 
     fn ready(rx: &mut oneshot::Receiver<Result<bool, String>>) -> Option<Result<bool, GrantError>> {
@@ -93,19 +131,49 @@ impl GroupCommit {
     }
 }
 
-/// One transaction: every compare-and-set (in id order, so two batches on PostgreSQL lock rows
-/// in the same order), then the winners' audit entries in one append, then commit. Returns
-/// whether each change (by its index in `batch`) won.
+/// One transaction: the compare-and-sets, then the winners' audit entries in one append, then
+/// commit. Returns whether each change (by its index in `batch`) won.
+///
+/// Changes with the same SET clause and values (every `revoking` of a burst, every `revoked`)
+/// go out as one [`repo::cas_many`] statement per group instead of one UPDATE per grant; a
+/// grant queued twice (two callers racing on it) keeps the one-by-one compare-and-set for its
+/// second change, so exactly one of them wins, as if they had committed in turn.
 async fn run_batch(
     store: &Store,
     clock: &Clock,
     batch: &[Pending],
 ) -> Result<Vec<bool>, GrantError> {
-    let mut order: Vec<usize> = (0..batch.len()).collect();
-    order.sort_by(|a, b| batch[*a].change.id.cmp(&batch[*b].change.id));
     let mut won = vec![false; batch.len()];
+    // Groups by (SET clause, values), in first-seen order; duplicates of a grant go last.
+    let mut groups: Vec<(&'static str, &[Bind], Vec<usize>)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut repeats = Vec::new();
+    for (i, p) in batch.iter().enumerate() {
+        let c = &p.change;
+        if !seen.insert(c.id.as_str()) {
+            repeats.push(i);
+            continue;
+        }
+        match groups
+            .iter_mut()
+            .find(|(set, binds, _)| *set == c.set && *binds == c.binds.as_slice())
+        {
+            Some((_, _, members)) => members.push(i),
+            None => groups.push((c.set, c.binds.as_slice(), vec![i])),
+        }
+    }
     let mut tx = store.begin().await?;
-    for &i in &order {
+    for (set, binds, members) in &groups {
+        let rows: Vec<(&str, i64)> = members
+            .iter()
+            .map(|&i| (batch[i].change.id.as_str(), batch[i].change.version))
+            .collect();
+        let ids = repo::cas_many(tx.conn(), &rows, set, binds).await?;
+        for &i in members {
+            won[i] = ids.contains(&batch[i].change.id);
+        }
+    }
+    for &i in &repeats {
         let c = &batch[i].change;
         won[i] = repo::cas(tx.conn(), &c.id, c.version, c.set, c.binds.clone()).await?;
     }

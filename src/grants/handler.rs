@@ -20,7 +20,7 @@ use super::repo::{self, Bind};
 use super::GrantService;
 use crate::audit::NewEntry;
 use crate::okta::OktaError;
-use crate::scheduler::{BoxError, DueEntry, ExpiryHandler, ExpiryOutcome};
+use crate::scheduler::{BoxError, DueEntry, ExpiryHandler, ExpiryItem, ExpiryOutcome};
 
 pub const SCHEDULER_ACTOR: &str = "system:scheduler";
 
@@ -121,7 +121,7 @@ impl GrantService {
             None => "never_provisioned",
             Some(true) => "kept_standing",
             Some(false) => {
-                let mut conn = self.store().pool().acquire().await?;
+                let mut conn = self.store().reads().acquire().await?;
                 let others = repo::count_ours(
                     &mut conn,
                     &g,
@@ -139,27 +139,11 @@ impl GrantService {
                 }
             }
         };
-        let now = self.clock().now_ms();
-        let won = self
-            .transition_grouped(
-                &g,
-                "state = 'revoked', ended_at = $3, last_error = NULL, next_retry_at = NULL",
-                vec![Bind::I(now)],
-                actor,
-                "grant.revoked",
-                json!({ "okta_change": outcome, "was": g.state.as_str(), "attempt": attempt }),
-            )
-            .await?;
-        if !won {
+        if !self.finish_revoked(&g, actor, outcome, attempt).await? {
             return Ok(ExpiryOutcome::Retry {
                 error: "grant changed concurrently".into(),
             });
         }
-        self.count("revoked");
-        metrics::counter!("jit_grant_okta_changes_total", "kind" => g.kind.as_str(), "change" => outcome)
-            .increment(1);
-        metrics::histogram!("jit_grant_revoke_lag_seconds")
-            .record(((now - g.expires_at).max(0) as f64) / 1000.0);
         Ok(ExpiryOutcome::Done)
     }
 
@@ -167,49 +151,45 @@ impl GrantService {
     /// entry). On success `g` is updated to the committed row without reading it back.
     async fn start_revoking(&self, g: &mut Grant, actor: &str) -> Result<bool, GrantError> {
         let won = self
-            .transition_grouped(
-                g,
-                "state = 'revoking', ended_by = $3, end_reason = $4",
-                vec![Bind::S(actor.into()), Bind::S("expired".into())],
-                actor,
-                "grant.revoking",
-                json!({ "reason": "expired", "was": g.state.as_str(), "expires_at": g.expires_at }),
-            )
+            .commits()
+            .commit(self.store(), self.clock(), revoking_change(g, actor))
             .await?;
         if won {
-            // Exactly what the SET clause (and the version bump) wrote.
-            g.state = GrantState::Revoking;
-            g.ended_by = Some(actor.to_string());
-            g.end_reason = Some("expired".into());
-            g.version += 1;
+            mark_revoking(g, actor);
         }
         Ok(won)
     }
 
-    /// [`GrantService::transition`] through the group commit: the same compare-and-set and audit
-    /// entry in one transaction, possibly shared with other expiries' changes.
-    async fn transition_grouped(
+    /// `revoking`/`failed` → `revoked` on `g`'s version, through the group commit, with what
+    /// happened in Okta (`outcome`) in the audit entry. Counts the metrics when it wins.
+    async fn finish_revoked(
         &self,
         g: &Grant,
-        set: &'static str,
-        binds: Vec<Bind>,
         actor: &str,
-        action: &str,
-        details: serde_json::Value,
+        outcome: &'static str,
+        attempt: u32,
     ) -> Result<bool, GrantError> {
-        let change = Change {
-            id: g.id.clone(),
-            version: g.version,
-            set,
-            binds,
-            entry: NewEntry::new(actor, action, g.subject(), details),
-        };
-        self.commits()
+        let now = self.clock().now_ms();
+        let change = revoked_change(g, actor, outcome, attempt, now);
+        let won = self
+            .commits()
             .commit(self.store(), self.clock(), change)
-            .await
+            .await?;
+        if won {
+            self.count_revoked(g, outcome, now);
+        }
+        Ok(won)
     }
 
-    async fn remove(&self, g: &Grant) -> Result<Removed, OktaError> {
+    pub(super) fn count_revoked(&self, g: &Grant, outcome: &'static str, now: i64) {
+        self.count("revoked");
+        metrics::counter!("jit_grant_okta_changes_total", "kind" => g.kind.as_str(), "change" => outcome)
+            .increment(1);
+        metrics::histogram!("jit_grant_revoke_lag_seconds")
+            .record(((now - g.expires_at).max(0) as f64) / 1000.0);
+    }
+
+    pub(super) async fn remove(&self, g: &Grant) -> Result<Removed, OktaError> {
         let r = provision::remove(self.okta(), g).await?;
         if g.end_sessions {
             provision::end_sessions(self.okta(), g).await?;
@@ -217,7 +197,7 @@ impl GrantService {
         Ok(r)
     }
 
-    async fn on_error(
+    pub(super) async fn on_error(
         &self,
         g: &Grant,
         e: OktaError,
@@ -286,10 +266,60 @@ impl GrantService {
     }
 }
 
+/// The `revoking` compare-and-set for an expiry by `actor`, with its audit entry.
+pub(super) fn revoking_change(g: &Grant, actor: &str) -> Change {
+    Change {
+        id: g.id.clone(),
+        version: g.version,
+        set: "state = 'revoking', ended_by = $3, end_reason = $4",
+        binds: vec![Bind::S(actor.into()), Bind::S("expired".into())],
+        entry: NewEntry::new(
+            actor,
+            "grant.revoking",
+            g.subject(),
+            json!({ "reason": "expired", "was": g.state.as_str(), "expires_at": g.expires_at }),
+        ),
+    }
+}
+
+/// What [`revoking_change`] wrote, applied to `g` without reading it back.
+pub(super) fn mark_revoking(g: &mut Grant, actor: &str) {
+    g.state = GrantState::Revoking;
+    g.ended_by = Some(actor.to_string());
+    g.end_reason = Some("expired".into());
+    g.version += 1;
+}
+
+/// The `revoked` compare-and-set at `now`, with what happened in Okta in its audit entry.
+pub(super) fn revoked_change(
+    g: &Grant,
+    actor: &str,
+    outcome: &'static str,
+    attempt: u32,
+    now: i64,
+) -> Change {
+    Change {
+        id: g.id.clone(),
+        version: g.version,
+        set: "state = 'revoked', ended_at = $3, last_error = NULL, next_retry_at = NULL",
+        binds: vec![Bind::I(now)],
+        entry: NewEntry::new(
+            actor,
+            "grant.revoked",
+            g.subject(),
+            json!({ "okta_change": outcome, "was": g.state.as_str(), "attempt": attempt }),
+        ),
+    }
+}
+
 #[async_trait::async_trait]
 impl ExpiryHandler for GrantService {
     async fn expire(&self, grant_id: &str, attempt: u32) -> ExpiryOutcome {
         self.end_access(grant_id, SCHEDULER_ACTOR, attempt).await
+    }
+
+    async fn expire_many(&self, items: &[ExpiryItem]) -> Vec<ExpiryOutcome> {
+        self.expire_batch(items).await
     }
 
     async fn give_up(&self, grant_id: &str, error: &str) -> Result<(), BoxError> {

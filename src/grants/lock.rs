@@ -5,10 +5,18 @@
 //! I5). The decide-then-call sections take this Redis lock (`SET NX PX` with a random token,
 //! released by a compare-and-delete script), on every replica.
 //!
+//! One [`AccessLock`] may hold several keys at once: the expiry path takes the locks of a whole
+//! claimed batch in one script call ([`AccessLock::try_acquire_many`]) instead of a round trip
+//! per grant, and renews and releases them together. A key another holder has is simply not
+//! taken; that grant goes the one-at-a-time way, which waits for it.
+//!
 //! What it must never do: release a lock it no longer owns (the token check), or wait forever
 //! (acquisition has a deadline; the TTL bounds a crashed holder).
 
+use std::sync::LazyLock;
 use std::time::Duration;
+
+use redis::Script;
 
 use crate::clock::Clock;
 use crate::redis_conn::RedisConn;
@@ -20,19 +28,50 @@ pub const LOCK_TTL: Duration = Duration::from_secs(6);
 /// How long a caller waits for the lock before giving up (retryable).
 pub const LOCK_WAIT: Duration = Duration::from_secs(20);
 
-const RENEW: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+/// `SET NX PX` on every key; returns 1 or 0 per key, in order.
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local out = {}
+for i, k in ipairs(KEYS) do
+  if redis.call('SET', k, ARGV[1], 'NX', 'PX', ARGV[2]) then out[i] = 1 else out[i] = 0 end
 end
-return 0
-"#;
+return out
+"#,
+    )
+});
 
-const RELEASE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+/// Pushes out the TTL of every key still ours; returns how many were.
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local n = 0
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then
+    redis.call('PEXPIRE', k, ARGV[2])
+    n = n + 1
+  end
 end
-return 0
-"#;
+return n
+"#,
+    )
+});
+
+/// Deletes every key still ours; returns how many were.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local n = 0
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then
+    redis.call('DEL', k)
+    n = n + 1
+  end
+end
+return n
+"#,
+    )
+});
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -42,35 +81,23 @@ pub enum LockError {
     Busy,
 }
 
-/// A held lock. Release it with [`AccessLock::release`]; if dropped, it expires after the TTL.
+/// Held locks (one key or several, one token). Release with [`AccessLock::release`]; if
+/// dropped, they expire after the TTL.
 pub struct AccessLock {
     redis: RedisConn,
-    key: String,
+    keys: Vec<String>,
     token: String,
 }
 
 impl AccessLock {
+    /// Takes the lock on one access, waiting (with jittered back-off) up to [`LOCK_WAIT`].
     pub async fn acquire(redis: &RedisConn, name: &str, clock: &Clock) -> Result<Self, LockError> {
-        let key = redis.key(&format!("lock:access:{name}"));
-        let token = uuid::Uuid::new_v4().simple().to_string();
         let deadline = clock.now_ms() + LOCK_WAIT.as_millis() as i64;
         let mut wait_ms = 5u64;
         loop {
-            let mut c = redis.conn();
-            let got: Option<String> = redis::cmd("SET")
-                .arg(&key)
-                .arg(&token)
-                .arg("NX")
-                .arg("PX")
-                .arg(LOCK_TTL.as_millis() as u64)
-                .query_async(&mut c)
-                .await?;
-            if got.is_some() {
-                return Ok(AccessLock {
-                    redis: redis.clone(),
-                    key,
-                    token,
-                });
+            let (lock, taken) = Self::try_acquire_many(redis, &[name]).await?;
+            if taken.first() == Some(&true) {
+                return Ok(lock);
             }
             if clock.now_ms() >= deadline {
                 return Err(LockError::Busy);
@@ -82,31 +109,64 @@ impl AccessLock {
         }
     }
 
-    /// Runs `work` while keeping the lock alive: every third of the TTL the expiry is pushed out
-    /// again, if the lock is still ours. Renewal runs in the same task (a `select!`), so there
+    /// Takes whichever of `names` are free, in one round trip, without waiting. Returns the held
+    /// locks and, per name, whether it was taken. A name given twice is taken at most once.
+    pub async fn try_acquire_many(
+        redis: &RedisConn,
+        names: &[&str],
+    ) -> Result<(Self, Vec<bool>), LockError> {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let all: Vec<String> = names
+            .iter()
+            .map(|n| redis.key(&format!("lock:access:{n}")))
+            .collect();
+        let mut taken = Vec::new();
+        if !all.is_empty() {
+            let mut c = redis.conn();
+            let mut script = ACQUIRE.prepare_invoke();
+            for k in &all {
+                script.key(k);
+            }
+            let got: Vec<i64> = script
+                .arg(&token)
+                .arg(LOCK_TTL.as_millis() as u64)
+                .invoke_async(&mut c)
+                .await?;
+            taken = got.into_iter().map(|v| v == 1).collect();
+        }
+        taken.resize(all.len(), false);
+        let keys = all
+            .into_iter()
+            .zip(&taken)
+            .filter(|(_, t)| **t)
+            .map(|(k, _)| k)
+            .collect();
+        let lock = AccessLock {
+            redis: redis.clone(),
+            keys,
+            token,
+        };
+        Ok((lock, taken))
+    }
+
+    /// Runs `work` while keeping the locks alive: every third of the TTL their expiry is pushed
+    /// out again, if they are still ours. Renewal runs in the same task (a `select!`), so there
     /// is no background task to leak, and it stops the moment `work` finishes.
     pub async fn hold<F: std::future::Future>(&self, work: F) -> F::Output {
         let mut work = std::pin::pin!(work);
         let period = LOCK_TTL / 3;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut lost = false;
+        let mut lost = self.keys.is_empty();
         loop {
             tokio::select! {
                 out = &mut work => return out,
                 _ = tick.tick(), if !lost => {
-                    let mut c = self.redis.conn();
-                    let r: Result<i64, _> = redis::Script::new(RENEW)
-                        .key(&self.key)
-                        .arg(&self.token)
-                        .arg(LOCK_TTL.as_millis() as u64)
-                        .invoke_async(&mut c)
-                        .await;
-                    match r {
-                        Ok(1) => {}
+                    match self.run(&RENEW, Some(LOCK_TTL.as_millis() as u64)).await {
+                        Ok(n) if n == self.keys.len() as i64 => {}
                         Ok(_) => {
-                            // Someone else holds it now; they re-read state before acting.
-                            tracing::warn!(key = %self.key, "access lock lost while held");
+                            // Someone else holds one now; they re-read state before acting.
+                            tracing::warn!(keys = ?self.keys, "access lock lost while held");
                             lost = true;
                         }
                         // Redis hiccup: try again next tick; the TTL still covers us until then.
@@ -119,18 +179,28 @@ impl AccessLock {
 
     /// Compare-and-delete: only our own token is removed.
     pub async fn release(self) {
-        let mut c = self.redis.conn();
-        let r: Result<i64, _> = redis::Script::new(RELEASE)
-            .key(&self.key)
-            .arg(&self.token)
-            .invoke_async(&mut c)
-            .await;
-        match r {
-            Ok(1) => {}
-            Ok(_) => tracing::warn!(key = %self.key, "access lock had expired before release"),
+        if self.keys.is_empty() {
+            return;
+        }
+        match self.run(&RELEASE, None).await {
+            Ok(n) if n == self.keys.len() as i64 => {}
+            Ok(_) => tracing::warn!(keys = ?self.keys, "access lock had expired before release"),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot release access lock; it expires by itself")
             }
         }
+    }
+
+    async fn run(&self, script: &Script, ttl_ms: Option<u64>) -> Result<i64, redis::RedisError> {
+        let mut c = self.redis.conn();
+        let mut inv = script.prepare_invoke();
+        for k in &self.keys {
+            inv.key(k);
+        }
+        inv.arg(&self.token);
+        if let Some(ttl) = ttl_ms {
+            inv.arg(ttl);
+        }
+        inv.invoke_async(&mut c).await
     }
 }

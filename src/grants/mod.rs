@@ -7,6 +7,7 @@
 //! What it must never do: call Okta for a grant that is not yet durable and scheduled, or take
 //! access it did not give (see the module docs of `service` and `handler`).
 
+mod batch;
 pub mod cli;
 mod commit;
 pub mod error;

@@ -105,7 +105,8 @@ impl Grant {
 }
 
 pub fn access_key(user_id: &str, kind: ResourceKind, okta_id: &str, rs: Option<&str>) -> String {
-    match rs {
+    // An empty resource set is no resource set (as `COALESCE(resource_set, '')` in SQL).
+    match rs.filter(|s| !s.is_empty()) {
         Some(rs) => format!("{}:{}:{}:{}", user_id, kind.as_str(), okta_id, rs),
         None => format!("{}:{}:{}", user_id, kind.as_str(), okta_id),
     }

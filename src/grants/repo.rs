@@ -99,9 +99,29 @@ pub async fn get_conn(conn: &mut AnyConnection, id: &str) -> Result<Option<Grant
 pub async fn get(store: &Store, id: &str) -> Result<Option<Grant>, StoreError> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM grants WHERE id = $1"))
         .bind(id)
-        .fetch_optional(store.pool())
+        .fetch_optional(store.reads())
         .await?;
     row.as_ref().map(from_row).transpose()
+}
+
+/// The grants among `ids` that exist (any order), in one query per 500 ids.
+pub async fn get_many(store: &Store, ids: &[&str]) -> Result<Vec<Grant>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM grants WHERE id IN ({})",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(store.reads()).await? {
+            out.push(from_row(&r)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Filters for listing. `after` is the previous page's last id (ids are UUIDv7: time-ordered).
@@ -130,7 +150,7 @@ pub async fn list(store: &Store, f: &ListFilter) -> Result<Vec<Grant>, StoreErro
         .bind(f.state.map(|s| s.as_str()))
         .bind(&f.after)
         .bind(f.limit)
-        .fetch_all(store.pool())
+        .fetch_all(store.reads())
         .await?;
     rows.iter().map(from_row).collect()
 }
@@ -165,6 +185,60 @@ pub async fn count_ours(
     Ok(row.try_get::<i64, _>(0)?)
 }
 
+/// [`count_ours`] for the live states (`provisioning`, `active`) and many grants at once: per
+/// access key ([`Grant::access_key`]) of `grants`, how many live, non-standing grants hold it,
+/// `grants` themselves included if they are live. The expiry batch calls it once its grants are
+/// `revoking`, so the counts are exactly the "others" each would see.
+pub async fn live_counts(
+    conn: &mut AnyConnection,
+    grants: &[&Grant],
+) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+    let mut users: Vec<&str> = grants.iter().map(|g| g.user_id.as_str()).collect();
+    users.sort_unstable();
+    users.dedup();
+    let mut objects: Vec<&str> = grants.iter().map(|g| g.okta_id.as_str()).collect();
+    objects.sort_unstable();
+    objects.dedup();
+    let mut counts = std::collections::HashMap::new();
+    for chunk in users.chunks(400) {
+        let marks = |from: usize, n: usize| {
+            (from..from + n)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        // Both `user_id` and `okta_id` are named so the planner seeks `grants_user_access`
+        // (user_id, okta_id, state); with `user_id` alone SQLite preferred walking every live
+        // grant through the state index. Rows are counted here rather than by GROUP BY for the
+        // same reason.
+        let sql = format!(
+            "SELECT user_id, kind, okta_id, resource_set FROM grants \
+             WHERE user_id IN ({}) AND okta_id IN ({}) AND state IN ('provisioning', 'active') \
+             AND (standing IS NULL OR standing = 0)",
+            marks(1, chunk.len()),
+            marks(chunk.len() + 1, objects.len()),
+        );
+        let mut q = sqlx::query(&sql);
+        for u in chunk.iter().chain(&objects) {
+            q = q.bind(u.to_string());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            let kind: String = r.try_get(1)?;
+            let kind = ResourceKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("grant kind `{kind}`")))?;
+            let rs: Option<String> = r.try_get(3)?;
+            let key = super::model::access_key(
+                &r.try_get::<String, _>(0)?,
+                kind,
+                &r.try_get::<String, _>(2)?,
+                rs.as_deref(),
+            );
+            *counts.entry(key).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
+}
+
 /// A compare-and-set UPDATE: `set` is the SET clause with placeholders from `$3`; the grant must
 /// still be at `version`. Returns whether this caller won.
 pub async fn cas(
@@ -178,24 +252,107 @@ pub async fn cas(
         format!("UPDATE grants SET {set}, version = version + 1 WHERE id = $1 AND version = $2");
     let mut q = sqlx::query(&sql).bind(id.to_string()).bind(version);
     for b in binds {
-        q = match b {
-            Bind::I(v) => q.bind(v),
-            Bind::OI(v) => q.bind(v),
-            Bind::S(v) => q.bind(v),
-            Bind::OS(v) => q.bind(v),
-        };
+        q = b.bind_to(q);
     }
     let r = q.execute(conn).await?;
     Ok(r.rows_affected() == 1)
 }
 
+/// The most rows one [`cas_many`] statement touches (two binds each, plus the SET clause's):
+/// far below SQLite's and PostgreSQL's bind limits, and large enough for any commit batch.
+const CAS_MANY_ROWS: usize = 256;
+
+/// [`cas`] for many grants with the same SET clause and values, in as few statements as
+/// possible (`WHERE (id = … AND version = …) OR …  RETURNING id`). `rows` are `(id, version)`
+/// with distinct ids. Returns the ids whose compare-and-set won.
+pub async fn cas_many(
+    conn: &mut AnyConnection,
+    rows: &[(&str, i64)],
+    set: &str,
+    binds: &[Bind],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    // The SET clause numbers its values from `$3` (after `cas`'s id and version); here they come
+    // first, so they are renumbered from `$1` and the id/version pairs follow them.
+    let set = shift_placeholders(set, 2);
+    let mut won = std::collections::HashSet::new();
+    for chunk in rows.chunks(CAS_MANY_ROWS) {
+        // Padded to a power of two by repeating the last row (matching a row twice in an OR
+        // updates it once), so a handful of statement shapes are prepared once and cached
+        // instead of one new statement per batch size.
+        let padded = chunk.len().next_power_of_two().min(CAS_MANY_ROWS);
+        let last = chunk[chunk.len() - 1];
+        let chunk: Vec<(&str, i64)> = chunk
+            .iter()
+            .copied()
+            .chain(std::iter::repeat(last))
+            .take(padded.max(chunk.len()))
+            .collect();
+        let mut n = binds.len();
+        let mut cond = Vec::with_capacity(chunk.len());
+        for _ in &chunk {
+            cond.push(format!("(id = ${} AND version = ${})", n + 1, n + 2));
+            n += 2;
+        }
+        let sql = format!(
+            "UPDATE grants SET {set}, version = version + 1 WHERE {} RETURNING id",
+            cond.join(" OR ")
+        );
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = b.clone().bind_to(q);
+        }
+        for (id, version) in &chunk {
+            q = q.bind(id.to_string()).bind(*version);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            won.insert(r.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(won)
+}
+
+/// `$k` → `$(k - by)` in a SET clause (ours: static text without quoted `$`).
+fn shift_placeholders(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+            digits.push(d);
+            chars.next();
+        }
+        match digits.parse::<usize>() {
+            Ok(k) => out.push_str(&k.saturating_sub(by).to_string()),
+            Err(_) => out.push_str(&digits),
+        }
+    }
+    out
+}
+
 /// A value for [`cas`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bind {
     I(i64),
     OI(Option<i64>),
     S(String),
     OS(Option<String>),
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+impl Bind {
+    fn bind_to(self, q: AnyQuery<'_>) -> AnyQuery<'_> {
+        match self {
+            Bind::I(v) => q.bind(v),
+            Bind::OI(v) => q.bind(v),
+            Bind::S(v) => q.bind(v),
+            Bind::OS(v) => q.bind(v),
+        }
+    }
 }
 
 /// Grants the expiry index must hold: live ones at their expiry, failed ones at their next retry
@@ -216,7 +373,7 @@ pub async fn due_entries(
     )
     .bind(until_ms)
     .bind(limit)
-    .fetch_all(store.pool())
+    .fetch_all(store.reads())
     .await?;
     rows.iter()
         .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
@@ -226,9 +383,24 @@ pub async fn due_entries(
 /// How many grants are in each state (for the `jit_grants` gauge).
 pub async fn count_by_state(store: &Store) -> Result<Vec<(String, i64)>, StoreError> {
     let rows = sqlx::query("SELECT state, COUNT(*) FROM grants GROUP BY state")
-        .fetch_all(store.pool())
+        .fetch_all(store.reads())
         .await?;
     rows.iter()
         .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shift_placeholders;
+
+    #[test]
+    fn set_clause_placeholders_are_renumbered() {
+        assert_eq!(
+            shift_placeholders("state = 'revoked', ended_at = $3, x = $12", 2),
+            "state = 'revoked', ended_at = $1, x = $10"
+        );
+        assert_eq!(shift_placeholders("a = 1", 2), "a = 1");
+        assert_eq!(shift_placeholders("a = $", 2), "a = $");
+    }
 }

@@ -255,7 +255,7 @@ impl GrantService {
                 return Err(e.into());
             }
         };
-        let mut conn = self.store().pool().acquire().await?;
+        let mut conn = self.store().reads().acquire().await?;
         let ours = repo::count_ours(
             &mut conn,
             &g,

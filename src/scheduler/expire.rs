@@ -12,9 +12,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::join_all;
+
 use super::scripts::{Claim, Settle};
 use super::worker::Inner;
-use super::{backoff, metrics as m, ExpiryOutcome, SchedulerConfig};
+use super::{backoff, metrics as m, ExpiryItem, ExpiryOutcome, SchedulerConfig};
 
 /// How many leases a single handler call may hold its claim for (see `Inner::run_handler`).
 const MAX_HOLD_LEASES: u32 = 10;
@@ -48,14 +50,31 @@ impl Inner {
         i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
     }
 
-    /// Runs the handler for one claim, keeping the lease alive while it works, and settles it.
-    pub(crate) async fn process(self: Arc<Self>, mut claim: Claim) {
-        let outcome = self.run_handler(&mut claim).await;
+    /// Runs the handler for claims taken together, keeping their leases alive while it works,
+    /// and settles each by its outcome.
+    pub(crate) async fn process(self: Arc<Self>, mut claims: Vec<Claim>) {
+        let outcomes = self.run_handler(&mut claims).await;
+        if outcomes.len() != claims.len() {
+            // A handler bug; the leases run out and the grants are claimed again.
+            tracing::error!(claims = claims.len(), outcomes = outcomes.len(),
+                "expiry handler returned the wrong number of outcomes; leaving the claims to their leases");
+            return;
+        }
+        join_all(
+            claims
+                .iter()
+                .zip(outcomes)
+                .map(|(claim, outcome)| self.settle_outcome(claim, outcome)),
+        )
+        .await;
+    }
+
+    async fn settle_outcome(&self, claim: &Claim, outcome: ExpiryOutcome) {
         let cfg = &self.config;
         let id = claim.grant_id.as_str();
         match outcome {
             ExpiryOutcome::Done => {
-                if let Some((applied, _)) = self.settle(&claim, Settle::Done).await {
+                if let Some((applied, _)) = self.settle(claim, Settle::Done).await {
                     if applied {
                         let late = self.clock.now_ms().saturating_sub(claim.original_due_ms);
                         ::metrics::histogram!(m::LATENESS).record(late.max(0) as f64 / 1000.0);
@@ -67,7 +86,7 @@ impl Inner {
                 }
             }
             ExpiryOutcome::Reschedule { due_ms } => {
-                self.settle(&claim, Settle::Reschedule { due_ms }).await;
+                self.settle(claim, Settle::Reschedule { due_ms }).await;
             }
             ExpiryOutcome::Retry { error } => {
                 ::metrics::counter!(m::RETRIES).increment(1);
@@ -77,7 +96,7 @@ impl Inner {
                     tracing::warn!(grant_id = id, attempt = claim.attempt, retry_in_ms = Self::ms(d), %error,
                         "expiry failed; retrying");
                     self.settle(
-                        &claim,
+                        claim,
                         Settle::Retry {
                             delay_ms: Self::ms(d),
                             attempt: claim.attempt,
@@ -85,12 +104,12 @@ impl Inner {
                     )
                     .await;
                 } else if claim.attempt == max {
-                    self.give_up(&claim, &error).await;
+                    self.give_up(claim, &error).await;
                 } else {
                     // Already `failed`: this was a periodic retry and it failed again.
                     tracing::warn!(grant_id = id, attempt = claim.attempt, %error,
                         "retry of a failed expiry failed again");
-                    self.retry_failed_later(&claim, claim.attempt).await;
+                    self.retry_failed_later(claim, claim.attempt).await;
                 }
             }
             ExpiryOutcome::Failed => {
@@ -101,46 +120,61 @@ impl Inner {
                         "expiry failed permanently; grant is now failed and will be retried every {:?}",
                         cfg.failed_retry_interval);
                 }
-                self.retry_failed_later(&claim, claim.attempt.max(max_attempts(cfg)))
+                self.retry_failed_later(claim, claim.attempt.max(max_attempts(cfg)))
                     .await;
             }
         }
     }
 
     /// Calls the handler without ever cancelling it: a revocation cut off mid-way could leave a
-    /// lock or an Okta call half done (the grants handler holds a Redis lock across the call).
-    /// Instead the lease is renewed every third of its length while the handler works, so a slow
-    /// Okta (429 with a long Retry-After) does not hand the grant to another replica. Renewal
-    /// stops after [`MAX_HOLD_LEASES`] leases: a handler stuck that long is presumed hung, and
-    /// letting the lease run out lets another replica do the expiry (I1), which is harmless if
-    /// this one wakes up later (I4). Renewal also stops as soon as the score is no longer ours
-    /// (an extension or early revoke re-scheduled the grant).
-    async fn run_handler(&self, claim: &mut Claim) -> ExpiryOutcome {
+    /// lock or an Okta call half done (the grants handler holds Redis locks across the call).
+    /// Instead the leases are renewed every third of their length while the handler works, so a
+    /// slow Okta (429 with a long Retry-After) does not hand the grants to another replica.
+    /// Renewal stops after [`MAX_HOLD_LEASES`] leases: a handler stuck that long is presumed
+    /// hung, and letting the leases run out lets another replica do the expiries (I1), which is
+    /// harmless if this one wakes up later (I4). A claim also stops being renewed as soon as its
+    /// score is no longer ours (an extension or early revoke re-scheduled the grant).
+    async fn run_handler(&self, claims: &mut [Claim]) -> Vec<ExpiryOutcome> {
         let every = (self.config.lease / 3).max(Duration::from_millis(50));
-        let fut = self.handler.expire(&claim.grant_id, claim.attempt);
+        let items: Vec<ExpiryItem> = claims
+            .iter()
+            .map(|c| ExpiryItem {
+                grant_id: c.grant_id.clone(),
+                attempt: c.attempt,
+            })
+            .collect();
+        let fut = self.handler.expire_many(&items);
         tokio::pin!(fut);
         let mut renewals = 0u32;
-        let mut renewing = true;
+        let mut renewing = vec![true; claims.len()];
         loop {
             tokio::select! {
-                outcome = &mut fut => return outcome,
-                _ = tokio::time::sleep(every), if renewing => {
+                outcomes = &mut fut => return outcomes,
+                _ = tokio::time::sleep(every), if renewing.contains(&true) => {
                     renewals += 1;
                     if renewals > MAX_HOLD_LEASES * 3 {
-                        renewing = false;
-                        tracing::error!(grant_id = %claim.grant_id, alert = true,
-                            "expiry handler has run for {} leases; letting the lease lapse so another replica can take over",
+                        renewing.fill(false);
+                        tracing::error!(grants = claims.len(), first = %claims[0].grant_id, alert = true,
+                            "expiry handler has run for {} leases; letting the leases lapse so another replica can take over",
                             MAX_HOLD_LEASES);
                         continue;
                     }
-                    let renew = Settle::Retry { delay_ms: self.lease_ms(), attempt: claim.attempt };
-                    match self.scripts.settle(&self.redis, claim, self.now_arg(), renew).await {
-                        Ok((true, Some(new_lease))) => claim.lease_until_ms = new_lease,
-                        Ok(_) => {
-                            // Not ours any more: the settle after the handler will be a no-op too.
-                            renewing = false;
+                    let renewed = join_all(claims.iter().zip(&renewing).map(|(claim, &on)| async move {
+                        if !on {
+                            return None;
                         }
-                        Err(e) => tracing::warn!(grant_id = %claim.grant_id, error = %e, "cannot renew expiry lease"),
+                        let renew = Settle::Retry { delay_ms: self.lease_ms(), attempt: claim.attempt };
+                        Some(self.scripts.settle(&self.redis, claim, self.now_arg(), renew).await)
+                    }))
+                    .await;
+                    for ((claim, on), r) in claims.iter_mut().zip(renewing.iter_mut()).zip(renewed) {
+                        match r {
+                            None => {}
+                            Some(Ok((true, Some(new_lease)))) => claim.lease_until_ms = new_lease,
+                            // Not ours any more: the settle after the handler will be a no-op too.
+                            Some(Ok(_)) => *on = false,
+                            Some(Err(e)) => tracing::warn!(grant_id = %claim.grant_id, error = %e, "cannot renew expiry lease"),
+                        }
                     }
                 }
             }

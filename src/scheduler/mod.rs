@@ -169,6 +169,14 @@ pub enum ExpiryOutcome {
     Failed,
 }
 
+/// One claimed grant handed to [`ExpiryHandler::expire_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryItem {
+    pub grant_id: String,
+    /// As `expire`'s `attempt`.
+    pub attempt: u32,
+}
+
 /// The grants service, as the scheduler sees it.
 #[async_trait::async_trait]
 pub trait ExpiryHandler: Send + Sync + 'static {
@@ -178,6 +186,13 @@ pub trait ExpiryHandler: Send + Sync + 'static {
     /// counts too. The call is never cancelled by the scheduler; its lease is renewed while it
     /// runs (up to 10 leases, then another replica may run it concurrently).
     async fn expire(&self, grant_id: &str, attempt: u32) -> ExpiryOutcome;
+
+    /// Expires grants claimed together, one outcome per item in order, with `expire`'s
+    /// contract for each. A handler that can share work across a batch (one read, one lock
+    /// round trip, one commit) overrides this; the default runs `expire` for each concurrently.
+    async fn expire_many(&self, items: &[ExpiryItem]) -> Vec<ExpiryOutcome> {
+        futures::future::join_all(items.iter().map(|i| self.expire(&i.grant_id, i.attempt))).await
+    }
     /// Retries were exhausted: move the grant to `failed`, keeping `error` (I8).
     async fn give_up(&self, grant_id: &str, error: &str) -> Result<(), BoxError>;
     /// Every grant that belongs in the index and its due time, read from SQL (for rebuilds),

@@ -6,9 +6,15 @@
 //! written once with `$1` placeholders, which both engines accept, and use only types both share
 //! (BIGINT, TEXT, BLOB): times are Unix milliseconds, JSON is canonical text.
 //!
+//! On SQLite the writer pool has one connection (one writer at a time, made explicit instead of
+//! surfacing as SQLITE_BUSY), and plain reads go to a separate pool of read-only connections
+//! ([`Store::reads`]): WAL lets them run beside the writer, so a burst's reads never queue behind
+//! its commits. Such a read sees everything committed before it starts. On PostgreSQL both are
+//! the one configured pool.
+//!
 //! What it must never do: hold a transaction across a network call to Okta or Slack (on SQLite
-//! the pool has one connection, so that would stall every other writer), or open a second
-//! connection while holding a transaction (on SQLite that deadlocks).
+//! that would stall every other writer), or take a second writer connection while holding a
+//! transaction (on SQLite that deadlocks).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -61,8 +67,14 @@ impl ErrorCode for StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Read-only connections on a SQLite file; the same pool as `pool` otherwise.
+    reads: AnyPool,
     backend: Backend,
 }
+
+/// Read connections beside SQLite's one writer: a few suffice (reads are short), and each is an
+/// OS thread in sqlx's SQLite driver.
+const SQLITE_READERS: u32 = 4;
 
 /// A transaction that knows its backend, so code that needs engine-specific locking (the audit
 /// chain's `FOR UPDATE`) can choose it.
@@ -113,29 +125,52 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(10))
+            // A ping before every acquire is a round trip per transaction; a SQLite file has no
+            // connection to lose, so only PostgreSQL pays it.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        sqlx::query("PRAGMA journal_mode = WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA busy_timeout = 5000")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA foreign_keys = ON")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL")
-                            .execute(&mut *conn)
-                            .await?;
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA busy_timeout = 5000",
+                            "PRAGMA foreign_keys = ON",
+                            "PRAGMA synchronous = NORMAL",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
                     }
                     Ok(())
                 })
             })
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(StoreError::Connect)?;
-        Ok(Store { pool, backend })
+        // An in-memory database exists once per connection: it cannot have separate readers.
+        let separate_reads = backend == Backend::Sqlite && !url.contains("memory");
+        let reads = if separate_reads {
+            AnyPoolOptions::new()
+                .max_connections(SQLITE_READERS.min(cfg.max_connections.max(1)))
+                .acquire_timeout(Duration::from_secs(10))
+                .test_before_acquire(false)
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        // `query_only`: a write through the read pool is a bug; make it fail.
+                        for pragma in ["PRAGMA busy_timeout = 5000", "PRAGMA query_only = ON"] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .connect_lazy_with(opts)
+        } else {
+            pool.clone()
+        };
+        Ok(Store {
+            pool,
+            reads,
+            backend,
+        })
     }
 
     /// Applies pending migrations. On PostgreSQL sqlx holds an advisory lock for the duration,
@@ -163,8 +198,16 @@ impl Store {
         })
     }
 
+    /// The writer pool (on SQLite: its one connection). Transactions and anything that must
+    /// be ordered with them go here.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// For plain reads outside a transaction: on a SQLite file, read-only connections beside
+    /// the writer; otherwise the same pool as [`Store::pool`].
+    pub fn reads(&self) -> &AnyPool {
+        &self.reads
     }
 
     pub fn backend(&self) -> Backend {
@@ -178,6 +221,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.reads.close().await;
         self.pool.close().await;
     }
 }

@@ -6,7 +6,12 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use jit_broker::scheduler::{ExpiryHandler, ExpiryOutcome};
+use jit_broker::clock::Clock;
+use jit_broker::grants::lock::AccessLock;
+use jit_broker::redis_conn::RedisConn;
+use jit_broker::scheduler::{ExpiryHandler, ExpiryItem, ExpiryOutcome};
+use reqwest::StatusCode;
+use serde_json::json;
 use sqlx::Row;
 
 use crate::grants::*;
@@ -145,7 +150,164 @@ async fn burst_expiry_through_the_scheduler(db: Db) {
     assert_eq!(revoked, BURST as i64);
 }
 
+fn item(gid: &str) -> ExpiryItem {
+    ExpiryItem {
+        grant_id: gid.to_string(),
+        attempt: 1,
+    }
+}
+
+async fn batch_mixes_fast_and_one_at_a_time_paths(db: Db) {
+    // One `expire_many` batch holding every case the fast path must hand over or settle itself,
+    // run by two replicas at once over overlapping items.
+    let e = env(db).await;
+    let admin = e.sim.admin("test@example.com");
+    let mut plain = Vec::new();
+    for i in 0..6 {
+        let u = admin
+            .create_user(&format!("mix{i}@example.com"), "Mix", &format!("U{i}"))
+            .unwrap();
+        plain.push((id(&e.grant(&u, "prod-db-admin", "1h").await), u));
+    }
+    // Two due grants on ONE access (same user and group): the lock goes to one, the other takes
+    // the one-at-a-time path after the batch; access goes once, after both.
+    let bob_a = id(&e.grant(BOB, "prod-db-admin", "1h").await);
+    let bob_b = id(&e.grant(BOB, "prod-db-admin", "1h").await);
+    // Shared with a grant that outlives the batch (I5), and that grant itself (not due).
+    let carol_short = id(&e.grant(CAROL, "prod-db-admin", "1h").await);
+    let carol_long = id(&e.grant(CAROL, "prod-db-admin", "3h").await);
+    // Standing access (ALICE is in engineering before any grant).
+    let standing = id(&e.grant(ALICE, "engineering", "1h").await);
+    // Already ended by an early revoke.
+    let early = id(&e.grant(DAVE, "engineering", "1h").await);
+    let (st, _) = e
+        .post(&format!("/v1/grants/{early}/revoke"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // A grant whose access lock someone else holds right now.
+    let u_locked = admin
+        .create_user("mixlocked@example.com", "Mix", "Locked")
+        .unwrap();
+    let g_locked = e.grant(&u_locked, "prod-db-admin", "1h").await;
+    let locked = id(&g_locked);
+    let redis = RedisConn::connect(&e.app.config.redis).await.unwrap();
+    let key = jit_broker::grants::model::access_key(
+        &u_locked,
+        jit_broker::policy::ResourceKind::OktaGroup,
+        PRODADMINS,
+        None,
+    );
+    let clock = Clock::system();
+    let held = AccessLock::acquire(&redis, &key, &clock).await.unwrap();
+
+    let mut items: Vec<ExpiryItem> = plain.iter().map(|(g, _)| item(g)).collect();
+    for g in [
+        &bob_a,
+        &bob_b,
+        &carol_short,
+        &carol_long,
+        &standing,
+        &early,
+        &locked,
+    ] {
+        items.push(item(g));
+    }
+    items.push(item("0192f0f0-0000-7000-8000-000000000000")); // no such grant
+    items.push(item(&plain[0].0)); // the same grant twice in one batch
+    let (r1, r2) = (
+        e.replica(Duration::from_secs(2 * 3600)).await,
+        e.replica(Duration::from_secs(2 * 3600)).await,
+    );
+    let half: Vec<ExpiryItem> = items[..5].to_vec();
+    let (o1, o2, ()) = tokio::join!(r1.expire_many(&items), r2.expire_many(&half), async {
+        // Let the batches reach the held lock before it is released.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        held.release().await;
+    });
+    assert_eq!(o1.len(), items.len());
+    assert_eq!(o2.len(), half.len());
+    for (it, o) in items.iter().zip(&o1).chain(half.iter().zip(&o2)) {
+        if it.grant_id == carol_long {
+            assert!(matches!(o, ExpiryOutcome::Reschedule { .. }), "{o:?}");
+        } else {
+            assert_eq!(*o, ExpiryOutcome::Done, "{}", it.grant_id);
+        }
+    }
+    for (g, u) in &plain {
+        assert_eq!(e.state(g).await, "revoked");
+        assert!(!e.sim.is_member(PRODADMINS, u));
+    }
+    for g in [&bob_a, &bob_b, &carol_short, &standing, &early, &locked] {
+        assert_eq!(e.state(g).await, "revoked", "{g}");
+    }
+    assert_eq!(e.state(&carol_long).await, "active");
+    assert!(!e.sim.is_member(PRODADMINS, BOB));
+    assert!(!e.sim.is_member(PRODADMINS, &u_locked));
+    assert!(e.sim.is_member(PRODADMINS, CAROL), "shared access kept");
+    assert!(e.sim.is_member(ENGINEERING, ALICE), "standing access kept");
+    // Six plain users, BOB once for two grants, the locked one: 8 removals, none twice.
+    assert_eq!(
+        e.sim
+            .counter("DELETE", "/api/v1/groups/{groupId}/users/{userId}"),
+        8
+    );
+    let revoked = count(
+        &e,
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'grant.revoked'",
+        None,
+    )
+    .await;
+    // The early revoke's own `grant.revoked`, and one per grant ended here.
+    assert_eq!(revoked, 6 + 2 + 1 + 1 + 1 + 1);
+    e.audit_ok().await;
+}
+
+async fn batch_okta_errors_stay_per_grant(db: Db) {
+    // In one batch: a permanent Okta error for one grant (its app access became inherited), a
+    // user deleted in Okta (a 404, which counts as gone), and plain grants. The failure stays
+    // with its grant (`failed`, error kept) and the others are revoked in the same call.
+    let e = env(db).await;
+    let admin = e.sim.admin("test@example.com");
+    let mut pairs = Vec::new();
+    for i in 0..4 {
+        let u = admin
+            .create_user(&format!("err{i}@example.com"), "Err", &format!("U{i}"))
+            .unwrap();
+        pairs.push((id(&e.grant(&u, "prod-db-admin", "1h").await), u));
+    }
+    admin.delete_user(&pairs[0].1).unwrap();
+    let inherited = id(&e.grant(BOB, "payroll", "1h").await);
+    admin.unassign_app(PAYROLL, BOB).unwrap();
+    admin.assign_app_group(PAYROLL, ENGINEERING).unwrap();
+
+    let r = e.replica(Duration::from_secs(2 * 3600)).await;
+    let mut items: Vec<ExpiryItem> = pairs.iter().map(|(g, _)| item(g)).collect();
+    items.insert(2, item(&inherited));
+    let out = r.expire_many(&items).await;
+    for (it, o) in items.iter().zip(&out) {
+        let want = if it.grant_id == inherited {
+            ExpiryOutcome::Failed
+        } else {
+            ExpiryOutcome::Done
+        };
+        assert_eq!(*o, want, "{}", it.grant_id);
+    }
+    for (g, u) in &pairs {
+        assert_eq!(e.state(g).await, "revoked");
+        assert!(!e.sim.is_member(PRODADMINS, u));
+    }
+    let (_, got) = e.get(&format!("/v1/grants/{inherited}")).await;
+    assert_eq!(got["state"], "failed");
+    assert!(
+        got["last_error"].as_str().unwrap().contains("group"),
+        "{got}"
+    );
+    e.audit_ok().await;
+}
+
 both_backends!(
     burst_expiry_commits_each_grant_once,
     burst_expiry_through_the_scheduler,
+    batch_mixes_fast_and_one_at_a_time_paths,
+    batch_okta_errors_stay_per_grant,
 );

@@ -77,11 +77,18 @@ pub async fn burst(server: &PrivateRedis, n: usize, create_concurrency: usize) {
     // The probe slice expires at `provisional_t`, after the bench ends: it is left out of the
     // figures (extension can only lengthen a grant, so it cannot be moved to T).
     // Spread over one second from T, as "falling due in the same second" (and as the
-    // scheduler-only burst); `BENCH_SPREAD_MS=0` puts every expiry on the same instant.
+    // scheduler-only burst); `BENCH_SPREAD_MS=0` puts every expiry on the same instant, the
+    // default when rate-limited (the share of the allowed rate is measured from T, so every
+    // grant must be due from T).
+    let default_spread = if std::env::var("BENCH_OKTA_LIMIT").is_ok() {
+        0
+    } else {
+        1_000
+    };
     let spread = std::env::var("BENCH_SPREAD_MS")
         .ok()
         .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(1_000);
+        .unwrap_or(default_spread);
     let rest = users[probe..].to_vec();
     let m = rest.len().max(1) as i64;
     futures::stream::iter(rest.into_iter().enumerate())

@@ -60,13 +60,48 @@ impl Inner {
                 "expiry handler returned the wrong number of outcomes; leaving the claims to their leases");
             return;
         }
-        join_all(
-            claims
-                .iter()
-                .zip(outcomes)
-                .map(|(claim, outcome)| self.settle_outcome(claim, outcome)),
-        )
-        .await;
+        // The common case, `Done`, is settled for the whole chunk in one script call.
+        let (done, rest): (Vec<_>, Vec<_>) = claims
+            .iter()
+            .zip(outcomes)
+            .partition(|(_, o)| *o == ExpiryOutcome::Done);
+        let done: Vec<&Claim> = done.into_iter().map(|(c, _)| c).collect();
+        tokio::join!(
+            self.settle_done(&done),
+            join_all(
+                rest.into_iter()
+                    .map(|(claim, outcome)| self.settle_outcome(claim, outcome)),
+            )
+        );
+    }
+
+    async fn settle_done(&self, claims: &[&Claim]) {
+        match self.scripts.settle_done_many(&self.redis, claims).await {
+            Ok(applied) => {
+                for (claim, applied) in claims.iter().zip(applied) {
+                    self.record_done(claim, applied);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(grants = claims.len(), error = %e,
+                    "cannot settle finished expiries; they will come back when their leases end");
+            }
+        }
+    }
+
+    fn record_done(&self, claim: &Claim, applied: bool) {
+        let id = claim.grant_id.as_str();
+        if applied {
+            let late = self.clock.now_ms().saturating_sub(claim.original_due_ms);
+            ::metrics::histogram!(m::LATENESS).record(late.max(0) as f64 / 1000.0);
+            tracing::debug!(grant_id = id, lateness_ms = late, "expiry done");
+        } else {
+            // Re-scheduled (an extension) or re-claimed while we worked: theirs wins.
+            tracing::info!(
+                grant_id = id,
+                "expiry done but the grant was re-scheduled meanwhile; keeping the new time"
+            );
+        }
     }
 
     async fn settle_outcome(&self, claim: &Claim, outcome: ExpiryOutcome) {
@@ -75,14 +110,7 @@ impl Inner {
         match outcome {
             ExpiryOutcome::Done => {
                 if let Some((applied, _)) = self.settle(claim, Settle::Done).await {
-                    if applied {
-                        let late = self.clock.now_ms().saturating_sub(claim.original_due_ms);
-                        ::metrics::histogram!(m::LATENESS).record(late.max(0) as f64 / 1000.0);
-                        tracing::debug!(grant_id = id, lateness_ms = late, "expiry done");
-                    } else {
-                        // Re-scheduled (an extension) or re-claimed while we worked: theirs wins.
-                        tracing::info!(grant_id = id, "expiry done but the grant was re-scheduled meanwhile; keeping the new time");
-                    }
+                    self.record_done(claim, applied);
                 }
             }
             ExpiryOutcome::Reschedule { due_ms } => {

@@ -111,6 +111,24 @@ else
 end
 "#;
 
+/// [`SETTLE`]'s `done` for many claims at once (a chunk whose expiries all finished): ARGV is
+/// `id, lease_until` pairs; each member is removed only if its score is still that lease.
+/// Returns 1 or 0 per pair, in order.
+const SETTLE_DONE_MANY: &str = r#"
+local out = {}
+for i = 1, #ARGV, 2 do
+  local cur = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if cur and tonumber(cur) == tonumber(ARGV[i + 1]) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+"#;
+
 /// One grant this replica now holds a lease on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -155,6 +173,7 @@ pub enum Settle {
 pub struct Scripts {
     claim: Script,
     settle: Script,
+    settle_done_many: Script,
 }
 
 impl Scripts {
@@ -162,6 +181,7 @@ impl Scripts {
         Scripts {
             claim: Script::new(CLAIM),
             settle: Script::new(SETTLE),
+            settle_done_many: Script::new(SETTLE_DONE_MANY),
         }
     }
 
@@ -216,6 +236,32 @@ impl Scripts {
         let applied = raw.first().is_some_and(|s| s == "1");
         let score = raw.get(1).and_then(|s| s.parse::<i64>().ok());
         Ok((applied, score))
+    }
+}
+
+impl Scripts {
+    /// Settles many claims as `Done` in one round trip. Returns, per claim, whether it applied
+    /// (false: the grant was re-scheduled or re-claimed meanwhile, and that time is kept).
+    pub async fn settle_done_many(
+        &self,
+        redis: &RedisConn,
+        claims: &[&Claim],
+    ) -> Result<Vec<bool>, SchedulerError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.settle_done_many.prepare_invoke();
+        inv.key(redis.key(super::INDEX_KEY))
+            .key(redis.key(super::STATE_KEY));
+        for c in claims {
+            inv.arg(&c.grant_id).arg(c.lease_until_ms);
+        }
+        let mut c = redis.conn();
+        let raw: Vec<i64> = inv.invoke_async(&mut c).await?;
+        if raw.len() != claims.len() {
+            return Err(bad("settle length"));
+        }
+        Ok(raw.into_iter().map(|v| v == 1).collect())
     }
 }
 

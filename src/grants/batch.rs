@@ -5,7 +5,8 @@
 //! thousands those fixed costs, not Okta, bounded how fast access was removed (I1). Here a batch
 //! the scheduler claimed together shares them: one read of every row, one script taking every
 //! free access lock, one commit moving them all to `revoking`, one count query, the Okta calls
-//! concurrently, one commit to `revoked`, one unlock.
+//! concurrently (each grant's `revoked` queued to the group commit as soon as its own call is
+//! done), one unlock.
 //!
 //! It makes exactly the decisions `handler` makes for one grant, under the same locks, with the
 //! same compare-and-sets and audit entries (I4, I5, I6). Only the plain case goes this way: a
@@ -22,7 +23,7 @@ use std::collections::HashMap;
 use futures::future::join_all;
 
 use super::error::GrantError;
-use super::handler::{mark_revoking, revoked_change, revoking_change, SCHEDULER_ACTOR};
+use super::handler::{mark_revoking, revoking_change, SCHEDULER_ACTOR};
 use super::lock::AccessLock;
 use super::model::{Grant, GrantState};
 use super::repo;
@@ -137,7 +138,7 @@ impl GrantService {
     /// Under the batch's locks: `revoking`, the decision, Okta, `revoked`.
     async fn revoke_locked(
         &self,
-        mut items: Vec<Item>,
+        items: Vec<Item>,
         out: &mut [Option<ExpiryOutcome>],
         slow: &mut Vec<usize>,
     ) -> Result<(), GrantError> {
@@ -153,7 +154,7 @@ impl GrantService {
         // A lost compare-and-set means the row changed since it was read (an extension, an
         // early revoke): the one-at-a-time path re-reads it and decides again.
         let mut live = Vec::with_capacity(items.len());
-        for (mut item, w) in items.drain(..).zip(won) {
+        for (mut item, w) in items.into_iter().zip(won) {
             if w {
                 mark_revoking(&mut item.grant, actor);
                 live.push(item);
@@ -174,47 +175,55 @@ impl GrantService {
             let mut conn = self.store().reads().acquire().await?;
             repo::live_counts(&mut conn, &ours).await?
         };
-        let decisions = join_all(live.iter().map(|i| async {
-            let g = &i.grant;
-            match g.standing {
-                None => Ok("never_provisioned"),
-                Some(true) => Ok("kept_standing"),
-                Some(false) if counts.get(&g.access_key()).copied().unwrap_or(0) > 0 => {
-                    Ok("kept_shared")
-                }
-                Some(false) => self.remove(g).await.map(|r| r.as_str()),
-            }
+        // Each grant records `revoked` as soon as its own Okta call is done (the group commit
+        // still merges the concurrent ones): one slow call, such as a 429 waiting for its reset,
+        // must not keep the rest of the chunk `revoking`.
+        let counts = &counts;
+        let results = join_all(live.into_iter().map(|item| async move {
+            let o = self.finish_one(&item, counts, actor).await;
+            (item.at, o)
         }))
         .await;
-        let now = self.clock().now_ms();
-        let mut done = Vec::with_capacity(live.len());
-        for (item, d) in live.into_iter().zip(decisions) {
-            match d {
-                Ok(outcome) => done.push((item, outcome)),
-                Err(e) => {
-                    let o = self.on_error(&item.grant, e, item.attempt).await?;
-                    out[item.at] = Some(o);
-                }
-            }
-        }
-        let changes = done
-            .iter()
-            .map(|(i, outcome)| revoked_change(&i.grant, actor, outcome, i.attempt, now))
-            .collect();
-        let won = self
-            .commits()
-            .commit_many(self.store(), self.clock(), changes)
-            .await?;
-        for ((item, outcome), w) in done.into_iter().zip(won) {
-            out[item.at] = Some(if w {
-                self.count_revoked(&item.grant, outcome, now);
-                ExpiryOutcome::Done
-            } else {
-                ExpiryOutcome::Retry {
-                    error: "grant changed concurrently".into(),
-                }
-            });
+        for (at, o) in results {
+            out[at] = Some(o);
         }
         Ok(())
+    }
+
+    /// One `revoking` grant of the chunk: decide, remove if it is ours alone, record `revoked`.
+    /// Errors stay with this grant.
+    async fn finish_one(
+        &self,
+        item: &Item,
+        counts: &HashMap<String, i64>,
+        actor: &str,
+    ) -> ExpiryOutcome {
+        let g = &item.grant;
+        let decided = match g.standing {
+            None => Ok("never_provisioned"),
+            Some(true) => Ok("kept_standing"),
+            Some(false) if counts.get(&g.access_key()).copied().unwrap_or(0) > 0 => {
+                Ok("kept_shared")
+            }
+            Some(false) => self.remove(g).await.map(|r| r.as_str()),
+        };
+        let r = match decided {
+            Ok(outcome) => self
+                .finish_revoked(g, actor, outcome, item.attempt)
+                .await
+                .map(|won| {
+                    if won {
+                        ExpiryOutcome::Done
+                    } else {
+                        ExpiryOutcome::Retry {
+                            error: "grant changed concurrently".into(),
+                        }
+                    }
+                }),
+            Err(e) => self.on_error(g, e, item.attempt).await,
+        };
+        r.unwrap_or_else(|e| ExpiryOutcome::Retry {
+            error: crate::error::chain(&e),
+        })
     }
 }

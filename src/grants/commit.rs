@@ -5,8 +5,9 @@
 //! (the single SQLite connection, or the head row lock on PostgreSQL). Committing them one by
 //! one bounds revocations by commit latency. Here concurrent callers queue their
 //! compare-and-set; whoever gets the writer slot first runs everything queued in ONE
-//! transaction (the compare-and-sets, grouped into one UPDATE per kind of change, then one audit entry per winner through
-//! [`audit::append_many`], then commit) and hands each caller its own result. Each caller
+//! transaction (the compare-and-sets, grouped into one UPDATE per kind of change, then one
+//! audit entry per winner through [`audit::append_many`], then commit) and hands each caller
+//! its own result. Each caller
 //! still learns exactly whether its own compare-and-set won, and a state change still commits
 //! with its audit entry or not at all (I6); per-grant idempotence (I4) and the access lock (I5)
 //! are untouched because callers keep holding their own locks while they wait.

@@ -162,7 +162,7 @@ impl GrantService {
 
     /// `revoking`/`failed` → `revoked` on `g`'s version, through the group commit, with what
     /// happened in Okta (`outcome`) in the audit entry. Counts the metrics when it wins.
-    async fn finish_revoked(
+    pub(super) async fn finish_revoked(
         &self,
         g: &Grant,
         actor: &str,
@@ -181,7 +181,7 @@ impl GrantService {
         Ok(won)
     }
 
-    pub(super) fn count_revoked(&self, g: &Grant, outcome: &'static str, now: i64) {
+    fn count_revoked(&self, g: &Grant, outcome: &'static str, now: i64) {
         self.count("revoked");
         metrics::counter!("jit_grant_okta_changes_total", "kind" => g.kind.as_str(), "change" => outcome)
             .increment(1);
@@ -291,13 +291,7 @@ pub(super) fn mark_revoking(g: &mut Grant, actor: &str) {
 }
 
 /// The `revoked` compare-and-set at `now`, with what happened in Okta in its audit entry.
-pub(super) fn revoked_change(
-    g: &Grant,
-    actor: &str,
-    outcome: &'static str,
-    attempt: u32,
-    now: i64,
-) -> Change {
+fn revoked_change(g: &Grant, actor: &str, outcome: &'static str, attempt: u32, now: i64) -> Change {
     Change {
         id: g.id.clone(),
         version: g.version,

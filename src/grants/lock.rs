@@ -41,30 +41,15 @@ return out
     )
 });
 
-/// Pushes out the TTL of every key still ours; returns how many were.
-static RENEW: LazyLock<Script> = LazyLock::new(|| {
+/// For every key still ours (value = ARGV[1]): push its TTL out to ARGV[2] ms when given
+/// (renew), delete it otherwise (release). Returns how many were still ours.
+static OWNED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local n = 0
 for _, k in ipairs(KEYS) do
   if redis.call('GET', k) == ARGV[1] then
-    redis.call('PEXPIRE', k, ARGV[2])
-    n = n + 1
-  end
-end
-return n
-"#,
-    )
-});
-
-/// Deletes every key still ours; returns how many were.
-static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local n = 0
-for _, k in ipairs(KEYS) do
-  if redis.call('GET', k) == ARGV[1] then
-    redis.call('DEL', k)
+    if ARGV[2] then redis.call('PEXPIRE', k, ARGV[2]) else redis.call('DEL', k) end
     n = n + 1
   end
 end
@@ -162,7 +147,7 @@ impl AccessLock {
             tokio::select! {
                 out = &mut work => return out,
                 _ = tick.tick(), if !lost => {
-                    match self.run(&RENEW, Some(LOCK_TTL.as_millis() as u64)).await {
+                    match self.on_owned(Some(LOCK_TTL.as_millis() as u64)).await {
                         Ok(n) if n == self.keys.len() as i64 => {}
                         Ok(_) => {
                             // Someone else holds one now; they re-read state before acting.
@@ -182,7 +167,7 @@ impl AccessLock {
         if self.keys.is_empty() {
             return;
         }
-        match self.run(&RELEASE, None).await {
+        match self.on_owned(None).await {
             Ok(n) if n == self.keys.len() as i64 => {}
             Ok(_) => tracing::warn!(keys = ?self.keys, "access lock had expired before release"),
             Err(e) => {
@@ -191,9 +176,10 @@ impl AccessLock {
         }
     }
 
-    async fn run(&self, script: &Script, ttl_ms: Option<u64>) -> Result<i64, redis::RedisError> {
+    /// Renews (`Some(ttl)`) or releases (`None`) every key still ours; returns how many were.
+    async fn on_owned(&self, ttl_ms: Option<u64>) -> Result<i64, redis::RedisError> {
         let mut c = self.redis.conn();
-        let mut inv = script.prepare_invoke();
+        let mut inv = OWNED.prepare_invoke();
         for k in &self.keys {
             inv.key(k);
         }

@@ -169,6 +169,20 @@ pub async fn burst(server: &PrivateRedis, n: usize, create_concurrency: usize) {
             .map(|r| r.try_get::<i64, _>(0).unwrap())
             .collect();
     let span = ends.iter().max().copied().unwrap_or(t) - t;
+    // `BENCH_TIMELINE_MS=500`: revocations per interval from T, to see where a burst slows
+    // (a rate-limit window boundary, a stall) rather than only its average.
+    if let Some(step) = std::env::var("BENCH_TIMELINE_MS")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|s| *s > 0)
+    {
+        let mut bins = vec![0u32; (span.max(0) / step + 1) as usize];
+        for e in &ends {
+            bins[((e - t).max(0) / step) as usize] += 1;
+        }
+        let line: Vec<String> = bins.iter().map(u32::to_string).collect();
+        println!("revoked per {step} ms from T: {}", line.join(" "));
+    }
     println!(
         "grants burst n={measured}: {:.0} revocations/s (T to last revoked {} ms); lateness p50={} ms p99={} ms max={} ms; \
          redis commands/revocation={:.2} (scheduler + locks); members left={left}; bench RSS={} MiB",

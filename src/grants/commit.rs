@@ -28,8 +28,14 @@ use crate::store::Store;
 pub(crate) struct Change {
     pub id: String,
     pub version: i64,
+    /// The SET clause; its values are `$3`, `$4`, … in order.
     pub set: &'static str,
     pub binds: Vec<Bind>,
+    /// When true, one more value follows `binds`: the batch's commit time (Unix ms), taken once
+    /// per transaction. A time taken by each caller would differ per row and split a burst's
+    /// identical changes (every `revoked` with its own `ended_at`) into one UPDATE each; the
+    /// commit time is also the truer moment for a state that exists only once committed.
+    pub stamp_commit_time: bool,
     pub entry: NewEntry,
 }
 
@@ -81,8 +87,24 @@ impl GroupCommit {
             }
         }
         // Leader/follower: whoever holds the writer slot commits everything queued so far. A
-        // follower that gets the slot after its changes were committed just reads the results.
-        let _slot = self.writer.lock().await;
+        // caller whose changes another leader committed returns as soon as its answers arrive
+        // instead of queueing for the slot: handing the slot through every such follower in
+        // turn would make the next batch wait behind all of them.
+        let _slot = tokio::select! {
+            biased;
+            first = &mut rxs[0] => {
+                // One batch carries all of a caller's changes, and its leader sends every answer
+                // before giving the slot up: the rest are there or on their way.
+                let mut out = Vec::with_capacity(rxs.len());
+                out.push(Self::answer(first)?);
+                for rx in &mut rxs[1..] {
+                    out.push(Self::answer(rx.await)?);
+                }
+                return Ok(out);
+            }
+            slot = self.writer.lock() => slot,
+        };
+        // The slot may come after our batch's leader released it: then only read the answers.
         if let Some(r) = Self::ready_all(&mut rxs) {
             return r;
         }
@@ -114,15 +136,21 @@ impl GroupCommit {
         Some(Ok(out))
     }
 
+    /// One answer, as the caller sees it.
+    fn answer(
+        r: Result<Result<bool, String>, oneshot::error::RecvError>,
+    ) -> Result<bool, GrantError> {
+        match r {
+            Ok(r) => r.map_err(GrantError::GroupCommit),
+            Err(_) => Err(abandoned()),
+        }
+    }
+
     fn ready(rx: &mut oneshot::Receiver<Result<bool, String>>) -> Option<Result<bool, GrantError>> {
         match rx.try_recv() {
             Ok(r) => Some(r.map_err(GrantError::GroupCommit)),
             Err(oneshot::error::TryRecvError::Empty) => None,
-            // The leader that took our change was dropped mid-batch: its transaction rolled back
-            // or its commit's outcome is unknown. Either way the caller retries (idempotent).
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(GrantError::GroupCommit(
-                "the batch carrying this change was abandoned".into(),
-            ))),
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(abandoned())),
         }
     }
 
@@ -130,6 +158,12 @@ impl GroupCommit {
         // A panic while pushing or taking cannot leave the Vec half-changed: keep using it.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The leader that took a change was dropped mid-batch: its transaction rolled back or its
+/// commit's outcome is unknown. Either way the caller retries (every change is idempotent).
+fn abandoned() -> GrantError {
+    GrantError::GroupCommit("the batch carrying this change was abandoned".into())
 }
 
 /// One transaction: the compare-and-sets, then the winners' audit entries in one append, then
@@ -145,6 +179,20 @@ async fn run_batch(
     batch: &[Pending],
 ) -> Result<Vec<bool>, GrantError> {
     let mut won = vec![false; batch.len()];
+    let mut tx = store.begin().await?;
+    // Taken once, inside the transaction: every stamped change of it shares this time.
+    let commit_ms = clock.now_ms();
+    let binds: Vec<Vec<Bind>> = batch
+        .iter()
+        .map(|p| {
+            let c = &p.change;
+            let mut b = c.binds.clone();
+            if c.stamp_commit_time {
+                b.push(Bind::I(commit_ms));
+            }
+            b
+        })
+        .collect();
     // Groups by (SET clause, values), in first-seen order; duplicates of a grant go last.
     let mut groups: Vec<(&'static str, &[Bind], Vec<usize>)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -157,13 +205,12 @@ async fn run_batch(
         }
         match groups
             .iter_mut()
-            .find(|(set, binds, _)| *set == c.set && *binds == c.binds.as_slice())
+            .find(|(set, b, _)| *set == c.set && *b == binds[i].as_slice())
         {
             Some((_, _, members)) => members.push(i),
-            None => groups.push((c.set, c.binds.as_slice(), vec![i])),
+            None => groups.push((c.set, binds[i].as_slice(), vec![i])),
         }
     }
-    let mut tx = store.begin().await?;
     for (set, binds, members) in &groups {
         let rows: Vec<(&str, i64)> = members
             .iter()
@@ -176,7 +223,7 @@ async fn run_batch(
     }
     for &i in &repeats {
         let c = &batch[i].change;
-        won[i] = repo::cas(tx.conn(), &c.id, c.version, c.set, c.binds.clone()).await?;
+        won[i] = repo::cas(tx.conn(), &c.id, c.version, c.set, binds[i].clone()).await?;
     }
     let entries: Vec<NewEntry> = batch
         .iter()

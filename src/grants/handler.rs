@@ -169,14 +169,14 @@ impl GrantService {
         outcome: &'static str,
         attempt: u32,
     ) -> Result<bool, GrantError> {
-        let now = self.clock().now_ms();
-        let change = revoked_change(g, actor, outcome, attempt, now);
+        let change = revoked_change(g, actor, outcome, attempt);
         let won = self
             .commits()
             .commit(self.store(), self.clock(), change)
             .await?;
         if won {
-            self.count_revoked(g, outcome, now);
+            // Within a few ms of the `ended_at` the commit stamped.
+            self.count_revoked(g, outcome, self.clock().now_ms());
         }
         Ok(won)
     }
@@ -273,6 +273,7 @@ pub(super) fn revoking_change(g: &Grant, actor: &str) -> Change {
         version: g.version,
         set: "state = 'revoking', ended_by = $3, end_reason = $4",
         binds: vec![Bind::S(actor.into()), Bind::S("expired".into())],
+        stamp_commit_time: false,
         entry: NewEntry::new(
             actor,
             "grant.revoking",
@@ -290,13 +291,15 @@ pub(super) fn mark_revoking(g: &mut Grant, actor: &str) {
     g.version += 1;
 }
 
-/// The `revoked` compare-and-set at `now`, with what happened in Okta in its audit entry.
-fn revoked_change(g: &Grant, actor: &str, outcome: &'static str, attempt: u32, now: i64) -> Change {
+/// The `revoked` compare-and-set (`ended_at` = its commit time), with what happened in Okta in
+/// its audit entry.
+fn revoked_change(g: &Grant, actor: &str, outcome: &'static str, attempt: u32) -> Change {
     Change {
         id: g.id.clone(),
         version: g.version,
         set: "state = 'revoked', ended_at = $3, last_error = NULL, next_retry_at = NULL",
-        binds: vec![Bind::I(now)],
+        binds: Vec::new(),
+        stamp_commit_time: true,
         entry: NewEntry::new(
             actor,
             "grant.revoked",

@@ -150,7 +150,7 @@ pub async fn append(tx: &mut Tx, clock: &Clock, entry: NewEntry) -> Result<Audit
 }
 
 /// Appends `entries`, in order, inside the caller's transaction: one head read (and lock), one
-/// INSERT per entry, one head update. Used by batched state changes, where the head lock is
+/// INSERT for all of them, one head update. Used by batched state changes, where the head lock is
 /// then taken once per batch instead of once per entry; the chain is the same as appending the
 /// entries one by one. The same rules as [`append`] apply (last before `commit`, no network).
 pub async fn append_many(
@@ -198,35 +198,35 @@ pub async fn append_many(
             hash,
         });
     }
-    // Multi-row INSERTs in a few fixed sizes: a batch costs a handful of statements, and only
-    // `INSERT_CHUNKS.len()` distinct SQL texts reach the prepared-statement cache.
-    let mut rest: &[AuditEntry] = &out;
-    let mut rest_texts: &[String] = &texts;
-    while !rest.is_empty() {
-        let n = INSERT_CHUNKS
-            .iter()
-            .copied()
-            .find(|c| *c <= rest.len())
-            .unwrap_or(1);
-        let (rows, more) = rest.split_at(n);
-        let (row_texts, more_texts) = rest_texts.split_at(n);
-        let sql = insert_sql(n);
-        let mut q = sqlx::query(&sql);
-        for (e, details) in rows.iter().zip(row_texts) {
-            q = q
-                .bind(e.seq)
-                .bind(e.at_ms)
-                .bind(&e.actor)
-                .bind(&e.action)
-                .bind(&e.subject)
-                .bind(details)
-                .bind(&e.prev_hash)
-                .bind(&e.hash);
-        }
-        q.execute(tx.conn()).await?;
-        rest = more;
-        rest_texts = more_texts;
-    }
+    // Every row in ONE statement, whatever the count: the rows travel as one JSON array that the
+    // database unpacks. A statement is a round trip to the database (on SQLite, a hop to its
+    // worker thread and back), and under an expiry burst these appends sit on the one writer's
+    // critical path, so the count of statements, not their size, is what costs. One SQL text per
+    // backend also keeps the prepared-statement cache to a single entry.
+    let rows: Vec<serde_json::Value> = out
+        .iter()
+        .zip(&texts)
+        .map(|(e, details)| {
+            serde_json::json!([
+                e.seq,
+                e.at_ms,
+                e.actor,
+                e.action,
+                e.subject,
+                details,
+                e.prev_hash,
+                e.hash
+            ])
+        })
+        .collect();
+    let insert = match tx.backend() {
+        Backend::Postgres => INSERT_JSON_POSTGRES,
+        Backend::Sqlite => INSERT_JSON_SQLITE,
+    };
+    sqlx::query(insert)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(tx.conn())
+        .await?;
     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
         .bind(seq)
         .bind(&prev_hash)
@@ -236,22 +236,19 @@ pub async fn append_many(
     Ok(out)
 }
 
-/// Rows per INSERT statement in [`append_many`], largest first (8 parameters per row).
-const INSERT_CHUNKS: [usize; 4] = [32, 8, 2, 1];
-
-fn insert_sql(rows: usize) -> String {
-    let values: Vec<String> = (0..rows)
-        .map(|r| {
-            let p: Vec<String> = (1..=8).map(|c| format!("${}", r * 8 + c)).collect();
-            format!("({})", p.join(", "))
-        })
-        .collect();
-    format!(
-        "INSERT INTO audit_log (seq, at_ms, actor, action, subject, details, prev_hash, hash) \
-         VALUES {}",
-        values.join(", ")
-    )
-}
+/// [`append_many`]'s INSERT: `$1` is a JSON array of `[seq, at_ms, actor, action, subject,
+/// details, prev_hash, hash]` rows. SQLite's `->>` yields the JSON value's own SQL type
+/// (integer or text); PostgreSQL's yields text, cast where the column is a number.
+const INSERT_JSON_SQLITE: &str =
+    "INSERT INTO audit_log (seq, at_ms, actor, action, subject, details, prev_hash, hash) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+            value ->> 6, value ->> 7 \
+     FROM json_each($1)";
+const INSERT_JSON_POSTGRES: &str =
+    "INSERT INTO audit_log (seq, at_ms, actor, action, subject, details, prev_hash, hash) \
+     SELECT (r ->> 0)::BIGINT, (r ->> 1)::BIGINT, r ->> 2, r ->> 3, r ->> 4, r ->> 5, r ->> 6, \
+            r ->> 7 \
+     FROM jsonb_array_elements($1::JSONB) AS r";
 
 /// Appends in a transaction of its own, for events that change no other state.
 pub async fn append_now(

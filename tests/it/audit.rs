@@ -17,8 +17,9 @@ fn entry(i: usize) -> NewEntry {
         format!("tester-{}", i % 3),
         "grant.activated",
         format!("grant:{i}"),
-        // Awkward content on purpose: quotes, commas, newlines, unicode, nested objects, numbers.
-        json!({"i": i, "reason": "on-call, \"sev1\"\nline two ✓", "z": {"b": [1, 2.5, null], "a": true}}),
+        // Awkward content on purpose: quotes, commas, newlines, backslashes, an escaped NUL,
+        // unicode, nested objects, numbers.
+        json!({"i": i, "reason": "on-call, \"sev1\"\nline two ✓ C:\\ops\t\u{0}", "z": {"b": [1, 2.5, null], "a": true}}),
     )
 }
 
@@ -394,14 +395,14 @@ async fn cli_verify_and_export(db: Db) {
 }
 
 async fn append_many_continues_the_chain(db: Db) {
-    // Batches that cross every multi-row INSERT size (32, 8, 2, 1), between single appends: the
-    // result is one chain, as if every entry had been appended alone, and each returned entry is
-    // what was stored.
+    // Batches of many sizes (one INSERT carries a whole batch as JSON), between single appends:
+    // the result is one chain, as if every entry had been appended alone, and each returned
+    // entry is what was stored, byte for byte.
     let (_db, store) = fresh_store(db).await;
     let clock = Clock::system();
     append_n(&store, 2).await;
     let mut returned = Vec::new();
-    for size in [45_usize, 1, 3, 0, 32] {
+    for size in [45_usize, 1, 3, 0, 300] {
         let mut tx = store.begin().await.unwrap();
         let got = audit::append_many(&mut tx, &clock, (0..size).map(entry).collect())
             .await
@@ -413,7 +414,7 @@ async fn append_many_continues_the_chain(db: Db) {
     }
     let report = audit::verify(&store).await.unwrap();
     assert!(report.ok(), "{report:?}");
-    assert_eq!(report.entries, 2 + 81 + 5);
+    assert_eq!(report.entries, 2 + 349 + 5);
     let page = audit::page(&store, 0, 1000, None, None).await.unwrap();
     for e in &returned {
         let stored = page.iter().find(|p| p.seq == e.seq).unwrap();

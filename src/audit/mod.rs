@@ -238,7 +238,9 @@ pub async fn append_many(
 
 /// [`append_many`]'s INSERT: `$1` is a JSON array of `[seq, at_ms, actor, action, subject,
 /// details, prev_hash, hash]` rows. SQLite's `->>` yields the JSON value's own SQL type
-/// (integer or text); PostgreSQL's yields text, cast where the column is a number.
+/// (integer or text); PostgreSQL's yields text, cast where the column is a number. `->>` needs
+/// SQLite 3.38 or later (sqlx bundles a newer one); a test appends awkward text through it and
+/// re-verifies the chain on both backends.
 const INSERT_JSON_SQLITE: &str =
     "INSERT INTO audit_log (seq, at_ms, actor, action, subject, details, prev_hash, hash) \
      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \

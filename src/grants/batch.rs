@@ -150,7 +150,8 @@ impl GrantService {
         let won = self
             .commits()
             .commit_many(self.store(), self.clock(), changes)
-            .await?;
+            .await?
+            .won;
         // A lost compare-and-set means the row changed since it was read (an extension, an
         // early revoke): the one-at-a-time path re-reads it and decides again.
         let mut live = Vec::with_capacity(items.len());

@@ -31,17 +31,30 @@ pub(crate) struct Change {
     /// The SET clause; its values are `$3`, `$4`, … in order.
     pub set: &'static str,
     pub binds: Vec<Bind>,
-    /// When true, one more value follows `binds`: the batch's commit time (Unix ms), taken once
-    /// per transaction. A time taken by each caller would differ per row and split a burst's
-    /// identical changes (every `revoked` with its own `ended_at`) into one UPDATE each; the
-    /// commit time is also the truer moment for a state that exists only once committed.
-    pub stamp_commit_time: bool,
+    /// When true, one more value follows `binds`: the batch's transaction time (Unix ms, read
+    /// once right after BEGIN; see [`Committed::at_ms`]). A time read by each caller would
+    /// differ per row and split a burst's identical changes (every `revoked` with its own
+    /// `ended_at`) into one UPDATE each.
+    pub stamp_tx_time: bool,
     pub entry: NewEntry,
 }
 
+/// What a batch answers each of its changes: whether its compare-and-set won, and the batch's
+/// transaction time; or the batch's error.
+type Answer = Result<(bool, i64), String>;
+
 struct Pending {
     change: Change,
-    done: oneshot::Sender<Result<bool, String>>,
+    done: oneshot::Sender<Answer>,
+}
+
+/// The outcome of a caller's changes, which always commit in one transaction together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Committed {
+    /// Per change, in the caller's order: whether its compare-and-set won.
+    pub won: Vec<bool>,
+    /// The transaction's time (Unix ms): what stamped changes wrote.
+    pub at_ms: i64,
 }
 
 /// The queue and the writer slot. One per `GrantService`.
@@ -53,15 +66,15 @@ pub(crate) struct GroupCommit {
 
 impl GroupCommit {
     /// Commits `change` (possibly together with other callers' changes). Returns whether this
-    /// caller's compare-and-set won.
+    /// caller's compare-and-set won, and the transaction's time.
     pub(crate) async fn commit(
         &self,
         store: &Store,
         clock: &Clock,
         change: Change,
-    ) -> Result<bool, GrantError> {
-        let won = self.commit_many(store, clock, vec![change]).await?;
-        Ok(won.first().copied().unwrap_or(false))
+    ) -> Result<(bool, i64), GrantError> {
+        let c = self.commit_many(store, clock, vec![change]).await?;
+        Ok((c.won.first().copied().unwrap_or(false), c.at_ms))
     }
 
     /// Commits all of `changes` in the same transaction (possibly with other callers'). Returns,
@@ -72,9 +85,12 @@ impl GroupCommit {
         store: &Store,
         clock: &Clock,
         changes: Vec<Change>,
-    ) -> Result<Vec<bool>, GrantError> {
+    ) -> Result<Committed, GrantError> {
         if changes.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Committed {
+                won: Vec::new(),
+                at_ms: clock.now_ms(),
+            });
         }
         // All of a caller's changes are queued under one lock, so they land in one batch.
         let mut rxs = Vec::with_capacity(changes.len());
@@ -87,20 +103,20 @@ impl GroupCommit {
             }
         }
         // Leader/follower: whoever holds the writer slot commits everything queued so far. A
-        // caller whose changes another leader committed returns as soon as its answers arrive
-        // instead of queueing for the slot: handing the slot through every such follower in
-        // turn would make the next batch wait behind all of them.
+        // caller whose changes another leader committed returns on its answer rather than
+        // waiting its turn for the slot: handing the slot through every such follower, each
+        // woken in turn, would make the next batch wait behind all of them.
         let _slot = tokio::select! {
             biased;
             first = &mut rxs[0] => {
                 // One batch carries all of a caller's changes, and its leader sends every answer
                 // before giving the slot up: the rest are there or on their way.
-                let mut out = Vec::with_capacity(rxs.len());
-                out.push(Self::answer(first)?);
+                let mut answers = Vec::with_capacity(rxs.len());
+                answers.push(first.map_err(|_| abandoned()));
                 for rx in &mut rxs[1..] {
-                    out.push(Self::answer(rx.await)?);
+                    answers.push(rx.await.map_err(|_| abandoned()));
                 }
-                return Ok(out);
+                return Self::collect(answers);
             }
             slot = self.writer.lock() => slot,
         };
@@ -113,7 +129,7 @@ impl GroupCommit {
         let result = run_batch(store, clock, &batch).await;
         for (i, p) in batch.into_iter().enumerate() {
             let r = match &result {
-                Ok(won) => Ok(won.get(i).copied().unwrap_or(false)),
+                Ok((won, at_ms)) => Ok((won.get(i).copied().unwrap_or(false), *at_ms)),
                 Err(e) => Err(crate::error::chain(e)),
             };
             let _ = p.done.send(r);
@@ -122,36 +138,29 @@ impl GroupCommit {
             .unwrap_or_else(|| Err(GrantError::GroupCommit("change was not committed".into())))
     }
 
-    /// Every result, once all are in; `None` while any is still pending.
-    fn ready_all(
-        rxs: &mut [oneshot::Receiver<Result<bool, String>>],
-    ) -> Option<Result<Vec<bool>, GrantError>> {
-        let mut out = Vec::with_capacity(rxs.len());
+    /// Every answer, once all are in; `None` while any is still pending.
+    fn ready_all(rxs: &mut [oneshot::Receiver<Answer>]) -> Option<Result<Committed, GrantError>> {
+        let mut answers = Vec::with_capacity(rxs.len());
         for rx in rxs {
-            match Self::ready(rx)? {
-                Ok(w) => out.push(w),
-                Err(e) => return Some(Err(e)),
+            match rx.try_recv() {
+                Ok(a) => answers.push(Ok(a)),
+                Err(oneshot::error::TryRecvError::Empty) => return None,
+                Err(oneshot::error::TryRecvError::Closed) => answers.push(Err(abandoned())),
             }
         }
-        Some(Ok(out))
+        Some(Self::collect(answers))
     }
 
-    /// One answer, as the caller sees it.
-    fn answer(
-        r: Result<Result<bool, String>, oneshot::error::RecvError>,
-    ) -> Result<bool, GrantError> {
-        match r {
-            Ok(r) => r.map_err(GrantError::GroupCommit),
-            Err(_) => Err(abandoned()),
+    /// A caller's answers as its result: the first error, or every compare-and-set's outcome.
+    fn collect(answers: Vec<Result<Answer, GrantError>>) -> Result<Committed, GrantError> {
+        let mut won = Vec::with_capacity(answers.len());
+        let mut at_ms = 0;
+        for a in answers {
+            let (w, at) = a?.map_err(GrantError::GroupCommit)?;
+            won.push(w);
+            at_ms = at;
         }
-    }
-
-    fn ready(rx: &mut oneshot::Receiver<Result<bool, String>>) -> Option<Result<bool, GrantError>> {
-        match rx.try_recv() {
-            Ok(r) => Some(r.map_err(GrantError::GroupCommit)),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(abandoned())),
-        }
+        Ok(Committed { won, at_ms })
     }
 
     fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
@@ -167,7 +176,7 @@ fn abandoned() -> GrantError {
 }
 
 /// One transaction: the compare-and-sets, then the winners' audit entries in one append, then
-/// commit. Returns whether each change (by its index in `batch`) won.
+/// commit. Returns whether each change (by its index in `batch`) won, and the transaction time.
 ///
 /// Changes with the same SET clause and values (every `revoking` of a burst, every `revoked`)
 /// go out as one [`repo::cas_many`] statement per group instead of one UPDATE per grant; a
@@ -177,18 +186,18 @@ async fn run_batch(
     store: &Store,
     clock: &Clock,
     batch: &[Pending],
-) -> Result<Vec<bool>, GrantError> {
+) -> Result<(Vec<bool>, i64), GrantError> {
     let mut won = vec![false; batch.len()];
     let mut tx = store.begin().await?;
-    // Taken once, inside the transaction: every stamped change of it shares this time.
-    let commit_ms = clock.now_ms();
+    // Read once, inside the transaction: every stamped change of it shares this time.
+    let tx_ms = clock.now_ms();
     let binds: Vec<Vec<Bind>> = batch
         .iter()
         .map(|p| {
             let c = &p.change;
             let mut b = c.binds.clone();
-            if c.stamp_commit_time {
-                b.push(Bind::I(commit_ms));
+            if c.stamp_tx_time {
+                b.push(Bind::I(tx_ms));
             }
             b
         })
@@ -233,9 +242,195 @@ async fn run_batch(
         .collect();
     if entries.is_empty() {
         tx.rollback().await?;
-        return Ok(won);
+        return Ok((won, tx_ms));
     }
     audit::append_many(&mut tx, clock, entries).await?;
     tx.commit().await?;
-    Ok(won)
+    Ok((won, tx_ms))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::grants::model::{Grant, GrantState};
+    use crate::policy::ResourceKind;
+
+    async fn store(dir: &tempfile::TempDir) -> Store {
+        let mut cfg = crate::config::Config::load_with_env(None, Vec::new())
+            .unwrap()
+            .database;
+        cfg.url = format!("sqlite://{}", dir.path().join("commit.db").display());
+        let store = Store::connect(&cfg).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    fn grant(i: usize) -> Grant {
+        Grant {
+            id: format!("g{i}"),
+            user_id: format!("00u{i}"),
+            user_login: format!("u{i}@example.com"),
+            resource: "r".into(),
+            kind: ResourceKind::OktaGroup,
+            okta_id: "00g1".into(),
+            resource_set: None,
+            state: GrantState::Active,
+            standing: Some(false),
+            duration_ms: 60_000,
+            reason: "test".into(),
+            requested_by: "admin".into(),
+            request_id: None,
+            end_sessions: false,
+            created_at: 1,
+            activated_at: Some(1),
+            expires_at: 60_001,
+            ended_at: None,
+            role_assignment_id: None,
+            last_error: None,
+            next_retry_at: None,
+            attempts: 0,
+            ended_by: None,
+            end_reason: None,
+            version: 1,
+        }
+    }
+
+    fn revoked(i: usize, version: i64) -> Change {
+        Change {
+            id: format!("g{i}"),
+            version,
+            set: "state = 'revoked', ended_at = $3",
+            binds: Vec::new(),
+            stamp_tx_time: true,
+            entry: NewEntry::new(
+                "t",
+                "grant.revoked",
+                format!("grant:g{i}"),
+                serde_json::json!({}),
+            ),
+        }
+    }
+
+    /// Forty callers at once, each with one to three changes (some on a stale version): every
+    /// caller learns exactly its own outcomes, all of its changes share one transaction time,
+    /// each winner's `ended_at` is that time, and exactly the winners were audited.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_callers_each_get_their_own_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let clock = Clock::system();
+        let mut tx = store.begin().await.unwrap();
+        for i in 0..100 {
+            repo::insert(&mut tx, &grant(i)).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let gc = Arc::new(GroupCommit::default());
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut next = 0;
+        for caller in 0..40_usize {
+            let n = 1 + caller % 3;
+            let ids: Vec<usize> = (next..next + n).collect();
+            next += n;
+            let (gc, store, clock) = (gc.clone(), store.clone(), clock.clone());
+            tasks.spawn(async move {
+                // Every fifth grant is offered on a stale version: it must lose, alone.
+                let changes = ids
+                    .iter()
+                    .map(|&i| revoked(i, if i % 5 == 0 { 0 } else { 1 }))
+                    .collect();
+                let c = gc.commit_many(&store, &clock, changes).await.unwrap();
+                (ids, c)
+            });
+        }
+        let mut winners = 0_u64;
+        while let Some(r) = tasks.join_next().await {
+            let (ids, c) = r.unwrap();
+            assert_eq!(c.won.len(), ids.len());
+            for (&i, &won) in ids.iter().zip(&c.won) {
+                assert_eq!(won, i % 5 != 0, "grant g{i}");
+                let g = repo::get(&store, &format!("g{i}")).await.unwrap().unwrap();
+                if won {
+                    winners += 1;
+                    assert_eq!(g.state, GrantState::Revoked);
+                    assert_eq!(
+                        g.ended_at,
+                        Some(c.at_ms),
+                        "g{i} stamped with its batch time"
+                    );
+                } else {
+                    assert_eq!(g.state, GrantState::Active);
+                }
+            }
+        }
+        let report = crate::audit::verify(&store).await.unwrap();
+        assert!(report.ok(), "{report:?}");
+        assert_eq!(report.entries, winners);
+        // An empty call commits nothing and answers at once.
+        let c = gc.commit_many(&store, &clock, Vec::new()).await.unwrap();
+        assert!(c.won.is_empty());
+    }
+
+    /// A leader dropped mid-batch (its caller cancelled) abandons its batch: the other caller in
+    /// it gets an error to retry on, not a hang, nothing of the batch commits, and the retry
+    /// then succeeds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_leader_fails_its_batch_instead_of_hanging_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let clock = Clock::system();
+        let mut tx = store.begin().await.unwrap();
+        for i in 0..2 {
+            repo::insert(&mut tx, &grant(i)).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let gc = Arc::new(GroupCommit::default());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let until = |what: &str, cond: &dyn Fn() -> bool| {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            !cond()
+        };
+        // Hold the writer slot so both callers queue, then the store's one writer connection so
+        // the leader stops inside its batch.
+        let slot = gc.writer.lock().await;
+        let blocker = store.begin().await.unwrap();
+        let spawn = |i: usize| {
+            let (gc, store, clock) = (gc.clone(), store.clone(), clock.clone());
+            tokio::spawn(async move { gc.commit(&store, &clock, revoked(i, 1)).await })
+        };
+        let leader = spawn(0);
+        while until("first caller never queued", &|| gc.lock_queue().len() == 1) {
+            tokio::task::yield_now().await;
+        }
+        let follower = spawn(1);
+        while until("second caller never queued", &|| gc.lock_queue().len() == 2) {
+            tokio::task::yield_now().await;
+        }
+        // The slot is fair: the first caller leads and takes both changes.
+        drop(slot);
+        while until("leader never took the batch", &|| {
+            gc.lock_queue().is_empty()
+        }) {
+            tokio::task::yield_now().await;
+        }
+        leader.abort();
+        assert!(leader.await.unwrap_err().is_cancelled());
+        let err = tokio::time::timeout(std::time::Duration::from_secs(10), follower)
+            .await
+            .expect("the follower hung")
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, GrantError::GroupCommit(_)), "{err:?}");
+        drop(blocker);
+        for i in 0..2 {
+            let g = repo::get(&store, &format!("g{i}")).await.unwrap().unwrap();
+            assert_eq!(g.state, GrantState::Active, "g{i} did not commit");
+        }
+        assert_eq!(crate::audit::verify(&store).await.unwrap().entries, 0);
+        // Retrying (as the scheduler does) works.
+        let (won, _) = gc.commit(&store, &clock, revoked(1, 1)).await.unwrap();
+        assert!(won);
+    }
 }

@@ -150,7 +150,7 @@ impl GrantService {
     /// `active`/`provisioning` → `revoking` on `g`'s version (group-committed with its audit
     /// entry). On success `g` is updated to the committed row without reading it back.
     async fn start_revoking(&self, g: &mut Grant, actor: &str) -> Result<bool, GrantError> {
-        let won = self
+        let (won, _) = self
             .commits()
             .commit(self.store(), self.clock(), revoking_change(g, actor))
             .await?;
@@ -170,13 +170,12 @@ impl GrantService {
         attempt: u32,
     ) -> Result<bool, GrantError> {
         let change = revoked_change(g, actor, outcome, attempt);
-        let won = self
+        let (won, ended_at) = self
             .commits()
             .commit(self.store(), self.clock(), change)
             .await?;
         if won {
-            // Within a few ms of the `ended_at` the commit stamped.
-            self.count_revoked(g, outcome, self.clock().now_ms());
+            self.count_revoked(g, outcome, ended_at);
         }
         Ok(won)
     }
@@ -273,7 +272,7 @@ pub(super) fn revoking_change(g: &Grant, actor: &str) -> Change {
         version: g.version,
         set: "state = 'revoking', ended_by = $3, end_reason = $4",
         binds: vec![Bind::S(actor.into()), Bind::S("expired".into())],
-        stamp_commit_time: false,
+        stamp_tx_time: false,
         entry: NewEntry::new(
             actor,
             "grant.revoking",
@@ -291,15 +290,15 @@ pub(super) fn mark_revoking(g: &mut Grant, actor: &str) {
     g.version += 1;
 }
 
-/// The `revoked` compare-and-set (`ended_at` = its commit time), with what happened in Okta in
-/// its audit entry.
+/// The `revoked` compare-and-set (`ended_at` = its batch's transaction time, so a burst's
+/// `revoked` changes share one UPDATE), with what happened in Okta in its audit entry.
 fn revoked_change(g: &Grant, actor: &str, outcome: &'static str, attempt: u32) -> Change {
     Change {
         id: g.id.clone(),
         version: g.version,
         set: "state = 'revoked', ended_at = $3, last_error = NULL, next_retry_at = NULL",
         binds: Vec::new(),
-        stamp_commit_time: true,
+        stamp_tx_time: true,
         entry: NewEntry::new(
             actor,
             "grant.revoked",

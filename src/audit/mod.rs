@@ -198,35 +198,49 @@ pub async fn append_many(
             hash,
         });
     }
-    // Every row in ONE statement, whatever the count: the rows travel as one JSON array that the
-    // database unpacks. A statement is a round trip to the database (on SQLite, a hop to its
-    // worker thread and back), and under an expiry burst these appends sit on the one writer's
-    // critical path, so the count of statements, not their size, is what costs. One SQL text per
-    // backend also keeps the prepared-statement cache to a single entry.
-    let rows: Vec<serde_json::Value> = out
-        .iter()
-        .zip(&texts)
-        .map(|(e, details)| {
-            serde_json::json!([
-                e.seq,
-                e.at_ms,
-                e.actor,
-                e.action,
-                e.subject,
-                details,
-                e.prev_hash,
-                e.hash
-            ])
-        })
-        .collect();
-    let insert = match tx.backend() {
-        Backend::Postgres => INSERT_JSON_POSTGRES,
-        Backend::Sqlite => INSERT_JSON_SQLITE,
-    };
-    sqlx::query(insert)
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(tx.conn())
-        .await?;
+    // Every row in ONE statement, whatever the count. A statement is a round trip to the
+    // database (on SQLite, a hop to its worker thread and back), and under an expiry burst these
+    // appends sit on the one writer's critical path, so the count of statements, not their size,
+    // is what costs. A batch travels as one JSON array that the database unpacks; a single entry
+    // (most appends) keeps the plain INSERT, which skips the JSON encoding and unpacking.
+    if let ([e], [details]) = (out.as_slice(), texts.as_slice()) {
+        sqlx::query(INSERT_ONE)
+            .bind(e.seq)
+            .bind(e.at_ms)
+            .bind(&e.actor)
+            .bind(&e.action)
+            .bind(&e.subject)
+            .bind(details)
+            .bind(&e.prev_hash)
+            .bind(&e.hash)
+            .execute(tx.conn())
+            .await?;
+    } else {
+        let rows: Vec<serde_json::Value> = out
+            .iter()
+            .zip(&texts)
+            .map(|(e, details)| {
+                serde_json::json!([
+                    e.seq,
+                    e.at_ms,
+                    e.actor,
+                    e.action,
+                    e.subject,
+                    details,
+                    e.prev_hash,
+                    e.hash
+                ])
+            })
+            .collect();
+        let insert = match tx.backend() {
+            Backend::Postgres => INSERT_JSON_POSTGRES,
+            Backend::Sqlite => INSERT_JSON_SQLITE,
+        };
+        sqlx::query(insert)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(tx.conn())
+            .await?;
+    }
     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
         .bind(seq)
         .bind(&prev_hash)
@@ -236,7 +250,11 @@ pub async fn append_many(
     Ok(out)
 }
 
-/// [`append_many`]'s INSERT: `$1` is a JSON array of `[seq, at_ms, actor, action, subject,
+const INSERT_ONE: &str =
+    "INSERT INTO audit_log (seq, at_ms, actor, action, subject, details, prev_hash, hash) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// [`append_many`]'s INSERT for several entries: `$1` is a JSON array of `[seq, at_ms, actor, action, subject,
 /// details, prev_hash, hash]` rows. SQLite's `->>` yields the JSON value's own SQL type
 /// (integer or text); PostgreSQL's yields text, cast where the column is a number. `->>` needs
 /// SQLite 3.38 or later (sqlx bundles a newer one); a test appends awkward text through it and

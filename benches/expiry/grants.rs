@@ -147,32 +147,30 @@ pub async fn burst(server: &PrivateRedis, n: usize, create_concurrency: usize) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let lateness: Vec<i64> = sqlx::query(
-        "SELECT ended_at - expires_at FROM grants WHERE state = 'revoked' AND expires_at < $1",
+    // (expires_at, ended_at) of every measured grant, in one read.
+    let rows: Vec<(i64, i64)> = sqlx::query(
+        "SELECT expires_at, ended_at FROM grants WHERE state = 'revoked' AND expires_at < $1",
     )
     .bind(provisional_t)
     .fetch_all(store.pool())
     .await
     .unwrap()
     .iter()
-    .map(|r| r.try_get::<i64, _>(0).unwrap())
+    .map(|r| {
+        (
+            r.try_get::<i64, _>(0).unwrap(),
+            r.try_get::<i64, _>(1).unwrap(),
+        )
+    })
     .collect();
     let c1 = server.total_commands();
-    let mut late = lateness;
+    let mut late: Vec<i64> = rows.iter().map(|(due, end)| end - due).collect();
     late.sort_unstable();
     let left = users[probe..]
         .iter()
         .filter(|u| sim.is_member(GROUP, u))
         .count();
-    let ends: Vec<i64> =
-        sqlx::query("SELECT ended_at FROM grants WHERE state = 'revoked' AND expires_at < $1")
-            .bind(provisional_t)
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.try_get::<i64, _>(0).unwrap())
-            .collect();
+    let ends: Vec<i64> = rows.iter().map(|(_, end)| *end).collect();
     let span = ends.iter().max().copied().unwrap_or(t) - t;
     // `BENCH_TIMELINE_MS=500`: revocations per interval from T, to see where a burst slows
     // (a rate-limit window boundary, a stall) rather than only its average.

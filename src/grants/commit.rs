@@ -258,13 +258,19 @@ mod tests {
     use crate::grants::model::{Grant, GrantState};
     use crate::policy::ResourceKind;
 
-    async fn store(dir: &tempfile::TempDir) -> Store {
+    /// A migrated SQLite store in `dir` holding active grants `g0`..`g{n-1}` at version 1.
+    async fn seeded(dir: &tempfile::TempDir, n: usize) -> Store {
         let mut cfg = crate::config::Config::load_with_env(None, Vec::new())
             .unwrap()
             .database;
         cfg.url = format!("sqlite://{}", dir.path().join("commit.db").display());
         let store = Store::connect(&cfg).await.unwrap();
         store.migrate().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        for i in 0..n {
+            repo::insert(&mut tx, &grant(i)).await.unwrap();
+        }
+        tx.commit().await.unwrap();
         store
     }
 
@@ -320,13 +326,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_callers_each_get_their_own_answers() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir).await;
+        let store = seeded(&dir, 100).await;
         let clock = Clock::system();
-        let mut tx = store.begin().await.unwrap();
-        for i in 0..100 {
-            repo::insert(&mut tx, &grant(i)).await.unwrap();
-        }
-        tx.commit().await.unwrap();
         let gc = Arc::new(GroupCommit::default());
         let mut tasks = tokio::task::JoinSet::new();
         let mut next = 0;
@@ -379,13 +380,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cancelled_leader_fails_its_batch_instead_of_hanging_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir).await;
+        let store = seeded(&dir, 2).await;
         let clock = Clock::system();
-        let mut tx = store.begin().await.unwrap();
-        for i in 0..2 {
-            repo::insert(&mut tx, &grant(i)).await.unwrap();
-        }
-        tx.commit().await.unwrap();
         let gc = Arc::new(GroupCommit::default());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let until = |what: &str, cond: &dyn Fn() -> bool| {

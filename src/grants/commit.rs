@@ -258,8 +258,9 @@ mod tests {
     use crate::grants::model::{Grant, GrantState};
     use crate::policy::ResourceKind;
 
-    /// A migrated SQLite store in `dir` holding active grants `g0`..`g{n-1}` at version 1.
-    async fn seeded(dir: &tempfile::TempDir, n: usize) -> Store {
+    /// A migrated SQLite store in `dir` holding active grants `g0`..`g{n-1}` at version 1, and a
+    /// group commit over it.
+    async fn seeded(dir: &tempfile::TempDir, n: usize) -> (Store, Clock, Arc<GroupCommit>) {
         let mut cfg = crate::config::Config::load_with_env(None, Vec::new())
             .unwrap()
             .database;
@@ -271,7 +272,7 @@ mod tests {
             repo::insert(&mut tx, &grant(i)).await.unwrap();
         }
         tx.commit().await.unwrap();
-        store
+        (store, Clock::system(), Arc::new(GroupCommit::default()))
     }
 
     fn grant(i: usize) -> Grant {
@@ -326,9 +327,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_callers_each_get_their_own_answers() {
         let dir = tempfile::tempdir().unwrap();
-        let store = seeded(&dir, 100).await;
-        let clock = Clock::system();
-        let gc = Arc::new(GroupCommit::default());
+        let (store, clock, gc) = seeded(&dir, 100).await;
         let mut tasks = tokio::task::JoinSet::new();
         let mut next = 0;
         for caller in 0..40_usize {
@@ -380,9 +379,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cancelled_leader_fails_its_batch_instead_of_hanging_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = seeded(&dir, 2).await;
-        let clock = Clock::system();
-        let gc = Arc::new(GroupCommit::default());
+        let (store, clock, gc) = seeded(&dir, 2).await;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let until = |what: &str, cond: &dyn Fn() -> bool| {
             assert!(std::time::Instant::now() < deadline, "{what}");

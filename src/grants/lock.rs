@@ -142,17 +142,20 @@ impl AccessLock {
         let period = LOCK_TTL / 3;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut lost = self.keys.is_empty();
+        // Keys still ours at the last renewal. Losing one (its TTL ran out during a Redis
+        // outage; someone else may hold it now and re-reads state before acting) must not stop
+        // the renewal of the others: a batch's other grants are still mid-revocation under them.
+        let mut owned = self.keys.len() as i64;
         loop {
             tokio::select! {
                 out = &mut work => return out,
-                _ = tick.tick(), if !lost => {
+                _ = tick.tick(), if owned > 0 => {
                     match self.on_owned(Some(LOCK_TTL.as_millis() as u64)).await {
-                        Ok(n) if n == self.keys.len() as i64 => {}
-                        Ok(_) => {
-                            // Someone else holds one now; they re-read state before acting.
-                            tracing::warn!(keys = ?self.keys, "access lock lost while held");
-                            lost = true;
+                        Ok(n) if n == owned => {}
+                        Ok(n) => {
+                            tracing::warn!(keys = ?self.keys, lost = owned - n, still_held = n,
+                                "access lock lost while held");
+                            owned = n;
                         }
                         // Redis hiccup: try again next tick; the TTL still covers us until then.
                         Err(e) => tracing::warn!(error = %e, "cannot renew access lock"),

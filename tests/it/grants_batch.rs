@@ -31,19 +31,10 @@ async fn count(e: &Env, sql: &str, subject: Option<&str>) -> i64 {
 
 async fn burst_expiry_commits_each_grant_once(db: Db) {
     let e = env(db).await;
-    let admin = e.sim.admin("test@example.com");
-    let mut users = Vec::new();
-    for i in 0..BURST {
-        users.push(
-            admin
-                .create_user(&format!("burst{i}@example.com"), "Burst", &format!("U{i}"))
-                .unwrap(),
-        );
-    }
-    let mut ids = Vec::new();
-    for u in &users {
-        ids.push(id(&e.grant(u, "prod-db-admin", "1h").await));
-    }
+    let (mut ids, users): (Vec<String>, Vec<String>) = granted_users(&e, "burst", BURST, "1h")
+        .await
+        .into_iter()
+        .unzip();
     // ALICE: one grant that expires in the burst, one that outlives it (shared access, I5).
     let alice_short = id(&e.grant(ALICE, "prod-db-admin", "1h").await);
     let alice_long = id(&e.grant(ALICE, "prod-db-admin", "3h").await);
@@ -120,15 +111,7 @@ async fn burst_expiry_through_the_scheduler(db: Db) {
     // The real worker: many grants due within the same second, expired by the app's own
     // scheduler (claims run concurrently, so their commits are grouped).
     let e = env(db).await;
-    let admin = e.sim.admin("test@example.com");
-    let mut pairs = Vec::new();
-    for i in 0..BURST {
-        let u = admin
-            .create_user(&format!("sched{i}@example.com"), "Sched", &format!("U{i}"))
-            .unwrap();
-        let g = e.grant(&u, "prod-db-admin", "2s").await;
-        pairs.push((id(&g), u));
-    }
+    let pairs = granted_users(&e, "sched", BURST, "2s").await;
     wait_until(Duration::from_secs(30), || async {
         let mut all = true;
         for (gid, _) in &pairs {
@@ -150,6 +133,24 @@ async fn burst_expiry_through_the_scheduler(db: Db) {
     assert_eq!(revoked, BURST as i64);
 }
 
+/// `n` new Okta users `{prefix}{i}@example.com`, each given one `prod-db-admin` grant of
+/// `duration`: `(grant id, user id)` pairs.
+async fn granted_users(e: &Env, prefix: &str, n: usize, duration: &str) -> Vec<(String, String)> {
+    let admin = e.sim.admin("test@example.com");
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let u = admin
+            .create_user(
+                &format!("{prefix}{i}@example.com"),
+                prefix,
+                &format!("U{i}"),
+            )
+            .unwrap();
+        out.push((id(&e.grant(&u, "prod-db-admin", duration).await), u));
+    }
+    out
+}
+
 fn item(gid: &str) -> ExpiryItem {
     ExpiryItem {
         grant_id: gid.to_string(),
@@ -162,13 +163,7 @@ async fn batch_mixes_fast_and_one_at_a_time_paths(db: Db) {
     // run by two replicas at once over overlapping items.
     let e = env(db).await;
     let admin = e.sim.admin("test@example.com");
-    let mut plain = Vec::new();
-    for i in 0..6 {
-        let u = admin
-            .create_user(&format!("mix{i}@example.com"), "Mix", &format!("U{i}"))
-            .unwrap();
-        plain.push((id(&e.grant(&u, "prod-db-admin", "1h").await), u));
-    }
+    let plain = granted_users(&e, "mix", 6, "1h").await;
     // Two due grants on ONE access (same user and group): the lock goes to one, the other takes
     // the one-at-a-time path after the batch; access goes once, after both.
     let bob_a = id(&e.grant(BOB, "prod-db-admin", "1h").await);
@@ -268,13 +263,7 @@ async fn batch_okta_errors_stay_per_grant(db: Db) {
     // with its grant (`failed`, error kept) and the others are revoked in the same call.
     let e = env(db).await;
     let admin = e.sim.admin("test@example.com");
-    let mut pairs = Vec::new();
-    for i in 0..4 {
-        let u = admin
-            .create_user(&format!("err{i}@example.com"), "Err", &format!("U{i}"))
-            .unwrap();
-        pairs.push((id(&e.grant(&u, "prod-db-admin", "1h").await), u));
-    }
+    let pairs = granted_users(&e, "err", 4, "1h").await;
     admin.delete_user(&pairs[0].1).unwrap();
     let inherited = id(&e.grant(BOB, "payroll", "1h").await);
     admin.unassign_app(PAYROLL, BOB).unwrap();
@@ -311,3 +300,70 @@ both_backends!(
     batch_mixes_fast_and_one_at_a_time_paths,
     batch_okta_errors_stay_per_grant,
 );
+
+/// A batch's locks are renewed together; losing one of them (its TTL ran out during a Redis
+/// outage, and someone else may hold it now) must not stop the renewal of the others, whose
+/// grants are still mid-revocation under them (I5).
+#[tokio::test]
+async fn losing_one_batch_lock_keeps_renewing_the_others() {
+    let mut config = jit_broker::config::Config::load_with_env(None, Vec::new())
+        .unwrap()
+        .redis;
+    config.url = redis_url();
+    config.key_prefix = unique_prefix();
+    let redis = RedisConn::connect(&config).await.unwrap();
+    let (lock, taken) = AccessLock::try_acquire_many(&redis, &["lost", "kept"])
+        .await
+        .unwrap();
+    assert_eq!(taken, [true, true]);
+    let (lost, kept) = (redis.key("lock:access:lost"), redis.key("lock:access:kept"));
+    let mut c = redis.conn();
+    let _: () = redis::cmd("DEL")
+        .arg(&lost)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    // Far beyond the lock TTL, so a renewal shows as the TTL coming back down to it.
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(&kept)
+        .arg(600_000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    // Far beyond the lock TTL, so each renewal shows as the TTL coming back down to it. The
+    // first renewal after the loss is the one that notices it; the second must still come.
+    let ttl_ms = jit_broker::grants::lock::LOCK_TTL.as_millis() as i64;
+    let renewed = || async {
+        let mut c = redis.conn();
+        let _: () = redis::cmd("PEXPIRE")
+            .arg(&kept)
+            .arg(600_000)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        wait_until(Duration::from_secs(15), || {
+            let (kept, mut c) = (kept.clone(), redis.conn());
+            async move {
+                let pttl: i64 = redis::cmd("PTTL")
+                    .arg(&kept)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                pttl > 0 && pttl <= ttl_ms
+            }
+        })
+        .await;
+    };
+    lock.hold(async {
+        renewed().await;
+        renewed().await;
+    })
+    .await;
+    lock.release().await;
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&kept)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "the kept lock is released with the batch");
+}

@@ -170,10 +170,65 @@ pub struct Resource {
     pub allow_standing: Vec<String>,
     #[serde(default)]
     pub end_sessions_on_expiry: bool,
+    /// Shown to people choosing what to request (console, Slack resource lists).
+    #[serde(default)]
+    pub description: String,
+    /// Approval stages, decided in order (for example the owners, then security). Empty: one
+    /// stage made of `approvers` and `approvals_required`.
+    #[serde(default)]
+    pub stages: Vec<Stage>,
+    /// A regex a request's ticket reference must match (`^[A-Z]+-[0-9]+$`); when set, a ticket
+    /// is required.
+    #[serde(default)]
+    pub ticket_pattern: Option<String>,
+    /// How long a request may wait for its approvals; separate from how long access lasts.
+    #[serde(default = "default_pending_timeout", with = "humantime_serde")]
+    pub pending_timeout: Duration,
+    /// Lets an eligible requester approve their own request in an emergency (audited, reviewed
+    /// after the fact by the approvers).
+    #[serde(default)]
+    pub break_glass: bool,
+    /// The longest break-glass grant; required when `break_glass = true`.
+    #[serde(default, with = "humantime_serde::option")]
+    pub break_glass_max_duration: Option<Duration>,
+    /// Approvals count only from a person whose Okta sign-in is at most this old (the console's
+    /// step-up); the API and callbacks refuse them unless an integration is trusted for it.
+    #[serde(default, with = "humantime_serde::option")]
+    pub approval_step_up: Option<Duration>,
+    /// Slack channel id for this resource's approval messages; absent: the Slack default.
+    #[serde(default)]
+    pub slack_channel: Option<String>,
+    /// Access one of our live grants gave that someone removed in Okta: `end` the grant as
+    /// `removed_externally`, or `restore` it (the sync re-adds it).
+    #[serde(default)]
+    pub on_external_removal: ExternalRemoval,
+}
+
+/// One approval stage: its approvers and how many distinct ones must approve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// Shown to people ("owners", "security").
+    pub name: String,
+    pub approvers: Principals,
+    #[serde(default = "one")]
+    pub approvals_required: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExternalRemoval {
+    #[default]
+    End,
+    Restore,
 }
 
 fn one() -> u32 {
     1
+}
+
+fn default_pending_timeout() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 /// What a grant of a role resource assigns.
@@ -207,6 +262,22 @@ impl Resource {
     /// For `okta_role` resources: which role. `None` for other kinds.
     pub fn role_target(&self) -> Option<RoleTarget> {
         RoleTarget::of(self.kind, &self.okta_id, self.resource_set.as_deref())
+    }
+
+    /// The approval stages in force: `stages`, or one stage from `approvers` and
+    /// `approvals_required`; empty when no approval is needed (`approvals_required = 0`).
+    pub fn approval_stages(&self) -> Vec<Stage> {
+        if !self.stages.is_empty() {
+            return self.stages.clone();
+        }
+        if self.approvals_required == 0 {
+            return Vec::new();
+        }
+        vec![Stage {
+            name: "approvers".into(),
+            approvers: self.approvers.clone(),
+            approvals_required: self.approvals_required,
+        }]
     }
 }
 

@@ -108,7 +108,34 @@ pub fn validate_resource(r: &Resource) -> Vec<PolicyError> {
     if r.approvals_required > 10 {
         err("approvals_required", "must be between 0 and 10".into());
     }
-    if r.approvals_required > 0 && r.approvers.is_empty() {
+    if !r.stages.is_empty() {
+        if !r.approvers.is_empty() {
+            err(
+                "stages",
+                "name approvers either in `stages` or in `approvers`, not both".into(),
+            );
+        }
+        if r.stages.len() > 5 {
+            err("stages", "at most 5 stages".into());
+        }
+        for (i, st) in r.stages.iter().enumerate() {
+            let key = format!("stages[{i}]");
+            if st.name.trim().is_empty() || st.name.len() > 64 {
+                err(&key, "`name` must be 1 to 64 characters".into());
+            }
+            if st.approvals_required == 0 || st.approvals_required > 10 {
+                err(&key, "`approvals_required` must be between 1 and 10".into());
+            }
+            if st.approvers.is_empty() {
+                err(&key, "names no approvers".into());
+            }
+            for g in &st.approvers.okta_groups {
+                if !valid_okta_id(g, "00g") {
+                    err(&key, format!("`{g}` is not an Okta group id (`00g…`)"));
+                }
+            }
+        }
+    } else if r.approvals_required > 0 && r.approvers.is_empty() {
         err(
             "approvers",
             format!(
@@ -130,6 +157,50 @@ pub fn validate_resource(r: &Resource) -> Vec<PolicyError> {
                 "must be greater than zero and at most `max_duration`".into(),
             );
         }
+    }
+    if let Some(p) = &r.ticket_pattern {
+        if let Err(e) = regex::Regex::new(p) {
+            err("ticket_pattern", format!("not a valid regex: {e}"));
+        }
+    }
+    if r.pending_timeout < Duration::from_secs(60)
+        || r.pending_timeout > Duration::from_secs(30 * 24 * 3600)
+    {
+        err(
+            "pending_timeout",
+            "must be between 1 minute and 30 days".into(),
+        );
+    }
+    match (r.break_glass, r.break_glass_max_duration) {
+        (true, None) => err(
+            "break_glass_max_duration",
+            "required when `break_glass = true`".into(),
+        ),
+        (true, Some(d)) if d.is_zero() || d > r.max_duration => err(
+            "break_glass_max_duration",
+            "must be greater than zero and at most `max_duration`".into(),
+        ),
+        (false, Some(_)) => err(
+            "break_glass_max_duration",
+            "only meaningful with `break_glass = true`".into(),
+        ),
+        _ => {}
+    }
+    if let Some(d) = r.approval_step_up {
+        if d < Duration::from_secs(30) || d > Duration::from_secs(24 * 3600) {
+            err(
+                "approval_step_up",
+                "must be between 30 seconds and 24 hours".into(),
+            );
+        }
+    }
+    if let Some(c) = &r.slack_channel {
+        if c.is_empty() || c.len() > 32 || !c.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+            err("slack_channel", "expected a Slack channel id (`C…`)".into());
+        }
+    }
+    if r.description.len() > 500 {
+        err("description", "at most 500 characters".into());
     }
     for (key, groups) in [
         ("approvers.okta_groups", &r.approvers.okta_groups),

@@ -31,6 +31,8 @@ pub enum Role {
     Approver,
     /// Ask for access on their own behalf (portals, CLIs, CI jobs).
     Requester,
+    /// A trusted portal: asks for access on behalf of the users it has authenticated.
+    Portal,
 }
 
 /// A caller whose token matched a configured hash.

@@ -43,6 +43,9 @@ pub enum Command {
     /// Grants: list, show, revoke.
     #[command(subcommand)]
     Grants(crate::grants::cli::GrantsCommand),
+    /// Requests: list, show, approve, deny, cancel (the same checks as the API).
+    #[command(subcommand)]
+    Requests(crate::requests::cli::RequestsCommand),
     /// Print the SHA-256 of a token read from standard input, for `auth.tokens[].sha256`.
     HashToken,
     /// Probe `GET /healthz` on the configured listen address; exit 0 when it answers 200.
@@ -76,6 +79,13 @@ pub enum AuditCommand {
 
 /// Environment variables that belong to the command line, not to the configuration.
 pub const CLI_ENV_VARS: &[&str] = &[
+    "JIT_REQUESTS_USER",
+    "JIT_REQUESTS_RESOURCE",
+    "JIT_REQUESTS_STATE",
+    "JIT_REQUESTS_LIMIT",
+    "JIT_REQUESTS_AFTER",
+    "JIT_REQUESTS_AS",
+    "JIT_REQUESTS_COMMENT",
     "JIT_CONFIG",
     "JIT_AUDIT_SINCE",
     "JIT_AUDIT_UNTIL",
@@ -130,6 +140,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Grants(cmd) => {
             let config = load(cli.config)?;
             crate::grants::cli::run(config, cmd).await
+        }
+        Command::Requests(cmd) => {
+            let config = load(cli.config)?;
+            crate::requests::cli::run(config, cmd).await
         }
         Command::Audit(AuditCommand::Verify) => {
             let config = load(cli.config)?;

@@ -71,6 +71,7 @@ pub struct Config {
     pub scheduler: crate::scheduler::SchedulerConfig,
     pub policy: crate::policy::PolicyConfig,
     pub okta: crate::okta::OktaConfig,
+    pub requests: crate::requests::RequestsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

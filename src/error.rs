@@ -18,6 +18,11 @@ pub trait ErrorCode {
     fn status(&self) -> StatusCode;
     /// Stable, machine-readable, snake_case. Never change one once released.
     fn code(&self) -> &'static str;
+    /// Machine-readable facts a client acts on (the pending request's id behind a 409), sent as
+    /// `details`. Never internal causes.
+    fn details(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// The body of every error response.
@@ -25,6 +30,8 @@ pub trait ErrorCode {
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// An error on its way to a client.
@@ -33,6 +40,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    pub details: Option<serde_json::Value>,
     /// Kept for the log line; never sent.
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -43,6 +51,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
             source: None,
         }
     }
@@ -69,10 +78,16 @@ where
         } else {
             e.to_string()
         };
+        let details = if status.is_server_error() {
+            None
+        } else {
+            e.details()
+        };
         ApiError {
             status,
             code,
             message,
+            details,
             source: Some(Box::new(e)),
         }
     }
@@ -105,6 +120,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             code: self.code.to_string(),
             message: self.message,
+            details: self.details,
         };
         (self.status, Json(body)).into_response()
     }

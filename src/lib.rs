@@ -24,6 +24,7 @@ pub mod http;
 pub mod okta;
 pub mod policy;
 pub mod redis_conn;
+pub mod requests;
 pub mod scheduler;
 pub mod store;
 pub mod tasks;
@@ -145,6 +146,11 @@ pub async fn run_with(
             &tasks,
         )
     });
+    let requests = grants.clone().map(|g| {
+        let svc = requests::RequestService::new(g, &config.requests, Some(tasks.clone()));
+        svc.spawn_checks(&tasks, config.requests.check_interval);
+        svc
+    });
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
         config: config.clone(),
@@ -155,6 +161,7 @@ pub async fn run_with(
         tasks: tasks.clone(),
         policy,
         grants,
+        requests,
         okta,
         scheduler,
     };

@@ -112,28 +112,7 @@ pub async fn run(config: Config, cmd: GrantsCommand) -> anyhow::Result<ExitCode>
             }
         },
         GrantsCommand::Revoke { id, reason } => {
-            if !config.okta.is_configured() {
-                anyhow::bail!("okta.base_url is empty: cannot revoke without Okta");
-            }
-            let clock = Clock::system();
-            let redis = RedisConn::connect(&config.redis).await?;
-            let okta = OktaClient::new(&config.okta, clock.clone())?;
-            // Learn the credential's capabilities, as `serve` does at start.
-            if let Err(e) = okta.probe_capabilities().await {
-                eprintln!("warning: cannot probe Okta capabilities: {e}");
-            }
-            let policy = config
-                .policy
-                .load()
-                .map_err(|errs| anyhow::anyhow!("invalid policy: {errs:?}"))?;
-            let svc = GrantService::new(
-                store,
-                redis,
-                clock,
-                okta,
-                PolicyHandle::new(policy, config.policy.file.clone()),
-                config.scheduler.failed_retry_interval,
-            );
+            let svc = service(&config, store).await?;
             let g = svc.revoke("cli", &id, reason.trim()).await?;
             println!("{}", serde_json::to_string_pretty(&g)?);
             Ok(if g.state == GrantState::Revoked {
@@ -150,4 +129,31 @@ pub async fn run(config: Config, cmd: GrantsCommand) -> anyhow::Result<ExitCode>
             })
         }
     }
+}
+
+/// The grants service as `serve` builds it (store, Redis, Okta client with its capabilities
+/// probed, policy), for verbs that change access from the command line.
+pub(crate) async fn service(config: &Config, store: Store) -> anyhow::Result<GrantService> {
+    if !config.okta.is_configured() {
+        anyhow::bail!("okta.base_url is empty: cannot change access without Okta");
+    }
+    let clock = Clock::system();
+    let redis = RedisConn::connect(&config.redis).await?;
+    let okta = OktaClient::new(&config.okta, clock.clone())?;
+    // Learn the credential's capabilities, as `serve` does at start.
+    if let Err(e) = okta.probe_capabilities().await {
+        eprintln!("warning: cannot probe Okta capabilities: {e}");
+    }
+    let policy = config
+        .policy
+        .load()
+        .map_err(|errs| anyhow::anyhow!("invalid policy: {errs:?}"))?;
+    Ok(GrantService::new(
+        store,
+        redis,
+        clock,
+        okta,
+        PolicyHandle::new(policy, config.policy.file.clone()),
+        config.scheduler.failed_retry_interval,
+    ))
 }

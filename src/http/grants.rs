@@ -166,19 +166,42 @@ async fn show(
 #[serde(deny_unknown_fields)]
 pub struct ExtendBody {
     pub duration: String,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
+/// An admin extends directly (200 with the grant). The holder asks through the requests domain:
+/// 200 with `{request, grant}` when approved at once (within `auto_approve.max_duration` of
+/// total time, or a resource needing no approval), 202 while the extension waits for approvals.
 async fn extend(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     b: Result<Json<ExtendBody>, JsonRejection>,
-) -> Result<Json<Grant>, ApiError> {
-    caller.require_any(&[Role::Admin])?;
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    caller.require_any(&[Role::Admin, Role::Approver, Role::Requester, Role::Portal])?;
     let svc = service(&state)?;
     let b = body(b)?;
     valid_id(&id)?;
-    Ok(Json(svc.extend(&caller.name, &id, &b.duration).await?))
+    if caller.has(Role::Admin) {
+        return Ok(Json(svc.extend(&caller.name, &id, &b.duration).await?).into_response());
+    }
+    let requests = super::requests::service(&state)?;
+    let created = requests
+        .extend(
+            &id,
+            &super::requests::actor(&caller),
+            &b.duration,
+            b.reason.as_deref(),
+        )
+        .await?;
+    let status = if created.request.state == crate::requests::RequestState::Pending {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(created)).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]

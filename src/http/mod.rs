@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod grants;
 pub mod health;
+pub mod requests;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub policy: crate::policy::PolicyHandle,
     /// `None` when Okta is not configured: the grants API answers 503 `okta_not_configured`.
     pub grants: Option<crate::grants::GrantService>,
+    /// `None` when Okta is not configured (no grants service to make grants through).
+    pub requests: Option<crate::requests::RequestService>,
     /// `None` when `[okta]` is not configured.
     pub okta: Option<crate::okta::OktaClient>,
     /// The expiry worker; `None` when there is no grants service to hand due grants to.
@@ -87,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .merge(audit::routes())
         .merge(grants::routes())
+        .merge(requests::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))

@@ -181,6 +181,28 @@ impl OktaClient {
         }
     }
 
+    /// Every group id the user is a member of (one walk of the user's group list). A missing
+    /// user is a member of nothing. Used to decide who may request and who may approve.
+    pub async fn user_group_ids(
+        &self,
+        user_id: &str,
+        p: Priority,
+    ) -> Result<Vec<String>, OktaError> {
+        let uid = check_id(user_id)?;
+        let first = self.url(&["api", "v1", "users", uid, "groups"], &[]);
+        let mut groups =
+            self.paginate::<WireGroup, Group>("list_user_groups", T_USER_GROUPS, first, p);
+        let mut out = Vec::new();
+        loop {
+            match groups.try_next().await {
+                Ok(Some(g)) => out.push(g.id),
+                Ok(None) => return Ok(out),
+                Err(e) if e.status() == Some(404) => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Adding a member who is already there succeeds (Okta answers 204 either way).
     pub async fn add_group_member(
         &self,

@@ -21,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod grants;
 pub mod http;
+pub mod notify;
 pub mod okta;
 pub mod policy;
 pub mod redis_conn;

@@ -4,6 +4,7 @@
 
 mod api;
 mod callbacks;
+mod cli;
 mod outbound;
 mod races;
 

@@ -16,7 +16,8 @@ use super::*;
 
 both_backends!(
     events_reach_endpoints_signed_and_a_dead_one_delays_none,
-    queued_events_survive_a_restart
+    queued_events_survive_a_restart,
+    expiring_grants_and_waiting_requests_are_announced_once,
 );
 
 const SECRET: &str = "whsec_c2lnbmluZy1rZXktZm9yLWV2ZW50cy0xMjM0NTY=";
@@ -214,4 +215,70 @@ async fn queued_events_survive_a_restart(db: Db) {
     assert!(rx.types().iter().all(|t| t == "request.created"));
     drop(sim);
     app.stop().await.unwrap();
+}
+
+async fn expiring_grants_and_waiting_requests_are_announced_once(db: Db) {
+    let rx = Receiver::default();
+    let url = rx.start().await;
+    let e = env_with(db, |c| {
+        let mut ep = endpoint("siem", &url);
+        ep.events = vec!["grant.expiring".into(), "request.reminder".into()];
+        c.outbound.endpoints = vec![ep];
+        // Every grant is within the lead at once; reminders come every second.
+        c.notify.expiring_lead = Duration::from_secs(2 * 3600);
+        c.notify.approver_reminder = Duration::from_secs(1);
+    })
+    .await;
+    let (s, b) = e
+        .request(
+            "carol@example.com",
+            json!({"resource": "prod-admins", "duration": "30m", "reason": "page"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let gid = b["grant"]["id"].as_str().unwrap().to_string();
+    let rid = e
+        .pending(
+            "alice@example.com",
+            json!({"resource": "payroll", "ticket": "SEC-9"}),
+        )
+        .await;
+    wait_until(Duration::from_secs(10), || async {
+        let t = rx.types();
+        t.iter().any(|k| k == "grant.expiring") && t.iter().any(|k| k == "request.reminder")
+    })
+    .await;
+    let got = rx.got.lock().unwrap().clone();
+    let expiring: Vec<_> = got
+        .iter()
+        .filter(|(_, v)| v["type"] == "grant.expiring")
+        .collect();
+    assert_eq!(
+        expiring.len(),
+        1,
+        "one notice per grant and expiry: {got:?}"
+    );
+    assert_eq!(expiring[0].1["data"]["grant"]["id"], gid.as_str());
+    let reminder = got
+        .iter()
+        .find(|(_, v)| v["type"] == "request.reminder")
+        .unwrap();
+    assert_eq!(reminder.1["data"]["request"]["id"], rid.as_str());
+    // Only the event types the endpoint asked for.
+    assert!(got.iter().all(
+        |(_, v)| ["grant.expiring", "request.reminder"].contains(&v["type"].as_str().unwrap())
+    ));
+    // An extension moves the expiry: it earns a new notice.
+    let (s, b) = admin_post(
+        &e.app.http,
+        &e.app.base,
+        &format!("/v1/grants/{gid}/extend"),
+        json!({"duration": "10m"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    wait_until(Duration::from_secs(10), || async {
+        rx.types().iter().filter(|k| *k == "grant.expiring").count() == 2
+    })
+    .await;
 }

@@ -10,6 +10,8 @@
 //! `BENCH_DATABASE_URL=postgres://…` runs it on PostgreSQL (a fresh database); SQLite otherwise.
 //! `BENCH_N` (default 300) requests per measurement.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/broker.rs"]
 mod broker;
 

@@ -71,6 +71,7 @@ pub struct Config {
     pub scheduler: crate::scheduler::SchedulerConfig,
     pub policy: crate::policy::PolicyConfig,
     pub okta: crate::okta::OktaConfig,
+    pub events: crate::events::EventsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -225,6 +226,7 @@ impl Config {
             &self.database.password_file,
         )?;
         self.okta.resolve_secrets()?;
+        self.events.resolve_secrets()?;
         Ok(())
     }
 
@@ -304,6 +306,7 @@ impl Config {
         }
         errors.extend(self.scheduler.validate());
         errors.extend(self.okta.validate());
+        errors.extend(self.events.validate());
         errors
     }
 }

@@ -20,6 +20,7 @@ pub mod clock;
 pub mod config;
 pub mod drift;
 pub mod error;
+pub mod events;
 pub mod grants;
 pub mod http;
 pub mod okta;
@@ -146,6 +147,15 @@ pub async fn run_with(
             &tasks,
         )
     });
+    let events = events::Events::new(
+        store.clone(),
+        clock.clone(),
+        config.events.clone(),
+        policy.clone(),
+    );
+    if let Some(g) = &grants {
+        events.start(g.clone(), &tasks);
+    }
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
         config: config.clone(),
@@ -158,6 +168,7 @@ pub async fn run_with(
         grants,
         okta,
         scheduler,
+        events,
     };
     let app = http::router(state);
     let addr = listener.local_addr().map_err(RunError::Serve)?;

@@ -33,8 +33,6 @@ okta_id = "00g1engineering00004"
 default_duration = "1h"
 max_duration = "4h"
 approvals_required = 0
-jit_only = true
-drift = "report"
 
 [[resource]]
 name = "oncall"
@@ -43,6 +41,8 @@ okta_id = "00g1oncall0000000003"
 default_duration = "1h"
 max_duration = "4h"
 approvals_required = 0
+jit_only = true
+drift = "report"
 
 [[resource]]
 name = "payroll"
@@ -142,25 +142,24 @@ async fn drift_verdicts(db: Db) {
     assert!(matches!(o, Outcome::Reverted { .. }), "{o:?}");
 
     // Report: recorded, access left alone.
-    admin.add_member(ENGINEERING, BOB).unwrap();
-    let o = drift
-        .react(&finding("engineering", BOB, None))
-        .await
-        .unwrap();
-    assert_eq!(o, Outcome::Reported);
-    assert!(e.sim.is_member(ENGINEERING, BOB));
-
-    // Not jit_only, or not in the policy: not judged.
     admin.add_member(ONCALL, BOB).unwrap();
+    let o = drift.react(&finding("oncall", BOB, None)).await.unwrap();
+    assert_eq!(o, Outcome::Reported);
+    assert!(e.sim.is_member(ONCALL, BOB));
+
+    // Not jit_only (everyone is in engineering), or not in the policy: not judged.
     assert_eq!(
-        drift.react(&finding("oncall", BOB, None)).await.unwrap(),
+        drift
+            .react(&finding("engineering", BOB, None))
+            .await
+            .unwrap(),
         Outcome::NotManaged
     );
     assert_eq!(
         drift.react(&finding("nope", BOB, None)).await.unwrap(),
         Outcome::NotManaged
     );
-    assert!(e.sim.is_member(ONCALL, BOB));
+    assert!(e.sim.is_member(ENGINEERING, BOB));
 
     // allow_standing (by login).
     admin.add_member(PRODADMINS, CAROL).unwrap();
@@ -191,7 +190,7 @@ async fn drift_verdicts(db: Db) {
     assert!(e.sim.is_member(PRODADMINS, BOB));
 
     // A grant that ended after the change happened explains it (a delayed event of our add).
-    let g2 = e.grant("bob@example.com", "engineering", "1h").await;
+    let g2 = e.grant("bob@example.com", "oncall", "1h").await;
     let (s, _) = e
         .post(
             &format!("/v1/grants/{}/revoke", id(&g2)),
@@ -199,7 +198,7 @@ async fn drift_verdicts(db: Db) {
         )
         .await;
     assert!(s.is_success());
-    let mut f = finding("engineering", BOB, None);
+    let mut f = finding("oncall", BOB, None);
     f.changed_at = Some(g2["activated_at"].as_i64().unwrap());
     assert!(matches!(
         drift.react(&f).await.unwrap(),
@@ -240,7 +239,7 @@ async fn drift_verdicts(db: Db) {
         .filter(|(a, _)| a == "drift.detected")
         .collect();
     assert_eq!(detected.len(), 1, "{actions:?}");
-    assert_eq!(detected[0].1["resource"], "engineering");
+    assert_eq!(detected[0].1["resource"], "oncall");
     e.audit_ok().await;
 }
 

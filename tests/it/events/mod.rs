@@ -1,3 +1,4 @@
 //! Okta event hooks and the drift reaction: okta-sim over HTTP, real Redis, both SQL backends.
 
 mod drift;
+mod hooks;

@@ -43,6 +43,9 @@ pub enum Command {
     /// Grants: list, show, revoke.
     #[command(subcommand)]
     Grants(crate::grants::cli::GrantsCommand),
+    /// Okta set-up: `okta event-hook register --url …`, `okta event-hook status`.
+    #[command(subcommand)]
+    Okta(crate::events::cli::OktaCommand),
     /// Print the SHA-256 of a token read from standard input, for `auth.tokens[].sha256`.
     HashToken,
     /// Probe `GET /healthz` on the configured listen address; exit 0 when it answers 200.
@@ -130,6 +133,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Grants(cmd) => {
             let config = load(cli.config)?;
             crate::grants::cli::run(config, cmd).await
+        }
+        Command::Okta(cmd) => {
+            let config = load(cli.config)?;
+            crate::events::cli::run(config, cmd).await
         }
         Command::Audit(AuditCommand::Verify) => {
             let config = load(cli.config)?;

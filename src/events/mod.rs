@@ -7,12 +7,13 @@
 //! after); [`inbox`] stores every event once (deduplicated on its `uuid`) before the 204, in
 //! transactions shared by concurrent deliveries; [`worker`] processes the inbox on any number
 //! of replicas with leases, retries and dead letters; [`reactions`] maps each event onto the
-//! grants service and the drift reaction ([`crate::drift`]).
+//! grants service and the drift reaction ([`crate::drift`]); [`cli`] registers the hook in Okta.
 //!
 //! What it must never do: change anything for a delivery that is not authenticated, answer a
 //! delivery before its events are durable, process one event twice in effect, or mistake the
 //! broker's own Okta changes for someone else's.
 
+pub mod cli;
 mod config;
 pub mod envelope;
 pub mod http;

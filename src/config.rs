@@ -76,6 +76,7 @@ pub struct Config {
     pub outbox: crate::outbox::OutboxConfig,
     pub outbound: crate::outbox::webhook::OutboundConfig,
     pub callbacks: crate::callbacks::CallbacksConfig,
+    pub events: crate::events::EventsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -240,6 +241,7 @@ impl Config {
             e.secret_file = None;
         }
         self.callbacks.resolve_secrets()?;
+        self.events.resolve_secrets()?;
         Ok(())
     }
 
@@ -352,6 +354,7 @@ impl Config {
                 "must be at least 10ms",
             ));
         }
+        errors.extend(self.events.validate());
         errors
     }
 }

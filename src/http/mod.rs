@@ -62,6 +62,8 @@ pub struct AppState {
     pub okta: Option<crate::okta::OktaClient>,
     /// The expiry worker; `None` when there is no grants service to hand due grants to.
     pub scheduler: Option<crate::scheduler::Scheduler>,
+    /// The Okta event hook intake (`/hooks/okta`).
+    pub events: crate::events::Events,
 }
 
 impl HasAuthenticator for AppState {
@@ -96,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(requests::routes())
         .merge(outbox::routes())
         .merge(crate::callbacks::routes())
+        .merge(crate::events::http::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))

@@ -43,8 +43,8 @@ const PROMQL: &[&str] = &[
 /// The metric names an expression reads: identifiers outside label matchers, grouping lists and
 /// range selectors, minus PromQL's own words; a histogram's `_bucket` etc. suffix is dropped.
 fn metric_names(expr: &str) -> BTreeSet<String> {
-    let strip = regex::Regex::new(r"\{[^}]*\}|\b(by|without|on|ignoring)\s*\([^)]*\)|\[[^\]]*\]")
-        .unwrap();
+    let strip =
+        regex::Regex::new(r"\{[^}]*\}|\b(by|without|on|ignoring)\s*\([^)]*\)|\[[^\]]*\]").unwrap();
     let ident = regex::Regex::new(r"[A-Za-z_:][A-Za-z0-9_:]*").unwrap();
     let bare = strip.replace_all(expr, " ");
     ident
@@ -54,7 +54,9 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
         .map(|w| {
             ["_bucket", "_sum", "_count"]
                 .iter()
-                .fold(w.to_string(), |n, s| n.strip_suffix(s).unwrap_or(&n).to_string())
+                .fold(w.to_string(), |n, s| {
+                    n.strip_suffix(s).unwrap_or(&n).to_string()
+                })
         })
         .collect()
 }
@@ -90,7 +92,9 @@ fn exported(scrape: &str) -> BTreeSet<String> {
         .map(|n| {
             ["_bucket", "_sum", "_count"]
                 .iter()
-                .fold(n.to_string(), |n, s| n.strip_suffix(s).unwrap_or(&n).to_string())
+                .fold(n.to_string(), |n, s| {
+                    n.strip_suffix(s).unwrap_or(&n).to_string()
+                })
         })
         .collect()
 }
@@ -139,7 +143,12 @@ async fn every_dashboard_and_alert_metric_is_exported() {
         b.get(&format!("/v1/grants/{gid}")).await.1["state"] == "revoked"
     })
     .await;
-    let ready = b.http.get(format!("{}/readyz", b.base)).send().await.unwrap();
+    let ready = b
+        .http
+        .get(format!("{}/readyz", b.base))
+        .send()
+        .await
+        .unwrap();
     assert!(ready.status().is_success());
     let (used, _) = used_metrics();
     // The sweep sets the overdue gauge within a second of start; poll with a deadline.

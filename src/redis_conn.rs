@@ -88,9 +88,9 @@ impl RedisTopology {
              `redis+sentinel://host:port[,host:port…]/master_name[/db]` or \
              `redis+cluster://host:port[,host:port…]`";
         if let Some(rest) = url.strip_prefix("redis+sentinel://") {
-            let (user, pass, hosts, path) = split_multi(rest)?;
-            let sentinels = hosts_to_urls(hosts, 26379)?;
-            let mut parts = path.splitn(2, '/');
+            let m = split_multi(rest);
+            let sentinels = hosts_to_urls(m.hosts, 26379)?;
+            let mut parts = m.path.splitn(2, '/');
             let master = parts.next().unwrap_or_default().to_string();
             if master.is_empty() {
                 return Err(
@@ -110,19 +110,19 @@ impl RedisTopology {
                 sentinels,
                 master,
                 db,
-                username: user,
-                password: pass,
+                username: m.username,
+                password: m.password,
             });
         }
         if let Some(rest) = url.strip_prefix("redis+cluster://") {
-            let (user, pass, hosts, path) = split_multi(rest)?;
-            if !path.is_empty() {
+            let m = split_multi(rest);
+            if !m.path.is_empty() {
                 return Err("a cluster has no databases: drop the path after the nodes".into());
             }
             return Ok(RedisTopology::Cluster {
-                nodes: hosts_to_urls(hosts, 6379)?,
-                username: user,
-                password: pass,
+                nodes: hosts_to_urls(m.hosts, 6379)?,
+                username: m.username,
+                password: m.password,
             });
         }
         if ["redis://", "rediss://", "redis+unix://", "unix://"]
@@ -136,22 +136,32 @@ impl RedisTopology {
     }
 }
 
-type Login = (Option<String>, Option<String>);
+/// The parts of a multi-host URL after its scheme: `[user[:password]@]hosts[/path]`.
+struct MultiHost<'a> {
+    username: Option<String>,
+    password: Option<String>,
+    hosts: &'a str,
+    path: &'a str,
+}
 
-/// `[user[:password]@]hosts[/path]` → (user, password, hosts, path).
-fn split_multi(rest: &str) -> Result<(Option<String>, Option<String>, &str, &str), String> {
-    let (login, rest): (Login, &str) = match rest.rsplit_once('@') {
+fn split_multi(rest: &str) -> MultiHost<'_> {
+    let (username, password, rest) = match rest.rsplit_once('@') {
         Some((userinfo, rest)) => {
             let (u, p) = match userinfo.split_once(':') {
                 Some((u, p)) => (u, Some(p.to_string())),
                 None => (userinfo, None),
             };
-            ((Some(u.to_string()).filter(|u| !u.is_empty()), p), rest)
+            (Some(u.to_string()).filter(|u| !u.is_empty()), p, rest)
         }
-        None => ((None, None), rest),
+        None => (None, None, rest),
     };
     let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
-    Ok((login.0, login.1, hosts, path.trim_end_matches('/')))
+    MultiHost {
+        username,
+        password,
+        hosts,
+        path: path.trim_end_matches('/'),
+    }
 }
 
 fn hosts_to_urls(hosts: &str, default_port: u16) -> Result<Vec<String>, String> {
@@ -182,18 +192,21 @@ pub struct RedisConn {
     prefix: String,
 }
 
+// One per process, cloned with each `RedisConn` (a few hundred bytes); boxing the connection
+// manager would add a pointer chase to every command for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Backend {
     Single {
         manager: ConnectionManager,
-        client: redis::Client,
+        client: Box<redis::Client>,
     },
     Sentinel(Arc<SentinelBackend>),
     Cluster {
         conn: ClusterConnection,
         /// A client for one seed node: PUBLISH reaches every node of a cluster, so one node's
         /// pub/sub is enough for the wake-up listener.
-        pubsub: redis::Client,
+        pubsub: Box<redis::Client>,
     },
 }
 
@@ -258,7 +271,10 @@ impl RedisConn {
                     new_manager(client.clone(), cfg.connect_timeout, cfg.response_timeout)
                         .await
                         .map_err(RedisError::Connect)?;
-                Backend::Single { manager, client }
+                Backend::Single {
+                    manager,
+                    client: Box::new(client),
+                }
             }
             RedisTopology::Sentinel {
                 sentinels,
@@ -303,7 +319,10 @@ impl RedisConn {
                 .await
                 .map_err(|_| RedisError::Connect(timed_out()))?
                 .map_err(RedisError::Connect)?;
-                Backend::Cluster { conn, pubsub }
+                Backend::Cluster {
+                    conn,
+                    pubsub: Box::new(pubsub),
+                }
             }
         };
         Ok(RedisConn {
@@ -341,8 +360,8 @@ impl RedisConn {
     /// node itself, the current primary under Sentinel, one seed node of a cluster.
     pub fn client(&self) -> redis::Client {
         match &self.backend {
-            Backend::Single { client, .. } => client.clone(),
-            Backend::Cluster { pubsub, .. } => pubsub.clone(),
+            Backend::Single { client, .. } => (**client).clone(),
+            Backend::Cluster { pubsub, .. } => (**pubsub).clone(),
             Backend::Sentinel(s) => s.client(),
         }
     }

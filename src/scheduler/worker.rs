@@ -42,9 +42,10 @@ use crate::redis_conn::RedisConn;
 use crate::tasks::Tasks;
 
 /// The longest a worker sleeps without looking at the index, whatever it expects: catches a lost
-/// wake-up message. Not tied to the lease: a lease held by another replica is itself a score in
-/// the index, so the worker already wakes when it ends, and a short lease (seconds, for a quick
-/// hand-over after a crash) must not multiply the idle Redis cost.
+/// wake-up message. Tied to the lease only loosely (at most 10 leases): a lease held by another
+/// replica is itself a score in the index, so the worker already wakes when it ends, and the
+/// default short lease (3 s, for a quick hand-over after a crash) must not multiply the idle
+/// Redis cost. (It was `min(30 s, lease)`.)
 const SAFETY_CAP: Duration = Duration::from_secs(30);
 
 /// The most claims handed to one handler call. Large enough that a chunk's shared costs (one
@@ -263,7 +264,9 @@ async fn pause(inner: &Inner, cancel: &CancellationToken, d: Duration) -> bool {
 pub(crate) async fn run_worker(inner: Arc<Inner>, cancel: CancellationToken) {
     let concurrency = usize::try_from(inner.config.concurrency.max(1)).unwrap_or(1);
     let batch_size = usize::try_from(inner.config.batch_size.max(1)).unwrap_or(1);
-    let cap = SAFETY_CAP;
+    let cap = SAFETY_CAP
+        .min(inner.config.lease * 10)
+        .max(Duration::from_millis(50));
     let permits = Arc::new(Semaphore::new(concurrency));
     // In-flight expiries are owned by this tracked task (not detached): shutdown waits for them.
     let mut inflight: JoinSet<()> = JoinSet::new();

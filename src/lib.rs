@@ -18,6 +18,8 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod error;
 pub mod grants;
 pub mod http;

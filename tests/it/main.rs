@@ -9,6 +9,8 @@ mod helpers;
 
 mod audit;
 mod config;
+#[cfg(feature = "demo")]
+mod demo;
 mod deploy;
 mod e2e_faults;
 mod grants;

@@ -104,3 +104,32 @@ async fn the_demo_serves_a_grant_end_to_end() {
         .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
 }
+
+#[test]
+fn a_bad_demo_directory_or_setting_is_an_error_that_says_so() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    // A directory inside a regular file cannot be created.
+    let bad_dir = file.path().join("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_jit-broker"))
+        .arg("demo")
+        .arg("--dir")
+        .arg(&bad_dir)
+        .env_clear()
+        .env("JIT_SERVER__LISTEN", "127.0.0.1:0")
+        .env("JIT_REDIS__URL", redis_url())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot write the demo files"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_jit-broker"))
+        .arg("demo")
+        .env_clear()
+        .env("JIT_REDIS__URL", "redis+sentinel://127.0.0.1:26379")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("redis.url"), "{err}");
+}

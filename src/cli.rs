@@ -51,6 +51,20 @@ pub enum Command {
     Okta(crate::events::cli::OktaCommand),
     /// Print the SHA-256 of a token read from standard input, for `auth.tokens[].sha256`.
     HashToken,
+    /// A local demo: a simulated Okta org in process, SQLite in DIR, the configured (local)
+    /// Redis, a ready policy and a fresh admin token; prints what to try. Only in builds with
+    /// the cargo feature `demo`.
+    #[cfg(feature = "demo")]
+    Demo {
+        /// Where the demo keeps its database and policy file.
+        #[arg(
+            long,
+            default_value = "jit-demo",
+            env = "JIT_DEMO_DIR",
+            value_name = "DIR"
+        )]
+        dir: PathBuf,
+    },
     /// Probe `GET /healthz` on the configured listen address; exit 0 when it answers 200.
     /// For container HEALTHCHECKs: the runtime image has no curl.
     Healthcheck {
@@ -95,6 +109,7 @@ pub const CLI_ENV_VARS: &[&str] = &[
     "JIT_AUDIT_FORMAT",
     "JIT_AUDIT_OUTPUT",
     "JIT_HEALTHCHECK_TIMEOUT",
+    "JIT_DEMO_DIR",
     "JIT_GRANTS_USER",
     "JIT_GRANTS_RESOURCE",
     "JIT_GRANTS_STATE",
@@ -130,6 +145,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("binding {}", config.server.listen))?;
             crate::run(config, listener, crate::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "demo")]
+        Command::Demo { dir } => {
+            let config = load(cli.config)?;
+            crate::telemetry::init_logging(&config.log);
+            let demo = crate::demo::prepare(config, &dir).await?;
+            let listener = tokio::net::TcpListener::bind(demo.config.server.listen)
+                .await
+                .with_context(|| format!("binding {}", demo.config.server.listen))?;
+            println!(
+                "{}",
+                crate::demo::instructions(&demo, listener.local_addr()?)
+            );
+            // The simulator lives as long as `demo`, past the broker's shutdown.
+            crate::run(demo.config.clone(), listener, crate::shutdown_signal()).await?;
+            drop(demo);
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {

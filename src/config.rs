@@ -276,15 +276,8 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if !(self.redis.url.starts_with("redis://")
-            || self.redis.url.starts_with("rediss://")
-            || self.redis.url.starts_with("redis+unix://")
-            || self.redis.url.starts_with("unix://"))
-        {
-            errors.push(ConfigError::invalid(
-                "redis.url",
-                "expected `redis://host:port[/db]` or `rediss://…`",
-            ));
+        if let Err(msg) = crate::redis_conn::RedisTopology::parse(&self.redis.url) {
+            errors.push(ConfigError::invalid("redis.url", msg));
         }
         if self.redis.key_prefix.is_empty()
             || !self

@@ -19,6 +19,8 @@ pub mod callbacks;
 pub mod cli;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod drift;
 pub mod error;
 pub mod events;

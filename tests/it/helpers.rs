@@ -61,6 +61,16 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// The same database again, for a second replica (the first keeps a SQLite file's directory
+    /// alive).
+    pub fn same(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            kind: self.kind,
+            _dir: None,
+        }
+    }
+
     pub async fn new(kind: Db) -> TestDb {
         match kind {
             Db::Sqlite => {

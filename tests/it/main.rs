@@ -9,6 +9,9 @@ mod helpers;
 
 mod audit;
 mod config;
+#[cfg(feature = "demo")]
+mod demo;
+mod deploy;
 mod e2e_faults;
 mod events;
 mod grants;
@@ -20,6 +23,7 @@ mod okta_auth;
 mod okta_client;
 mod okta_limits;
 mod policy;
+mod redis_ha;
 mod requests;
 mod scheduler;
 mod shutdown;

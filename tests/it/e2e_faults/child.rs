@@ -122,6 +122,26 @@ impl ChildBroker {
         self.dir.path().join(format!("broker-{n}.log"))
     }
 
+    /// Another replica of this broker: the same database, Redis prefix, policy and overrides, in
+    /// its own process on its own port.
+    pub async fn replica(&self) -> ChildBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broker.toml");
+        std::fs::copy(&self.file, &file).unwrap();
+        let mut b = ChildBroker {
+            db: self.db.same(),
+            base: String::new(),
+            http: reqwest::Client::new(),
+            dir,
+            file,
+            overrides: self.overrides.clone(),
+            child: None,
+            starts: 0,
+        };
+        b.spawn().await;
+        b
+    }
+
     /// SIGKILL: no shutdown hook, no lock release, no settle.
     pub fn kill9(&mut self) {
         let mut c = self.child.take().expect("not running");

@@ -124,6 +124,27 @@ impl OktaClient {
         self.paginate::<WireUser, User>("list_users", T_USERS, first, p)
     }
 
+    /// Users with the profile fields reviews need. `updated_since`: only users whose
+    /// `lastUpdated` is later (Okta's `filter=lastUpdated gt "…"`), the sync's delta read.
+    pub fn list_user_records(
+        &self,
+        updated_since: Option<chrono::DateTime<chrono::Utc>>,
+        p: Priority,
+    ) -> BoxStream<'_, Result<UserRecord, OktaError>> {
+        let mut q = vec![self.limit(MAX_USERS)];
+        if let Some(t) = updated_since {
+            q.push((
+                "filter",
+                format!(
+                    "lastUpdated gt \"{}\"",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                ),
+            ));
+        }
+        let first = self.url(&["api", "v1", "users"], &q);
+        self.paginate::<WireUserRecord, UserRecord>("list_users", T_USERS, first, p)
+    }
+
     /// Streams every item of a list, page by page.
     pub(crate) fn paginate<W, T>(
         &self,

@@ -88,6 +88,8 @@ impl ClockOffset {
 pub(crate) struct Bucket {
     /// Budget left at the last answer that lowered our estimate.
     remaining: u64,
+    /// The window's whole budget (`X-Rate-Limit-Limit`), when the server said.
+    limit: Option<u64>,
     /// Requests sent since that answer (they may not be counted in `remaining` yet).
     sent_since: u64,
     /// Local ms after which the window is over (already includes the reset margin).
@@ -135,6 +137,27 @@ impl Bucket {
         }
     }
 
+    /// As [`Bucket::ready_at`], but keeping `reserve_pct` percent of the window's limit unspent:
+    /// the read lane waits for the next window once only the reserve is left.
+    pub fn ready_at_reserving(&self, now: i64, reserve_pct: u32) -> Option<i64> {
+        let r = self.ready_at(now);
+        if r.is_some() || reserve_pct == 0 || self.unlimited {
+            return r;
+        }
+        match (self.reset_ms, self.limit) {
+            (Some(reset), Some(limit)) if now < reset => {
+                let reserve = limit.saturating_mul(u64::from(reserve_pct)) / 100;
+                let avail = self.remaining.saturating_sub(self.sent_since);
+                if avail <= reserve {
+                    Some(reset)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// A request of this bucket was just admitted.
     pub fn on_dispatch(&mut self, now: i64) {
         self.in_flight += 1;
@@ -170,6 +193,9 @@ impl Bucket {
             return;
         };
         self.unlimited = false;
+        if h.limit.is_some() {
+            self.limit = h.limit;
+        }
         let date_s = h.date.unwrap_or(reset_s);
         let reset_ms = offset.latest_local_ms(reset_s, date_s, recv_ms)
             + margin_ms.max(self.learned_margin_ms);

@@ -45,6 +45,8 @@ pub enum Command {
     Grants(crate::grants::cli::GrantsCommand),
     /// Print the SHA-256 of a token read from standard input, for `auth.tokens[].sha256`.
     HashToken,
+    /// Run one inventory sync now and print its drift report.
+    Sync(crate::sync::cli::SyncArgs),
     /// Probe `GET /healthz` on the configured listen address; exit 0 when it answers 200.
     /// For container HEALTHCHECKs: the runtime image has no curl.
     Healthcheck {
@@ -88,6 +90,9 @@ pub const CLI_ENV_VARS: &[&str] = &[
     "JIT_GRANTS_LIMIT",
     "JIT_GRANTS_AFTER",
     "JIT_GRANTS_REASON",
+    "JIT_SYNC_DRY_RUN",
+    "JIT_SYNC_FULL",
+    "JIT_SYNC_JSON",
 ];
 
 /// Runs a parsed command line. Returns the process exit code.
@@ -126,6 +131,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store.migrate().await?;
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync(args) => {
+            let config = load(cli.config)?;
+            crate::telemetry::init_logging(&config.log);
+            crate::sync::cli::run(config, args).await
         }
         Command::Grants(cmd) => {
             let config = load(cli.config)?;

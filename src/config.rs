@@ -71,6 +71,7 @@ pub struct Config {
     pub scheduler: crate::scheduler::SchedulerConfig,
     pub policy: crate::policy::PolicyConfig,
     pub okta: crate::okta::OktaConfig,
+    pub sync: crate::sync::SyncConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -303,6 +304,7 @@ impl Config {
             }
         }
         errors.extend(self.scheduler.validate());
+        errors.extend(self.sync.validate());
         errors.extend(self.okta.validate());
         errors
     }

@@ -21,11 +21,13 @@ pub mod config;
 pub mod error;
 pub mod grants;
 pub mod http;
+pub mod inventory;
 pub mod okta;
 pub mod policy;
 pub mod redis_conn;
 pub mod scheduler;
 pub mod store;
+pub mod sync;
 pub mod tasks;
 pub mod telemetry;
 
@@ -145,6 +147,9 @@ pub async fn run_with(
             &tasks,
         )
     });
+    if let Some(g) = &grants {
+        sync::spawn(&tasks, sync::Syncer::new(g.clone(), config.sync.clone()));
+    }
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
         config: config.clone(),

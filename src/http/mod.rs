@@ -87,6 +87,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .merge(audit::routes())
         .merge(grants::routes())
+        .merge(crate::inventory::routes())
+        .merge(crate::sync::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))

@@ -221,11 +221,11 @@ pub async fn replace_user_roles(
     Ok(())
 }
 
-/// Sets why each row is there: `(user_id, kind, okta_id, resource_set, why, grant_id)`.
-pub async fn set_why(
-    tx: &mut Tx,
-    rows: &[(String, String, String, String, Why, Option<String>)],
-) -> Result<(), StoreError> {
+/// One row's explanation: `(user_id, kind, okta_id, resource_set, why, grant_id)`.
+pub type WhyUpdate = (String, String, String, String, Why, Option<String>);
+
+/// Sets why each row is there.
+pub async fn set_why(tx: &mut Tx, rows: &[WhyUpdate]) -> Result<(), StoreError> {
     for (user, kind, okta_id, rs, why, grant) in rows {
         sqlx::query(
             "UPDATE inventory_access SET why = $5, grant_id = $6 WHERE user_id = $1 \

@@ -165,8 +165,11 @@ pub struct SyncOptions {
     /// List everything, ignoring the delta keys.
     pub full: bool,
     /// Called as the run advances (the CLI's progress line).
-    pub progress: Option<Arc<dyn Fn(&Progress) + Send + Sync>>,
+    pub progress: Option<ProgressFn>,
 }
+
+/// A progress callback.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 
 /// How far a run has got.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -176,8 +179,9 @@ pub struct Progress {
     pub okta_calls: u64,
 }
 
-/// Counts of one run.
+/// Counts of one run (a run still `running` has none recorded yet).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct Counts {
     pub users_read: u64,
     pub groups_read: u64,
@@ -338,6 +342,7 @@ impl Syncer {
 
 /// Okta calls of one run, by lane and bucket.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct CallCounts {
     pub read: BTreeMap<String, u64>,
     pub revoke: BTreeMap<String, u64>,

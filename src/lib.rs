@@ -18,6 +18,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod drift;
 pub mod error;
 pub mod grants;
 pub mod http;

@@ -112,6 +112,8 @@ pub enum SyncError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Grant(#[from] GrantError),
+    #[error(transparent)]
+    Drift(#[from] crate::drift::DriftError),
     #[error("Redis is unavailable for the sync lock")]
     Redis(#[from] redis::RedisError),
 }
@@ -139,6 +141,7 @@ impl ErrorCode for SyncError {
             SyncError::Store(e) => e.status(),
             SyncError::Audit(e) => e.status(),
             SyncError::Grant(e) => e.status(),
+            SyncError::Drift(e) => e.status(),
             SyncError::Redis(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -152,6 +155,7 @@ impl ErrorCode for SyncError {
             SyncError::Store(e) => e.code(),
             SyncError::Audit(e) => e.code(),
             SyncError::Grant(e) => e.code(),
+            SyncError::Drift(e) => e.code(),
             SyncError::Redis(_) => "redis_unavailable",
         }
     }

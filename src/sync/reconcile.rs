@@ -3,14 +3,15 @@
 //!
 //! Findings, per managed resource:
 //! - `ended_grant_present`: access still there after its grant ended (a lost removal) and not
-//!   seen absent since: removed on the revocation lane.
+//!   seen absent since: removed on the revocation lane (`grants::provision::remove_access`).
 //! - `overdue_grant`: a live grant well past its expiry (the scheduler missed it): expired
 //!   through the grants service's expiry path.
-//! - `grant_missing`: an active grant whose access is gone from Okta: `end` (the grant is ended
-//!   through the grants service's revoke path) or `restore` (re-added, only before its expiry),
-//!   per the resource's `on_external_removal`.
+//! - `grant_missing`: an active grant whose access is gone from Okta: `end` (the grants service's
+//!   `end_removed_externally`) or `restore` (re-added, only before its expiry), per the
+//!   resource's `on_external_removal`.
 //! - `unexplained`: a `jit_only` resource's member with neither a live grant nor
-//!   `allow_standing`: reported, or removed when the resource's `drift = "enforce"`.
+//!   `allow_standing`: handed to the drift reaction (`crate::drift`, shared with the event
+//!   hooks), which reports it or removes it per the resource's `drift`.
 //!
 //! What it must never do: act in a dry run, act on an object whose listing is not current
 //! (`Seen`), remove access a live grant explains at the time of the removal (re-checked under
@@ -30,7 +31,6 @@ use crate::grants::lock::AccessLock;
 use crate::grants::model::access_key;
 use crate::grants::{GrantError, GrantState};
 use crate::inventory::{repo, Why};
-use crate::okta::Priority;
 use crate::policy::{Drift, ExternalRemoval, ResourceKind};
 use crate::scheduler::{ExpiryHandler, ExpiryOutcome};
 
@@ -270,11 +270,7 @@ pub(crate) async fn apply(
             ResourceKind::OktaApp => c.provision_apps,
             ResourceKind::OktaRole => c.manage_roles,
         });
-        if f.action == "report" {
-            f.outcome = Some("reported".into());
-            continue;
-        }
-        if !permitted {
+        if !permitted && f.action != "report" {
             if refused.insert(f.kind) {
                 warnings.push(format!(
                     "the credential may not change {} access: drift there is reported only",
@@ -285,7 +281,8 @@ pub(crate) async fn apply(
             continue;
         }
         let r = match f.action.as_str() {
-            "remove" => react(s, lock, run_id, f).await,
+            "report" | "remove" if f.finding == "unexplained" => drift(s, lock, run_id, f).await,
+            "remove" => remove_left_over(s, lock, run_id, f).await,
             "expire" => expire(s, lock, run_id, f).await,
             "end_grant" => end_grant(s, lock, run_id, f).await,
             "restore" => restore(s, lock, run_id, f).await,
@@ -293,7 +290,7 @@ pub(crate) async fn apply(
         };
         match r {
             Ok(outcome) => {
-                if !outcome.starts_with("skipped") {
+                if !outcome.starts_with("skipped") && outcome != "reported" {
                     counts.changed += 1;
                 }
                 f.outcome = Some(outcome);
@@ -350,11 +347,56 @@ async fn audit_action(
     Ok(())
 }
 
-/// LEAD: the drift reaction (remove access nothing explains, audit it). Re-route through
-/// `crate::drift` once issue 11 lands there, so event hooks and the sync share one reaction.
-/// Until then: under the access lock, re-check that no grant of ours explains the access, remove
-/// it on the revocation lane (gone counts as done, I4), and audit it with the run id.
-async fn react(
+/// The drift reaction, shared with the event hooks: it re-judges the finding under the access
+/// lock (a grant made since the listing explains it), then reports or removes and audits it
+/// (`drift.detected` / `drift.reverted`, with this run's id). The inventory row of reverted
+/// access is forgotten in a fenced transaction.
+async fn drift(
+    s: &Syncer,
+    lock: &SyncLock,
+    run_id: &str,
+    f: &Finding,
+) -> Result<String, SyncError> {
+    let finding = crate::drift::Finding {
+        resource: f.resource.clone(),
+        user_id: f.user_id.clone(),
+        user_login: f.login.clone(),
+        detected: crate::drift::Detection::Sync {
+            run_id: run_id.to_string(),
+        },
+        actor: None,
+        changed_at: None,
+    };
+    let outcome = crate::drift::DriftReactor::new(s.grants.clone())
+        .react(&finding)
+        .await?;
+    if matches!(outcome, crate::drift::Outcome::Reverted { .. }) {
+        let mut tx = fenced(&s.store, lock.fence()).await?;
+        repo::delete_access(
+            &mut tx,
+            &f.user_id,
+            f.kind.as_str(),
+            &f.okta_id,
+            &f.resource_set,
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(match outcome {
+        crate::drift::Outcome::Reverted { okta_change } => match okta_change {
+            "already_gone" => "already_gone".into(),
+            _ => "removed".into(),
+        },
+        crate::drift::Outcome::Reported => "reported".into(),
+        crate::drift::Outcome::RevertFailed { error } => format!("error: {error}"),
+        other => format!("skipped: {}", other.as_str()),
+    })
+}
+
+/// Access an ended grant of ours left behind: under the access lock, re-check that no grant
+/// explains it now, remove it on the revocation lane through the grants service's removal
+/// (gone counts as done, I4), forget the row and audit it with the run id.
+async fn remove_left_over(
     s: &Syncer,
     lock: &SyncLock,
     run_id: &str,
@@ -365,49 +407,38 @@ async fn react(
     let alock = AccessLock::acquire(&s.redis, &key, &s.clock)
         .await
         .map_err(GrantError::from)?;
-    let r = alock.hold(react_locked(s, lock, run_id, f)).await;
+    let r = alock
+        .hold(remove_left_over_locked(s, lock, run_id, f))
+        .await;
     alock.release().await;
     r
 }
 
-async fn react_locked(
+async fn remove_left_over_locked(
     s: &Syncer,
     lock: &SyncLock,
     run_id: &str,
     f: &Finding,
 ) -> Result<String, SyncError> {
-    let row = sqlx::query(
-        "SELECT COUNT(*) FROM grants WHERE user_id = $1 AND kind = $2 AND okta_id = $3 \
-         AND COALESCE(resource_set, '') = $4 \
-         AND state IN ('provisioning', 'active', 'revoking', 'failed')",
-    )
-    .bind(&f.user_id)
-    .bind(f.kind.as_str())
-    .bind(&f.okta_id)
-    .bind(&f.resource_set)
-    .fetch_one(s.store.pool())
-    .await?;
-    if row.try_get::<i64, _>(0)? > 0 {
+    let rs = (!f.resource_set.is_empty()).then_some(f.resource_set.as_str());
+    let explaining =
+        crate::grants::repo::explaining(&s.store, &f.user_id, f.kind, &f.okta_id, rs, None).await?;
+    if !explaining.is_empty() {
         return Ok("skipped: a grant explains the access now".into());
     }
     lock.check()?;
-    let p = Priority::Revoke;
-    let removal = match f.kind {
-        ResourceKind::OktaGroup => {
-            s.okta
-                .remove_group_member(&f.okta_id, &f.user_id, p)
-                .await?
-        }
-        ResourceKind::OktaApp => s.okta.unassign_app_user(&f.okta_id, &f.user_id, p).await?,
-        ResourceKind::OktaRole => match &f.scope {
-            Some(assignment) => s.okta.unassign_role(&f.user_id, assignment, p).await?,
-            None => return Ok("skipped: role assignment id unknown".into()),
-        },
-    };
-    let outcome = match removal {
-        crate::okta::Removal::Removed => "removed",
-        crate::okta::Removal::AlreadyGone => "already_gone",
-    };
+    let removal = crate::grants::provision::remove_access(
+        &s.okta,
+        &f.user_id,
+        f.kind,
+        &f.okta_id,
+        f.scope
+            .as_deref()
+            .filter(|_| f.kind == ResourceKind::OktaRole),
+    )
+    .await
+    .map_err(GrantError::from)?;
+    let outcome = removal.as_str();
     audit_action(s, lock, run_id, f, "sync.access_removed", outcome, true).await?;
     Ok(outcome.into())
 }
@@ -430,10 +461,8 @@ async fn expire(
     })
 }
 
-/// LEAD: ends an active grant whose access was removed out of band. Issue 11 brings
-/// `GrantState::RemovedExternally` and a grants-service method for exactly this; re-route here
-/// once it lands. Until then the grant is ended through the existing revoke path (removing
-/// what is already gone is a no-op, I4), with the run in the reason.
+/// An active grant whose access someone removed in Okta: ended `removed_externally` by the
+/// grants service (shared with the event hooks; nothing is called in Okta).
 async fn end_grant(
     s: &Syncer,
     lock: &SyncLock,
@@ -443,16 +472,19 @@ async fn end_grant(
     let Some(id) = &f.grant_id else {
         return Ok("skipped: no grant".into());
     };
-    audit_action(s, lock, run_id, f, "sync.grant_missing", "end", false).await?;
+    lock.check()?;
     let g = s
         .grants
-        .revoke(
-            SYNC_ACTOR,
+        .end_removed_externally(
             id,
-            &format!("removed externally in Okta (found by sync run {run_id})"),
+            SYNC_ACTOR,
+            json!({ "source": "sync", "sync_run_id": run_id }),
         )
         .await?;
-    Ok(format!("ended ({})", g.state.as_str()))
+    Ok(match g.state {
+        GrantState::RemovedExternally => "ended".into(),
+        other => format!("skipped: the grant is {}", other.as_str()),
+    })
 }
 
 /// Re-adds an active grant's access, only while the grant is active and unexpired (checked

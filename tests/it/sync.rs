@@ -156,14 +156,24 @@ async fn hand_added_member_enforced_or_reported(db: Db) {
     assert_eq!(r.counts.changed, 1);
     assert!(r.okta_calls.read.values().sum::<u64>() > 0);
     assert_eq!(r.okta_calls.revoke.get("groups"), Some(&1));
-    let removed: Vec<_> = audit_actions(&e)
-        .await
-        .into_iter()
-        .filter(|a| a["action"] == "sync.access_removed")
+    // Both went through the drift reaction shared with the event hooks, audited with the run.
+    let audit = audit_actions(&e).await;
+    let reverted: Vec<_> = audit
+        .iter()
+        .filter(|a| a["action"] == "drift.reverted")
         .collect();
-    assert_eq!(removed.len(), 1);
-    assert_eq!(removed[0]["details"]["run_id"], r.id.as_str());
-    assert_eq!(removed[0]["actor"], "system:sync");
+    assert_eq!(reverted.len(), 1);
+    assert_eq!(reverted[0]["details"]["user_id"], DAVE);
+    assert_eq!(
+        reverted[0]["details"]["detected"]["sync_run_id"],
+        r.id.as_str()
+    );
+    let reported: Vec<_> = audit
+        .iter()
+        .filter(|a| a["action"] == "drift.detected")
+        .collect();
+    assert_eq!(reported.len(), 1);
+    assert_eq!(reported[0]["details"]["user_id"], BOB);
 
     // The run is listed and shown with its report.
     let (st, page) = e.get("/v1/sync/runs").await;
@@ -250,9 +260,8 @@ async fn active_grant_removed_by_hand_is_ended_or_restored(db: Db) {
     let f = finding(&r, "grant_missing", ALICE);
     assert_eq!(f.resource, "prod-db-admin");
     assert_eq!(f.action, "end_grant");
-    assert_eq!(e.state(&id(&group)).await, "revoked");
-    let (_, g) = e.get(&format!("/v1/grants/{}", id(&group))).await;
-    assert!(g["end_reason"].as_str().unwrap().contains(&r.id), "{g}");
+    assert_eq!(f.outcome.as_deref(), Some("ended"));
+    assert_eq!(e.state(&id(&group)).await, "removed_externally");
     // payroll: on_external_removal = "restore", and the grant is still live.
     let f = r.report.iter().find(|f| f.resource == "payroll").unwrap();
     assert_eq!(
@@ -264,13 +273,17 @@ async fn active_grant_removed_by_hand_is_ended_or_restored(db: Db) {
         Some("USER")
     );
     assert_eq!(e.state(&id(&app)).await, "active");
-    let actions: Vec<String> = audit_actions(&e)
-        .await
+    let audit = audit_actions(&e).await;
+    let ended = audit
         .iter()
-        .map(|a| a["action"].as_str().unwrap().to_string())
-        .collect();
-    assert!(actions.contains(&"sync.grant_missing".to_string()));
-    assert!(actions.contains(&"sync.access_restored".to_string()));
+        .find(|a| a["action"] == "grant.removed_externally")
+        .unwrap();
+    assert_eq!(ended["details"]["detected"]["sync_run_id"], r.id.as_str());
+    let restored = audit
+        .iter()
+        .find(|a| a["action"] == "sync.access_restored")
+        .unwrap();
+    assert_eq!(restored["details"]["run_id"], r.id.as_str());
     e.audit_ok().await;
 }
 
@@ -331,7 +344,15 @@ async fn read_only_token_warns_and_changes_nothing(db: Db) {
     assert_ne!(f.outcome.as_deref(), Some("removed"));
     assert!(e.sim.is_member(PRODADMINS, DAVE));
     assert_eq!(r.counts.changed, 0);
-    assert_eq!(audit_actions(&e).await.len(), before);
+    // Only reports were written (db-owners' bob); nothing was removed or ended.
+    let audit = audit_actions(&e).await;
+    assert!(
+        audit[before..]
+            .iter()
+            .all(|a| a["action"] == "drift.detected"),
+        "{:#?}",
+        &audit[before..]
+    );
 }
 
 async fn one_replica_at_a_time_and_a_fenced_out_one_stops(db: Db) {

@@ -86,6 +86,31 @@ impl OktaClient {
         self.paginate::<WireUser, User>("list_group_members", T_GROUP_USERS, first, p)
     }
 
+    /// Every group at Okta's largest page (10,000) and members at theirs (1,000), whatever
+    /// `okta.page_size` says: rate limits count calls, and a sync reads whole lists.
+    pub fn list_all_groups(&self, p: Priority) -> BoxStream<'_, Result<Group, OktaError>> {
+        let first = self.url(
+            &["api", "v1", "groups"],
+            &[("limit", MAX_GROUPS.to_string())],
+        );
+        self.paginate::<WireGroup, Group>("list_groups", T_GROUPS, first, p)
+    }
+
+    /// All members of a group at Okta's largest page (see [`OktaClient::list_all_groups`]).
+    pub fn list_all_group_members(
+        &self,
+        group_id: &str,
+        p: Priority,
+    ) -> BoxStream<'_, Result<User, OktaError>> {
+        let first = check_id(group_id).and_then(|g| {
+            self.url(
+                &["api", "v1", "groups", g, "users"],
+                &[("limit", MAX_MEMBERS.to_string())],
+            )
+        });
+        self.paginate::<WireUser, User>("list_group_members", T_GROUP_USERS, first, p)
+    }
+
     pub fn list_groups(
         &self,
         query: &GroupQuery,

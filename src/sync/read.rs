@@ -17,7 +17,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::lock::{fenced, SyncLock};
 use super::{Counts, Progress, SyncError, SyncOptions, Syncer};
 use crate::inventory::repo;
-use crate::okta::{GroupQuery, OktaError, Priority};
+use crate::okta::{OktaError, Priority};
 use crate::policy::ResourceKind;
 
 /// Managed objects whose inventory rows are current, and as of when (Unix ms): grants activated
@@ -91,12 +91,7 @@ pub(crate) async fn read_all(
 
     // Groups: one list call per 10,000 groups, then members only where they moved.
     let groups_at = s.clock.now_ms();
-    let groups: Vec<_> = match s
-        .okta
-        .list_groups(&GroupQuery::default(), Priority::Read)
-        .try_collect()
-        .await
-    {
+    let groups: Vec<_> = match s.okta.list_all_groups(Priority::Read).try_collect().await {
         Ok(g) => g,
         Err(e) if is_forbidden(&e) => {
             warnings.push(format!(
@@ -163,7 +158,7 @@ pub(crate) async fn read_all(
         futures::stream::iter(to_list.into_iter().map(|(id, lmu, managed)| async move {
             let at = s.clock.now_ms();
             let members: Result<Vec<_>, _> = okta
-                .list_group_members(&id, Priority::Read)
+                .list_all_group_members(&id, Priority::Read)
                 .map_ok(|u| (u.id, None::<String>))
                 .try_collect()
                 .await;

@@ -269,6 +269,26 @@ mod tests {
     }
 
     #[test]
+    fn reads_keep_off_the_reserve() {
+        let mut b = Bucket::default();
+        let off = ClockOffset::default();
+        b.on_dispatch(0);
+        // 100 per window, 60 left: a 50 % read share leaves 50 for reads to stay above.
+        b.on_answer(Some((&hdr(100, 60, 60, 0), &off)), Some(200), 0, 0, 0, 0);
+        assert_eq!(b.ready_at_reserving(0, 50), None);
+        for _ in 0..10 {
+            b.on_dispatch(0);
+        }
+        // 50 left: once pacing allows a call, reads wait for the window's reset while
+        // revocations and grants (no reserve) still go.
+        let t = b.next_send_ms;
+        assert_eq!(b.ready_at(t), None);
+        assert_eq!(b.ready_at_reserving(t, 0), None);
+        assert!(b.reset_ms.is_some());
+        assert_eq!(b.ready_at_reserving(t, 50), b.reset_ms);
+    }
+
+    #[test]
     fn unknown_bucket_allows_one_probe() {
         let mut b = Bucket::default();
         assert_eq!(b.ready_at(0), None);

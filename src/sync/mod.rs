@@ -409,3 +409,39 @@ pub fn spawn(tasks: &Tasks, syncer: Syncer) {
         }
     });
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::config::Config;
+
+    fn errors(key: &str, value: &str) -> String {
+        match Config::load_with_env(None, vec![(key.to_string(), value.to_string())]) {
+            Ok(_) => String::new(),
+            Err(errs) => errs
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_scheduled() {
+        let c = Config::load_with_env(None, Vec::new()).unwrap();
+        assert!(c.sync.cron().unwrap().is_some());
+        assert_eq!(c.okta.read_share, 50);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert!(errors("JIT_SYNC__SCHEDULE", "every tuesday").contains("sync.schedule"));
+        assert!(errors("JIT_SYNC__FULL_EVERY", "0").contains("sync.full_every"));
+        assert!(errors("JIT_SYNC__FULL_EVERY", "-1").contains("full_every"));
+        assert!(errors("JIT_SYNC__LOCK_TTL", "1s").contains("sync.lock_ttl"));
+        assert!(errors("JIT_SYNC__ALL_GROUPS", "maybe").contains("all_groups"));
+        assert!(errors("JIT_OKTA__READ_SHARE", "0").contains("okta.read_share"));
+        assert!(errors("JIT_OKTA__READ_SHARE", "101").contains("okta.read_share"));
+        assert!(errors("JIT_SYNC__SCHEDULE", "").is_empty());
+    }
+}

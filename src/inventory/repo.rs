@@ -121,7 +121,9 @@ pub async fn objects(
 
 /// The complete current holders of one object (`(user_id, scope)`), replacing what was stored,
 /// with the object's new listing state, in the caller's transaction: after commit the object is
-/// fully the new listing; before it, fully the old one.
+/// fully the new listing; before it, fully the old one. New rows get `initial` as their why:
+/// `Unexplained` for a managed object (the sync explains it right after), `Standing` otherwise.
+#[allow(clippy::too_many_arguments)]
 pub async fn replace_holders(
     tx: &mut Tx,
     kind: &str,
@@ -129,6 +131,7 @@ pub async fn replace_holders(
     resource_set: &str,
     holders: &[(String, Option<String>)],
     last_membership_updated: Option<i64>,
+    initial: Why,
     now: i64,
 ) -> Result<(), StoreError> {
     let prev: Option<i64> = sqlx::query(
@@ -157,8 +160,7 @@ pub async fn replace_holders(
                 .bind(okta_id.to_string())
                 .bind(resource_set.to_string())
                 .bind(scope.clone())
-                // Explained right after the listing (`set_why`); until then nothing vouches.
-                .bind(Why::Unexplained.as_str())
+                .bind(initial.as_str())
                 .bind(now)
                 .bind(now)
                 .bind(prev);
@@ -189,7 +191,7 @@ pub async fn replace_holders(
 }
 
 /// Replaces one user's admin role rows (`(role type or custom role id, resource set,
-/// assignment id)`).
+/// assignment id)`). New rows are `standing`; the sync explains the managed roles' rows next.
 pub async fn replace_user_roles(
     tx: &mut Tx,
     user_id: &str,
@@ -199,7 +201,7 @@ pub async fn replace_user_roles(
     for (okta_id, rs, assignment) in roles {
         sqlx::query(
             "INSERT INTO inventory_access (user_id, kind, okta_id, resource_set, scope, why, \
-             first_seen, last_seen) VALUES ($1, 'okta_role', $2, $3, $4, 'unexplained', $5, $5) \
+             first_seen, last_seen) VALUES ($1, 'okta_role', $2, $3, $4, 'standing', $5, $5) \
              ON CONFLICT (user_id, kind, okta_id, resource_set) DO UPDATE SET \
              scope = excluded.scope, last_seen = excluded.last_seen",
         )

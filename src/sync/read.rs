@@ -16,7 +16,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::lock::{fenced, SyncLock};
 use super::{Counts, Progress, SyncError, SyncOptions, Syncer};
-use crate::inventory::repo;
+use crate::inventory::{repo, Why};
 use crate::okta::{OktaError, Priority};
 use crate::policy::ResourceKind;
 
@@ -176,6 +176,11 @@ pub(crate) async fn read_all(
         };
         lock.check()?;
         let mut tx = fenced(&s.store, lock.fence()).await?;
+        let initial = if managed {
+            Why::Unexplained
+        } else {
+            Why::Standing
+        };
         repo::replace_holders(
             &mut tx,
             "okta_group",
@@ -183,6 +188,7 @@ pub(crate) async fn read_all(
             "",
             &members,
             lmu,
+            initial,
             s.clock.now_ms(),
         )
         .await?;
@@ -228,7 +234,17 @@ pub(crate) async fn read_all(
             at,
         )
         .await?;
-        repo::replace_holders(&mut tx, "okta_app", app, "", &users, None, s.clock.now_ms()).await?;
+        repo::replace_holders(
+            &mut tx,
+            "okta_app",
+            app,
+            "",
+            &users,
+            None,
+            Why::Unexplained,
+            s.clock.now_ms(),
+        )
+        .await?;
         tx.commit().await?;
         counts.objects_listed += 1;
         counts.memberships_seen += users.len() as u64;

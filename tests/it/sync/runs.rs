@@ -379,7 +379,34 @@ async fn inventory_and_runs_api_refuse_bad_input(db: Db) {
     assert_eq!(runs["runs"], json!([]));
 }
 
+async fn all_groups_lists_unmanaged_groups_as_standing(db: Db) {
+    let e = env(db).await;
+    let s = syncer_with(&e, |c| c.sync.all_groups = true).await;
+    let r = s.run(SyncOptions::default()).await.unwrap();
+    // Managed prod-admins and db-owners, plus on-call, engineering and aws-users; never Everyone.
+    assert_eq!(r.counts.objects_listed, 5 + 1, "{:?}", r.counts);
+    let (st, u) = e.get("/v1/inventory/users/alice@example.com").await;
+    assert_eq!(st, StatusCode::OK, "{u}");
+    let groups = u["groups"].as_array().unwrap();
+    let eng = groups
+        .iter()
+        .find(|g| g["name"] == "engineering")
+        .unwrap_or_else(|| panic!("{u}"));
+    assert_eq!(
+        (eng["why"].as_str(), eng["resource"].is_null()),
+        (Some("standing"), true)
+    );
+    assert!(groups.iter().all(|g| g["name"] != "Everyone"));
+    // Unmanaged objects are never acted on.
+    assert!(
+        r.report.iter().all(|f| f.resource == "db-owners"),
+        "{:#?}",
+        r.report
+    );
+}
+
 both_backends!(
+    all_groups_lists_unmanaged_groups_as_standing,
     no_change_sync_costs_far_fewer_calls,
     one_replica_at_a_time_and_a_fenced_out_one_stops,
     dry_run_changes_nothing,

@@ -59,6 +59,7 @@ pub(crate) fn next_link(
 /// Okta's largest page per list (FACTS: users 200, app users 500, members 1000, groups 10000).
 const MAX_USERS: u32 = 200;
 const MAX_APP_USERS: u32 = 500;
+const MAX_APPS: u32 = 200;
 const MAX_MEMBERS: u32 = 1000;
 const MAX_GROUPS: u32 = 10000;
 
@@ -66,6 +67,7 @@ const T_USERS: &str = "/api/v1/users";
 const T_GROUPS: &str = "/api/v1/groups";
 const T_GROUP_USERS: &str = "/api/v1/groups/{groupId}/users";
 const T_APP_USERS: &str = "/api/v1/apps/{appId}/users";
+const T_APPS: &str = "/api/v1/apps";
 
 impl OktaClient {
     fn limit(&self, max: u32) -> (&'static str, String) {
@@ -109,6 +111,12 @@ impl OktaClient {
             )
         });
         self.paginate::<WireUser, User>("list_group_members", T_GROUP_USERS, first, p)
+    }
+
+    /// Every app (Okta's largest page, 200).
+    pub fn list_apps(&self, p: Priority) -> BoxStream<'_, Result<App, OktaError>> {
+        let first = self.url(&["api", "v1", "apps"], &[("limit", MAX_APPS.to_string())]);
+        self.paginate::<WireApp, App>("list_apps", T_APPS, first, p)
     }
 
     pub fn list_groups(

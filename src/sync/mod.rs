@@ -55,6 +55,8 @@ pub struct SyncConfig {
     pub full_every: u32,
     /// List the members of every group, not only of managed ones.
     pub all_groups: bool,
+    /// List the assignments of every app, not only of managed ones.
+    pub all_apps: bool,
     #[serde(with = "humantime_serde")]
     pub lock_ttl: Duration,
     /// A live grant this far past its expiry is taken as missed by the scheduler and expired.

@@ -202,14 +202,33 @@ pub(crate) async fn read_all(
     }
     drop(listings);
 
-    // Managed apps: Okta has no membership-changed stamp on apps, so they are listed each run.
-    let apps: HashMap<&str, &str> = policy
+    // Apps: Okta has no membership-changed stamp on apps, so they are listed each run.
+    let mut apps: HashMap<String, (String, bool)> = policy
         .resources
         .iter()
         .filter(|r| r.kind == ResourceKind::OktaApp)
-        .map(|r| (r.okta_id.as_str(), r.name.as_str()))
+        .map(|r| (r.okta_id.clone(), (r.name.clone(), true)))
         .collect();
-    for (app, name) in apps {
+    if s.cfg.all_apps {
+        match s
+            .okta
+            .list_apps(Priority::Read)
+            .try_collect::<Vec<_>>()
+            .await
+        {
+            Ok(all) => {
+                for a in all {
+                    apps.entry(a.id).or_insert((a.label, false));
+                }
+            }
+            Err(e) if is_forbidden(&e) => warnings.push(format!(
+                "apps not listed: the credential may not list apps ({e})"
+            )),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for (app, (name, managed)) in &apps {
+        let (app, name, managed) = (app.as_str(), name.as_str(), *managed);
         let at = s.clock.now_ms();
         let users: Result<Vec<_>, _> = s
             .okta
@@ -241,14 +260,20 @@ pub(crate) async fn read_all(
             "",
             &users,
             None,
-            Why::Unexplained,
+            if managed {
+                Why::Unexplained
+            } else {
+                Why::Standing
+            },
             s.clock.now_ms(),
         )
         .await?;
         tx.commit().await?;
         counts.objects_listed += 1;
         counts.memberships_seen += users.len() as u64;
-        seen.insert((ResourceKind::OktaApp, app.to_string(), String::new()), at);
+        if managed {
+            seen.insert((ResourceKind::OktaApp, app.to_string(), String::new()), at);
+        }
         progress("app assignments", counts.objects_listed);
     }
 

@@ -405,8 +405,25 @@ async fn all_groups_lists_unmanaged_groups_as_standing(db: Db) {
     );
 }
 
+async fn all_apps_lists_unmanaged_apps_as_standing(db: Db) {
+    let e = env(db).await;
+    let s = syncer_with(&e, |c| c.sync.all_apps = true).await;
+    let r = s.run(SyncOptions::default()).await.unwrap();
+    // Two managed groups, payroll (managed) and aws-prod (not).
+    assert_eq!(r.counts.objects_listed, 4, "{:?}", r.counts);
+    let (st, u) = e.get("/v1/inventory/users/dave@example.com").await;
+    assert_eq!(st, StatusCode::OK, "{u}");
+    let aws = &u["apps"].as_array().unwrap()[0];
+    assert_eq!(aws["okta_id"], "0oa1awsprod000000002");
+    assert_eq!(
+        (aws["why"].as_str(), aws["scope"].as_str()),
+        (Some("standing"), Some("GROUP"))
+    );
+}
+
 both_backends!(
     all_groups_lists_unmanaged_groups_as_standing,
+    all_apps_lists_unmanaged_apps_as_standing,
     no_change_sync_costs_far_fewer_calls,
     one_replica_at_a_time_and_a_fenced_out_one_stops,
     dry_run_changes_nothing,

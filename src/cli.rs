@@ -65,6 +65,8 @@ pub enum Command {
         )]
         dir: PathBuf,
     },
+    /// Run one inventory sync now and print its drift report.
+    Sync(crate::sync::cli::SyncArgs),
     /// Probe `GET /healthz` on the configured listen address; exit 0 when it answers 200.
     /// For container HEALTHCHECKs: the runtime image has no curl.
     Healthcheck {
@@ -116,6 +118,9 @@ pub const CLI_ENV_VARS: &[&str] = &[
     "JIT_GRANTS_LIMIT",
     "JIT_GRANTS_AFTER",
     "JIT_GRANTS_REASON",
+    "JIT_SYNC_DRY_RUN",
+    "JIT_SYNC_FULL",
+    "JIT_SYNC_JSON",
 ];
 
 /// Runs a parsed command line. Returns the process exit code.
@@ -171,6 +176,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store.migrate().await?;
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync(args) => {
+            let config = load(cli.config)?;
+            crate::telemetry::init_logging(&config.log);
+            crate::sync::cli::run(config, args).await
         }
         Command::Grants(cmd) => {
             let config = load(cli.config)?;

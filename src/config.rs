@@ -77,6 +77,7 @@ pub struct Config {
     pub outbound: crate::outbox::webhook::OutboundConfig,
     pub callbacks: crate::callbacks::CallbacksConfig,
     pub events: crate::events::EventsConfig,
+    pub sync: crate::sync::SyncConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -313,6 +314,7 @@ impl Config {
             }
         }
         errors.extend(self.scheduler.validate());
+        errors.extend(self.sync.validate());
         errors.extend(self.okta.validate());
         errors.extend(self.outbound.validate());
         errors.extend(self.callbacks.validate());

@@ -26,6 +26,7 @@ pub mod error;
 pub mod events;
 pub mod grants;
 pub mod http;
+pub mod inventory;
 pub mod notify;
 pub mod okta;
 pub mod outbox;
@@ -34,6 +35,7 @@ pub mod redis_conn;
 pub mod requests;
 pub mod scheduler;
 pub mod store;
+pub mod sync;
 pub mod tasks;
 pub mod telemetry;
 pub mod webhooks;
@@ -171,6 +173,9 @@ pub async fn run_with(
     );
     if let Some(g) = &grants {
         events.start(g.clone(), requests.clone(), &tasks);
+    }
+    if let Some(g) = &grants {
+        sync::spawn(&tasks, sync::Syncer::new(g.clone(), config.sync.clone()));
     }
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),

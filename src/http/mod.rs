@@ -99,6 +99,8 @@ pub fn router(state: AppState) -> Router {
         .merge(outbox::routes())
         .merge(crate::callbacks::routes())
         .merge(crate::events::http::routes())
+        .merge(crate::inventory::routes())
+        .merge(crate::sync::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))

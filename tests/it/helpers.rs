@@ -130,6 +130,8 @@ pub fn base_config(db: &TestDb) -> Config {
     config.redis.url = redis_url();
     config.redis.key_prefix = unique_prefix();
     config.server.shutdown_grace = Duration::from_secs(5);
+    // No scheduled inventory sync: a test that wants one runs it (tests/it/sync.rs).
+    config.sync.schedule = String::new();
     config.auth.tokens = vec![
         token("admin", Role::Admin, ADMIN_TOKEN),
         token("auditor", Role::Auditor, AUDITOR_TOKEN),

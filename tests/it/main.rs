@@ -27,3 +27,4 @@ mod redis_ha;
 mod requests;
 mod scheduler;
 mod shutdown;
+mod sync;

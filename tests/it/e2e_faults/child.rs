@@ -70,6 +70,7 @@ impl ChildBroker {
                  [redis]\nurl = \"{redis}\"\nkey_prefix = \"{prefix}\"\n\
                  [okta]\nbase_url = \"{okta}\"\nauth = \"ssws\"\n\
                  [policy]\nfile = \"{policy}\"\n\
+                 [sync]\nschedule = \"\"\n\
                  [[auth.tokens]]\nname = \"admin\"\nroles = [\"admin\"]\nsha256 = \"{sha}\"\n",
                 db = config.database.url,
                 redis = redis_url(),

@@ -54,8 +54,8 @@ pub struct Intake {
     slot: tokio::sync::Mutex<()>,
 }
 
-/// Rows per INSERT statement (10 values each): well inside both engines' bind limits.
-const INSERT_ROWS: usize = 200;
+/// Rows per INSERT statement (8 values each): well inside both engines' bind limits.
+const INSERT_ROWS: usize = 256;
 
 impl Intake {
     pub fn new(store: Store, clock: Clock) -> Self {
@@ -136,6 +136,16 @@ async fn insert(
     }
     let mut tx = store.begin().await?;
     for chunk in unique.chunks(INSERT_ROWS) {
+        // Padded to a power of two by repeating the last row (`DO NOTHING` skips the copy), so
+        // a handful of statement shapes are prepared and cached instead of one per batch size.
+        let padded = chunk.len().next_power_of_two().min(INSERT_ROWS);
+        let last = chunk[chunk.len() - 1];
+        let chunk: Vec<&NewEvent> = chunk
+            .iter()
+            .copied()
+            .chain(std::iter::repeat(last))
+            .take(padded.max(chunk.len()))
+            .collect();
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let b = i * 8;
@@ -159,18 +169,18 @@ async fn insert(
             values.join(", ")
         );
         let mut q = sqlx::query(&sql);
-        for e in chunk {
+        for e in &chunk {
             let state = if e.body.is_some() {
                 "pending"
             } else {
                 "dropped"
             };
             q = q
-                .bind(e.uuid.clone())
-                .bind(e.event_type.clone())
+                .bind(e.uuid.as_str())
+                .bind(e.event_type.as_str())
                 .bind(e.published)
-                .bind(e.user_key.clone())
-                .bind(e.body.clone())
+                .bind(e.user_key.as_str())
+                .bind(e.body.as_deref())
                 .bind(state)
                 .bind(now)
                 .bind(now);

@@ -161,17 +161,34 @@ async fn deliver(
             body: relevant.then(|| raw.to_string()),
         });
     }
-    let stored = events.inner.intake.store(rows.clone()).await?;
+    // What the metrics need, kept before the rows move into the store: per event its type
+    // label and whether it was kept with its body.
+    let kept: Vec<(String, &'static str, bool)> = rows
+        .iter()
+        .map(|r| (r.uuid.clone(), metric_type(&r.event_type), r.body.is_some()))
+        .collect();
+    let stored = events.inner.intake.store(rows).await?;
+    // Counted per type, once per delivery: a 50-event delivery is 50 events of a few types.
+    let mut counts: std::collections::HashMap<&'static str, [u64; 3]> = Default::default();
     let mut woke = false;
-    for r in &rows {
-        let ty = metric_type(&r.event_type);
-        metrics::counter!("jit_events_received_total", "type" => ty).increment(1);
-        if !stored.inserted.contains(&r.uuid) {
-            metrics::counter!("jit_events_duplicates_total", "type" => ty).increment(1);
-        } else if r.body.is_none() {
-            metrics::counter!("jit_events_dropped_total", "type" => ty).increment(1);
+    for (uuid, ty, has_body) in &kept {
+        let c = counts.entry(ty).or_default();
+        c[0] += 1;
+        if !stored.inserted.contains(uuid) {
+            c[1] += 1;
+        } else if !has_body {
+            c[2] += 1;
         } else {
             woke = true;
+        }
+    }
+    for (ty, [received, dups, dropped]) in counts {
+        metrics::counter!("jit_events_received_total", "type" => ty).increment(received);
+        if dups > 0 {
+            metrics::counter!("jit_events_duplicates_total", "type" => ty).increment(dups);
+        }
+        if dropped > 0 {
+            metrics::counter!("jit_events_dropped_total", "type" => ty).increment(dropped);
         }
     }
     if woke {

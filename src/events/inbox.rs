@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::audit::{self, NewEntry};
 use crate::clock::Clock;
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 
 /// One event as stored at intake.
 #[derive(Debug, Clone)]
@@ -54,8 +54,25 @@ pub struct Intake {
     slot: tokio::sync::Mutex<()>,
 }
 
-/// Rows per INSERT statement (10 values each): well inside both engines' bind limits.
-const INSERT_ROWS: usize = 200;
+/// Rows per INSERT statement.
+const INSERT_ROWS: usize = 500;
+
+/// The intake INSERT: `$1` is a JSON array of `[uuid, event_type, published, user_key, body,
+/// state]` rows, `$2` the receive time. One bound value per statement instead of eight per row
+/// (binding dominated a 50-event delivery), and one statement shape to prepare. SQLite's `->>`
+/// yields the JSON value's own SQL type (a JSON null body is SQL NULL); `WHERE true` is how
+/// SQLite tells an upsert's `ON CONFLICT` from a join's. PostgreSQL's `->>` yields text, cast
+/// where the column is a number.
+const INSERT_JSON_SQLITE: &str = "INSERT INTO okta_events (uuid, event_type, published, \
+     user_key, body, state, attempts, next_attempt_at, received_at) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, 0, $2, $2 \
+     FROM json_each($1) WHERE true \
+     ON CONFLICT (uuid) DO NOTHING RETURNING uuid";
+const INSERT_JSON_POSTGRES: &str = "INSERT INTO okta_events (uuid, event_type, published, \
+     user_key, body, state, attempts, next_attempt_at, received_at) \
+     SELECT r ->> 0, r ->> 1, (r ->> 2)::BIGINT, r ->> 3, r ->> 4, r ->> 5, 0, $2, $2 \
+     FROM jsonb_array_elements($1::JSONB) AS r \
+     ON CONFLICT (uuid) DO NOTHING RETURNING uuid";
 
 impl Intake {
     pub fn new(store: Store, clock: Clock) -> Self {
@@ -134,47 +151,26 @@ async fn insert(
     if unique.is_empty() {
         return Ok(inserted);
     }
+    let sql = match store.backend() {
+        Backend::Sqlite => INSERT_JSON_SQLITE,
+        Backend::Postgres => INSERT_JSON_POSTGRES,
+    };
     let mut tx = store.begin().await?;
     for chunk in unique.chunks(INSERT_ROWS) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 8;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, 0, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8
-                )
+        let rows: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|e| {
+                let state = if e.body.is_some() {
+                    "pending"
+                } else {
+                    "dropped"
+                };
+                serde_json::json!([e.uuid, e.event_type, e.published, e.user_key, e.body, state])
             })
             .collect();
-        let sql = format!(
-            "INSERT INTO okta_events (uuid, event_type, published, user_key, body, state, \
-             attempts, next_attempt_at, received_at) VALUES {} \
-             ON CONFLICT (uuid) DO NOTHING RETURNING uuid",
-            values.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for e in chunk {
-            let state = if e.body.is_some() {
-                "pending"
-            } else {
-                "dropped"
-            };
-            q = q
-                .bind(e.uuid.clone())
-                .bind(e.event_type.clone())
-                .bind(e.published)
-                .bind(e.user_key.clone())
-                .bind(e.body.clone())
-                .bind(state)
-                .bind(now)
-                .bind(now);
-        }
+        let q = sqlx::query(sql)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(now);
         for r in q.fetch_all(tx.conn()).await? {
             inserted.insert(r.try_get::<String, _>(0)?);
         }

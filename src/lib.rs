@@ -27,6 +27,7 @@ pub mod policy;
 pub mod redis_conn;
 pub mod requests;
 pub mod scheduler;
+pub mod slack;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
@@ -55,6 +56,8 @@ pub enum RunError {
     Policy(Vec<policy::PolicyError>),
     #[error("the Okta client cannot be built")]
     Okta(#[from] crate::okta::OktaError),
+    #[error("the Slack client cannot be built")]
+    Slack(#[from] crate::slack::SlackError),
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
 }
@@ -152,6 +155,8 @@ pub async fn run_with(
         svc.spawn_checks(&tasks, config.requests.check_interval);
         svc
     });
+    // Slack is a channel over the requests service: off without Okta or without `[slack]`.
+    let slack = slack::start(&config.slack, requests.as_ref(), &tasks)?;
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
         config: config.clone(),
@@ -165,6 +170,7 @@ pub async fn run_with(
         requests,
         okta,
         scheduler,
+        slack,
     };
     let app = http::router(state);
     let addr = listener.local_addr().map_err(RunError::Serve)?;

@@ -104,15 +104,16 @@ impl SlackDeliverer {
                         r.resource,
                         blocks::fmt_ms(r.duration_ms)
                     ),
-                    RequestState::Denied => format!(
-                        "Your request for {} was denied{}.",
-                        r.resource,
-                        r.end_reason
-                            .as_deref()
-                            .filter(|s| !s.is_empty())
-                            .map(|s| format!(": {s}"))
-                            .unwrap_or_default()
-                    ),
+                    // The domain's end reason reads "denied by <approver>: <comment>".
+                    RequestState::Denied => match r.end_reason.as_deref() {
+                        Some(why) if why.starts_with("denied") => {
+                            format!("Your request for {} was {why}.", r.resource)
+                        }
+                        Some(why) if !why.is_empty() => {
+                            format!("Your request for {} was denied: {why}.", r.resource)
+                        }
+                        _ => format!("Your request for {} was denied.", r.resource),
+                    },
                     RequestState::Expired => format!(
                         "Your request for {} expired: no approver answered in time.",
                         r.resource

@@ -21,3 +21,4 @@ mod okta_limits;
 mod policy;
 mod scheduler;
 mod shutdown;
+mod slack;

@@ -1,0 +1,189 @@
+//! The deliverer and its client against the fake: Slack's failures become `Retry` (with the
+//! `Retry-After`) or `Permanent`, posts to one channel are paced, redeliveries post nothing
+//! twice, and a Slack outage never holds up a grant.
+
+use super::*;
+use jit_broker::notify::{kinds, Deliverer, DeliveryError};
+
+async fn failures_map_to_retry_or_permanent(db: Db) {
+    let e = env(db).await;
+    let id = e.alice_requests_prod().await;
+    e.fake
+        .fail("chat.postMessage", fake::Failure::RateLimited(7));
+    match e.deliver(kinds::REQUEST_CREATED, Some(&id), None).await {
+        Err(DeliveryError::Retry { after, .. }) => assert_eq!(after, Some(Duration::from_secs(7))),
+        other => panic!("{other:?}"),
+    }
+    e.fake.fail("chat.postMessage", fake::Failure::Status(503));
+    assert!(matches!(
+        e.deliver(kinds::REQUEST_CREATED, Some(&id), None).await,
+        Err(DeliveryError::Retry { after: None, .. })
+    ));
+    e.fake
+        .fail("chat.postMessage", fake::Failure::Api("ratelimited"));
+    assert!(matches!(
+        e.deliver(kinds::REQUEST_CREATED, Some(&id), None).await,
+        Err(DeliveryError::Retry { .. })
+    ));
+    for code in ["channel_not_found", "not_in_channel", "invalid_auth"] {
+        e.fake.fail("chat.postMessage", fake::Failure::Api(code));
+        match e.deliver(kinds::REQUEST_CREATED, Some(&id), None).await {
+            Err(DeliveryError::Permanent(m)) => assert!(m.contains(code), "{m}"),
+            other => panic!("{code}: {other:?}"),
+        }
+    }
+    // None of the failures left a record: the next attempt posts.
+    assert!(e.slack.message_of(&id).await.unwrap().is_none());
+    e.deliver(kinds::REQUEST_CREATED, Some(&id), None)
+        .await
+        .unwrap();
+    assert!(e.slack.message_of(&id).await.unwrap().is_some());
+    // An update that Slack refuses for good (the message was deleted) is permanent too.
+    e.fake
+        .fail("chat.update", fake::Failure::Api("message_not_found"));
+    assert!(matches!(
+        e.deliver(kinds::REQUEST_CANCELLED, Some(&id), None).await,
+        Err(DeliveryError::Permanent(_))
+    ));
+    // Unknown ids are permanent: retrying cannot make the request exist.
+    let nobody = uuid::Uuid::now_v7().to_string();
+    assert!(matches!(
+        e.deliver(kinds::REQUEST_CREATED, Some(&nobody), None).await,
+        Err(DeliveryError::Permanent(_))
+    ));
+    let d = e.slack.deliverer();
+    assert_eq!(d.channel(), "slack");
+    assert!(kinds::ALL.iter().all(|k| d.wants(k)));
+    let n = notification(kinds::REQUEST_DECIDED, Some(&id), None);
+    assert_eq!(d.partition(&n), format!("request:{id}"));
+}
+
+/// Posts to one channel are spaced by `channel_interval`; other channels are not held up.
+async fn posts_to_one_channel_are_paced(db: Db) {
+    let e = env_with(db, |c| {
+        c.slack.channel_interval = Duration::from_millis(300)
+    })
+    .await;
+    let client = e.slack.client().clone();
+    let mut handles = Vec::new();
+    for i in 0..4 {
+        let c = client.clone();
+        handles.push(tokio::spawn(async move {
+            c.post_paced(
+                "C0PACE",
+                &json!({"channel": "C0PACE", "text": format!("m{i}")}),
+            )
+            .await
+            .unwrap();
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let mut at: Vec<_> = e
+        .fake
+        .calls_of("chat.postMessage")
+        .iter()
+        .map(|c| c.at)
+        .collect();
+    at.sort();
+    for w in at.windows(2) {
+        assert!(
+            w[1] - w[0] >= Duration::from_millis(250),
+            "{:?}",
+            w[1] - w[0]
+        );
+    }
+    // A 429's Retry-After holds the channel's next post back.
+    e.fake
+        .fail("chat.postMessage", fake::Failure::RateLimited(1));
+    let r = client
+        .post_paced("C0LIMIT", &json!({"channel": "C0LIMIT", "text": "a"}))
+        .await;
+    assert!(r.is_err());
+    let t0 = std::time::Instant::now();
+    client
+        .post_paced("C0LIMIT", &json!({"channel": "C0LIMIT", "text": "b"}))
+        .await
+        .unwrap();
+    assert!(t0.elapsed() >= Duration::from_millis(900));
+}
+
+/// Interactive calls (a modal, an answer) retry a 429 and a 5xx by themselves.
+async fn interactive_calls_retry(db: Db) {
+    let e = env(db).await;
+    e.fake.fail("views.open", fake::Failure::RateLimited(1));
+    e.fake.fail("views.open", fake::Failure::Status(502));
+    e.command(ALICE_S, "request", "form").await;
+    wait_until(WAIT, || async { e.fake.calls_of("views.open").len() == 3 }).await;
+    // An expired trigger is not retried: the person is told to try again.
+    e.fake
+        .fail("views.open", fake::Failure::Api("expired_trigger_id"));
+    e.command(ALICE_S, "request", "form2").await;
+    assert!(e.answer("form2").await.contains("could not be opened"));
+}
+
+/// Slack down during a burst of requests: every grant is made on time (nothing waits for
+/// Slack), and every notification is delivered once Slack is back.
+async fn slack_outage_holds_up_nothing(db: Db) {
+    let e = env(db).await;
+    e.fake.set_outage(true);
+    let mut grants = Vec::new();
+    for _ in 0..5 {
+        // engineering needs no approval; the outbox would deliver grant.activated to Slack.
+        let c = e
+            .requests
+            .create(
+                &jit_broker::requests::Actor::new(
+                    "alice@example.com",
+                    jit_broker::requests::Channel::Slack,
+                ),
+                jit_broker::requests::NewRequest {
+                    resource: "engineering".into(),
+                    duration: Some("1h".into()),
+                    reason: Some("burst".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let g = c.grant.unwrap();
+        assert_eq!(g.state.as_str(), "active");
+        grants.push(g.id.clone());
+        e.requests
+            .grants()
+            .revoke("test", &g.id, "next")
+            .await
+            .unwrap();
+    }
+    let pending: Vec<_> = grants
+        .iter()
+        .map(|g| notification(kinds::GRANT_ACTIVATED, None, Some(g)))
+        .collect();
+    for n in &pending {
+        assert!(matches!(
+            e.slack.deliverer().deliver(n).await,
+            Err(DeliveryError::Retry { .. })
+        ));
+    }
+    e.fake.set_outage(false);
+    for n in &pending {
+        e.slack.deliverer().deliver(n).await.unwrap();
+        // A crash after delivery means the outbox delivers again: nothing is posted twice.
+        e.slack.deliverer().deliver(n).await.unwrap();
+    }
+    let dms = e
+        .fake
+        .calls_of("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.body["channel"] == ALICE_S)
+        .count();
+    assert_eq!(dms, grants.len());
+}
+
+both_backends!(
+    failures_map_to_retry_or_permanent,
+    posts_to_one_channel_are_paced,
+    interactive_calls_retry,
+    slack_outage_holds_up_nothing,
+);

@@ -1,0 +1,2 @@
+//! Figures (printed, never asserted): run with
+//! `cargo test --test it slack::figures -- --ignored --nocapture`.

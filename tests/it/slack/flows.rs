@@ -1,0 +1,397 @@
+//! People's flows through Slack: request by command and by modal, the approval message and its
+//! updates, approve, deny with a reason, step-up, self-approval, a non-approver, a double click,
+//! an unmapped user, list and extend.
+
+use super::*;
+use jit_broker::notify::kinds;
+
+const PRODADMINS: &str = "00g1prodadmins000001";
+const ALICE: &str = "00u1alice00000000001";
+
+/// The last approval message posted or updated in `channel`: (text, blocks).
+fn last_message(e: &Env, channel: &str) -> Value {
+    e.fake
+        .calls()
+        .into_iter()
+        .rev()
+        .find(|c| {
+            (c.method == "chat.postMessage" || c.method == "chat.update")
+                && c.body["channel"] == channel
+        })
+        .map(|c| c.body)
+        .unwrap()
+}
+
+async fn command_request_approve_by_button(db: Db) {
+    let e = env(db).await;
+    let id = e.alice_requests_prod().await;
+    assert_eq!(e.request_state(&id).await, "pending");
+    // The domain's notification posts the approval message in the resource's channel.
+    e.deliver(kinds::REQUEST_CREATED, Some(&id), None)
+        .await
+        .unwrap();
+    let posts = e.fake.calls_of("chat.postMessage");
+    assert_eq!(posts.len(), 1);
+    let m = &posts[0].body;
+    assert_eq!(m["channel"], APPROVALS);
+    assert_eq!(posts[0].auth.as_deref(), Some("Bearer xoxb-test-token"));
+    let all = m["blocks"].to_string();
+    for want in [
+        "alice@example.com",
+        "prod-admins",
+        "1h",
+        "deploy hotfix",
+        "Current access: none",
+    ] {
+        assert!(all.contains(want), "{want} missing from {all}");
+    }
+    assert_eq!(buttons(&m["blocks"]), vec!["approve", "deny"]);
+    // A redelivery of the same notification updates, never posts a second message.
+    e.deliver(kinds::REQUEST_CREATED, Some(&id), None)
+        .await
+        .unwrap();
+    assert_eq!(e.fake.calls_of("chat.postMessage").len(), 1);
+
+    // Bob approves with the button: membership in okta-sim, message updated without buttons.
+    let r = e.click(BOB_S, "approve", &id, "bob").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    wait_until(WAIT, || async { e.sim.is_member(PRODADMINS, ALICE) }).await;
+    assert_eq!(e.request_state(&id).await, "approved");
+    wait_until(WAIT, || async {
+        let m = last_message(&e, APPROVALS);
+        m.get("ts").is_some() && buttons(&m["blocks"]).is_empty()
+    })
+    .await;
+    let m = last_message(&e, APPROVALS);
+    assert!(
+        m["blocks"].to_string().contains("bob@example.com approved"),
+        "{m}"
+    );
+    assert!(m["blocks"].to_string().contains("Approved"), "{m}");
+    // The requester is told by direct message, once, however often it is delivered.
+    let n = notification(kinds::REQUEST_DECIDED, Some(&id), None);
+    use jit_broker::notify::Deliverer;
+    e.slack.deliverer().deliver(&n).await.unwrap();
+    e.slack.deliverer().deliver(&n).await.unwrap();
+    let dms: Vec<_> = e
+        .fake
+        .calls_of("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.body["channel"] == ALICE_S)
+        .collect();
+    assert_eq!(dms.len(), 1);
+    assert!(dms[0].body["text"]
+        .as_str()
+        .unwrap()
+        .contains("was approved"));
+    // A second click after the decision: told, nothing changes.
+    e.click(BOB_S, "approve", &id, "late").await;
+    let t = e.answer("late").await;
+    assert!(
+        t.contains("already approved") || t.contains("already decided"),
+        "{t}"
+    );
+    let g = e.grant_of(&id).await.unwrap();
+    assert_eq!(g.state.as_str(), "active");
+}
+
+async fn refused_clicks_change_nothing(db: Db) {
+    let e = env(db).await;
+    let id = e.alice_requests_prod().await;
+    // Self-approval by button.
+    e.click(ALICE_S, "approve", &id, "self").await;
+    assert!(e.answer("self").await.contains("your own request"));
+    // Someone who is not an approver.
+    e.click(CAROL_S, "approve", &id, "carol").await;
+    assert!(e.answer("carol").await.contains("not an approver"));
+    e.click(CAROL_S, "deny", &id, "carol-deny").await;
+    assert!(e.answer("carol-deny").await.contains("not an approver"));
+    // A user Slack knows but whose account is deactivated.
+    e.fake.deactivate_user("U0GONE");
+    e.fake.add_user("U0GONE", "dave@example.com");
+    e.fake.deactivate_user("U0GONE");
+    e.click("U0GONE", "approve", &id, "gone").await;
+    assert!(e.answer("gone").await.contains("deactivated"));
+    // A Slack user with no Okta account.
+    e.fake.add_user("U0STRANGER", "stranger@elsewhere.example");
+    e.command("U0STRANGER", "request prod-admins 1h x", "stranger")
+        .await;
+    let t = e.answer("stranger").await;
+    assert!(
+        t.contains("no Okta user") && t.contains("Nothing was done"),
+        "{t}"
+    );
+    assert_eq!(e.request_state(&id).await, "pending");
+    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    assert!(e.requests.get(&id).await.unwrap().decisions.is_empty());
+}
+
+/// Two clicks of Approve arriving together make one decision and one grant.
+async fn double_click_makes_one_grant(db: Db) {
+    let e = env(db).await;
+    let id = e.alice_requests_prod().await;
+    let (a, b) = tokio::join!(
+        e.click(BOB_S, "approve", &id, "c1"),
+        e.click(BOB_S, "approve", &id, "c2")
+    );
+    assert_eq!(a.status(), StatusCode::OK);
+    assert_eq!(b.status(), StatusCode::OK);
+    wait_until(WAIT, || async { e.sim.is_member(PRODADMINS, ALICE) }).await;
+    // One of the two clicks is told it already counted (or that the request is decided).
+    let t = e.answer_any(&["c1", "c2"]).await;
+    assert!(t.contains("already"), "{t}");
+    let v = e.requests.get(&id).await.unwrap();
+    assert_eq!(v.decisions.len(), 1);
+    let grants = e
+        .requests
+        .grants()
+        .list(&jit_broker::grants::repo::ListFilter {
+            user: Some(ALICE.into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(grants.len(), 1);
+}
+
+async fn deny_asks_for_a_reason(db: Db) {
+    let e = env(db).await;
+    let id = e.alice_requests_prod().await;
+    e.deliver(kinds::REQUEST_CREATED, Some(&id), None)
+        .await
+        .unwrap();
+    e.click(BOB_S, "deny", &id, "deny").await;
+    wait_until(WAIT, || async { !e.fake.calls_of("views.open").is_empty() }).await;
+    let view = e.fake.calls_of("views.open")[0].body["view"].clone();
+    assert_eq!(view["callback_id"], "jit_deny");
+    assert_eq!(view["private_metadata"], id.as_str());
+    // No reason: the field shows the error, nothing changes.
+    let sub = submission(BOB_S, &view, json!({}));
+    let r = e.interaction(&sub).await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["response_action"], "errors");
+    assert!(v["errors"]["reason"].is_string());
+    assert_eq!(e.request_state(&id).await, "pending");
+    // Carol forging a submission of Bob's modal is refused by the domain.
+    let sub = submission(
+        CAROL_S,
+        &view,
+        json!({"reason": {"value": {"type": "plain_text_input", "value": "no"}}}),
+    );
+    let v: Value = e.interaction(&sub).await.json().await.unwrap();
+    assert!(
+        v["errors"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not an approver"),
+        "{v}"
+    );
+    // With a reason: denied, the message shows it, the requester is told why.
+    let sub = submission(
+        BOB_S,
+        &view,
+        json!({"reason": {"value": {"type": "plain_text_input", "value": "not during the freeze"}}}),
+    );
+    let r = e.interaction(&sub).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(e.request_state(&id).await, "denied");
+    e.deliver(kinds::REQUEST_DECIDED, Some(&id), None)
+        .await
+        .unwrap();
+    let m = last_message(&e, APPROVALS);
+    assert!(buttons(&m["blocks"]).is_empty());
+    assert!(m["blocks"].to_string().contains("not during the freeze"));
+    let dm = last_message(&e, ALICE_S);
+    let t = dm["text"].as_str().unwrap();
+    assert!(
+        t.contains("was denied by bob@example.com: not during the freeze"),
+        "{dm}"
+    );
+    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+}
+
+pub fn submission(user: &str, view: &Value, values: Value) -> Value {
+    json!({
+        "type": "view_submission",
+        "user": {"id": user, "name": "x", "team_id": "T111"},
+        "team": null, "api_app_id": "A111", "trigger_id": "1.2.3",
+        "view": {"id": "V0001", "callback_id": view["callback_id"], "private_metadata": view["private_metadata"],
+                 "state": {"values": values}},
+    })
+}
+
+async fn modal_request_validated_field_by_field(db: Db) {
+    let e = env(db).await;
+    let r = e.command(ALICE_S, "request", "form").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    wait_until(WAIT, || async { !e.fake.calls_of("views.open").is_empty() }).await;
+    let call = e.fake.calls_of("views.open")[0].body.clone();
+    assert_eq!(call["trigger_id"], "111.222.xxx");
+    let view = call["view"].clone();
+    assert_eq!(view["callback_id"], "jit_request");
+    let opts = view["blocks"][0]["element"]["options"].to_string();
+    assert!(
+        opts.contains("prod-admins") && opts.contains("engineering"),
+        "{opts}"
+    );
+    let val = |v: &str| json!({"type": "plain_text_input", "value": v});
+    let sel = |v: &str| json!({"type": "static_select", "selected_option": {"value": v, "text": {"type": "plain_text", "text": v}}});
+    // Duration too long: the error is under the duration field.
+    let sub = submission(
+        ALICE_S,
+        &view,
+        json!({
+        "resource": {"value": sel("prod-admins")}, "duration": {"value": val("9h")}, "reason": {"value": val("x")}}),
+    );
+    let v: Value = e.interaction(&sub).await.json().await.unwrap();
+    assert_eq!(v["response_action"], "errors", "{v}");
+    assert!(
+        v["errors"]["duration"]
+            .as_str()
+            .unwrap()
+            .contains("maximum"),
+        "{v}"
+    );
+    // Reason missing for a resource that requires one.
+    let sub = submission(
+        ALICE_S,
+        &view,
+        json!({
+        "resource": {"value": sel("prod-admins")}, "duration": {"value": val("1h")}}),
+    );
+    let v: Value = e.interaction(&sub).await.json().await.unwrap();
+    assert!(
+        v["errors"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("requires a reason"),
+        "{v}"
+    );
+    // An unknown resource (a forged option).
+    let sub = submission(ALICE_S, &view, json!({"resource": {"value": sel("nope")}}));
+    let v: Value = e.interaction(&sub).await.json().await.unwrap();
+    assert!(v["errors"]["resource"].is_string(), "{v}");
+    let none = e
+        .requests
+        .list(&jit_broker::requests::repo::ListFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    // Valid: the modal closes and the request exists.
+    let sub = submission(
+        ALICE_S,
+        &view,
+        json!({
+        "resource": {"value": sel("prod-admins")}, "duration": {"value": val("2h")}, "reason": {"value": val("incident 42")}}),
+    );
+    let r = e.interaction(&sub).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "");
+    let one = e
+        .requests
+        .list(&jit_broker::requests::repo::ListFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].duration_ms, 2 * 3600 * 1000);
+    assert_eq!(one[0].channel, "slack");
+    assert_eq!(one[0].requested_by, "alice@example.com");
+}
+
+async fn step_up_resource_shows_console_button(db: Db) {
+    let e = env_with(db, |c| {
+        c.slack.console_url = "https://jit.example.com".into()
+    })
+    .await;
+    e.command(ALICE_S, "request payroll 1h payroll run", "pay")
+        .await;
+    let text = e.answer("pay").await;
+    let id = text.split('`').nth(1).unwrap().to_string();
+    e.deliver(kinds::REQUEST_CREATED, Some(&id), None)
+        .await
+        .unwrap();
+    let m = last_message(&e, "C0DEFAULT");
+    assert_eq!(buttons(&m["blocks"]), vec!["approve_in_console", "deny"]);
+    assert!(m["blocks"]
+        .to_string()
+        .contains(&format!("https://jit.example.com/requests/{id}")));
+    // A forged Approve click is refused by the domain's step-up rule.
+    e.click(BOB_S, "approve", &id, "forged").await;
+    assert!(e.answer("forged").await.contains("fresh Okta sign-in"));
+    assert_eq!(e.request_state(&id).await, "pending");
+}
+
+async fn list_extend_resources(db: Db) {
+    let e = env(db).await;
+    // engineering needs no approval: granted at once.
+    e.command(ALICE_S, "request engineering 30m onboarding", "eng")
+        .await;
+    let t = e.answer("eng").await;
+    assert!(t.starts_with("Granted: engineering"), "{t}");
+    let gid = t.split('`').nth(1).unwrap().to_string();
+    e.command(ALICE_S, "list", "list").await;
+    let t = e.answer("list").await;
+    assert!(t.contains(&gid) && t.contains("left"), "{t}");
+    e.command(ALICE_S, "resources", "res").await;
+    let t = e.answer("res").await;
+    assert!(
+        t.contains("`prod-admins`") && t.contains("`payroll`"),
+        "{t}"
+    );
+    e.command(ALICE_S, &format!("extend {gid} 30m more time"), "ext")
+        .await;
+    let t = e.answer("ext").await;
+    assert!(t.starts_with("Granted: engineering"), "{t}");
+    // Someone else's grant.
+    e.command(BOB_S, &format!("extend {gid} 30m"), "bobext")
+        .await;
+    assert!(e.answer("bobext").await.contains("your own grants"));
+    // The expiring DM carries an Extend button; clicking it extends.
+    e.deliver(kinds::GRANT_EXPIRING, None, Some(&gid))
+        .await
+        .unwrap();
+    let dm = last_message(&e, ALICE_S);
+    assert_eq!(buttons(&dm["blocks"]), vec!["extend"]);
+    let before = e.requests.grants().get(&gid).await.unwrap().expires_at;
+    e.click(ALICE_S, "extend", &gid, "extbtn").await;
+    assert!(e.answer("extbtn").await.starts_with("Granted"));
+    let after = e.requests.grants().get(&gid).await.unwrap().expires_at;
+    assert!(after > before);
+}
+
+impl Env {
+    /// The first `response_url` answer on any of `hooks`.
+    pub async fn answer_any(&self, hooks: &[&str]) -> String {
+        wait_until(WAIT, || async {
+            hooks
+                .iter()
+                .any(|h| !self.fake.calls_of(&format!("hook:{h}")).is_empty())
+        })
+        .await;
+        let h = hooks
+            .iter()
+            .find(|h| !self.fake.calls_of(&format!("hook:{h}")).is_empty())
+            .unwrap();
+        self.fake.calls_of(&format!("hook:{h}"))[0].body["text"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+both_backends!(
+    command_request_approve_by_button,
+    refused_clicks_change_nothing,
+    double_click_makes_one_grant,
+    deny_asks_for_a_reason,
+    modal_request_validated_field_by_field,
+    step_up_resource_shows_console_button,
+    list_extend_resources,
+);

@@ -99,6 +99,8 @@ impl SlackDeliverer {
                 let v = s.requests().get(id).await?;
                 let r = &v.request;
                 let text = match r.state {
+                    // Approved by policy (no decision): the "granted" message follows at once.
+                    RequestState::Approved if v.decisions.is_empty() => return Ok(()),
                     RequestState::Approved => format!(
                         "Your request for {} ({}) was approved.",
                         r.resource,
@@ -281,6 +283,10 @@ impl Slack {
             return self.refresh_message(request_id).await;
         }
         let v = self.requests().get(request_id).await?;
+        // Approved by policy at once: nobody has anything to decide, the requester is told by DM.
+        if v.request.state != RequestState::Pending && !v.request.break_glass {
+            return Ok(());
+        }
         let policy = self.requests().policy().current();
         let res = policy.get(&v.request.resource);
         let channel = res

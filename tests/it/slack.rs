@@ -83,6 +83,16 @@ pub async fn env(db: Db) -> Env {
 }
 
 pub async fn env_with(db: Db, tweak: impl FnOnce(&mut jit_broker::config::Config)) -> Env {
+    env_full(db, true, tweak).await
+}
+
+/// `app_slack = false`: the application runs without Slack (no hooks, no Slack outbox), so a
+/// test drives the deliverer alone and sees every Slack call it makes.
+pub async fn env_full(
+    db: Db,
+    app_slack: bool,
+    tweak: impl FnOnce(&mut jit_broker::config::Config),
+) -> Env {
     let sim = okta_sim::spawn(okta_sim::SimConfig::default())
         .await
         .unwrap();
@@ -106,7 +116,12 @@ pub async fn env_with(db: Db, tweak: impl FnOnce(&mut jit_broker::config::Config
     config.slack.default_channel = "C0DEFAULT".into();
     config.slack.channel_interval = Duration::from_millis(50);
     tweak(&mut config);
-    let app = spawn_app_with(tdb, config.clone(), RunOptions::default()).await;
+    let mut app_config = config.clone();
+    if !app_slack {
+        app_config.slack.bot_token = None;
+        app_config.slack.signing_secrets.clear();
+    }
+    let app = spawn_app_with(tdb, app_config, RunOptions::default()).await;
     let clock = Clock::system();
     let okta = OktaClient::new(&config.okta, clock.clone()).unwrap();
     let _ = okta.probe_capabilities().await;
@@ -202,6 +217,44 @@ impl Env {
         let id = text.split('`').nth(1).unwrap().to_string();
         uuid::Uuid::parse_str(&id).unwrap();
         id
+    }
+
+    /// Waits until the outbox has posted the approval message of `id`; returns its blocks.
+    pub async fn posted(&self, id: &str) -> Value {
+        wait_until(WAIT, || async {
+            self.slack.message_of(id).await.unwrap().is_some()
+        })
+        .await;
+        let (channel, _) = self.slack.message_of(id).await.unwrap().unwrap();
+        self.fake
+            .calls_of("chat.postMessage")
+            .into_iter()
+            .find(|c| {
+                c.body["channel"] == channel.as_str() && c.body["blocks"].to_string().contains(id)
+            })
+            .unwrap()
+            .body
+    }
+
+    /// Alice asks for `resource` through the domain (no Slack involved); the request id.
+    pub async fn alice_requests(&self, resource: &str) -> String {
+        let c = self
+            .requests
+            .create(
+                &jit_broker::requests::Actor::new(
+                    "alice@example.com",
+                    jit_broker::requests::Channel::Slack,
+                ),
+                jit_broker::requests::NewRequest {
+                    resource: resource.into(),
+                    duration: Some("1h".into()),
+                    reason: Some("deploy hotfix".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        c.request.id
     }
 
     pub async fn deliver(

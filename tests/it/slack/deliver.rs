@@ -6,8 +6,8 @@ use super::*;
 use jit_broker::notify::{kinds, Deliverer, DeliveryError};
 
 async fn failures_map_to_retry_or_permanent(db: Db) {
-    let e = env(db).await;
-    let id = e.alice_requests_prod().await;
+    let e = env_full(db, false, |_| {}).await;
+    let id = e.alice_requests("prod-admins").await;
     e.fake
         .fail("chat.postMessage", fake::Failure::RateLimited(7));
     match e.deliver(kinds::REQUEST_CREATED, Some(&id), None).await {
@@ -38,6 +38,13 @@ async fn failures_map_to_retry_or_permanent(db: Db) {
         .await
         .unwrap();
     assert!(e.slack.message_of(&id).await.unwrap().is_some());
+    // A redelivery (a crash after the post) updates the message, never posts a second one.
+    let posts = e.fake.calls_of("chat.postMessage").len();
+    e.deliver(kinds::REQUEST_CREATED, Some(&id), None)
+        .await
+        .unwrap();
+    assert_eq!(e.fake.calls_of("chat.postMessage").len(), posts);
+    assert_eq!(e.fake.calls_of("chat.update").len(), 1);
     // An update that Slack refuses for good (the message was deleted) is permanent too.
     e.fake
         .fail("chat.update", fake::Failure::Api("message_not_found"));
@@ -60,7 +67,7 @@ async fn failures_map_to_retry_or_permanent(db: Db) {
 
 /// Posts to one channel are spaced by `channel_interval`; other channels are not held up.
 async fn posts_to_one_channel_are_paced(db: Db) {
-    let e = env_with(db, |c| {
+    let e = env_full(db, false, |c| {
         c.slack.channel_interval = Duration::from_millis(300)
     })
     .await;
@@ -126,7 +133,7 @@ async fn interactive_calls_retry(db: Db) {
 /// Slack down during a burst of requests: every grant is made on time (nothing waits for
 /// Slack), and every notification is delivered once Slack is back.
 async fn slack_outage_holds_up_nothing(db: Db) {
-    let e = env(db).await;
+    let e = env_full(db, false, |_| {}).await;
     e.fake.set_outage(true);
     let mut grants = Vec::new();
     for _ in 0..5 {

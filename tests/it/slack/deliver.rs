@@ -194,3 +194,74 @@ both_backends!(
     interactive_calls_retry,
     slack_outage_holds_up_nothing,
 );
+
+/// Slack down while requests are made; the broker stops with their messages queued in the
+/// outbox; a new process on the same database delivers every one once Slack is back, none twice.
+async fn queued_messages_survive_restart(db: Db) {
+    let tweak = |c: &mut jit_broker::config::Config| {
+        c.outbox.backoff_base = Duration::from_millis(100);
+        c.outbox.backoff_max = Duration::from_millis(300);
+    };
+    let mut e = env_with(db, tweak).await;
+    e.fake.set_outage(true);
+    let mut ids = Vec::new();
+    for (who, res) in [
+        ("alice@example.com", "prod-admins"),
+        ("alice@example.com", "payroll"),
+        ("carol@example.com", "prod-admins"),
+    ] {
+        let c = e
+            .requests
+            .create(
+                &jit_broker::requests::Actor::new(who, jit_broker::requests::Channel::Slack),
+                jit_broker::requests::NewRequest {
+                    resource: res.into(),
+                    duration: Some("1h".into()),
+                    reason: Some("queued".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        ids.push(c.request.id);
+    }
+    // The outbox tried (and failed) before the stop.
+    wait_until(WAIT, || async {
+        e.fake.calls_of("chat.postMessage").len() >= 3
+    })
+    .await;
+    e.app.signal_shutdown();
+    let base = e.app.base.clone();
+    wait_until(WAIT, || async {
+        e.app
+            .http
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_err()
+    })
+    .await;
+    assert!(e.fake.ok_calls_of("chat.postMessage").is_empty());
+    e.fake.set_outage(false);
+    let (addr, _stop, _handle) = start_broker(e.app.config.clone(), RunOptions::default()).await;
+    wait_healthy(&e.app.http, &format!("http://{addr}"), WAIT).await;
+    for id in &ids {
+        wait_until(WAIT, || async {
+            e.slack.message_of(id).await.unwrap().is_some()
+        })
+        .await;
+    }
+    // Let any duplicate that would come arrive before counting.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in &ids {
+        let n = e
+            .fake
+            .ok_calls_of("chat.postMessage")
+            .iter()
+            .filter(|c| c.body["blocks"].to_string().contains(id.as_str()))
+            .count();
+        assert_eq!(n, 1, "request {id} posted {n} times");
+    }
+}
+
+both_backends!(queued_messages_survive_restart);

@@ -21,6 +21,8 @@ pub struct Call {
     pub body: Value,
     pub auth: Option<String>,
     pub at: Instant,
+    /// Whether the fake answered it successfully (not an injected failure or outage).
+    pub ok: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +109,11 @@ impl FakeSlack {
         self.state.lock().unwrap().calls.clone()
     }
 
+    /// Calls of `method` that the fake answered successfully.
+    pub fn ok_calls_of(&self, method: &str) -> Vec<Call> {
+        self.calls_of(method).into_iter().filter(|c| c.ok).collect()
+    }
+
     pub fn calls_of(&self, method: &str) -> Vec<Call> {
         self.calls()
             .into_iter()
@@ -143,6 +150,7 @@ async fn hook(
         body: parse_body(&headers, &body),
         auth: None,
         at: Instant::now(),
+        ok: true,
     });
     StatusCode::OK.into_response()
 }
@@ -155,6 +163,14 @@ async fn api(
 ) -> Response {
     let body = parse_body(&headers, &body);
     let mut s = state.lock().unwrap();
+    let failure = if s.outage {
+        Some(Failure::Status(503))
+    } else {
+        s.failures
+            .get_mut(&method)
+            .and_then(|q| q.pop_front())
+            .or_else(|| s.failures.get_mut("*").and_then(|q| q.pop_front()))
+    };
     s.calls.push(Call {
         method: method.clone(),
         body: body.clone(),
@@ -163,15 +179,8 @@ async fn api(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         at: Instant::now(),
+        ok: failure.is_none(),
     });
-    if s.outage {
-        return (StatusCode::SERVICE_UNAVAILABLE, "outage").into_response();
-    }
-    let failure = s
-        .failures
-        .get_mut(&method)
-        .and_then(|q| q.pop_front())
-        .or_else(|| s.failures.get_mut("*").and_then(|q| q.pop_front()));
     match failure {
         Some(Failure::RateLimited(secs)) => {
             return (

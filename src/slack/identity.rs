@@ -23,6 +23,8 @@ use crate::requests::{RequestError, RequestService};
 pub enum IdentityError {
     #[error("your Slack account is deactivated")]
     SlackDeactivated,
+    #[error("Slack does not know your user in this workspace")]
+    UnknownSlackUser,
     #[error("your Slack profile has no confirmed email address, so the broker cannot tell who you are in Okta")]
     NoVerifiedEmail,
     #[error("no Okta user has the login {0}; ask an administrator to link your accounts")]
@@ -68,10 +70,17 @@ impl Identity {
         if let Some(login) = cached(&self.by_slack, slack_user, now, self.ttl_ms) {
             return Ok(login);
         }
-        let v = self
+        let v = match self
             .client
             .call_form("users.info", &[("user", slack_user)])
-            .await?;
+            .await
+        {
+            Ok(v) => v,
+            Err(SlackError::Api(code)) if code == "user_not_found" => {
+                return Err(IdentityError::UnknownSlackUser)
+            }
+            Err(e) => return Err(e.into()),
+        };
         let user = v.get("user").cloned().unwrap_or(Value::Null);
         if user.get("deleted").and_then(Value::as_bool) == Some(true) {
             return Err(IdentityError::SlackDeactivated);

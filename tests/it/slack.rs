@@ -3,6 +3,7 @@
 //! signs them; the deliverer is driven directly with notifications (the outbox feeding it is
 //! another module), through a second `Slack` on the same database.
 
+mod config;
 mod deliver;
 mod fake;
 mod figures;

@@ -238,25 +238,23 @@ impl Slack {
                 let Some(reason) = input("reason") else {
                     return field_errors(&[("reason", "Say why the request is denied.".into())]);
                 };
-                match tokio::time::timeout(
-                    SUBMIT_WAIT,
-                    self.requests()
-                        .decide(&id, &actor, Verdict::Deny, Some(&reason)),
-                )
-                .await
-                {
-                    Ok(Ok(_)) => {
-                        let me = self.clone();
-                        self.later(
-                            "slack.refresh",
-                            async move { me.refresh_quietly(&id).await },
-                        );
-                        StatusCode::OK.into_response()
+                // The decision runs as a tracked task: a slow Okta must not leave it half-way
+                // when Slack stops waiting; its message update tells the outcome either way.
+                let me = self.clone();
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.later("slack.submit", async move {
+                    let r = me
+                        .requests()
+                        .decide(&id, &actor, Verdict::Deny, Some(&reason))
+                        .await;
+                    if r.is_ok() {
+                        me.refresh_quietly(&id).await;
                     }
-                    Ok(Err(e)) => field_errors(&[("reason", blocks::explain(&e))]),
-                    // Dropped mid-way: the decision either committed or not; the message update
-                    // (a notification) tells which.
-                    Err(_) => StatusCode::OK.into_response(),
+                    let _ = tx.send(r.map(|_| ()));
+                });
+                match tokio::time::timeout(SUBMIT_WAIT, rx).await {
+                    Ok(Ok(Err(e))) => field_errors(&[("reason", blocks::explain(&e))]),
+                    _ => StatusCode::OK.into_response(),
                 }
             }
             _ => StatusCode::OK.into_response(),

@@ -61,6 +61,18 @@ approvers = { users = ["bob@example.com"] }
 approval_step_up = "5m"
 
 [[resource]]
+name = "oncall"
+kind = "okta_group"
+okta_id = "00g1oncall0000000003"
+default_duration = "1h"
+max_duration = "4h"
+approvals_required = 1
+approvers = { users = ["bob@example.com"] }
+break_glass = true
+break_glass_max_duration = "1h"
+slack_channel = "C0APPROVALS"
+
+[[resource]]
 name = "engineering"
 kind = "okta_group"
 okta_id = "00g1engineering00004"

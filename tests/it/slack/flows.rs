@@ -405,3 +405,65 @@ both_backends!(
     step_up_resource_shows_console_button,
     list_extend_resources,
 );
+
+/// Break-glass: granted at once, an alert in the channel with Confirm / Deny for the review.
+async fn break_glass_alerts_and_review(db: Db) {
+    let e = env(db).await;
+    e.command(ALICE_S, "breakglass oncall 30m prod is down", "bg")
+        .await;
+    let t = e.answer("bg").await;
+    assert!(t.starts_with("Granted: oncall"), "{t}");
+    assert!(e.sim.is_member("00g1oncall0000000003", ALICE));
+    let id = e
+        .requests
+        .list(&jit_broker::requests::repo::ListFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+    let m = e.posted(&id).await;
+    let all = m["blocks"].to_string();
+    assert!(
+        all.contains("Break-glass access used") && all.contains("Confirm"),
+        "{all}"
+    );
+    assert_eq!(buttons(&m["blocks"]), vec!["approve", "deny"]);
+    e.click(BOB_S, "approve", &id, "review").await;
+    wait_until(WAIT, || async {
+        buttons(&last_message(&e, APPROVALS)["blocks"]).is_empty()
+    })
+    .await;
+    assert!(e.sim.is_member("00g1oncall0000000003", ALICE));
+}
+
+/// A request waiting on its approvers gets a reminder in its message's thread, once per
+/// notification; a person Slack does not know is told so.
+async fn reminders_and_unknown_users(db: Db) {
+    let e = env(db).await;
+    let id = e.alice_requests_prod().await;
+    e.posted(&id).await;
+    let n = notification(kinds::REQUEST_REMINDER, Some(&id), None);
+    use jit_broker::notify::Deliverer;
+    e.slack.deliverer().deliver(&n).await.unwrap();
+    e.slack.deliverer().deliver(&n).await.unwrap();
+    let replies: Vec<_> = e
+        .fake
+        .ok_calls_of("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.body.get("thread_ts").is_some())
+        .collect();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].body["channel"], APPROVALS);
+    assert!(replies[0].body["text"]
+        .as_str()
+        .unwrap()
+        .contains("Still waiting"));
+    e.click("U0NOBODY", "approve", &id, "nobody").await;
+    assert!(e.answer("nobody").await.contains("does not know your user"));
+    assert_eq!(e.request_state(&id).await, "pending");
+}
+
+both_backends!(break_glass_alerts_and_review, reminders_and_unknown_users);

@@ -265,3 +265,75 @@ async fn queued_messages_survive_restart(db: Db) {
 }
 
 both_backends!(queued_messages_survive_restart);
+
+/// Through the whole broker: Slack is down while a burst of requests is granted and expires.
+/// Every grant is made and every expiry happens on time (nothing waits for Slack); once Slack is
+/// back, every message arrives, each once.
+async fn outage_during_burst_end_to_end(db: Db) {
+    let e = env_with(db, |c| {
+        c.outbox.backoff_base = Duration::from_millis(100);
+        c.outbox.backoff_max = Duration::from_millis(400);
+    })
+    .await;
+    e.fake.set_outage(true);
+    let actor =
+        |who: &str| jit_broker::requests::Actor::new(who, jit_broker::requests::Channel::Slack);
+    let mut grants = Vec::new();
+    for who in ["alice@example.com", "bob@example.com", "carol@example.com"] {
+        let c = e
+            .requests
+            .create(
+                &actor(who),
+                jit_broker::requests::NewRequest {
+                    resource: "engineering".into(),
+                    duration: Some("2s".into()),
+                    reason: Some("burst".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let g = c.grant.unwrap();
+        assert_eq!(g.state.as_str(), "active");
+        grants.push(g);
+    }
+    // Expiry on time with Slack still down: revoked within a few seconds of expires_at.
+    for g in &grants {
+        wait_until(WAIT, || async {
+            e.requests.grants().get(&g.id).await.unwrap().state.as_str() == "revoked"
+        })
+        .await;
+        let ended = e.requests.grants().get(&g.id).await.unwrap();
+        assert!(ended.ended_at.unwrap() - g.expires_at < 5_000, "{ended:?}");
+    }
+    assert!(e.fake.ok_calls_of("chat.postMessage").is_empty());
+    // The DM lookups failed: the outbox kept the notifications and retried.
+    let (_, ob) = admin_get(
+        &e.app.http,
+        &e.app.base,
+        "/v1/outbox?state=pending&channel=slack",
+    )
+    .await;
+    assert!(!ob["deliveries"].as_array().unwrap().is_empty(), "{ob}");
+    assert!(!e.fake.calls().is_empty(), "the outbox kept trying");
+    e.fake.set_outage(false);
+    // Each holder: "You now have …" and "… has ended", once each.
+    for (slack_user, _) in [(ALICE_S, 0), (BOB_S, 1), (CAROL_S, 2)] {
+        let texts = || {
+            e.fake
+                .ok_calls_of("chat.postMessage")
+                .into_iter()
+                .filter(|c| c.body["channel"] == slack_user)
+                .map(|c| c.body["text"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        wait_until(WAIT, || async { texts().len() >= 2 }).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t = texts();
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert!(t[0].starts_with("You now have engineering"), "{t:?}");
+        assert!(t[1].ends_with("has ended."), "{t:?}");
+    }
+}
+
+both_backends!(outage_during_burst_end_to_end);

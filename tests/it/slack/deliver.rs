@@ -337,3 +337,66 @@ async fn outage_during_burst_end_to_end(db: Db) {
 }
 
 both_backends!(outage_during_burst_end_to_end);
+
+/// `kill -9` of the broker process with Slack messages queued (Slack was down): after a restart
+/// every message is delivered, each once.
+async fn queued_messages_survive_kill_9(db: Db) {
+    use crate::e2e_faults::child::ChildBroker;
+    let fake = fake::FakeSlack::start().await;
+    fake.add_user(ALICE_S, "alice@example.com");
+    fake.add_user(BOB_S, "bob@example.com");
+    fake.add_user(CAROL_S, "carol@example.com");
+    fake.set_outage(true);
+    let sim = okta_sim::spawn(okta_sim::SimConfig::default())
+        .await
+        .unwrap();
+    let overrides = vec![
+        ("JIT_SLACK__BOT_TOKEN", "xoxb-test-token".to_string()),
+        ("JIT_SLACK__SIGNING_SECRETS", format!("[\"{SECRET}\"]")),
+        ("JIT_SLACK__API_BASE_URL", fake.api_url()),
+        ("JIT_SLACK__CHANNEL_INTERVAL", "50ms".to_string()),
+        ("JIT_OUTBOX__BACKOFF_BASE", "20ms".to_string()),
+        ("JIT_OUTBOX__BACKOFF_MAX", "100ms".to_string()),
+        ("JIT_NOTIFY__POLL_INTERVAL", "20ms".to_string()),
+    ];
+    let mut b = ChildBroker::start(TestDb::new(db).await, &sim.base_url(), overrides).await;
+    let users = [
+        ("alice@example.com", ALICE_S),
+        ("bob@example.com", BOB_S),
+        ("carol@example.com", CAROL_S),
+    ];
+    for (u, _) in users {
+        b.grant(u, "prod-db-admin", "1h").await;
+    }
+    wait_until(Duration::from_secs(15), || async {
+        let (_, v) = b.get("/v1/outbox?state=pending&channel=slack").await;
+        v["deliveries"]
+            .as_array()
+            .is_some_and(|d| d.len() == users.len())
+            && !fake.calls().is_empty()
+    })
+    .await;
+    b.kill9();
+    fake.set_outage(false);
+    b.restart().await;
+    // The dead process's lease on the channel lapses first (10 s), then the queue drains.
+    let dms = || {
+        fake.ok_calls_of("chat.postMessage")
+            .into_iter()
+            .map(|c| c.body["channel"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    wait_until(Duration::from_secs(40), || async {
+        dms().len() >= users.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut got = dms();
+    got.sort();
+    let mut want: Vec<String> = users.iter().map(|(_, s)| s.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want);
+    b.audit_ok().await;
+}
+
+both_backends!(queued_messages_survive_kill_9);

@@ -96,8 +96,9 @@ pub async fn first_delivery(
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    // Pruning every 32nd delivery keeps the table small without a statement per request.
-    if signature.as_bytes().last().is_some_and(|b| b % 32 == 0) {
+    // Pruning on about one delivery in 16 (a signature's last hex digit is uniform) keeps the
+    // table small without a second statement per request.
+    if signature.ends_with('0') {
         sqlx::query("DELETE FROM slack_deliveries WHERE received_at < $1")
             .bind(now_ms - 2 * WINDOW_SECS * 1000)
             .execute(&mut *conn)

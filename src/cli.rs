@@ -46,6 +46,9 @@ pub enum Command {
     /// Requests: list, show, approve, deny, cancel (the same checks as the API).
     #[command(subcommand)]
     Requests(crate::requests::cli::RequestsCommand),
+    /// Okta set-up: `okta event-hook register --url …`, `okta event-hook status`.
+    #[command(subcommand)]
+    Okta(crate::events::cli::OktaCommand),
     /// Print the SHA-256 of a token read from standard input, for `auth.tokens[].sha256`.
     HashToken,
     /// Probe `GET /healthz` on the configured listen address; exit 0 when it answers 200.
@@ -144,6 +147,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Requests(cmd) => {
             let config = load(cli.config)?;
             crate::requests::cli::run(config, cmd).await
+        }
+        Command::Okta(cmd) => {
+            let config = load(cli.config)?;
+            crate::events::cli::run(config, cmd).await
         }
         Command::Audit(AuditCommand::Verify) => {
             let config = load(cli.config)?;

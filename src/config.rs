@@ -76,6 +76,7 @@ pub struct Config {
     pub outbox: crate::outbox::OutboxConfig,
     pub outbound: crate::outbox::webhook::OutboundConfig,
     pub callbacks: crate::callbacks::CallbacksConfig,
+    pub events: crate::events::EventsConfig,
     pub slack: crate::slack::SlackConfig,
 }
 
@@ -241,6 +242,7 @@ impl Config {
             e.secret_file = None;
         }
         self.callbacks.resolve_secrets()?;
+        self.events.resolve_secrets()?;
         self.slack.resolve_secrets()?;
         Ok(())
     }
@@ -354,6 +356,7 @@ impl Config {
                 "must be at least 10ms",
             ));
         }
+        errors.extend(self.events.validate());
         errors.extend(self.slack.validate());
         errors
     }

@@ -19,7 +19,9 @@ pub mod callbacks;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod drift;
 pub mod error;
+pub mod events;
 pub mod grants;
 pub mod http;
 pub mod notify;
@@ -167,6 +169,15 @@ pub async fn run_with(
         channels.add(Arc::new(s.deliverer()));
     }
     start_notifications(&config, &store, &clock, &channels, &tasks);
+    let events = events::Events::new(
+        store.clone(),
+        clock.clone(),
+        config.events.clone(),
+        policy.clone(),
+    );
+    if let Some(g) = &grants {
+        events.start(g.clone(), requests.clone(), &tasks);
+    }
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
         config: config.clone(),
@@ -181,6 +192,7 @@ pub async fn run_with(
         callbacks: Arc::new(callbacks::Verifier::new(&config.callbacks)),
         okta,
         scheduler,
+        events,
         slack,
     };
     let app = http::router(state);

@@ -11,6 +11,7 @@ mod batch;
 pub mod cli;
 mod commit;
 pub mod error;
+pub mod external;
 pub mod handler;
 pub mod lock;
 pub mod model;

@@ -62,6 +62,8 @@ pub struct AppState {
     pub okta: Option<crate::okta::OktaClient>,
     /// The expiry worker; `None` when there is no grants service to hand due grants to.
     pub scheduler: Option<crate::scheduler::Scheduler>,
+    /// The Okta event hook intake (`/hooks/okta`).
+    pub events: crate::events::Events,
     /// `None` unless `[slack]` and Okta are configured: the Slack hooks answer 404.
     pub slack: Option<crate::slack::Slack>,
 }
@@ -98,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .merge(requests::routes())
         .merge(outbox::routes())
         .merge(crate::callbacks::routes())
+        .merge(crate::events::http::routes())
         .merge(crate::slack::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

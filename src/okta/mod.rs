@@ -20,6 +20,7 @@ mod auth;
 mod client;
 pub mod config;
 pub mod error;
+pub mod event_hooks;
 mod paging;
 mod probe;
 mod ratelimit;

@@ -94,6 +94,18 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// The same database for a second broker (a replica, or the one after a crash); the
+    /// original keeps owning it.
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            kind: self.kind,
+            _dir: None,
+        }
+    }
+}
+
 /// A unique prefix, so tests sharing one Redis never see each other's keys.
 pub fn unique_prefix() -> String {
     format!("t{}", uuid::Uuid::new_v4().simple())

@@ -10,6 +10,7 @@ mod helpers;
 mod audit;
 mod config;
 mod e2e_faults;
+mod events;
 mod grants;
 mod grants_batch;
 mod grants_input;

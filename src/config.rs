@@ -78,6 +78,7 @@ pub struct Config {
     pub callbacks: crate::callbacks::CallbacksConfig,
     pub events: crate::events::EventsConfig,
     pub sync: crate::sync::SyncConfig,
+    pub slack: crate::slack::SlackConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -243,6 +244,7 @@ impl Config {
         }
         self.callbacks.resolve_secrets()?;
         self.events.resolve_secrets()?;
+        self.slack.resolve_secrets()?;
         Ok(())
     }
 
@@ -350,6 +352,7 @@ impl Config {
             ));
         }
         errors.extend(self.events.validate());
+        errors.extend(self.slack.validate());
         errors
     }
 }

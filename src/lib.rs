@@ -34,6 +34,7 @@ pub mod policy;
 pub mod redis_conn;
 pub mod requests;
 pub mod scheduler;
+pub mod slack;
 pub mod store;
 pub mod sync;
 pub mod tasks;
@@ -64,6 +65,8 @@ pub enum RunError {
     Policy(Vec<policy::PolicyError>),
     #[error("the Okta client cannot be built")]
     Okta(#[from] crate::okta::OktaError),
+    #[error("the Slack client cannot be built")]
+    Slack(#[from] crate::slack::SlackError),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("the HTTP server failed")]
@@ -163,7 +166,12 @@ pub async fn run_with(
         svc.spawn_checks(&tasks, config.requests.check_interval);
         svc
     });
-    let channels = notify_channels(&config, &clock)?;
+    // Slack is a channel over the requests service: off without Okta or without `[slack]`.
+    let slack = slack::start(&config.slack, requests.as_ref(), &tasks)?;
+    let mut channels = notify_channels(&config, &clock)?;
+    if let Some(s) = &slack {
+        channels.add(Arc::new(s.deliverer()));
+    }
     start_notifications(&config, &store, &clock, &channels, &tasks);
     let events = events::Events::new(
         store.clone(),
@@ -192,6 +200,7 @@ pub async fn run_with(
         okta,
         scheduler,
         events,
+        slack,
     };
     let app = http::router(state);
     let addr = listener.local_addr().map_err(RunError::Serve)?;

@@ -64,6 +64,8 @@ pub struct AppState {
     pub scheduler: Option<crate::scheduler::Scheduler>,
     /// The Okta event hook intake (`/hooks/okta`).
     pub events: crate::events::Events,
+    /// `None` unless `[slack]` and Okta are configured: the Slack hooks answer 404.
+    pub slack: Option<crate::slack::Slack>,
 }
 
 impl HasAuthenticator for AppState {
@@ -101,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::events::http::routes())
         .merge(crate::inventory::routes())
         .merge(crate::sync::routes())
+        .merge(crate::slack::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))

@@ -27,4 +27,5 @@ mod redis_ha;
 mod requests;
 mod scheduler;
 mod shutdown;
+mod slack;
 mod sync;

@@ -357,6 +357,16 @@ impl Config {
     }
 }
 
+/// A name for something configured as a list (an integration, an endpoint): it appears in
+/// channel names, metrics and the audit log, so 1 to 64 ASCII letters, digits, `-` and `_`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+}
+
 /// Reads `value_file` into `value` when the value itself is absent. Having both is an error: the
 /// operator would not know which one is in force.
 pub fn resolve_secret(

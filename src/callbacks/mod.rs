@@ -77,13 +77,7 @@ impl CallbacksConfig {
         let mut names = std::collections::HashSet::new();
         for (i, it) in self.integrations.iter().enumerate() {
             let key = |k: &str| format!("callbacks.integrations[{i}].{k}");
-            if it.name.is_empty()
-                || it.name.len() > 64
-                || !it
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
-            {
+            if !crate::config::valid_name(&it.name) {
                 errors.push(ConfigError::invalid(
                     key("name"),
                     "1 to 64 letters, digits, `-` or `_`",

@@ -54,13 +54,7 @@ impl OutboundConfig {
         let mut names = std::collections::HashSet::new();
         for (i, e) in self.endpoints.iter().enumerate() {
             let key = |k: &str| format!("outbound.endpoints[{i}].{k}");
-            if e.name.is_empty()
-                || e.name.len() > 64
-                || !e
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
-            {
+            if !crate::config::valid_name(&e.name) {
                 errors.push(ConfigError::invalid(
                     key("name"),
                     "1 to 64 letters, digits, `-` or `_`",

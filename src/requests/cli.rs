@@ -129,30 +129,12 @@ pub async fn run(config: Config, cmd: RequestsCommand) -> anyhow::Result<ExitCod
             id,
             as_login,
             comment,
-        } => svc()
-            .await?
-            .decide(
-                &id,
-                &Actor::new(as_login, Channel::Cli),
-                Verdict::Approve,
-                comment.as_deref(),
-            )
-            .await
-            .map(|v| serde_json::to_value(v).unwrap_or_default()),
+        } => decide(&svc().await?, &id, as_login, Verdict::Approve, comment).await,
         RequestsCommand::Deny {
             id,
             as_login,
             comment,
-        } => svc()
-            .await?
-            .decide(
-                &id,
-                &Actor::new(as_login, Channel::Cli),
-                Verdict::Deny,
-                comment.as_deref(),
-            )
-            .await
-            .map(|v| serde_json::to_value(v).unwrap_or_default()),
+        } => decide(&svc().await?, &id, as_login, Verdict::Deny, comment).await,
         RequestsCommand::Cancel { id, as_login } => {
             let mut actor = Actor::new(as_login, Channel::Cli);
             // The command line runs with the broker's own credentials: an operator's cancel.
@@ -177,4 +159,21 @@ pub async fn run(config: Config, cmd: RequestsCommand) -> anyhow::Result<ExitCod
         }
         Err(e) => Err(anyhow::Error::new(e)),
     }
+}
+
+async fn decide(
+    svc: &RequestService,
+    id: &str,
+    as_login: String,
+    verdict: Verdict,
+    comment: Option<String>,
+) -> Result<serde_json::Value, super::RequestError> {
+    svc.decide(
+        id,
+        &Actor::new(as_login, Channel::Cli),
+        verdict,
+        comment.as_deref(),
+    )
+    .await
+    .map(|v| serde_json::to_value(v).unwrap_or_default())
 }

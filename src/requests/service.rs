@@ -157,17 +157,7 @@ impl RequestService {
                 resource: res.name.clone(),
             });
         }
-        let auto = res.auto_approve.as_ref().is_some_and(|a| {
-            duration <= a.max_duration
-                && is_named(
-                    &crate::policy::Principals {
-                        okta_groups: a.okta_groups.clone(),
-                        users: a.users.clone(),
-                    },
-                    &user,
-                    &groups,
-                )
-        });
+        let auto = auto_approves(&res, &user, &groups, ms(duration));
         let stages = res.approval_stages();
         let now = self.clock().now_ms();
         let approved = req.break_glass || auto || stages.is_empty();
@@ -196,38 +186,18 @@ impl RequestService {
             end_reason: None,
             version: 0,
         };
-        let mut tx = self.store().begin().await?;
-        if let Err(e) = repo::insert(&mut tx, &r).await {
-            let _ = tx.rollback().await;
-            if is_unique_violation(&e) {
-                if let Some(p) = repo::pending_for(self.store(), &user.id, &res.name).await? {
-                    self.count("duplicate");
-                    return Err(RequestError::AlreadyPending {
-                        id: p.id,
-                        resource: res.name.clone(),
-                    });
-                }
-            }
-            return Err(RequestError::Store(e.into()));
-        }
         let audit_actor = actor.audit_name();
-        audit::append(
-            &mut tx,
-            self.clock(),
-            NewEntry::new(
+        let mut tx = self
+            .begin_with_request(
+                &r,
                 &audit_actor,
-                "request.created",
-                r.subject(),
                 json!({
-                    "user_id": r.user_id, "user_login": r.user_login, "resource": r.resource,
-                    "kind": r.kind.as_str(), "duration_ms": r.duration_ms, "reason": r.reason,
-                    "ticket": r.ticket, "channel": r.channel, "on_behalf": r.is_on_behalf(),
-                    "break_glass": r.break_glass, "expires_at": r.expires_at,
+                    "ticket": r.ticket, "on_behalf": r.is_on_behalf(),
+                    "break_glass": r.break_glass,
                     "stages": stages.iter().map(|s| json!({"name": s.name, "approvals_required": s.approvals_required})).collect::<Vec<_>>(),
                 }),
-            ),
-        )
-        .await?;
+            )
+            .await?;
         if req.break_glass {
             repo::insert_decision(
                 &mut tx,
@@ -257,20 +227,13 @@ impl RequestService {
             )
             .await?;
         } else if approved {
-            audit::append(
-                &mut tx,
-                self.clock(),
-                NewEntry::new(
-                    "policy",
-                    "request.approved",
-                    r.subject(),
-                    json!({
-                        "resource": r.resource, "user_login": r.user_login, "by": "policy",
-                        "rule": if auto { "auto_approve" } else { "no_approval_required" },
-                    }),
-                ),
-            )
-            .await?;
+            let rule = if auto {
+                "auto_approve"
+            } else {
+                "no_approval_required"
+            };
+            self.append_approved_without_decision(&mut tx, &r, "policy", rule)
+                .await?;
         }
         tx.commit().await?;
         if !approved {
@@ -293,6 +256,69 @@ impl RequestService {
         let grant = self.make_grant(&r, &grant_actor).await?;
         let request = self.get_request(&r.id).await?;
         Ok(Created { request, grant })
+    }
+
+    /// Opens the transaction that records a new request: inserts it (a second pending request
+    /// of the same person for the same resource is refused by the partial unique index and
+    /// answered with the first one's id) and appends `request.created` with `extra` details.
+    async fn begin_with_request(
+        &self,
+        r: &Request,
+        audit_actor: &str,
+        extra: serde_json::Value,
+    ) -> Result<crate::store::Tx, RequestError> {
+        let mut tx = self.store().begin().await?;
+        if let Err(e) = repo::insert(&mut tx, r).await {
+            let _ = tx.rollback().await;
+            if is_unique_violation(&e) {
+                if let Some(p) = repo::pending_for(self.store(), &r.user_id, &r.resource).await? {
+                    self.count("duplicate");
+                    return Err(RequestError::AlreadyPending {
+                        id: p.id,
+                        resource: r.resource.clone(),
+                    });
+                }
+            }
+            return Err(RequestError::Store(e.into()));
+        }
+        let mut details = json!({
+            "user_id": r.user_id, "user_login": r.user_login, "resource": r.resource,
+            "kind": r.kind.as_str(), "duration_ms": r.duration_ms, "reason": r.reason,
+            "channel": r.channel, "expires_at": r.expires_at,
+        });
+        if let (Some(d), Some(extra)) = (details.as_object_mut(), extra.as_object()) {
+            d.extend(extra.clone());
+        }
+        audit::append(
+            &mut tx,
+            self.clock(),
+            NewEntry::new(audit_actor, "request.created", r.subject(), details),
+        )
+        .await?;
+        Ok(tx)
+    }
+
+    /// Records an approval that needed no approver's decision: the policy (`auto_approve`, no
+    /// stages) or an admin extending someone's grant.
+    async fn append_approved_without_decision(
+        &self,
+        tx: &mut crate::store::Tx,
+        r: &Request,
+        by: &str,
+        rule: &str,
+    ) -> Result<(), RequestError> {
+        audit::append(
+            tx,
+            self.clock(),
+            NewEntry::new(
+                by,
+                "request.approved",
+                r.subject(),
+                json!({ "resource": r.resource, "user_login": r.user_login, "by": by, "rule": rule }),
+            ),
+        )
+        .await?;
+        Ok(())
     }
 
     /// An active or provisioning grant of `user_id` on `resource`, if any.
@@ -676,17 +702,7 @@ impl RequestService {
         let user = self.directory().user(&g.user_id).await?;
         let groups = self.directory().groups_cached(&user.id).await?;
         let total = g.duration_ms.saturating_add(ms(d));
-        let auto = res.auto_approve.as_ref().is_some_and(|a| {
-            total <= ms(a.max_duration)
-                && is_named(
-                    &crate::policy::Principals {
-                        okta_groups: a.okta_groups.clone(),
-                        users: a.users.clone(),
-                    },
-                    &user,
-                    &groups,
-                )
-        });
+        let auto = auto_approves(&res, &user, &groups, total);
         let stages = res.approval_stages();
         let approved = auto || by_admin || stages.is_empty();
         let now = self.clock().now_ms();
@@ -729,54 +745,17 @@ impl RequestService {
                 .into());
             }
         }
-        let mut tx = self.store().begin().await?;
-        if let Err(e) = repo::insert(&mut tx, &r).await {
-            let _ = tx.rollback().await;
-            if is_unique_violation(&e) {
-                if let Some(p) = repo::pending_for(self.store(), &g.user_id, &g.resource).await? {
-                    return Err(RequestError::AlreadyPending {
-                        id: p.id,
-                        resource: g.resource.clone(),
-                    });
-                }
-            }
-            return Err(RequestError::Store(e.into()));
-        }
-        audit::append(
-            &mut tx,
-            self.clock(),
-            NewEntry::new(
-                actor.audit_name(),
-                "request.created",
-                r.subject(),
-                json!({
-                    "user_id": r.user_id, "user_login": r.user_login, "resource": r.resource,
-                    "kind": "extension", "grant_id": g.id, "duration_ms": r.duration_ms,
-                    "reason": r.reason, "channel": r.channel, "expires_at": r.expires_at,
-                }),
-            ),
-        )
-        .await?;
+        let mut tx = self
+            .begin_with_request(&r, &actor.audit_name(), json!({ "grant_id": g.id }))
+            .await?;
         let (by, rule) = match (by_admin, auto) {
             (true, _) => (actor.audit_name(), "admin"),
             (false, true) => ("policy".to_string(), "auto_approve"),
             (false, false) => ("policy".to_string(), "no_approval_required"),
         };
         if approved {
-            audit::append(
-                &mut tx,
-                self.clock(),
-                NewEntry::new(
-                    &by,
-                    "request.approved",
-                    r.subject(),
-                    json!({
-                        "resource": r.resource, "user_login": r.user_login, "by": by,
-                        "rule": rule,
-                    }),
-                ),
-            )
-            .await?;
+            self.append_approved_without_decision(&mut tx, &r, &by, rule)
+                .await?;
         }
         tx.commit().await?;
         if !approved {
@@ -793,6 +772,26 @@ impl RequestService {
             grant,
         })
     }
+}
+
+/// Whether the resource's `auto_approve` names `user` and `total_ms` of access is within it.
+fn auto_approves(
+    res: &Resource,
+    user: &User,
+    groups: &std::collections::HashSet<String>,
+    total_ms: i64,
+) -> bool {
+    res.auto_approve.as_ref().is_some_and(|a| {
+        total_ms <= ms(a.max_duration)
+            && is_named(
+                &crate::policy::Principals {
+                    okta_groups: a.okta_groups.clone(),
+                    users: a.users.clone(),
+                },
+                user,
+                groups,
+            )
+    })
 }
 
 /// Approvals counted in stage `i`.

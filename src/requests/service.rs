@@ -477,6 +477,11 @@ impl RequestService {
                     .collect()
             })
             .unwrap_or_default();
+        // An access request's grant is found through `grants.request_id`; show its id here too.
+        let mut request = request;
+        if request.grant_id.is_none() {
+            request.grant_id = grant.as_ref().map(|g| g.id.clone());
+        }
         let current_stage = if request.state == RequestState::Pending {
             stages
                 .iter()

@@ -72,6 +72,7 @@ pub struct Config {
     pub policy: crate::policy::PolicyConfig,
     pub okta: crate::okta::OktaConfig,
     pub requests: crate::requests::RequestsConfig,
+    pub console: crate::console::ConsoleConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +227,7 @@ impl Config {
             &self.database.password_file,
         )?;
         self.okta.resolve_secrets()?;
+        self.console.resolve_secrets()?;
         Ok(())
     }
 
@@ -305,6 +307,7 @@ impl Config {
         }
         errors.extend(self.scheduler.validate());
         errors.extend(self.okta.validate());
+        errors.extend(self.console.validate());
         errors
     }
 }

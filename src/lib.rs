@@ -18,6 +18,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod grants;
 pub mod http;
@@ -55,6 +56,8 @@ pub enum RunError {
     Policy(Vec<policy::PolicyError>),
     #[error("the Okta client cannot be built")]
     Okta(#[from] crate::okta::OktaError),
+    #[error("the console cannot start")]
+    Console(#[from] console::ConsoleError),
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
 }
@@ -152,6 +155,8 @@ pub async fn run_with(
         svc.spawn_checks(&tasks, config.requests.check_interval);
         svc
     });
+    let addr = listener.local_addr().map_err(RunError::Serve)?;
+    let console = console::start(&config, addr, clock.clone(), store.clone(), &tasks)?;
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
         config: config.clone(),
@@ -165,9 +170,9 @@ pub async fn run_with(
         requests,
         okta,
         scheduler,
+        console,
     };
     let app = http::router(state);
-    let addr = listener.local_addr().map_err(RunError::Serve)?;
     tracing::info!(%addr, database = %store::redact_url(&config.database.url), "jit-broker listening");
 
     // Shutdown order: the signal cancels background tasks and tells axum to stop accepting;

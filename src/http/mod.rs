@@ -59,6 +59,8 @@ pub struct AppState {
     pub okta: Option<crate::okta::OktaClient>,
     /// The expiry worker; `None` when there is no grants service to hand due grants to.
     pub scheduler: Option<crate::scheduler::Scheduler>,
+    /// The web console; `None` when `[console]` is not configured.
+    pub console: Option<crate::console::Console>,
 }
 
 impl HasAuthenticator for AppState {
@@ -91,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(grants::routes())
         .merge(requests::routes())
+        .merge(crate::console::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))

@@ -9,6 +9,7 @@ mod helpers;
 
 mod audit;
 mod config;
+mod console;
 mod e2e_faults;
 mod grants;
 mod grants_batch;

@@ -73,6 +73,10 @@ pub struct Config {
     pub okta: crate::okta::OktaConfig,
     pub requests: crate::requests::RequestsConfig,
     pub console: crate::console::ConsoleConfig,
+    pub notify: crate::notify::NotifyConfig,
+    pub outbox: crate::outbox::OutboxConfig,
+    pub outbound: crate::outbox::webhook::OutboundConfig,
+    pub callbacks: crate::callbacks::CallbacksConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -228,6 +232,16 @@ impl Config {
         )?;
         self.okta.resolve_secrets()?;
         self.console.resolve_secrets()?;
+        for (i, e) in self.outbound.endpoints.iter_mut().enumerate() {
+            resolve_secret(
+                &format!("outbound.endpoints[{i}].secret"),
+                &mut e.secret,
+                &e.secret_file,
+            )?;
+            // Resolved: the file's content is now the secret; `validate` checks one form.
+            e.secret_file = None;
+        }
+        self.callbacks.resolve_secrets()?;
         Ok(())
     }
 
@@ -308,6 +322,39 @@ impl Config {
         errors.extend(self.scheduler.validate());
         errors.extend(self.okta.validate());
         errors.extend(self.console.validate());
+        errors.extend(self.outbound.validate());
+        errors.extend(self.callbacks.validate());
+        if self.outbox.max_attempts == 0 || self.outbox.max_attempts > 100 {
+            errors.push(ConfigError::invalid(
+                "outbox.max_attempts",
+                "must be between 1 and 100",
+            ));
+        }
+        if self.outbox.backoff_base.is_zero() || self.outbox.backoff_base > self.outbox.backoff_max
+        {
+            errors.push(ConfigError::invalid(
+                "outbox.backoff_base",
+                "must be greater than zero and at most `outbox.backoff_max`",
+            ));
+        }
+        if self.outbox.concurrency == 0 || self.outbox.concurrency > 64 {
+            errors.push(ConfigError::invalid(
+                "outbox.concurrency",
+                "must be between 1 and 64",
+            ));
+        }
+        if self.notify.poll_interval < std::time::Duration::from_millis(10) {
+            errors.push(ConfigError::invalid(
+                "notify.poll_interval",
+                "must be at least 10ms",
+            ));
+        }
+        if self.requests.check_interval < std::time::Duration::from_millis(10) {
+            errors.push(ConfigError::invalid(
+                "requests.check_interval",
+                "must be at least 10ms",
+            ));
+        }
         errors
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod callbacks;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod grants;
 pub mod http;
 pub mod notify;
 pub mod okta;
+pub mod outbox;
 pub mod policy;
 pub mod redis_conn;
 pub mod requests;
@@ -31,6 +33,7 @@ pub mod scheduler;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod webhooks;
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -58,6 +61,8 @@ pub enum RunError {
     Okta(#[from] crate::okta::OktaError),
     #[error("the console cannot start")]
     Console(#[from] console::ConsoleError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
 }
@@ -157,6 +162,8 @@ pub async fn run_with(
     });
     let addr = listener.local_addr().map_err(RunError::Serve)?;
     let console = console::start(&config, addr, clock.clone(), store.clone(), &tasks)?;
+    let channels = notify_channels(&config, &clock)?;
+    start_notifications(&config, &store, &clock, &channels, &tasks);
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
         config: config.clone(),
@@ -168,6 +175,7 @@ pub async fn run_with(
         policy,
         grants,
         requests,
+        callbacks: Arc::new(callbacks::Verifier::new(&config.callbacks)),
         okta,
         scheduler,
         console,
@@ -256,6 +264,63 @@ pub fn start_scheduler(
     );
     s.spawn(tasks);
     s
+}
+
+/// The channels notifications are delivered to: one per outbound endpoint (Slack adds its own).
+fn notify_channels(config: &Config, clock: &Clock) -> Result<notify::Channels, RunError> {
+    let mut channels = notify::Channels::new();
+    for e in &config.outbound.endpoints {
+        let secret = e.secret.clone().ok_or_else(|| {
+            RunError::Config(format!("outbound endpoint `{}` has no secret", e.name))
+        })?;
+        let ep = outbox::webhook::WebhookEndpoint::new(
+            e,
+            &secret,
+            config.outbound.timeout,
+            clock.clone(),
+        )
+        .map_err(|err| RunError::Config(err.to_string()))?;
+        channels.add(Arc::new(ep));
+    }
+    Ok(channels)
+}
+
+/// Starts deriving notifications from the audit log (`notify.derive`, `notify.timed`) and one
+/// delivery worker per channel (`outbox.<channel>`).
+fn start_notifications(
+    config: &Config,
+    store: &Store,
+    clock: &Clock,
+    channels: &notify::Channels,
+    tasks: &Tasks,
+) {
+    let wake = outbox::Wake::default();
+    notify::derive::spawn(
+        tasks,
+        store.clone(),
+        clock.clone(),
+        channels.clone(),
+        wake.clone(),
+        config.notify.poll_interval,
+    );
+    notify::timed::spawn(
+        tasks,
+        store.clone(),
+        clock.clone(),
+        channels.clone(),
+        config.notify.clone(),
+        wake.clone(),
+        std::time::Duration::from_secs(5).min(config.notify.poll_interval * 20),
+    );
+    outbox::spawn(
+        tasks,
+        store.clone(),
+        clock.clone(),
+        channels,
+        config.outbox.clone(),
+        wake,
+    );
+    outbox::spawn_gauges(tasks, store.clone(), channels);
 }
 
 /// How long the start waits for the policy's check against Okta before going on without it.

@@ -17,6 +17,7 @@ mod auth;
 mod config;
 pub mod error;
 mod oidc;
+mod outbox;
 mod pages;
 mod session;
 mod views;
@@ -166,6 +167,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/admin/audit", get(admin::audit))
         .route("/admin/audit/verify", post(admin::verify))
         .route("/admin/audit/export", get(admin::export))
+        .route("/admin/outbox", get(outbox::dead))
+        .route("/admin/outbox/{id}/retry", post(outbox::retry))
         .route("/static/console.css", get(css))
         .route("/static/console.js", get(js))
         .layer(middleware::from_fn_with_state(

@@ -93,6 +93,7 @@ pub fn notice(code: Option<&str>) -> Option<&'static str> {
         "approved" => "You approved the request.",
         "denied" => "You denied the request.",
         "retried" => "The removal is being tried again.",
+        "redelivering" => "The delivery is queued again.",
         "verified" => "The audit chain was verified.",
         "signed_out" => "You are signed out.",
         "stepped_up" => "You signed in again. You can decide now.",

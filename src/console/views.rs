@@ -220,3 +220,21 @@ pub struct AdminAudit {
     pub chain_ok: bool,
     pub checked: Option<Time>,
 }
+
+pub struct DeadRow {
+    pub id: i64,
+    pub channel: String,
+    pub kind: String,
+    pub subject: String,
+    pub attempts: i64,
+    pub error: String,
+    pub created: Time,
+}
+
+#[derive(Template)]
+#[template(path = "admin_outbox.html")]
+pub struct DeadLetters {
+    pub l: Layout,
+    pub rows: Vec<DeadRow>,
+    pub next: String,
+}

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod grants;
 pub mod health;
+pub mod outbox;
 pub mod requests;
 
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub grants: Option<crate::grants::GrantService>,
     /// `None` when Okta is not configured (no grants service to make grants through).
     pub requests: Option<crate::requests::RequestService>,
+    /// The signed-callback integrations' keys (`/hooks/approvals`).
+    pub callbacks: Arc<crate::callbacks::Verifier>,
     /// `None` when `[okta]` is not configured.
     pub okta: Option<crate::okta::OktaClient>,
     /// The expiry worker; `None` when there is no grants service to hand due grants to.
@@ -94,6 +97,8 @@ pub fn router(state: AppState) -> Router {
         .merge(grants::routes())
         .merge(requests::routes())
         .merge(crate::console::routes(&state))
+        .merge(outbox::routes())
+        .merge(crate::callbacks::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))

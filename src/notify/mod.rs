@@ -15,6 +15,9 @@
 //! What it must never do: call a channel itself, hold a transaction across a network call, or
 //! let the requests or grants code call a channel directly (they only write audit entries).
 
+pub mod derive;
+pub mod timed;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -122,9 +122,15 @@ impl RequestService {
             } else {
                 match current_stage(&stages, &decisions) {
                     Some(i) if is_named(&stages[i].approvers, &me, &groups) => i,
-                    _ => {
+                    Some(_) => {
                         tx.rollback().await?;
                         return Err(RequestError::NotApprover);
+                    }
+                    // Every stage is satisfied but the row still says pending: the decision that
+                    // completed it committed between our two reads. Read again.
+                    None => {
+                        tx.rollback().await?;
+                        continue;
                     }
                 }
             };

@@ -135,19 +135,29 @@ pub async fn env(db: Db) -> Env {
 impl Env {
     /// Another replica whose clock reads `ahead` later than the wall clock.
     pub async fn replica(&self, ahead: Duration) -> GrantService {
+        Self::replica_of(&self.app, ahead).await
+    }
+
+    /// A grants service on `app`'s database, Redis and Okta whose clock reads `ahead` later than
+    /// the wall clock (another "replica"), with `app`'s policy file.
+    pub async fn replica_of(app: &TestApp, ahead: Duration) -> GrantService {
         let clock =
             Clock::tokio_at(chrono::Utc::now().timestamp_millis() + ahead.as_millis() as i64);
-        let cfg = &self.app.config;
+        let cfg = &app.config;
         let okta = OktaClient::new(&cfg.okta, clock.clone()).unwrap();
         // Learn the credential's capabilities like `serve` does; okta-sim may not serve the
         // probe's `GET /api/v1/users/me`, and an unprobed client lets Okta answer per call.
         let _ = okta.probe_capabilities().await;
+        let policy = match &cfg.policy.file {
+            Some(p) => Policy::load(p).unwrap(),
+            None => Policy::parse(POLICY).unwrap(),
+        };
         GrantService::new(
-            self.app.store().await,
+            app.store().await,
             RedisConn::connect(&cfg.redis).await.unwrap(),
             clock,
             okta,
-            PolicyHandle::new(Policy::parse(POLICY).unwrap(), None),
+            PolicyHandle::new(policy, None),
             Duration::from_secs(600),
         )
     }

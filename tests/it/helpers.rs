@@ -284,6 +284,27 @@ impl TestApp {
         }
     }
 
+    /// Stops the application cleanly and hands back its database and configuration, so a test
+    /// can start it again on the same data (a restart).
+    pub async fn stop_keep(mut self) -> (TestDb, Config) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+        let kind = self.db.kind;
+        let db = std::mem::replace(
+            &mut self.db,
+            TestDb {
+                url: String::new(),
+                kind,
+                _dir: None,
+            },
+        );
+        (db, self.config.clone())
+    }
+
     /// Sends the shutdown signal without waiting.
     pub fn signal_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -20,5 +20,6 @@ mod okta_auth;
 mod okta_client;
 mod okta_limits;
 mod policy;
+mod requests;
 mod scheduler;
 mod shutdown;

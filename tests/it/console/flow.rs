@@ -197,6 +197,24 @@ async fn auditors_see_grants_and_the_verified_audit_chain(db: Db) {
     // An auditor reads but does not retry.
     let failed = carol.get("/admin/failed").await;
     assert!(failed.body.contains("No failed grants"));
+    // Dead letters are for admins (bob), not auditors.
+    assert_eq!(
+        carol.get("/admin/outbox").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let bob = Browser::new(&env.app.base);
+    let page = bob.sign_in("bob@example.com").await;
+    let dead = bob.get("/admin/outbox").await;
+    assert_eq!(dead.status, StatusCode::OK, "{}", dead.body);
+    assert!(dead.body.contains("No dead letters"));
+    let bad = bob
+        .post("/admin/outbox/12345/retry", &[("csrf", &page.csrf())])
+        .await;
+    assert_eq!(
+        bad.status,
+        StatusCode::BAD_REQUEST,
+        "a delivery that is not dead"
+    );
     // Dates that are not dates change nothing and say why.
     let bad = carol.get("/admin/audit?since=yesterday").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);

@@ -259,6 +259,7 @@ async fn request_approve_see_and_revoke_in_real_browsers() {
         ("/admin/grants", "11-admin-grants"),
         ("/admin/failed", "12-admin-failed"),
         ("/admin/audit", "13-admin-audit"),
+        ("/admin/outbox", "13b-admin-dead-letters"),
     ] {
         bob.goto(&format!("{base}{path}")).await.unwrap();
         shot(&bob, name).await;

@@ -86,7 +86,7 @@ pub async fn retry(
         &state.store,
         &state.clock,
         crate::audit::NewEntry::new(
-            &v.actor().audit_name(),
+            v.actor().audit_name(),
             "outbox.retried",
             format!("delivery:{id}"),
             serde_json::json!({ "delivery": id }),

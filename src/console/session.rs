@@ -23,7 +23,8 @@ use crate::http::AppState;
 use crate::store::Store;
 
 pub const COOKIE: &str = "jit_session";
-/// `last_seen_ms` is written at most this often per session (a page view is not worth a write).
+/// `last_seen_ms` is written at most this often per session (a page view is not worth a write),
+/// and at most a quarter of the idle timeout, so a person in use is never taken for idle.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
 /// A console role, from Okta group membership at sign-in.
@@ -242,7 +243,7 @@ impl FromRequestParts<AppState> for Viewer {
                 .await;
             return Err(sign_in(parts));
         }
-        if now - last_seen >= TOUCH_EVERY_MS {
+        if now - last_seen >= TOUCH_EVERY_MS.min(ms(cfg.session_idle_timeout) / 4) {
             sqlx::query("UPDATE console_sessions SET last_seen_ms = $1 WHERE id_hash = $2")
                 .bind(now)
                 .bind(&id_hash)

@@ -238,17 +238,15 @@ fn page_error(msg: &str) -> Response {
 }
 
 /// Checks what must hold before anything is redirected anywhere; `Err` is shown, not sent back.
-fn check_params(sim: &Sim, p: &AuthParams) -> Result<(), Response> {
+fn check_params(sim: &Sim, p: &AuthParams) -> Result<(), &'static str> {
     let Some(st) = sim.oidc.as_ref() else {
-        return Err(page_error("OIDC is not enabled on this simulator."));
+        return Err("OIDC is not enabled on this simulator.");
     };
     let Some(client) = st.client(&p.client_id) else {
-        return Err(page_error("Unknown client_id."));
+        return Err("Unknown client_id.");
     };
     if !client.allows_redirect(&p.redirect_uri) {
-        return Err(page_error(
-            "The redirect_uri is not registered for this client.",
-        ));
+        return Err("The redirect_uri is not registered for this client.");
     }
     Ok(())
 }
@@ -281,8 +279,8 @@ async fn authorize(
     headers: HeaderMap,
     Query(p): Query<AuthParams>,
 ) -> Response {
-    if let Err(r) = check_params(&sim, &p) {
-        return r;
+    if let Err(msg) = check_params(&sim, &p) {
+        return page_error(msg);
     }
     if p.response_type != "code" {
         return error_redirect(&p, "unsupported_response_type");
@@ -327,8 +325,8 @@ async fn authorize(
 
 /// The sign-in page's form: sign the named user in and go back to the client.
 async fn sign_in(State(sim): State<Arc<Sim>>, Form(p): Form<AuthParams>) -> Response {
-    if let Err(r) = check_params(&sim, &p) {
-        return r;
+    if let Err(msg) = check_params(&sim, &p) {
+        return page_error(msg);
     }
     let Some(st) = sim.oidc.as_ref() else {
         return page_error("OIDC is not enabled on this simulator.");

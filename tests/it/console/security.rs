@@ -15,7 +15,8 @@ both_backends!(
     wrong_state_and_reused_code_are_refused,
     forms_without_their_csrf_token_change_nothing,
     requesters_cannot_open_admin_pages,
-    sessions_end_at_sign_out_and_timeouts,
+    sessions_end_at_sign_out,
+    sessions_end_past_their_idle_and_absolute_timeouts,
 );
 
 /// The broker's session cookie from a callback answer.
@@ -211,38 +212,63 @@ async fn requesters_cannot_open_admin_pages(db: Db) {
     assert!(!page.body.contains("<script>"));
 }
 
-async fn sessions_end_at_sign_out_and_timeouts(db: Db) {
-    let env = console_env(db, |c| {
-        c.console.session_idle_timeout = Duration::from_secs(2);
-    })
-    .await;
-    // Sign-out ends the session on the server: the old cookie opens nothing.
-    let b = Browser::new(&env.app.base);
+async fn sign_in_cookie(base: &str) -> (Browser, String) {
+    let b = Browser::new(base);
     let authorize = b.start_sign_in("/login").await;
     let callback = b.okta_sign_in(&authorize, "alice@example.com").await;
-    let cb = b.get(&callback).await;
-    let cookie = session_cookie(&cb);
+    let cookie = session_cookie(&b.get(&callback).await);
+    (b, cookie)
+}
+
+async fn sessions_end_at_sign_out(db: Db) {
+    let env = console_env(db, |_| {}).await;
+    // Sign-out ends the session on the server: the old cookie opens nothing.
+    let (b, cookie) = sign_in_cookie(&env.app.base).await;
     assert!(!signed_out(&env.app.base, &cookie).await);
     let page = b.get("/access").await;
     let out = b.post("/logout", &[("csrf", &page.csrf())]).await;
     assert_eq!(out.location, "/?done=signed_out");
     assert!(signed_out(&env.app.base, &cookie).await);
+    let landing = b.get("/?done=signed_out").await;
+    assert!(landing.body.contains("You are signed out"));
+    // A form posted without a session is refused, not redirected.
+    let p = b.post("/request", &[("csrf", &page.csrf())]).await;
+    assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+}
 
-    // Idle: a session unused past the idle timeout is over.
-    let b = Browser::new(&env.app.base);
-    let authorize = b.start_sign_in("/login").await;
-    let callback = b.okta_sign_in(&authorize, "alice@example.com").await;
-    let cookie = session_cookie(&b.get(&callback).await);
-    wait_until(WAIT, || signed_out(&env.app.base, &cookie)).await;
+async fn sessions_end_past_their_idle_and_absolute_timeouts(db: Db) {
+    // Idle: a session in use stays (each use is recorded), one unused past the idle timeout is
+    // over. The wait reads the session's recorded last use, not the session itself (a use).
+    let env = console_env(db, |c| {
+        c.console.session_idle_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let (_b, cookie) = sign_in_cookie(&env.app.base).await;
+    let store = env.app.store().await;
+    let idle_for = || async {
+        let last: i64 = sqlx::query_scalar("SELECT MAX(last_seen_ms) FROM console_sessions")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        chrono::Utc::now().timestamp_millis() - last
+    };
+    // In use for longer than the idle timeout: still signed in.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        assert!(
+            !signed_out(&env.app.base, &cookie).await,
+            "signed out while in use"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_until(WAIT, || async { idle_for().await > 2_100 }).await;
+    assert!(signed_out(&env.app.base, &cookie).await);
 
     // Absolute: however busy, a session ends this long after sign-in.
     let env = console_env(db, |c| {
         c.console.session_absolute_timeout = Duration::from_secs(2);
     })
     .await;
-    let b = Browser::new(&env.app.base);
-    let authorize = b.start_sign_in("/login").await;
-    let callback = b.okta_sign_in(&authorize, "alice@example.com").await;
-    let cookie = session_cookie(&b.get(&callback).await);
+    let (_b, cookie) = sign_in_cookie(&env.app.base).await;
     wait_until(WAIT, || signed_out(&env.app.base, &cookie)).await;
 }

@@ -283,6 +283,19 @@ pub async fn audit(
             ),
         },
     };
+    // The head moves with every change; verification runs every 10 minutes or on demand.
+    let head: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
+        .fetch_one(state.store.reads())
+        .await
+        .map_err(ConsoleError::from)?;
+    let verified_to = last.as_ref().map(|(_, r)| r.head_seq).unwrap_or(0);
+    let pending = match head {
+        Some(h) if h > verified_to => format!(
+            "Entries #{} to #{h} were written since and are checked at the next verification.",
+            verified_to + 1
+        ),
+        _ => String::new(),
+    };
     html(views::AdminAudit {
         l: Layout::new("Audit log", "audit", Some(&v)).with_notice(notice(q.done.as_deref())),
         f: AuditFilter {
@@ -297,6 +310,7 @@ pub async fn audit(
         chain,
         chain_ok,
         checked,
+        pending,
     })
 }
 

@@ -68,7 +68,9 @@ pub fn span(ms: i64) -> String {
     match (d, h, m) {
         (0, 0, 0) => format!("{sec}s"),
         (0, 0, _) => format!("{m}m"),
+        (0, _, 0) => format!("{h}h"),
         (0, _, _) => format!("{h}h {m}m"),
+        (_, 0, _) => format!("{d}d"),
         _ => format!("{d}d {h}h"),
     }
 }
@@ -219,6 +221,8 @@ pub struct AdminAudit {
     pub chain: String,
     pub chain_ok: bool,
     pub checked: Option<Time>,
+    /// Entries written since the last verification, if any.
+    pub pending: String,
 }
 
 pub struct DeadRow {

@@ -40,7 +40,7 @@ async fn request_approve_and_revoke_through_the_console(db: Db) {
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     assert_eq!(done.location, "/access?done=requested");
-    let access = alice.get("/access").await;
+    let access = alice.get(&done.location).await;
     assert!(access.body.contains("sent to its approvers"));
     let id = request_id_in(&access.body);
 

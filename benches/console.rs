@@ -217,6 +217,13 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // The first sign-in also fetches discovery and keys (cached for an hour afterwards).
+    let t = Instant::now();
+    Browser::new(&base).sign_in("bob@example.com").await;
+    println!(
+        "first sign-in (with discovery and JWKS fetch): {:.1} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
     // Sign-in round trips: new browsers, so okta-sim shows its page every time.
     let mut times = Vec::new();
     for _ in 0..samples.min(50) {

@@ -224,24 +224,50 @@ pub async fn audit(
             .replace('_', "\\_");
         format!("{escaped}%")
     });
-    let rows = sqlx::query(
-        "SELECT seq, at_ms, actor, action, subject, details FROM audit_log \
-         WHERE seq < $1 AND at_ms >= $2 AND at_ms < $3 \
-           AND ($4 IS NULL OR actor = $4) \
-           AND ($5 IS NULL OR action LIKE $5 ESCAPE '\\') \
-           AND ($6 IS NULL OR subject = $6) \
-         ORDER BY seq DESC LIMIT $7",
-    )
-    .bind(q.before.unwrap_or(i64::MAX))
-    .bind(since.unwrap_or(i64::MIN))
-    .bind(until.unwrap_or(i64::MAX))
-    .bind(opt(&q.actor))
-    .bind(action_like)
-    .bind(opt(&q.subject))
-    .bind(PAGE)
-    .fetch_all(state.store.reads())
-    .await
-    .map_err(ConsoleError::from)?;
+    // Only the filters given become predicates: a predicate like `at_ms >= <minimum>` would
+    // make the planner prefer the time index and sort the whole table instead of walking the
+    // primary key backwards from the newest entry.
+    let mut sql = String::from(
+        "SELECT seq, at_ms, actor, action, subject, details FROM audit_log WHERE seq < $1",
+    );
+    let mut ints: Vec<i64> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
+    if let Some(t) = since {
+        ints.push(t);
+        sql.push_str(&format!(" AND at_ms >= ${}", 1 + ints.len()));
+    }
+    if let Some(t) = until {
+        ints.push(t);
+        sql.push_str(&format!(" AND at_ms < ${}", 1 + ints.len()));
+    }
+    let first_text = 2 + ints.len();
+    for (col, v) in [
+        ("actor", opt(&q.actor)),
+        ("action", action_like),
+        ("subject", opt(&q.subject)),
+    ] {
+        if let Some(v) = v {
+            let n = first_text + texts.len();
+            if col == "action" {
+                sql.push_str(&format!(" AND action LIKE ${n} ESCAPE '\\'"));
+            } else {
+                sql.push_str(&format!(" AND {col} = ${n}"));
+            }
+            texts.push(v);
+        }
+    }
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT {PAGE}"));
+    let mut query = sqlx::query(&sql).bind(q.before.unwrap_or(i64::MAX));
+    for i in &ints {
+        query = query.bind(*i);
+    }
+    for t in &texts {
+        query = query.bind(t.as_str());
+    }
+    let rows = query
+        .fetch_all(state.store.reads())
+        .await
+        .map_err(ConsoleError::from)?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let get = |e: sqlx::Error| PageError::from(ConsoleError::from(e));

@@ -1,6 +1,7 @@
 //! A real headless Chromium through WebDriver (Debian's `chromium` and `chromium-driver`):
 //! sign in through okta-sim's page as a requester, request access, approve it in a second
-//! browser as the approver, see the grant on the first, end it and see it gone in okta-sim.
+//! browser as the approver, see the grant on the first, end it and see it gone in okta-sim;
+//! then a step-up approval that goes through Okta's sign-in again.
 //! Every page is saved as a screenshot under the tests' output directory
 //! (`target/tmp/console-screenshots/`), to be looked at.
 //!
@@ -270,6 +271,78 @@ async fn request_approve_see_and_revoke_in_real_browsers() {
     bob.set_window_size(320, 900).await.unwrap();
     bob.goto(&format!("{base}/approvals")).await.unwrap();
     shot(&bob, "14-approvals-320px").await;
+    bob.set_window_size(1100, 900).await.unwrap();
+
+    // Step-up: alice asks for on-call; bob's Okta sign-in is 20 minutes old (his console
+    // session, opened again through Okta's SSO, carries that auth_time), so approving sends
+    // him through Okta's sign-in page again and back to the request, where it succeeds.
+    alice.goto(&format!("{base}/request")).await.unwrap();
+    alice
+        .find(Locator::Id("res-on-call"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    alice
+        .find(Locator::Id("reason"))
+        .await
+        .unwrap()
+        .send_keys("incident 42")
+        .await
+        .unwrap();
+    alice
+        .find(Locator::Id("submit-request"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&alice, "/access").await;
+    env.sim.oidc_age_sessions(Duration::from_secs(20 * 60));
+    bob.goto(&format!("{base}/login")).await.unwrap();
+    wait_for_path(&bob, "/access").await;
+    bob.goto(&format!("{base}/approvals")).await.unwrap();
+    bob.find(Locator::Css("a[id^='open-']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    bob.wait()
+        .for_element(Locator::Id("approve"))
+        .await
+        .unwrap();
+    shot(&bob, "15-step-up-request").await;
+    bob.find(Locator::Id("approve"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let field = bob.wait().for_element(Locator::Id("login")).await.unwrap();
+    shot(&bob, "16-step-up-okta-again").await;
+    field.send_keys("bob@example.com").await.unwrap();
+    bob.find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    bob.wait()
+        .for_element(Locator::Id("approve"))
+        .await
+        .unwrap();
+    shot(&bob, "17-step-up-back").await;
+    assert!(body(&bob).await.contains("You signed in again"));
+    bob.find(Locator::Id("approve"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&bob, "/approvals").await;
+    wait_until(WAIT, || async { env.sim.is_member(ON_CALL, ALICE) }).await;
     alice.close().await.unwrap();
     bob.close().await.unwrap();
 }

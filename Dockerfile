@@ -3,6 +3,9 @@
 
 # ---- build ----
 FROM rust:1-slim-bookworm AS build
+# Cargo features to build with: empty for production; `demo` adds `jit-broker demo` (the
+# docker-compose demo), which links the Okta simulator.
+ARG FEATURES=""
 WORKDIR /src
 # Dependencies first, so a source change does not rebuild them: a dummy crate with the real
 # manifests, built once, then the real sources.
@@ -13,12 +16,12 @@ RUN mkdir -p src okta-sim/src benches \
     && echo 'fn main() {}' > okta-sim/src/main.rs && echo '' > okta-sim/src/lib.rs \
     && echo 'fn main() {}' > benches/audit.rs \
     && mkdir -p tests/it && echo '' > tests/it/main.rs \
-    && cargo build --release --locked --bin jit-broker \
+    && cargo build --release --locked --bin jit-broker --features "$FEATURES" \
     && rm -rf src okta-sim/src benches tests
 COPY . .
 # Touch the real sources so cargo does not trust the dummy build's timestamps.
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --bin jit-broker \
+    && cargo build --release --locked --bin jit-broker --features "$FEATURES" \
     && cp target/release/jit-broker /usr/local/bin/jit-broker
 
 # ---- run ----

@@ -46,8 +46,27 @@ pub enum Command {
     /// Requests: list, show, approve, deny, cancel (the same checks as the API).
     #[command(subcommand)]
     Requests(crate::requests::cli::RequestsCommand),
+    /// Okta set-up: `okta event-hook register --url …`, `okta event-hook status`.
+    #[command(subcommand)]
+    Okta(crate::events::cli::OktaCommand),
     /// Print the SHA-256 of a token read from standard input, for `auth.tokens[].sha256`.
     HashToken,
+    /// A local demo: a simulated Okta org in process, SQLite in DIR, the configured (local)
+    /// Redis, a ready policy and a fresh admin token; prints what to try. Only in builds with
+    /// the cargo feature `demo`.
+    #[cfg(feature = "demo")]
+    Demo {
+        /// Where the demo keeps its database and policy file.
+        #[arg(
+            long,
+            default_value = "jit-demo",
+            env = "JIT_DEMO_DIR",
+            value_name = "DIR"
+        )]
+        dir: PathBuf,
+    },
+    /// Run one inventory sync now and print its drift report.
+    Sync(crate::sync::cli::SyncArgs),
     /// Probe `GET /healthz` on the configured listen address; exit 0 when it answers 200.
     /// For container HEALTHCHECKs: the runtime image has no curl.
     Healthcheck {
@@ -92,12 +111,16 @@ pub const CLI_ENV_VARS: &[&str] = &[
     "JIT_AUDIT_FORMAT",
     "JIT_AUDIT_OUTPUT",
     "JIT_HEALTHCHECK_TIMEOUT",
+    "JIT_DEMO_DIR",
     "JIT_GRANTS_USER",
     "JIT_GRANTS_RESOURCE",
     "JIT_GRANTS_STATE",
     "JIT_GRANTS_LIMIT",
     "JIT_GRANTS_AFTER",
     "JIT_GRANTS_REASON",
+    "JIT_SYNC_DRY_RUN",
+    "JIT_SYNC_FULL",
+    "JIT_SYNC_JSON",
 ];
 
 /// Runs a parsed command line. Returns the process exit code.
@@ -129,6 +152,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::run(config, listener, crate::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "demo")]
+        Command::Demo { dir } => {
+            let config = load(cli.config)?;
+            crate::telemetry::init_logging(&config.log);
+            let demo = crate::demo::prepare(config, &dir).await?;
+            let listener = tokio::net::TcpListener::bind(demo.config.server.listen)
+                .await
+                .with_context(|| format!("binding {}", demo.config.server.listen))?;
+            println!(
+                "{}",
+                crate::demo::instructions(&demo, listener.local_addr()?)
+            );
+            // The simulator lives as long as `demo`, past the broker's shutdown.
+            crate::run(demo.config.clone(), listener, crate::shutdown_signal()).await?;
+            drop(demo);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate => {
             let config = load(cli.config)?;
             crate::telemetry::init_logging(&config.log);
@@ -137,6 +177,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sync(args) => {
+            let config = load(cli.config)?;
+            crate::telemetry::init_logging(&config.log);
+            crate::sync::cli::run(config, args).await
+        }
         Command::Grants(cmd) => {
             let config = load(cli.config)?;
             crate::grants::cli::run(config, cmd).await
@@ -144,6 +189,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Requests(cmd) => {
             let config = load(cli.config)?;
             crate::requests::cli::run(config, cmd).await
+        }
+        Command::Okta(cmd) => {
+            let config = load(cli.config)?;
+            crate::events::cli::run(config, cmd).await
         }
         Command::Audit(AuditCommand::Verify) => {
             let config = load(cli.config)?;

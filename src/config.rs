@@ -77,6 +77,9 @@ pub struct Config {
     pub outbox: crate::outbox::OutboxConfig,
     pub outbound: crate::outbox::webhook::OutboundConfig,
     pub callbacks: crate::callbacks::CallbacksConfig,
+    pub events: crate::events::EventsConfig,
+    pub sync: crate::sync::SyncConfig,
+    pub slack: crate::slack::SlackConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -242,6 +245,8 @@ impl Config {
             e.secret_file = None;
         }
         self.callbacks.resolve_secrets()?;
+        self.events.resolve_secrets()?;
+        self.slack.resolve_secrets()?;
         Ok(())
     }
 
@@ -276,15 +281,8 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if !(self.redis.url.starts_with("redis://")
-            || self.redis.url.starts_with("rediss://")
-            || self.redis.url.starts_with("redis+unix://")
-            || self.redis.url.starts_with("unix://"))
-        {
-            errors.push(ConfigError::invalid(
-                "redis.url",
-                "expected `redis://host:port[/db]` or `rediss://…`",
-            ));
+        if let Err(msg) = crate::redis_conn::RedisTopology::parse(&self.redis.url) {
+            errors.push(ConfigError::invalid("redis.url", msg));
         }
         if self.redis.key_prefix.is_empty()
             || !self
@@ -320,6 +318,7 @@ impl Config {
             }
         }
         errors.extend(self.scheduler.validate());
+        errors.extend(self.sync.validate());
         errors.extend(self.okta.validate());
         errors.extend(self.console.validate());
         errors.extend(self.outbound.validate());
@@ -355,6 +354,8 @@ impl Config {
                 "must be at least 10ms",
             ));
         }
+        errors.extend(self.events.validate());
+        errors.extend(self.slack.validate());
         errors
     }
 }

@@ -20,9 +20,14 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod console;
+#[cfg(feature = "demo")]
+pub mod demo;
+pub mod drift;
 pub mod error;
+pub mod events;
 pub mod grants;
 pub mod http;
+pub mod inventory;
 pub mod notify;
 pub mod okta;
 pub mod outbox;
@@ -30,7 +35,9 @@ pub mod policy;
 pub mod redis_conn;
 pub mod requests;
 pub mod scheduler;
+pub mod slack;
 pub mod store;
+pub mod sync;
 pub mod tasks;
 pub mod telemetry;
 pub mod webhooks;
@@ -61,6 +68,8 @@ pub enum RunError {
     Okta(#[from] crate::okta::OktaError),
     #[error("the console cannot start")]
     Console(#[from] console::ConsoleError),
+    #[error("the Slack client cannot be built")]
+    Slack(#[from] crate::slack::SlackError),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("the HTTP server failed")]
@@ -162,8 +171,25 @@ pub async fn run_with(
     });
     let addr = listener.local_addr().map_err(RunError::Serve)?;
     let console = console::start(&config, addr, clock.clone(), store.clone(), &tasks)?;
-    let channels = notify_channels(&config, &clock)?;
+    // Slack is a channel over the requests service: off without Okta or without `[slack]`.
+    let slack = slack::start(&config.slack, requests.as_ref(), &tasks)?;
+    let mut channels = notify_channels(&config, &clock)?;
+    if let Some(s) = &slack {
+        channels.add(Arc::new(s.deliverer()));
+    }
     start_notifications(&config, &store, &clock, &channels, &tasks);
+    let events = events::Events::new(
+        store.clone(),
+        clock.clone(),
+        config.events.clone(),
+        policy.clone(),
+    );
+    if let Some(g) = &grants {
+        events.start(g.clone(), requests.clone(), &tasks);
+    }
+    if let Some(g) = &grants {
+        sync::spawn(&tasks, sync::Syncer::new(g.clone(), config.sync.clone()));
+    }
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
         config: config.clone(),
@@ -179,6 +205,8 @@ pub async fn run_with(
         okta,
         scheduler,
         console,
+        events,
+        slack,
     };
     let app = http::router(state);
     tracing::info!(%addr, database = %store::redact_url(&config.database.url), "jit-broker listening");

@@ -77,5 +77,9 @@ fn describe() {
         "HTTP request latency, by method and route"
     );
     metrics::describe_counter!("jit_audit_appends_total", "Audit log entries appended");
+    metrics::describe_gauge!(
+        "jit_ready",
+        "1 when the last /readyz probe answered ready, 0 when it answered 503"
+    );
     crate::okta::describe_metrics();
 }

@@ -72,6 +72,8 @@ pub fn config(dir: &Path, sim: &okta_sim::SimHandle) -> Config {
     config.okta.auth = OktaAuthMethod::Ssws;
     config.okta.api_token = Some(secrecy::SecretString::from("sim-super-admin-token"));
     config.policy.file = Some(policy_path);
+    // No scheduled inventory sync beside the measured burst.
+    config.sync.schedule = String::new();
     config.auth.tokens = vec![TokenConfig {
         name: "bench".into(),
         roles: vec![Role::Admin],

@@ -127,6 +127,14 @@ pub async fn detail(
     })
 }
 
+/// `/requests/{id}` (the link in Slack's step-up message) is the request's approval page.
+pub async fn link(Path(id): Path<String>) -> Result<Response, PageError> {
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return Err(super::error::ConsoleError::NotFound.into());
+    }
+    Ok(see_other(&format!("/approvals/{id}")))
+}
+
 #[derive(Debug, Deserialize, Default)]
 pub struct DecideForm {
     #[serde(default)]

@@ -160,6 +160,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         )
         .route("/approvals", get(approvals::inbox))
         .route("/approvals/{id}", get(approvals::detail))
+        // Slack's "Approve in console" button links here.
+        .route("/requests/{id}", get(approvals::link))
         .route("/approvals/{id}/decide", post(approvals::decide))
         .route("/admin/grants", get(admin::grants))
         .route("/admin/failed", get(admin::failed))

@@ -102,7 +102,9 @@ impl GrantService {
                 continue;
             };
             match g.state {
-                GrantState::Revoked | GrantState::Requested => out[at] = Some(ExpiryOutcome::Done),
+                GrantState::Revoked | GrantState::Requested | GrantState::RemovedExternally => {
+                    out[at] = Some(ExpiryOutcome::Done)
+                }
                 GrantState::Provisioning | GrantState::Active if g.expires_at > now => {
                     out[at] = Some(ExpiryOutcome::Reschedule {
                         due_ms: g.expires_at,

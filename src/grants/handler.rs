@@ -49,7 +49,9 @@ impl GrantService {
             return Ok(ExpiryOutcome::Done);
         };
         match g.state {
-            GrantState::Revoked | GrantState::Requested => return Ok(ExpiryOutcome::Done),
+            GrantState::Revoked | GrantState::Requested | GrantState::RemovedExternally => {
+                return Ok(ExpiryOutcome::Done)
+            }
             GrantState::Provisioning | GrantState::Active => {
                 let now = self.clock().now_ms();
                 if g.expires_at > now {
@@ -89,7 +91,9 @@ impl GrantService {
             g = cur;
             let now = self.clock().now_ms();
             match g.state {
-                GrantState::Revoked | GrantState::Requested => return Ok(ExpiryOutcome::Done),
+                GrantState::Revoked | GrantState::Requested | GrantState::RemovedExternally => {
+                    return Ok(ExpiryOutcome::Done)
+                }
                 GrantState::Provisioning | GrantState::Active => {
                     if g.expires_at > now {
                         return Ok(ExpiryOutcome::Reschedule {
@@ -322,7 +326,7 @@ impl ExpiryHandler for GrantService {
         let Some(g) = repo::get(self.store(), grant_id).await? else {
             return Ok(());
         };
-        if g.state == GrantState::Revoked || g.state == GrantState::Requested {
+        if g.state.is_terminal() || g.state == GrantState::Requested {
             return Ok(());
         }
         self.record_failure(&g, &format!("retries exhausted: {error}"), None)

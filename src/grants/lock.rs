@@ -22,9 +22,11 @@ use crate::clock::Clock;
 use crate::redis_conn::RedisConn;
 
 /// How long the lock outlives its holder's last renewal. It bounds how long a crashed holder
-/// delays the next expiry of the same access (I1), so it is short; a live holder renews it every
-/// third of the TTL for as long as its work runs (see [`AccessLock::hold`]).
-pub const LOCK_TTL: Duration = Duration::from_secs(6);
+/// delays the next expiry of the same access (I1), so it is short: no longer than the default
+/// `scheduler.lease` (3 s), so that a replica killed mid-expiry delays the replica taking its
+/// claims over by about one lease, not two. A live holder renews it every third of the TTL for as
+/// long as its work runs (see [`AccessLock::hold`]).
+pub const LOCK_TTL: Duration = Duration::from_secs(3);
 /// How long a caller waits for the lock before giving up (retryable).
 pub const LOCK_WAIT: Duration = Duration::from_secs(20);
 

@@ -11,6 +11,7 @@ mod batch;
 pub mod cli;
 mod commit;
 pub mod error;
+pub mod external;
 pub mod handler;
 pub mod lock;
 pub mod model;
@@ -64,6 +65,8 @@ impl GrantService {
         failed_retry_interval: Duration,
     ) -> Self {
         let index = ExpiryIndex::new(redis.clone());
+        // Exported at 0 from the start, so the failed-grants alert's increase() sees the first one.
+        metrics::counter!("jit_grants_failed_total").increment(0);
         GrantService {
             inner: Arc::new(Inner {
                 store,

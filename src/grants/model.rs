@@ -2,14 +2,16 @@
 //!
 //! Lifecycle: `requested → provisioning → active → revoking → revoked`, or `failed` from
 //! `provisioning`, `active` or `revoking`. A `failed` grant is retried periodically (I8) and ends
-//! `revoked` once its access is confirmed gone.
+//! `revoked` once its access is confirmed gone. `active → removed_externally` when someone other
+//! than the broker removed the access in Okta (an event hook or the sync saw it): terminal, like
+//! `revoked`, and nothing is re-added or removed for it.
 
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{ResourceKind, RoleTarget};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum GrantState {
     Requested,
     Provisioning,
@@ -17,16 +19,18 @@ pub enum GrantState {
     Revoking,
     Revoked,
     Failed,
+    RemovedExternally,
 }
 
 impl GrantState {
-    pub const ALL: [GrantState; 6] = [
+    pub const ALL: [GrantState; 7] = [
         GrantState::Requested,
         GrantState::Provisioning,
         GrantState::Active,
         GrantState::Revoking,
         GrantState::Revoked,
         GrantState::Failed,
+        GrantState::RemovedExternally,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,11 +41,17 @@ impl GrantState {
             GrantState::Revoking => "revoking",
             GrantState::Revoked => "revoked",
             GrantState::Failed => "failed",
+            GrantState::RemovedExternally => "removed_externally",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         GrantState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether the grant is over: nothing of it is left to add or remove.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, GrantState::Revoked | GrantState::RemovedExternally)
     }
 }
 

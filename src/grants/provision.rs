@@ -63,13 +63,23 @@ fn role_spec(t: &RoleTarget) -> RoleSpec {
 
 /// The user's active assignment of the grant's role, if any.
 async fn find_role(okta: &OktaClient, g: &Grant, p: Priority) -> Result<Option<String>, OktaError> {
-    let Some(target) = g.role_target() else {
-        return Ok(None);
-    };
-    let roles = okta.list_user_roles(&g.user_id, p).await?;
+    match g.role_target() {
+        Some(target) => find_role_of(okta, &g.user_id, &target, p).await,
+        None => Ok(None),
+    }
+}
+
+/// The user's active assignment of `target`, if any.
+pub async fn find_role_of(
+    okta: &OktaClient,
+    user_id: &str,
+    target: &RoleTarget,
+    p: Priority,
+) -> Result<Option<String>, OktaError> {
+    let roles = okta.list_user_roles(user_id, p).await?;
     Ok(roles
         .into_iter()
-        .find(|r| match &target {
+        .find(|r| match target {
             RoleTarget::Standard(t) => &r.role_type == t,
             RoleTarget::Custom {
                 role_id,
@@ -136,25 +146,38 @@ pub async fn add(okta: &OktaClient, g: &Grant) -> Result<Option<String>, OktaErr
 
 /// Removes the access; a 404 (user deleted, membership gone) counts as gone (I4).
 pub async fn remove(okta: &OktaClient, g: &Grant) -> Result<Removed, OktaError> {
+    let role_id = match (&g.role_assignment_id, g.kind) {
+        (Some(id), _) => Some(id.clone()),
+        // Crashed between Okta's answer and our record: find it.
+        (None, ResourceKind::OktaRole) => match find_role(okta, g, Priority::Revoke).await {
+            Ok(id) => id,
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => return Err(e),
+        },
+        (None, _) => None,
+    };
+    remove_access(okta, &g.user_id, g.kind, &g.okta_id, role_id.as_deref()).await
+}
+
+/// Removes one user's access to one Okta object through the revocation lane
+/// (`Priority::Revoke`), whoever gave it: the grant path above and the drift reaction share it.
+/// For roles `role_assignment_id` is the assignment to delete; `None` means there is none
+/// (already gone). A 404 counts as gone (I4).
+pub async fn remove_access(
+    okta: &OktaClient,
+    user_id: &str,
+    kind: ResourceKind,
+    okta_id: &str,
+    role_assignment_id: Option<&str>,
+) -> Result<Removed, OktaError> {
     let p = Priority::Revoke;
-    let r = match g.kind {
-        ResourceKind::OktaGroup => okta.remove_group_member(&g.okta_id, &g.user_id, p).await,
-        ResourceKind::OktaApp => okta.unassign_app_user(&g.okta_id, &g.user_id, p).await,
-        ResourceKind::OktaRole => {
-            let id = match &g.role_assignment_id {
-                Some(id) => Some(id.clone()),
-                // Crashed between Okta's answer and our record: find it.
-                None => match find_role(okta, g, p).await {
-                    Ok(id) => id,
-                    Err(e) if is_not_found(&e) => None,
-                    Err(e) => return Err(e),
-                },
-            };
-            match id {
-                Some(id) => okta.unassign_role(&g.user_id, &id, p).await,
-                None => Ok(Removal::AlreadyGone),
-            }
-        }
+    let r = match kind {
+        ResourceKind::OktaGroup => okta.remove_group_member(okta_id, user_id, p).await,
+        ResourceKind::OktaApp => okta.unassign_app_user(okta_id, user_id, p).await,
+        ResourceKind::OktaRole => match role_assignment_id {
+            Some(id) => okta.unassign_role(user_id, id, p).await,
+            None => Ok(Removal::AlreadyGone),
+        },
     };
     match r {
         Ok(Removal::Removed) => Ok(Removed::Removed),

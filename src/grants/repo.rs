@@ -124,6 +124,49 @@ pub async fn get_many(store: &Store, ids: &[&str]) -> Result<Vec<Grant>, StoreEr
     Ok(out)
 }
 
+/// The user's live grants (`provisioning` or `active`): what a departure must revoke.
+pub async fn live_for_user(store: &Store, user_id: &str) -> Result<Vec<Grant>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM grants WHERE user_id = $1 \
+         AND state IN ('provisioning', 'active') ORDER BY id"
+    ))
+    .bind(user_id)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The grants of one user on one Okta object that explain the access being there: every grant
+/// still in play (`provisioning`: the write-ahead row of an add that may already have happened;
+/// `active`; `revoking` and `failed` with a retry due: their removal is coming), and, when
+/// `ended_since` is given, those that ended at or after it (they were live when the change at
+/// that time happened). Read from the writer pool so a row committed a moment ago is seen.
+pub async fn explaining(
+    store: &Store,
+    user_id: &str,
+    kind: ResourceKind,
+    okta_id: &str,
+    resource_set: Option<&str>,
+    ended_since: Option<i64>,
+) -> Result<Vec<Grant>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM grants WHERE user_id = $1 AND okta_id = $2 AND kind = $3 \
+         AND COALESCE(resource_set, '') = $4 \
+         AND ((state IN ('provisioning', 'active', 'revoking') \
+               OR (state = 'failed' AND next_retry_at IS NOT NULL)) \
+              OR ($5 IS NOT NULL AND ended_at IS NOT NULL AND ended_at >= $5)) \
+         ORDER BY id"
+    ))
+    .bind(user_id)
+    .bind(okta_id)
+    .bind(kind.as_str())
+    .bind(resource_set.unwrap_or_default().to_string())
+    .bind(ended_since)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
 /// Filters for listing. `after` is the previous page's last id (ids are UUIDv7: time-ordered).
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {

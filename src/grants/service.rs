@@ -430,7 +430,7 @@ impl GrantService {
             let g = self.get(id).await?;
             let now = self.clock().now_ms();
             let won = match g.state {
-                GrantState::Revoked => return Ok(g),
+                GrantState::Revoked | GrantState::RemovedExternally => return Ok(g),
                 GrantState::Revoking | GrantState::Failed => true,
                 GrantState::Requested => {
                     let won = self

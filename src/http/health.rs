@@ -60,7 +60,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         body["okta"] = json!("not configured");
     }
-    let status = if failing.is_empty() && !shutting_down {
+    let ready = failing.is_empty() && !shutting_down;
+    // The last probe's answer, for the readiness-flapping alert (the kubelet probes every few
+    // seconds; Prometheus sees the value at each scrape).
+    metrics::gauge!("jit_ready").set(if ready { 1.0 } else { 0.0 });
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

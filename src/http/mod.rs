@@ -64,6 +64,10 @@ pub struct AppState {
     pub scheduler: Option<crate::scheduler::Scheduler>,
     /// The web console; `None` when `[console]` is not configured.
     pub console: Option<crate::console::Console>,
+    /// The Okta event hook intake (`/hooks/okta`).
+    pub events: crate::events::Events,
+    /// `None` unless `[slack]` and Okta are configured: the Slack hooks answer 404.
+    pub slack: Option<crate::slack::Slack>,
 }
 
 impl HasAuthenticator for AppState {
@@ -99,6 +103,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::console::routes(&state))
         .merge(outbox::routes())
         .merge(crate::callbacks::routes())
+        .merge(crate::events::http::routes())
+        .merge(crate::inventory::routes())
+        .merge(crate::sync::routes())
+        .merge(crate::slack::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))

@@ -26,6 +26,8 @@ pub(crate) struct Admission {
     cap: usize,
     margin_ms: i64,
     jitter_ms: i64,
+    /// Percent of a bucket's window the read lane may use (100: no reserve).
+    read_share: std::sync::atomic::AtomicU32,
     me: Weak<Admission>,
     state: Mutex<State>,
 }
@@ -40,10 +42,13 @@ struct State {
     offset: ClockOffset,
     /// The waiter that sleeps for the queue, and until when.
     timer: Option<((u8, u64), i64)>,
+    /// Requests admitted, by (lane rank, bucket).
+    dispatched: HashMap<(u8, &'static str), u64>,
 }
 
 struct Waiter {
     bucket: &'static str,
+    rank: u8,
     tx: oneshot::Sender<Permit>,
     /// Tells this waiter it now owns the timer.
     wake: Arc<tokio::sync::Notify>,
@@ -70,9 +75,27 @@ impl Admission {
             cap: cap.max(1),
             margin_ms,
             jitter_ms,
+            read_share: std::sync::atomic::AtomicU32::new(100),
             me: me.clone(),
             state: Mutex::new(State::default()),
         })
+    }
+
+    /// Keeps `100 - share` percent of every bucket's window for revocations and grants: a read
+    /// waits once less than that is left (see `Bucket::ready_at_reserving`).
+    pub fn set_read_share(&self, share: u32) {
+        self.read_share
+            .store(share.clamp(1, 100), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Requests admitted in `lane` so far, by bucket.
+    pub fn dispatched(&self, lane: Priority) -> std::collections::BTreeMap<String, u64> {
+        self.lock()
+            .dispatched
+            .iter()
+            .filter(|((rank, _), _)| *rank == lane.rank())
+            .map(|((_, b), n)| (b.to_string(), *n))
+            .collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -93,6 +116,7 @@ impl Admission {
                 key,
                 Waiter {
                     bucket,
+                    rank: p.rank(),
                     tx,
                     wake: wake.clone(),
                 },
@@ -164,22 +188,35 @@ impl Admission {
             while st.in_flight < self.cap {
                 let mut chosen = None;
                 let mut dead = Vec::new();
-                let mut blocked: Vec<&'static str> = Vec::new();
+                let mut blocked: Vec<(u8, &'static str)> = Vec::new();
                 for (k, w) in st.waiters.iter() {
                     if w.tx.is_closed() {
                         dead.push(*k);
                         continue;
                     }
-                    if blocked.contains(&w.bucket) {
+                    if blocked.contains(&(w.rank, w.bucket)) {
                         continue;
                     }
-                    match st.buckets.get(w.bucket).and_then(|b| b.ready_at(now)) {
+                    // Reads keep off the reserved part of each window; the reserve is what
+                    // lets a revocation through while a sync is reading flat out.
+                    let reserve = if w.rank == Priority::Read.rank() {
+                        100 - self.read_share.load(std::sync::atomic::Ordering::Relaxed)
+                    } else {
+                        0
+                    };
+                    match st
+                        .buckets
+                        .get(w.bucket)
+                        .and_then(|b| b.ready_at_reserving(now, reserve))
+                    {
                         None => {
                             chosen = Some(*k);
                             break;
                         }
                         Some(t) => {
-                            blocked.push(w.bucket);
+                            // Blocked per (lane, bucket): a read held back by the reserve must
+                            // not hold back a revocation of the same bucket queued after it.
+                            blocked.push((w.rank, w.bucket));
                             if t != WAIT_FOR_ANSWER {
                                 earliest = Some(earliest.map_or(t, |e: i64| e.min(t)));
                             }
@@ -195,6 +232,7 @@ impl Admission {
                 };
                 st.in_flight += 1;
                 st.buckets.entry(w.bucket).or_default().on_dispatch(now);
+                *st.dispatched.entry((w.rank, w.bucket)).or_default() += 1;
                 out.push((w.tx, self.permit(w.bucket)));
             }
             metrics::gauge!("jit_okta_in_flight").set(st.in_flight as f64);

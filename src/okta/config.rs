@@ -71,6 +71,9 @@ pub struct OktaConfig {
     pub rate_limit_reset_margin: Duration,
     /// `limit` asked for on list calls (capped per endpoint at Okta's maximum).
     pub page_size: u32,
+    /// Percent of each rate-limit bucket the read lane (the sync, inventory reads) may spend;
+    /// the rest of every window stays for revocations and grants.
+    pub read_share: u32,
 }
 
 impl OktaConfig {
@@ -114,6 +117,12 @@ impl OktaConfig {
             errors.push(ConfigError::invalid(
                 "okta.page_size",
                 "must be between 1 and 1000",
+            ));
+        }
+        if self.read_share == 0 || self.read_share > 100 {
+            errors.push(ConfigError::invalid(
+                "okta.read_share",
+                "must be a percentage between 1 and 100",
             ));
         }
         if !self.is_configured() {

@@ -20,6 +20,7 @@ mod auth;
 mod client;
 pub mod config;
 pub mod error;
+pub mod event_hooks;
 mod paging;
 mod probe;
 mod ratelimit;
@@ -33,7 +34,7 @@ pub use config::{OktaAuthMethod, OktaConfig};
 pub use error::OktaError;
 pub use types::{
     App, AppUser, Capabilities, Group, GroupQuery, Priority, Removal, RoleAssignment, RoleSpec,
-    User,
+    User, UserRecord,
 };
 
 use crate::clock::Clock;
@@ -94,7 +95,7 @@ impl OktaClient {
             .pool_max_idle_per_host(cfg.max_in_flight)
             .build()
             .map_err(|e| OktaError::Config(format!("HTTP client: {e}")))?;
-        Ok(OktaClient {
+        let client = OktaClient {
             inner: Arc::new(Inner {
                 http,
                 base,
@@ -115,7 +116,9 @@ impl OktaClient {
                 capabilities: RwLock::new(None),
                 probe_error: RwLock::new(None),
             }),
-        })
+        };
+        client.set_read_share(cfg.read_share);
+        Ok(client)
     }
 
     /// What the last probe found; `None` until [`OktaClient::probe_capabilities`] succeeded.
@@ -167,6 +170,17 @@ impl OktaClient {
     /// Callers waiting for an in-flight slot (or for their bucket's budget).
     pub fn queued(&self) -> usize {
         self.inner.admission.queued()
+    }
+
+    /// Keeps `100 - share` percent of every rate-limit bucket for revocations and grants.
+    pub fn set_read_share(&self, share: u32) {
+        self.inner.admission.set_read_share(share);
+    }
+
+    /// Requests admitted so far in `lane`, by rate-limit bucket (`users`, `groups`, `apps`, …),
+    /// retries included. The sync takes it before and after a run for its Okta call counts.
+    pub fn dispatched(&self, lane: Priority) -> std::collections::BTreeMap<String, u64> {
+        self.inner.admission.dispatched(lane)
     }
 
     pub fn base_url(&self) -> &url::Url {

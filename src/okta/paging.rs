@@ -59,6 +59,7 @@ pub(crate) fn next_link(
 /// Okta's largest page per list (FACTS: users 200, app users 500, members 1000, groups 10000).
 const MAX_USERS: u32 = 200;
 const MAX_APP_USERS: u32 = 500;
+const MAX_APPS: u32 = 200;
 const MAX_MEMBERS: u32 = 1000;
 const MAX_GROUPS: u32 = 10000;
 
@@ -66,6 +67,7 @@ const T_USERS: &str = "/api/v1/users";
 const T_GROUPS: &str = "/api/v1/groups";
 const T_GROUP_USERS: &str = "/api/v1/groups/{groupId}/users";
 const T_APP_USERS: &str = "/api/v1/apps/{appId}/users";
+const T_APPS: &str = "/api/v1/apps";
 
 impl OktaClient {
     fn limit(&self, max: u32) -> (&'static str, String) {
@@ -84,6 +86,37 @@ impl OktaClient {
             )
         });
         self.paginate::<WireUser, User>("list_group_members", T_GROUP_USERS, first, p)
+    }
+
+    /// Every group at Okta's largest page (10,000) and members at theirs (1,000), whatever
+    /// `okta.page_size` says: rate limits count calls, and a sync reads whole lists.
+    pub fn list_all_groups(&self, p: Priority) -> BoxStream<'_, Result<Group, OktaError>> {
+        let first = self.url(
+            &["api", "v1", "groups"],
+            &[("limit", MAX_GROUPS.to_string())],
+        );
+        self.paginate::<WireGroup, Group>("list_groups", T_GROUPS, first, p)
+    }
+
+    /// All members of a group at Okta's largest page (see [`OktaClient::list_all_groups`]).
+    pub fn list_all_group_members(
+        &self,
+        group_id: &str,
+        p: Priority,
+    ) -> BoxStream<'_, Result<User, OktaError>> {
+        let first = check_id(group_id).and_then(|g| {
+            self.url(
+                &["api", "v1", "groups", g, "users"],
+                &[("limit", MAX_MEMBERS.to_string())],
+            )
+        });
+        self.paginate::<WireUser, User>("list_group_members", T_GROUP_USERS, first, p)
+    }
+
+    /// Every app (Okta's largest page, 200).
+    pub fn list_apps(&self, p: Priority) -> BoxStream<'_, Result<App, OktaError>> {
+        let first = self.url(&["api", "v1", "apps"], &[("limit", MAX_APPS.to_string())]);
+        self.paginate::<WireApp, App>("list_apps", T_APPS, first, p)
     }
 
     pub fn list_groups(
@@ -122,6 +155,27 @@ impl OktaClient {
     pub fn list_users(&self, p: Priority) -> BoxStream<'_, Result<User, OktaError>> {
         let first = self.url(&["api", "v1", "users"], &[self.limit(MAX_USERS)]);
         self.paginate::<WireUser, User>("list_users", T_USERS, first, p)
+    }
+
+    /// Users with the profile fields reviews need. `updated_since`: only users whose
+    /// `lastUpdated` is later (Okta's `filter=lastUpdated gt "…"`), the sync's delta read.
+    pub fn list_user_records(
+        &self,
+        updated_since: Option<chrono::DateTime<chrono::Utc>>,
+        p: Priority,
+    ) -> BoxStream<'_, Result<UserRecord, OktaError>> {
+        let mut q = vec![self.limit(MAX_USERS)];
+        if let Some(t) = updated_since {
+            q.push((
+                "filter",
+                format!(
+                    "lastUpdated gt \"{}\"",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                ),
+            ));
+        }
+        let first = self.url(&["api", "v1", "users"], &q);
+        self.paginate::<WireUserRecord, UserRecord>("list_users", T_USERS, first, p)
     }
 
     /// Streams every item of a list, page by page.

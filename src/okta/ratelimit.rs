@@ -88,6 +88,8 @@ impl ClockOffset {
 pub(crate) struct Bucket {
     /// Budget left at the last answer that lowered our estimate.
     remaining: u64,
+    /// The window's whole budget (`X-Rate-Limit-Limit`), when the server said.
+    limit: Option<u64>,
     /// Requests sent since that answer (they may not be counted in `remaining` yet).
     sent_since: u64,
     /// Local ms after which the window is over (already includes the reset margin).
@@ -135,6 +137,27 @@ impl Bucket {
         }
     }
 
+    /// As [`Bucket::ready_at`], but keeping `reserve_pct` percent of the window's limit unspent:
+    /// the read lane waits for the next window once only the reserve is left.
+    pub fn ready_at_reserving(&self, now: i64, reserve_pct: u32) -> Option<i64> {
+        let r = self.ready_at(now);
+        if r.is_some() || reserve_pct == 0 || self.unlimited {
+            return r;
+        }
+        match (self.reset_ms, self.limit) {
+            (Some(reset), Some(limit)) if now < reset => {
+                let reserve = limit.saturating_mul(u64::from(reserve_pct)) / 100;
+                let avail = self.remaining.saturating_sub(self.sent_since);
+                if avail <= reserve {
+                    Some(reset)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// A request of this bucket was just admitted.
     pub fn on_dispatch(&mut self, now: i64) {
         self.in_flight += 1;
@@ -170,6 +193,9 @@ impl Bucket {
             return;
         };
         self.unlimited = false;
+        if h.limit.is_some() {
+            self.limit = h.limit;
+        }
         let date_s = h.date.unwrap_or(reset_s);
         let reset_ms = offset.latest_local_ms(reset_s, date_s, recv_ms)
             + margin_ms.max(self.learned_margin_ms);
@@ -240,6 +266,26 @@ mod tests {
             reset: Some(reset),
             date: Some(date),
         }
+    }
+
+    #[test]
+    fn reads_keep_off_the_reserve() {
+        let mut b = Bucket::default();
+        let off = ClockOffset::default();
+        b.on_dispatch(0);
+        // 100 per window, 60 left: a 50 % read share leaves 50 for reads to stay above.
+        b.on_answer(Some((&hdr(100, 60, 60, 0), &off)), Some(200), 0, 0, 0, 0);
+        assert_eq!(b.ready_at_reserving(0, 50), None);
+        for _ in 0..10 {
+            b.on_dispatch(0);
+        }
+        // 50 left: once pacing allows a call, reads wait for the window's reset while
+        // revocations and grants (no reserve) still go.
+        let t = b.next_send_ms;
+        assert_eq!(b.ready_at(t), None);
+        assert_eq!(b.ready_at_reserving(t, 0), None);
+        assert!(b.reset_ms.is_some());
+        assert_eq!(b.ready_at_reserving(t, 50), b.reset_ms);
     }
 
     #[test]

@@ -121,6 +121,21 @@ pub struct User {
     pub email: Option<String>,
 }
 
+/// A user with the profile fields access reviews show, as the inventory sync reads them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserRecord {
+    pub id: String,
+    pub status: String,
+    pub login: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub department: Option<String>,
+    /// The profile's `manager` (a name or login, as the org fills it).
+    pub manager: Option<String>,
+    pub last_updated: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Group {
     pub id: String,
@@ -199,6 +214,51 @@ impl From<WireUser> for User {
             status: w.status,
             login: w.profile.login,
             email: w.profile.email,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WireUserRecord {
+    id: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    last_updated: Option<DateTime<Utc>>,
+    #[serde(default)]
+    profile: WireFullProfile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireFullProfile {
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    first_name: Option<String>,
+    #[serde(default)]
+    last_name: Option<String>,
+    #[serde(default)]
+    department: Option<String>,
+    #[serde(default)]
+    manager: Option<String>,
+}
+
+impl From<WireUserRecord> for UserRecord {
+    fn from(w: WireUserRecord) -> Self {
+        UserRecord {
+            id: w.id,
+            status: w.status,
+            login: w.profile.login,
+            email: w.profile.email,
+            first_name: w.profile.first_name,
+            last_name: w.profile.last_name,
+            department: w.profile.department,
+            manager: w.profile.manager,
+            last_updated: w.last_updated,
         }
     }
 }

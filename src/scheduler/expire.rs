@@ -18,8 +18,16 @@ use super::scripts::{Claim, Settle};
 use super::worker::Inner;
 use super::{backoff, metrics as m, ExpiryItem, ExpiryOutcome, SchedulerConfig};
 
-/// How many leases a single handler call may hold its claim for (see `Inner::run_handler`).
-const MAX_HOLD_LEASES: u32 = 10;
+/// How long a single handler call may hold its claims (see `Inner::run_handler`): at least
+/// [`MIN_HOLD`], and at least [`MIN_HOLD_LEASES`] leases. Five minutes covers a chunk queued
+/// behind Okta's one-minute rate-limit windows; the lease itself stays short, because it is
+/// what a killed replica's claims wait for.
+const MIN_HOLD: Duration = Duration::from_secs(300);
+const MIN_HOLD_LEASES: u32 = 10;
+
+pub(crate) fn hold_limit(lease: Duration) -> Duration {
+    MIN_HOLD.max(lease * MIN_HOLD_LEASES)
+}
 
 impl Inner {
     /// Settles a claim; a Redis error is logged, not retried: the lease runs out and the grant
@@ -156,14 +164,17 @@ impl Inner {
 
     /// Calls the handler without ever cancelling it: a revocation cut off mid-way could leave a
     /// lock or an Okta call half done (the grants handler holds Redis locks across the call).
-    /// Instead the leases are renewed every third of their length while the handler works, so a
-    /// slow Okta (429 with a long Retry-After) does not hand the grants to another replica.
-    /// Renewal stops after [`MAX_HOLD_LEASES`] leases: a handler stuck that long is presumed
-    /// hung, and letting the leases run out lets another replica do the expiries (I1), which is
-    /// harmless if this one wakes up later (I4). A claim also stops being renewed as soon as its
-    /// score is no longer ours (an extension or early revoke re-scheduled the grant).
+    /// Instead the chunk's leases are renewed every third of their length while the handler
+    /// works (one script call for the whole chunk), so a slow Okta (429 with a long reset) does
+    /// not hand the grants to another replica, while a replica killed mid-expiry loses them
+    /// within one lease. Renewal stops after [`hold_limit`]: a handler stuck that long is
+    /// presumed hung, and letting the leases run out lets another replica do the expiries (I1),
+    /// which is harmless if this one wakes up later (I4). A claim also stops being renewed as
+    /// soon as its score is no longer ours (an extension or early revoke re-scheduled the grant).
     async fn run_handler(&self, claims: &mut [Claim]) -> Vec<ExpiryOutcome> {
         let every = (self.config.lease / 3).max(Duration::from_millis(50));
+        let limit = hold_limit(self.config.lease);
+        let started = tokio::time::Instant::now();
         let items: Vec<ExpiryItem> = claims
             .iter()
             .map(|c| ExpiryItem {
@@ -173,38 +184,47 @@ impl Inner {
             .collect();
         let fut = self.handler.expire_many(&items);
         tokio::pin!(fut);
-        let mut renewals = 0u32;
         let mut renewing = vec![true; claims.len()];
+        let mut gave_up = false;
         loop {
             tokio::select! {
                 outcomes = &mut fut => return outcomes,
-                _ = tokio::time::sleep(every), if renewing.contains(&true) => {
-                    renewals += 1;
-                    if renewals > MAX_HOLD_LEASES * 3 {
-                        renewing.fill(false);
+                _ = tokio::time::sleep(every), if !gave_up && renewing.contains(&true) => {
+                    if started.elapsed() > limit {
+                        gave_up = true;
                         tracing::error!(grants = claims.len(), first = %claims[0].grant_id, alert = true,
-                            "expiry handler has run for {} leases; letting the leases lapse so another replica can take over",
-                            MAX_HOLD_LEASES);
+                            "expiry handler has run for {:?}; letting the leases lapse so another replica can take over",
+                            limit);
                         continue;
                     }
-                    let renewed = join_all(claims.iter().zip(&renewing).map(|(claim, &on)| async move {
-                        if !on {
-                            return None;
-                        }
-                        let renew = Settle::Retry { delay_ms: self.lease_ms(), attempt: claim.attempt };
-                        Some(self.scripts.settle(&self.redis, claim, self.now_arg(), renew).await)
-                    }))
-                    .await;
-                    for ((claim, on), r) in claims.iter_mut().zip(renewing.iter_mut()).zip(renewed) {
-                        match r {
-                            None => {}
-                            Some(Ok((true, Some(new_lease)))) => claim.lease_until_ms = new_lease,
-                            // Not ours any more: the settle after the handler will be a no-op too.
-                            Some(Ok(_)) => *on = false,
-                            Some(Err(e)) => tracing::warn!(grant_id = %claim.grant_id, error = %e, "cannot renew expiry lease"),
-                        }
+                    self.renew(claims, &mut renewing).await;
+                }
+            }
+        }
+    }
+
+    /// One renewal round for the claims still `renewing`: a single script call.
+    async fn renew(&self, claims: &mut [Claim], renewing: &mut [bool]) {
+        let live: Vec<usize> = (0..claims.len()).filter(|&i| renewing[i]).collect();
+        let refs: Vec<&Claim> = live.iter().map(|&i| &claims[i]).collect();
+        ::metrics::counter!(m::RENEWALS).increment(1);
+        match self
+            .scripts
+            .renew_many(&self.redis, &refs, self.now_arg(), self.lease_ms())
+            .await
+        {
+            Ok(scores) => {
+                for (i, score) in live.into_iter().zip(scores) {
+                    match score {
+                        Some(s) => claims[i].lease_until_ms = s,
+                        // Not ours any more: the settle after the handler will be a no-op too.
+                        None => renewing[i] = false,
                     }
                 }
+            }
+            // A Redis hiccup: try again next round; the lease still covers us until then.
+            Err(e) => {
+                tracing::warn!(grants = refs.len(), error = %e, "cannot renew expiry leases")
             }
         }
     }

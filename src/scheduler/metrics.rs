@@ -19,6 +19,8 @@ pub const RETRIES: &str = "jit_expiry_retries_total";
 pub const REBUILDS: &str = "jit_expiry_rebuilds_total";
 /// Counter: grants the SQL sweep found missing from the index and put back.
 pub const SWEEP_REPAIRED: &str = "jit_expiry_sweep_repaired_total";
+/// Counter: lease renewal rounds (one script call each, for a chunk still running).
+pub const RENEWALS: &str = "jit_expiry_lease_renewals_total";
 
 pub(crate) fn describe() {
     metrics::describe_histogram!(
@@ -33,4 +35,10 @@ pub(crate) fn describe() {
     metrics::describe_counter!(RETRIES, "Retryable expiry failures re-scheduled");
     metrics::describe_counter!(REBUILDS, "Expiry index rebuilds from SQL");
     metrics::describe_counter!(SWEEP_REPAIRED, "Grants the SQL sweep put back in the index");
+    metrics::describe_counter!(RENEWALS, "Lease renewal rounds for expiries still running");
+    // Counters the alerts and dashboard watch for increases are exported at 0 from the start:
+    // a series that first appears at 1 shows no increase.
+    for name in [FAILED, RETRIES, RENEWALS, CLAIMS] {
+        metrics::counter!(name).increment(0);
+    }
 }

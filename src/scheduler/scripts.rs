@@ -129,6 +129,39 @@ end
 return out
 "#;
 
+/// Renews many leases in one round trip (a chunk's handler call still running). ARGV: now
+/// (`''` = Redis TIME), lease ms, then `id, lease_until, orig, attempt` quadruples. A member is
+/// renewed only if its score is still the lease we hold (compare-and-set, as `SETTLE`); its
+/// claim state keeps its original due time and attempt. Returns the new score per quadruple, or
+/// `''` where the claim is no longer ours.
+///
+/// Why one script per chunk: leases are short (seconds) so that a killed replica's claims come
+/// back quickly, which means renewals are frequent while Okta makes a chunk wait; one call per
+/// grant per renewal would multiply the commands per revocation of a rate-limited burst.
+const RENEW_MANY: &str = r#"
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[1])
+end
+local function fmt(n) return string.format('%.0f', n) end
+local s = now + tonumber(ARGV[2])
+local out = {}
+for i = 3, #ARGV, 4 do
+  local cur = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if cur and tonumber(cur) == tonumber(ARGV[i + 1]) then
+    redis.call('ZADD', KEYS[1], 'XX', s, ARGV[i])
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2] .. ':' .. fmt(s) .. ':' .. ARGV[i + 3])
+    out[#out + 1] = fmt(s)
+  else
+    out[#out + 1] = ''
+  end
+end
+return out
+"#;
+
 /// One grant this replica now holds a lease on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -174,6 +207,7 @@ pub struct Scripts {
     claim: Script,
     settle: Script,
     settle_done_many: Script,
+    renew_many: Script,
 }
 
 impl Scripts {
@@ -182,6 +216,7 @@ impl Scripts {
             claim: Script::new(CLAIM),
             settle: Script::new(SETTLE),
             settle_done_many: Script::new(SETTLE_DONE_MANY),
+            renew_many: Script::new(RENEW_MANY),
         }
     }
 
@@ -262,6 +297,40 @@ impl Scripts {
             return Err(bad("settle length"));
         }
         Ok(raw.into_iter().map(|v| v == 1).collect())
+    }
+}
+
+impl Scripts {
+    /// Pushes the leases of `claims` out to now + `lease_ms` in one round trip. Returns, per
+    /// claim, the new lease end, or `None` where the score is no longer ours (re-scheduled or
+    /// re-claimed meanwhile: the claim must not be renewed again).
+    pub async fn renew_many(
+        &self,
+        redis: &RedisConn,
+        claims: &[&Claim],
+        now_arg: Option<i64>,
+        lease_ms: i64,
+    ) -> Result<Vec<Option<i64>>, SchedulerError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.renew_many.prepare_invoke();
+        inv.key(redis.key(super::INDEX_KEY))
+            .key(redis.key(super::STATE_KEY))
+            .arg(now_arg.map(|n| n.to_string()).unwrap_or_default())
+            .arg(lease_ms);
+        for c in claims {
+            inv.arg(&c.grant_id)
+                .arg(c.lease_until_ms)
+                .arg(c.original_due_ms)
+                .arg(c.attempt);
+        }
+        let mut c = redis.conn();
+        let raw: Vec<String> = inv.invoke_async(&mut c).await?;
+        if raw.len() != claims.len() {
+            return Err(bad("renew length"));
+        }
+        Ok(raw.iter().map(|s| s.parse::<i64>().ok()).collect())
     }
 }
 

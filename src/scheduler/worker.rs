@@ -42,7 +42,10 @@ use crate::redis_conn::RedisConn;
 use crate::tasks::Tasks;
 
 /// The longest a worker sleeps without looking at the index, whatever it expects: catches a lost
-/// wake-up message or a lease that ran out on another replica. Also capped by the lease.
+/// wake-up message. Tied to the lease only loosely (at most 10 leases): a lease held by another
+/// replica is itself a score in the index, so the worker already wakes when it ends, and the
+/// default short lease (3 s, for a quick hand-over after a crash) must not multiply the idle
+/// Redis cost. (It was `min(30 s, lease)`.)
 const SAFETY_CAP: Duration = Duration::from_secs(30);
 
 /// The most claims handed to one handler call. Large enough that a chunk's shared costs (one
@@ -262,7 +265,7 @@ pub(crate) async fn run_worker(inner: Arc<Inner>, cancel: CancellationToken) {
     let concurrency = usize::try_from(inner.config.concurrency.max(1)).unwrap_or(1);
     let batch_size = usize::try_from(inner.config.batch_size.max(1)).unwrap_or(1);
     let cap = SAFETY_CAP
-        .min(inner.config.lease)
+        .min(inner.config.lease * 10)
         .max(Duration::from_millis(50));
     let permits = Arc::new(Semaphore::new(concurrency));
     // In-flight expiries are owned by this tracked task (not detached): shutdown waits for them.
@@ -301,7 +304,12 @@ pub(crate) async fn run_worker(inner: Arc<Inner>, cancel: CancellationToken) {
             Err(e) => {
                 backlog = false;
                 redis_failures = redis_failures.saturating_add(1);
-                let d = backoff::delay(Duration::from_millis(100), cap, redis_failures);
+                // Capped by the lease: after a Redis failover the claims must resume within one lease.
+                let d = backoff::delay(
+                    Duration::from_millis(100),
+                    inner.config.lease.min(cap),
+                    redis_failures,
+                );
                 tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, "cannot claim due expiries");
                 if !pause(&inner, &cancel, d).await {
                     break;

@@ -61,6 +61,16 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// The same database again, for a second replica (the first keeps a SQLite file's directory
+    /// alive).
+    pub fn same(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            kind: self.kind,
+            _dir: None,
+        }
+    }
+
     pub async fn new(kind: Db) -> TestDb {
         match kind {
             Db::Sqlite => {
@@ -94,6 +104,18 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// The same database for a second broker (a replica, or the one after a crash); the
+    /// original keeps owning it.
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            kind: self.kind,
+            _dir: None,
+        }
+    }
+}
+
 /// A unique prefix, so tests sharing one Redis never see each other's keys.
 pub fn unique_prefix() -> String {
     format!("t{}", uuid::Uuid::new_v4().simple())
@@ -108,6 +130,8 @@ pub fn base_config(db: &TestDb) -> Config {
     config.redis.url = redis_url();
     config.redis.key_prefix = unique_prefix();
     config.server.shutdown_grace = Duration::from_secs(5);
+    // No scheduled inventory sync: a test that wants one runs it (tests/it/sync.rs).
+    config.sync.schedule = String::new();
     config.auth.tokens = vec![
         token("admin", Role::Admin, ADMIN_TOKEN),
         token("auditor", Role::Auditor, AUDITOR_TOKEN),

@@ -10,6 +10,7 @@
 
 mod crash;
 mod e2e;
+mod handover;
 mod private_redis;
 mod replicas;
 mod rig;

@@ -37,6 +37,20 @@ pub struct Hook {
     #[serde(skip)]
     pub auth_value: String,
     pub verified: bool,
+    /// Set through the management API (`/api/v1/eventHooks`); the control API leaves the
+    /// defaults: an unnamed hook subscribed to every event type.
+    pub name: String,
+    /// Subscribed event types; empty means all.
+    pub events: Vec<String>,
+    /// `ACTIVE` or `INACTIVE`; only active, verified hooks receive deliveries.
+    pub active: bool,
+    pub created: i64,
+}
+
+impl Hook {
+    fn wants(&self, event_type: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == event_type)
+    }
 }
 
 impl std::fmt::Debug for Hook {
@@ -110,6 +124,18 @@ impl HookHub {
     }
 
     pub fn register(&self, url: &str, auth_header: &str, auth_value: &str) -> Hook {
+        self.register_with(url, auth_header, auth_value, "", Vec::new())
+    }
+
+    /// Registers an active, unverified hook subscribed to `events` (empty: all).
+    pub fn register_with(
+        &self,
+        url: &str,
+        auth_header: &str,
+        auth_value: &str,
+        name: &str,
+        events: Vec<String>,
+    ) -> Hook {
         let mut reg = self.reg();
         reg.next_id += 1;
         let hook = Hook {
@@ -118,9 +144,28 @@ impl HookHub {
             auth_header: auth_header.into(),
             auth_value: auth_value.into(),
             verified: false,
+            name: name.into(),
+            events,
+            active: true,
+            created: crate::ids::now_ms(),
         };
         reg.hooks.push(hook.clone());
         hook
+    }
+
+    pub fn hook(&self, id: &str) -> Option<Hook> {
+        self.reg().hooks.iter().find(|h| h.id == id).cloned()
+    }
+
+    /// Sets a hook's status; `false` when there is no such hook.
+    pub fn set_active(&self, id: &str, active: bool) -> bool {
+        match self.reg().hooks.iter_mut().find(|h| h.id == id) {
+            Some(h) => {
+                h.active = active;
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn hooks(&self) -> Vec<Hook> {
@@ -214,7 +259,12 @@ impl HookHub {
     ) {
         let hooks: Vec<Hook> = {
             let mut reg = self.reg();
-            let verified: Vec<Hook> = reg.hooks.iter().filter(|h| h.verified).cloned().collect();
+            let verified: Vec<Hook> = reg
+                .hooks
+                .iter()
+                .filter(|h| h.verified && h.active)
+                .cloned()
+                .collect();
             if verified.is_empty() {
                 reg.log.extend(batch);
                 trim(&mut reg.log);
@@ -225,12 +275,18 @@ impl HookHub {
             verified
         };
         let rendered: Vec<Value> = batch.iter().map(Event::log_event).collect();
-        for chunk in rendered.chunks(self.cfg.max_batch.max(1)) {
-            let uuids: Vec<String> = chunk
+        for hook in &hooks {
+            // Each hook receives only the event types it subscribed to.
+            let mine: Vec<Value> = rendered
                 .iter()
-                .filter_map(|e| e["uuid"].as_str().map(str::to_string))
+                .filter(|e| hook.wants(e["eventType"].as_str().unwrap_or("")))
+                .cloned()
                 .collect();
-            for hook in &hooks {
+            for chunk in mine.chunks(self.cfg.max_batch.max(1)) {
+                let uuids: Vec<String> = chunk
+                    .iter()
+                    .filter_map(|e| e["uuid"].as_str().map(str::to_string))
+                    .collect();
                 let body = events::envelope(&format!("{}/{}", self.source, hook.id), chunk);
                 let dup = self.cfg.duplicate_rate > 0.0
                     && self
@@ -240,7 +296,6 @@ impl HookHub {
                         .unwrap_or(false);
                 let hub = self.clone();
                 let hook = hook.clone();
-                let uuids = uuids.clone();
                 let cancel = cancel.clone();
                 tracker.spawn(async move {
                     tokio::select! {

@@ -9,6 +9,7 @@
 //! spec, and is served separately.
 
 pub mod apps;
+pub mod event_hooks;
 pub mod groups;
 mod list;
 pub mod roles;
@@ -42,6 +43,24 @@ pub fn json_body(bytes: &[u8]) -> Result<serde_json::Value, OktaError> {
 /// Every served management route and the statuses it can answer *itself* (beyond the
 /// cross-cutting 401 bad token, 411 missing length, 429 rate limit, and injected 5xx).
 pub const ROUTES: &[(&str, &str, &[u16])] = &[
+    ("GET", "/api/v1/eventHooks", &[200, 403]),
+    ("POST", "/api/v1/eventHooks", &[200, 400, 403]),
+    ("GET", "/api/v1/eventHooks/{eventHookId}", &[200, 403, 404]),
+    (
+        "POST",
+        "/api/v1/eventHooks/{eventHookId}/lifecycle/activate",
+        &[200, 403, 404],
+    ),
+    (
+        "POST",
+        "/api/v1/eventHooks/{eventHookId}/lifecycle/deactivate",
+        &[200, 403, 404],
+    ),
+    (
+        "POST",
+        "/api/v1/eventHooks/{eventHookId}/lifecycle/verify",
+        &[200, 400, 403, 404],
+    ),
     ("GET", "/api/v1/users", &[200, 400, 403]),
     ("POST", "/api/v1/users", &[200, 400, 403]),
     ("GET", "/api/v1/users/{id}", &[200, 403, 404]),
@@ -192,6 +211,23 @@ pub const SPEC_DEVIATIONS: &[(&str, &str, u16, &str)] = &[
 
 pub fn router() -> Router<Arc<Sim>> {
     Router::new()
+        .route(
+            "/api/v1/eventHooks",
+            get(event_hooks::list).post(event_hooks::create),
+        )
+        .route("/api/v1/eventHooks/{eventHookId}", get(event_hooks::get))
+        .route(
+            "/api/v1/eventHooks/{eventHookId}/lifecycle/activate",
+            post(event_hooks::activate),
+        )
+        .route(
+            "/api/v1/eventHooks/{eventHookId}/lifecycle/deactivate",
+            post(event_hooks::deactivate),
+        )
+        .route(
+            "/api/v1/eventHooks/{eventHookId}/lifecycle/verify",
+            post(event_hooks::verify),
+        )
         .route("/api/v1/users", get(users::list).post(users::create))
         .route("/api/v1/users/{id}", get(users::get).delete(users::delete))
         .route("/api/v1/users/{id}/groups", get(users::groups))

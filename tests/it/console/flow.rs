@@ -110,6 +110,13 @@ async fn step_up_approval_sends_the_approver_back_to_okta(db: Db) {
     let callback = bob.okta_sign_in(&authorize, "unused: SSO answers").await;
     assert_eq!(bob.get(&callback).await.status, StatusCode::SEE_OTHER);
 
+    // Slack's "Approve in console" link.
+    let link = bob.get(&format!("/requests/{id}")).await;
+    assert_eq!(link.location, format!("/approvals/{id}"));
+    assert_eq!(
+        bob.get("/requests/not-an-id").await.status,
+        StatusCode::NOT_FOUND
+    );
     let detail = bob.get(&format!("/approvals/{id}")).await;
     assert!(detail.body.contains("Step-up"), "{}", detail.body);
     let first = bob

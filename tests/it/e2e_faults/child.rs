@@ -70,6 +70,7 @@ impl ChildBroker {
                  [redis]\nurl = \"{redis}\"\nkey_prefix = \"{prefix}\"\n\
                  [okta]\nbase_url = \"{okta}\"\nauth = \"ssws\"\n\
                  [policy]\nfile = \"{policy}\"\n\
+                 [sync]\nschedule = \"\"\n\
                  [[auth.tokens]]\nname = \"admin\"\nroles = [\"admin\"]\nsha256 = \"{sha}\"\n",
                 db = config.database.url,
                 redis = redis_url(),
@@ -120,6 +121,26 @@ impl ChildBroker {
 
     fn log_path(&self, n: u32) -> PathBuf {
         self.dir.path().join(format!("broker-{n}.log"))
+    }
+
+    /// Another replica of this broker: the same database, Redis prefix, policy and overrides, in
+    /// its own process on its own port.
+    pub async fn replica(&self) -> ChildBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broker.toml");
+        std::fs::copy(&self.file, &file).unwrap();
+        let mut b = ChildBroker {
+            db: self.db.same(),
+            base: String::new(),
+            http: reqwest::Client::new(),
+            dir,
+            file,
+            overrides: self.overrides.clone(),
+            child: None,
+            starts: 0,
+        };
+        b.spawn().await;
+        b
     }
 
     /// SIGKILL: no shutdown hook, no lock release, no settle.

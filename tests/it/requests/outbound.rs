@@ -18,6 +18,7 @@ both_backends!(
     events_reach_endpoints_signed_and_a_dead_one_delays_none,
     queued_events_survive_a_restart,
     expiring_grants_and_waiting_requests_are_announced_once,
+    queued_events_survive_kill_9,
 );
 
 const SECRET: &str = "whsec_c2lnbmluZy1rZXktZm9yLWV2ZW50cy0xMjM0NTY=";
@@ -281,4 +282,56 @@ async fn expiring_grants_and_waiting_requests_are_announced_once(db: Db) {
         rx.types().iter().filter(|k| *k == "grant.expiring").count() == 2
     })
     .await;
+}
+
+/// `kill -9` with events queued (the endpoint was failing): after a restart every event is
+/// delivered, each notification once by its `webhook-id`.
+async fn queued_events_survive_kill_9(db: Db) {
+    use crate::e2e_faults::child::ChildBroker;
+    let rx = Receiver::default();
+    let url = rx.start().await;
+    rx.failing.store(true, Ordering::SeqCst);
+    let sim = okta_sim::spawn(okta_sim::SimConfig::default())
+        .await
+        .unwrap();
+    let overrides = vec![
+        (
+            "JIT_OUTBOUND__ENDPOINTS",
+            format!("[{{name=\"siem\", url=\"{url}\", secret=\"{SECRET}\", events=[\"grant.activated\"]}}]"),
+        ),
+        ("JIT_OUTBOX__BACKOFF_BASE", "20ms".to_string()),
+        ("JIT_OUTBOX__BACKOFF_MAX", "100ms".to_string()),
+        ("JIT_NOTIFY__POLL_INTERVAL", "20ms".to_string()),
+    ];
+    let mut b = ChildBroker::start(TestDb::new(db).await, &sim.base_url(), overrides).await;
+    let users = ["alice@example.com", "bob@example.com", "carol@example.com"];
+    for u in users {
+        b.grant(u, "prod-db-admin", "1h").await;
+    }
+    wait_until(Duration::from_secs(15), || async {
+        let (_, v) = b.get("/v1/outbox?state=pending").await;
+        v["deliveries"]
+            .as_array()
+            .is_some_and(|d| d.len() == users.len())
+    })
+    .await;
+    b.kill9();
+    rx.failing.store(false, Ordering::SeqCst);
+    b.restart().await;
+    // The dead process's lease on the channel lapses first (10 s), then the queue drains.
+    wait_until(Duration::from_secs(40), || async {
+        rx.ids().len() >= users.len()
+    })
+    .await;
+    let mut ids = rx.ids();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), users.len(), "{:?}", rx.ids());
+    let (_, v) = b.get("/v1/outbox?state=delivered").await;
+    assert_eq!(
+        v["deliveries"].as_array().unwrap().len(),
+        users.len(),
+        "{v}"
+    );
+    b.audit_ok().await;
 }

@@ -124,11 +124,14 @@ async fn idle_with_100k_scheduled_costs_a_few_commands_per_wakeup() {
         }
         cmd.query_async::<()>(&mut c).await.unwrap();
     }
-    // lease 1 s puts the safety cap at 1 s: the worker wakes once a second, the worst idle case.
+    // A 100 ms lease puts the safety cap (at most 10 leases) at 1 s: the worker wakes once a
+    // second, the worst idle case. Nothing is due, so the short lease is never used.
+    let mut config = fast_config();
+    config.lease = Duration::from_millis(100);
     let r = Replica::start(
         redis.clone(),
         clock.clone(),
-        fast_config(),
+        config,
         h.clone(),
         TimeSource::RedisTime,
     );

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Checks deploy/kubernetes beyond its schemas: every file the kustomization names exists, and
+the broker accepts the settings the manifests give it.
+
+Usage: check-deploy.py BROKER_BINARY
+  BROKER_BINARY  a built `jit-broker`, run as `check-config` with deploy/kubernetes/config.toml
+                 and each container's JIT_* variables (an unknown key or a bad value fails,
+                 naming the key).
+Schema validation is `kubernetes-validate --strict` and the rules are checked by promtool (both
+in .ci/run); that the dashboard and rules use only exported metrics is the `it` test
+`deploy::every_dashboard_and_alert_metric_is_exported`.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+K8S = os.path.join(ROOT, "deploy", "kubernetes")
+problems = []
+
+
+def docs(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def containers(doc):
+    spec = doc.get("spec", {})
+    if doc["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec.get("template", {}).get("spec", {}).get("containers", [])
+
+
+kust = docs(os.path.join(K8S, "kustomization.yaml"))[0]
+files = list(kust["resources"])
+for gen in kust.get("configMapGenerator", []):
+    files += gen.get("files", [])
+for f in files:
+    if not os.path.exists(os.path.join(K8S, f)):
+        problems.append(f"kustomization.yaml names {f}, which does not exist")
+
+broker = sys.argv[1]
+with tempfile.TemporaryDirectory() as tmp:
+    secret = os.path.join(tmp, "secret")
+    with open(secret, "w") as f:
+        f.write("placeholder\n")
+    for name in kust["resources"]:
+        for doc in docs(os.path.join(K8S, name)):
+            for c in containers(doc):
+                env = {"PATH": os.environ.get("PATH", "")}
+                for e in c.get("env", []):
+                    if not e["name"].startswith("JIT_"):
+                        problems.append(f"{name}: {e['name']} is not a broker setting")
+                        continue
+                    value = e.get("value", "")
+                    # Mounted files do not exist here: point *_FILE at a stand-in.
+                    env[e["name"]] = secret if e["name"].endswith("_FILE") else value
+                env["JIT_POLICY__FILE"] = os.path.join(K8S, "policy.toml")
+                r = subprocess.run(
+                    [broker, "--config", os.path.join(K8S, "config.toml"), "check-config"],
+                    env=env, capture_output=True, text=True)
+                if r.returncode != 0:
+                    problems.append(f"{name} ({c['name']}): check-config failed:\n{r.stdout}{r.stderr}")
+
+if problems:
+    print("deploy check failed:", *problems, sep="\n  ")
+    sys.exit(1)
+print(f"deploy check: {len(files)} kustomization files present, manifest settings accepted")

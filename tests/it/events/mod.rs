@@ -1,0 +1,5 @@
+//! Okta event hooks and the drift reaction: okta-sim over HTTP, real Redis, both SQL backends.
+
+mod drift;
+mod hooks;
+mod register;

@@ -1,0 +1,239 @@
+//! An in-process fake of the Slack Web API (and of `response_url`s): an axum server on a
+//! loopback port 0 that records every call and fails on demand (429 + `Retry-After`, 5xx,
+//! `ok:false`). Users are registered with their email so `users.info` and
+//! `users.lookupByEmail` answer like Slack.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub body: Value,
+    pub auth: Option<String>,
+    pub at: Instant,
+    /// Whether the fake answered it successfully (not an injected failure or outage).
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Failure {
+    RateLimited(u64),
+    Status(u16),
+    Api(&'static str),
+}
+
+#[derive(Default)]
+struct State_ {
+    calls: Vec<Call>,
+    /// Failures for the next calls of a method ("*" for any).
+    failures: HashMap<String, VecDeque<Failure>>,
+    /// While set, every Web API call answers 503.
+    outage: bool,
+    /// Slack user id → (email, deleted, confirmed).
+    users: HashMap<String, (String, bool, bool)>,
+    ts: u64,
+}
+
+#[derive(Clone)]
+pub struct FakeSlack {
+    state: Arc<Mutex<State_>>,
+    pub base: String,
+}
+
+impl FakeSlack {
+    pub async fn start() -> FakeSlack {
+        let state = Arc::new(Mutex::new(State_::default()));
+        let app = Router::new()
+            .route("/api/{method}", post(api))
+            .route("/hooks/{id}", post(hook))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeSlack {
+            state,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("{}/api", self.base)
+    }
+
+    /// A `response_url` this fake records calls to.
+    pub fn response_url(&self, id: &str) -> String {
+        format!("{}/hooks/{id}", self.base)
+    }
+
+    pub fn add_user(&self, slack_id: &str, email: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .users
+            .insert(slack_id.into(), (email.into(), false, true));
+    }
+
+    pub fn deactivate_user(&self, slack_id: &str) {
+        if let Some(u) = self.state.lock().unwrap().users.get_mut(slack_id) {
+            u.1 = true;
+        }
+    }
+
+    pub fn fail(&self, method: &str, f: Failure) {
+        self.state
+            .lock()
+            .unwrap()
+            .failures
+            .entry(method.into())
+            .or_default()
+            .push_back(f);
+    }
+
+    pub fn set_outage(&self, on: bool) {
+        self.state.lock().unwrap().outage = on;
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Calls of `method` that the fake answered successfully.
+    pub fn ok_calls_of(&self, method: &str) -> Vec<Call> {
+        self.calls_of(method).into_iter().filter(|c| c.ok).collect()
+    }
+
+    pub fn calls_of(&self, method: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == method)
+            .collect()
+    }
+}
+
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Value {
+    let form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        let m: serde_json::Map<String, Value> = url::form_urlencoded::parse(body)
+            .into_owned()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        Value::Object(m)
+    } else {
+        serde_json::from_slice(body).unwrap_or(Value::Null)
+    }
+}
+
+async fn hook(
+    State(state): State<Arc<Mutex<State_>>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut s = state.lock().unwrap();
+    s.calls.push(Call {
+        method: format!("hook:{id}"),
+        body: parse_body(&headers, &body),
+        auth: None,
+        at: Instant::now(),
+        ok: true,
+    });
+    StatusCode::OK.into_response()
+}
+
+async fn api(
+    State(state): State<Arc<Mutex<State_>>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = parse_body(&headers, &body);
+    let mut s = state.lock().unwrap();
+    let failure = if s.outage {
+        Some(Failure::Status(503))
+    } else {
+        s.failures
+            .get_mut(&method)
+            .and_then(|q| q.pop_front())
+            .or_else(|| s.failures.get_mut("*").and_then(|q| q.pop_front()))
+    };
+    s.calls.push(Call {
+        method: method.clone(),
+        body: body.clone(),
+        auth: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        at: Instant::now(),
+        ok: failure.is_none(),
+    });
+    match failure {
+        Some(Failure::RateLimited(secs)) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", secs.to_string())],
+                Json(json!({"ok": false, "error": "ratelimited"})),
+            )
+                .into_response()
+        }
+        Some(Failure::Status(code)) => {
+            return StatusCode::from_u16(code).unwrap().into_response();
+        }
+        Some(Failure::Api(code)) => {
+            return Json(json!({"ok": false, "error": code})).into_response()
+        }
+        None => {}
+    }
+    let answer = match method.as_str() {
+        "chat.postMessage" => {
+            s.ts += 1;
+            let channel = body["channel"].as_str().unwrap_or("");
+            // DMs to a user id land in a DM channel, as in Slack.
+            let channel = if channel.starts_with('U') || channel.starts_with('W') {
+                format!("D{}", &channel[1..])
+            } else {
+                channel.to_string()
+            };
+            json!({"ok": true, "channel": channel, "ts": format!("1700000000.{:06}", s.ts), "message": {"text": body["text"]}})
+        }
+        "chat.update" => json!({"ok": true, "channel": body["channel"], "ts": body["ts"]}),
+        "chat.postEphemeral" => json!({"ok": true, "message_ts": "1.1"}),
+        "views.open" => json!({"ok": true, "view": {"id": "V0001"}}),
+        "users.info" => {
+            let id = body["user"].as_str().unwrap_or("");
+            match s.users.get(id) {
+                Some((email, deleted, confirmed)) => json!({"ok": true, "user": {
+                    "id": id, "deleted": deleted, "is_email_confirmed": confirmed,
+                    "profile": {"email": email}}}),
+                None => json!({"ok": false, "error": "user_not_found"}),
+            }
+        }
+        "users.lookupByEmail" => {
+            let email = body["email"].as_str().unwrap_or("");
+            match s
+                .users
+                .iter()
+                .find(|(_, u)| u.0.eq_ignore_ascii_case(email))
+            {
+                Some((id, _)) => json!({"ok": true, "user": {"id": id}}),
+                None => json!({"ok": false, "error": "users_not_found"}),
+            }
+        }
+        _ => json!({"ok": false, "error": "unknown_method"}),
+    };
+    Json(answer).into_response()
+}

@@ -171,6 +171,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/admin/audit/export", get(admin::export))
         .route("/admin/outbox", get(outbox::dead))
         .route("/admin/outbox/{id}/retry", post(outbox::retry))
+        .route("/admin/events", get(outbox::events_dead))
+        .route("/admin/events/{uuid}/retry", post(outbox::events_retry))
         .route("/static/console.css", get(css))
         .route("/static/console.js", get(js))
         .layer(middleware::from_fn_with_state(

@@ -1,4 +1,5 @@
-//! Outbound dead letters: deliveries (webhooks, Slack) that ran out of attempts, with a retry.
+//! Dead letters: outbound deliveries (webhooks, Slack) and inbound Okta events that ran out of
+//! attempts, each with a retry.
 //!
 //! Why it exists: an admin sees which notifications never reached their channel and why, and
 //! puts one back in its queue after fixing the cause.
@@ -37,7 +38,8 @@ pub async fn dead(
         _ => String::new(),
     };
     html(views::DeadLetters {
-        l: Layout::new("Dead letters", "outbox", Some(&v)).with_notice(notice(q.done.as_deref())),
+        l: Layout::new("Outbound dead letters", "outbox", Some(&v))
+            .with_notice(notice(q.done.as_deref())),
         rows: rows
             .iter()
             .map(|d| DeadRow {
@@ -94,4 +96,57 @@ pub async fn retry(
     )
     .await?;
     Ok(see_other("/admin/outbox?done=redelivering"))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct EventsQuery {
+    done: Option<String>,
+}
+
+/// Inbound dead letters: Okta events the broker could not process after every attempt.
+pub async fn events_dead(
+    State(state): State<AppState>,
+    v: Viewer,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, PageError> {
+    v.require(Role::Admin)?;
+    let rows = crate::events::inbox::list(&state.store, Some("dead"), PAGE).await?;
+    html(views::EventsDead {
+        l: Layout::new("Inbound dead letters", "events", Some(&v))
+            .with_notice(notice(q.done.as_deref())),
+        rows: rows
+            .iter()
+            .map(|e| views::EventRow {
+                uuid: e.uuid.clone(),
+                event_type: e.event_type.clone(),
+                user: e.user_key.clone(),
+                attempts: e.attempts,
+                error: e.last_error.clone().unwrap_or_default(),
+                published: time(e.published),
+            })
+            .collect(),
+    })
+}
+
+/// Sends a dead Okta event back to the event worker (the events domain's retry, audited there).
+pub async fn events_retry(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(uuid): Path<String>,
+    Form(f): Form<CsrfOnly>,
+) -> Result<Response, PageError> {
+    v.check_csrf(&f.csrf)?;
+    v.require(Role::Admin)?;
+    if uuid.is_empty() || uuid.len() > 128 {
+        return Err(ConsoleError::NotFound.into());
+    }
+    if !crate::events::inbox::retry_dead(&state.store, &state.clock, &uuid, &v.actor().audit_name())
+        .await?
+    {
+        return Err(ConsoleError::InvalidInput(format!(
+            "event {uuid} does not exist or is not dead"
+        ))
+        .into());
+    }
+    Ok(see_other("/admin/events?done=redelivering"))
 }

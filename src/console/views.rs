@@ -242,3 +242,19 @@ pub struct DeadLetters {
     pub rows: Vec<DeadRow>,
     pub next: String,
 }
+
+pub struct EventRow {
+    pub uuid: String,
+    pub event_type: String,
+    pub user: String,
+    pub attempts: i64,
+    pub error: String,
+    pub published: Time,
+}
+
+#[derive(Template)]
+#[template(path = "admin_events.html")]
+pub struct EventsDead {
+    pub l: Layout,
+    pub rows: Vec<EventRow>,
+}

@@ -214,6 +214,20 @@ async fn auditors_see_grants_and_the_verified_audit_chain(db: Db) {
     let dead = bob.get("/admin/outbox").await;
     assert_eq!(dead.status, StatusCode::OK, "{}", dead.body);
     assert!(dead.body.contains("No dead letters"));
+    let events = bob.get("/admin/events").await;
+    assert_eq!(events.status, StatusCode::OK, "{}", events.body);
+    assert!(events.body.contains("No dead events"));
+    let bad = bob
+        .post(
+            "/admin/events/no-such-event/retry",
+            &[("csrf", &page.csrf())],
+        )
+        .await;
+    assert_eq!(
+        bad.status,
+        StatusCode::BAD_REQUEST,
+        "an event that is not dead"
+    );
     let bad = bob
         .post("/admin/outbox/12345/retry", &[("csrf", &page.csrf())])
         .await;

@@ -20,6 +20,7 @@ mod oidc;
 mod outbox;
 mod pages;
 mod session;
+mod sync;
 mod views;
 
 use std::net::SocketAddr;
@@ -172,6 +173,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/admin/outbox", get(outbox::dead))
         .route("/admin/outbox/{id}/retry", post(outbox::retry))
         .route("/admin/events", get(outbox::events_dead))
+        .route("/admin/sync", get(sync::runs))
+        .route("/admin/sync/{id}", get(sync::run))
         .route("/admin/events/{uuid}/retry", post(outbox::events_retry))
         .route("/static/console.css", get(css))
         .route("/static/console.js", get(js))

@@ -258,3 +258,41 @@ pub struct EventsDead {
     pub l: Layout,
     pub rows: Vec<EventRow>,
 }
+
+pub struct RunRow {
+    pub id: String,
+    pub started: Time,
+    pub mode: String,
+    pub dry_run: bool,
+    pub outcome: String,
+    pub findings: u64,
+    pub changed: u64,
+    pub errors: u64,
+    pub error: String,
+}
+
+pub struct FindingRow {
+    pub finding: String,
+    pub resource: String,
+    pub user: String,
+    pub grant: String,
+    pub action: String,
+    pub outcome: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_sync.html")]
+pub struct SyncRuns {
+    pub l: Layout,
+    pub runs: Vec<RunRow>,
+    pub older: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_sync_run.html")]
+pub struct SyncRun {
+    pub l: Layout,
+    pub r: RunRow,
+    pub warnings: Vec<String>,
+    pub findings: Vec<FindingRow>,
+}

@@ -204,6 +204,13 @@ async fn auditors_see_grants_and_the_verified_audit_chain(db: Db) {
     // An auditor reads but does not retry.
     let failed = carol.get("/admin/failed").await;
     assert!(failed.body.contains("No failed grants"));
+    let sync = carol.get("/admin/sync").await;
+    assert_eq!(sync.status, StatusCode::OK, "{}", sync.body);
+    assert!(sync.body.contains("No sync has run yet") || sync.body.contains("/admin/sync/"));
+    assert_eq!(
+        carol.get("/admin/sync/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
     // Dead letters are for admins (bob), not auditors.
     assert_eq!(
         carol.get("/admin/outbox").await.status,

@@ -262,6 +262,7 @@ async fn request_approve_see_and_revoke_in_real_browsers() {
         ("/admin/audit", "13-admin-audit"),
         ("/admin/outbox", "13b-admin-dead-letters"),
         ("/admin/events", "13c-admin-inbound-dead-letters"),
+        ("/admin/sync", "13d-admin-sync-runs"),
     ] {
         bob.goto(&format!("{base}{path}")).await.unwrap();
         shot(&bob, name).await;

@@ -72,6 +72,7 @@ pub struct Config {
     pub policy: crate::policy::PolicyConfig,
     pub okta: crate::okta::OktaConfig,
     pub requests: crate::requests::RequestsConfig,
+    pub console: crate::console::ConsoleConfig,
     pub notify: crate::notify::NotifyConfig,
     pub outbox: crate::outbox::OutboxConfig,
     pub outbound: crate::outbox::webhook::OutboundConfig,
@@ -233,6 +234,7 @@ impl Config {
             &self.database.password_file,
         )?;
         self.okta.resolve_secrets()?;
+        self.console.resolve_secrets()?;
         for (i, e) in self.outbound.endpoints.iter_mut().enumerate() {
             resolve_secret(
                 &format!("outbound.endpoints[{i}].secret"),
@@ -318,6 +320,7 @@ impl Config {
         errors.extend(self.scheduler.validate());
         errors.extend(self.sync.validate());
         errors.extend(self.okta.validate());
+        errors.extend(self.console.validate());
         errors.extend(self.outbound.validate());
         errors.extend(self.callbacks.validate());
         if self.outbox.max_attempts == 0 || self.outbox.max_attempts > 100 {

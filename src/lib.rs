@@ -19,6 +19,7 @@ pub mod callbacks;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod drift;
@@ -65,6 +66,8 @@ pub enum RunError {
     Policy(Vec<policy::PolicyError>),
     #[error("the Okta client cannot be built")]
     Okta(#[from] crate::okta::OktaError),
+    #[error("the console cannot start")]
+    Console(#[from] console::ConsoleError),
     #[error("the Slack client cannot be built")]
     Slack(#[from] crate::slack::SlackError),
     #[error("invalid configuration: {0}")]
@@ -166,6 +169,8 @@ pub async fn run_with(
         svc.spawn_checks(&tasks, config.requests.check_interval);
         svc
     });
+    let addr = listener.local_addr().map_err(RunError::Serve)?;
+    let console = console::start(&config, addr, clock.clone(), store.clone(), &tasks)?;
     // Slack is a channel over the requests service: off without Okta or without `[slack]`.
     let slack = slack::start(&config.slack, requests.as_ref(), &tasks)?;
     let mut channels = notify_channels(&config, &clock)?;
@@ -199,11 +204,11 @@ pub async fn run_with(
         callbacks: Arc::new(callbacks::Verifier::new(&config.callbacks)),
         okta,
         scheduler,
+        console,
         events,
         slack,
     };
     let app = http::router(state);
-    let addr = listener.local_addr().map_err(RunError::Serve)?;
     tracing::info!(%addr, database = %store::redact_url(&config.database.url), "jit-broker listening");
 
     // Shutdown order: the signal cancels background tasks and tells axum to stop accepting;

@@ -116,6 +116,8 @@ pub struct SimConfig {
     pub rate_limits: RateLimitConfig,
     pub faults: FaultConfig,
     pub oauth: Option<OAuthConfig>,
+    /// Web applications that may sign people in with OIDC (default: `jit-console`).
+    pub oidc_clients: Vec<crate::oidc::OidcClient>,
     /// Seeds ids of created objects, fault draws and duplicate deliveries.
     pub rng_seed: u64,
     pub hooks: HookConfig,
@@ -137,6 +139,7 @@ impl Default for SimConfig {
             rate_limits: RateLimitConfig::default(),
             faults: FaultConfig::default(),
             oauth: None,
+            oidc_clients: vec![crate::oidc::OidcClient::default()],
             rng_seed: 7,
             hooks: HookConfig::default(),
             strict_duplicate_app_assign: false,

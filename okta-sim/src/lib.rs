@@ -21,6 +21,7 @@ pub mod http_util;
 pub mod ids;
 mod middleware;
 pub mod oauth;
+pub mod oidc;
 pub mod pagination;
 pub mod ratelimit;
 pub mod routes;
@@ -77,6 +78,7 @@ pub async fn spawn_on(config: SimConfig, listener: TcpListener) -> Result<SimHan
         .clone()
         .map(oauth::OAuthState::new)
         .transpose()?;
+    let oidc = oidc::OidcState::new(config.oidc_clients.clone()).map_err(SimError::OAuthKey)?;
     let tokens: HashMap<String, SimToken> = config
         .tokens
         .iter()
@@ -89,6 +91,7 @@ pub async fn spawn_on(config: SimConfig, listener: TcpListener) -> Result<SimHan
         base_url: base_url.clone(),
         tokens,
         oauth,
+        oidc: Some(oidc),
         limiter: ratelimit::RateLimiter::new(config.rate_limits.clone()),
         faults: faults::Faults::new(config.faults.clone(), config.rng_seed, ids::now_ms()),
         counters: sim::Counters::default(),
@@ -125,6 +128,7 @@ fn build_router(sim: Arc<Sim>) -> Router {
         ));
     Router::new()
         .merge(api)
+        .merge(oidc::router())
         .nest("/_sim", control::router())
         .fallback(|| async { OktaError::not_found("resource", "Route") })
         .method_not_allowed_fallback(|| async {
@@ -244,6 +248,21 @@ impl SimHandle {
 
     pub fn hook_deliveries(&self) -> Vec<hooks::Delivery> {
         self.sim.hooks.deliveries()
+    }
+
+    /// Spoils the next ID token the OIDC token endpoint issues (tests of relying parties).
+    pub fn oidc_tamper_next(&self, t: oidc::Tamper) {
+        if let Some(o) = &self.sim.oidc {
+            o.tamper_next(t);
+        }
+    }
+
+    /// Moves every OIDC sign-in `by` into the past, as if people had signed in that much
+    /// earlier (for `max_age` and step-up tests).
+    pub fn oidc_age_sessions(&self, by: std::time::Duration) {
+        if let Some(o) = &self.sim.oidc {
+            o.age_sessions(i64::try_from(by.as_millis()).unwrap_or(i64::MAX));
+        }
     }
 
     /// Stops the server, hung requests and hook deliveries, and waits for them.

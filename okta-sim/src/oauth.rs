@@ -67,6 +67,9 @@ pub struct TokenForm {
     scope: Option<String>,
     client_assertion_type: Option<String>,
     client_assertion: Option<String>,
+    /// The `authorization_code` grant's fields (OIDC sign-in, see `oidc`).
+    #[serde(flatten)]
+    code: crate::oidc::CodeForm,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,7 +87,15 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     )
 }
 
-pub async fn token(State(sim): State<Arc<Sim>>, Form(form): Form<TokenForm>) -> Response {
+pub async fn token(
+    State(sim): State<Arc<Sim>>,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    // One token endpoint serves both grants, as Okta's org authorization server does.
+    if form.grant_type.as_deref() == Some("authorization_code") {
+        return crate::oidc::token_for_code(&sim, &headers, form.code);
+    }
     let Some(st) = sim.oauth.as_ref() else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,

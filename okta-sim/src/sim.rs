@@ -116,6 +116,7 @@ pub struct Sim {
     pub base_url: String,
     pub tokens: HashMap<String, SimToken>,
     pub oauth: Option<OAuthState>,
+    pub oidc: Option<crate::oidc::OidcState>,
     pub limiter: RateLimiter,
     pub faults: Faults,
     pub counters: Counters,

@@ -62,6 +62,8 @@ pub struct AppState {
     pub okta: Option<crate::okta::OktaClient>,
     /// The expiry worker; `None` when there is no grants service to hand due grants to.
     pub scheduler: Option<crate::scheduler::Scheduler>,
+    /// The web console; `None` when `[console]` is not configured.
+    pub console: Option<crate::console::Console>,
     /// The Okta event hook intake (`/hooks/okta`).
     pub events: crate::events::Events,
     /// `None` unless `[slack]` and Okta are configured: the Slack hooks answer 404.
@@ -98,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(grants::routes())
         .merge(requests::routes())
+        .merge(crate::console::routes(&state))
         .merge(outbox::routes())
         .merge(crate::callbacks::routes())
         .merge(crate::events::http::routes())

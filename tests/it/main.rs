@@ -9,6 +9,7 @@ mod helpers;
 
 mod audit;
 mod config;
+mod console;
 #[cfg(feature = "demo")]
 mod demo;
 mod deploy;

@@ -1,0 +1,74 @@
+//! The simulator's fixed ID-token signing keys.
+//!
+//! Why it exists: the OIDC endpoints sign RS256 ID tokens and publish the public half as a JWKS.
+//! A fixed key keeps runs reproducible and starts instantly (generating RSA keys in a debug build
+//! is slow). `FOREIGN` is a second key the simulator never publishes, used only to forge tokens
+//! in tests of the relying party.
+//!
+//! What it must never do: be trusted by anything but a test or a demo: these private keys are
+//! public.
+
+/// The published signing key (PKCS#8 PEM) and its JWK fields.
+pub const SIGNING_PEM: &str = r"-----BEGIN PRIVATE KEY-----
+MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQCf4uiMNBAilPWc
+dDhr+SC1hv3Qltbnv5ySlKMAO5mfhHV11phLgC3dyXbfw5V495COJVZeRFZhEwiu
+oR1bCzmHY/mRd+vNmxdUoG2euE1RuSPpnAnfMXRKoazsTb1vidh5+V+809oSZFnt
+sI640ICMsFmR0tHNOlXBz/qMEIpGXao1mtiEWRBUMkpZbfmY8iOEwIqTc1qwqkht
+GbK/8DIDMnquxCTlBfVYB4+YKGhQ9onACT5IVGhdDtdtpIj7Ts0Mt/grzsCtIR4w
+7R0RHtaoSHZEKPXGbj8AK+PoD0I0obykXVwHS/4Iqctscuhwrg2/vte1ipxmkV7t
+RkBd37oRAgMBAAECggEABQ56EvplNZLHHxxAhI8BInyTHmZcLuwibt2rN2CrKnOt
+UKgUHPSAKYQrnEa6ksl8QDfyE/0j9jdR46P4zQj9LXOopZnIqAdVpOQwqKpk15wm
+r0azZo771zhnGE9vxE1JvrciTf3X5xOsEcEEYoKa7i14R7exJu/HXTUkqWAEiivI
+tEJHtcDCUvy9/qG+sply9+MFrbM1R0UIXMuDcGXNXzSdzFT2OJBW8FiiCq9y15x2
+fVnsSY6h70JbOOI3009Q1j6OsPyfbRcgseptnYenyMTBBtx30C0C0wocc6laGsoj
+QID2Z+tqVx37ByC6+2Bmu6byuq6JKB/FksA8tEgJgQKBgQDQOD9DbBMMRzSTlrfo
+D2ZEpXu47zzrJsNWvPf5+OH7oZsQzTRa6SMdYAMFcQ3dUWTHAU/FOeMi0vsVg5LI
+3yAVaQITNNPG8CjkAukPhZyU8/Er22YIdk1eW8yM7AhFBWwjsvtSojm5VFjqFssE
+vLZa31D3w4+6oHdoO3/ZAz0UOQKBgQDEk1hK5qVbnHaNa4srRIandLhQxR9CW0Ik
+RFymQv2wst0ymFk16PXtC8AQ3Y2h7E4QQFyNydIV9ZRQydxONSfdaAFeT2rouph9
+kitOMDMg9mURJaISXpng4gNYP2guUymnG9g/y8X860fOAxjZO37j3QKecnD6znfJ
+wPMEj/vEmQKBgQDH8Kr3AAlOafWXn0ubX2YxlsI2NCxIFaHPYYexFodRjL4NJS8X
++PTKGU7tY8EPe0ANRDooRczQvM1zvDMwBemWBY6DiN+vESACyrSnPgK8mX5FQdk5
+WPg0GmxSCbhrJqjPoudoUvSg/NigeCCcvOVSX0wtjjEu4TWn9jJu3YhCKQKBgGz5
+8nyzmQBMoTyNXj3CY5P6FSRR45550RUiAOr7QIDw58fgxbQpTgz38qZm7NnTkwNX
+avf/5sPdvTd8cPG6bjtEKV4LUQ1sRJV4ryFNf0rKzgTPhCYC4/PT2F7X5/2mhPTr
+btsPMNeh59DBzsi/Pv07zPPiJdglFit3GEJzP/QhAoGBAJWylnKdwATFO0TNtGag
+oQzObZLMI8ctBgGDru9zUIm6olpP0YVLhbdMXUioePudiTXjvlE+9M9rUey8z/rz
+9HNEWZ0vWR119XgCJeudXlMAsdIBFZMrawL8elNyw1f4bzThX4yzf2rvdq1hLb+N
+GWtTILd4fz9eBHkFZXjotXkn
+-----END PRIVATE KEY-----
+";
+pub const SIGNING_KID: &str = "sim-oidc-1";
+/// The modulus, base64url without padding; the exponent is 65537 (`AQAB`).
+pub const SIGNING_N: &str = "n-LojDQQIpT1nHQ4a_kgtYb90JbW57-ckpSjADuZn4R1ddaYS4At3cl238OVePeQjiVWXkRWYRMIrqEdWws5h2P5kXfrzZsXVKBtnrhNUbkj6ZwJ3zF0SqGs7E29b4nYeflfvNPaEmRZ7bCOuNCAjLBZkdLRzTpVwc_6jBCKRl2qNZrYhFkQVDJKWW35mPIjhMCKk3NasKpIbRmyv_AyAzJ6rsQk5QX1WAePmChoUPaJwAk-SFRoXQ7XbaSI-07NDLf4K87ArSEeMO0dER7WqEh2RCj1xm4_ACvj6A9CNKG8pF1cB0v-CKnLbHLocK4Nv77XtYqcZpFe7UZAXd-6EQ";
+
+/// A key that is never published: tokens signed with it must be refused.
+pub const FOREIGN_PEM: &str = r"-----BEGIN PRIVATE KEY-----
+MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCz8Y+tHjkB30Jj
+7T/4Rlm9vubUrxVOJQ2zwf7Q4JBoLU/OelZrKQj+Bdmy6abZUoKjQ3AQHtunfHvr
+XVD+TOSu+YOiIkXhxdHisyr2TllxQJFnAAA7H/WHQXfJKAiDs15cAeCDtISbESyW
+MOaLrYlSHAzk+Z7bnSKEc0gavb71XKjey7UCZ7GF3HSXH7GQIhz2RXAtzzPAk2Lz
+IabhzlwKsSdV+fCcc/pAXAsDJ+c7LswISnPr8JN0qXZ3dQNJQkrfmHWEvLAXs6Tj
+Fr9S41tIVSsKcDspquDluXlHoFLzQ7WRIuHd57k1+lFYGzlaRKRK66VX/KFNv4Pg
++FPVY+F5AgMBAAECggEAB4Yj61AWf+9wmVJyXwFWDEe/Fojxm50tN8upsEMx8C4A
+2cUMxJm1JtkvLQd1ctdvEsBY0oIjAU63tPPOCKwSndLDppP6fXVZKgdmCWF/GB8X
+VVa1kim4CWOuTHEJ/ICTnMZC6uh+T1uS+suCc4Tm91Hb8JET2Hv3O9GNyl+nuR7V
+enHKvFKDpSiEkp6c/yE6zxHzFKSdAkL5LvP6nUkOIBmC16jCbPNrY5SmHNJl8rxe
+zC1ygZgNV4UQFKhdn30lnDanzbaDhyEZUKmI3SUL8+q1oCxL//PQO8XRoGNiSXGk
+eoahQ/xwu2WsoDldqyp/CDAu1auTdmRrZ2BZc5g6uQKBgQDddjLqvb9XPx7lDlEE
+qNTrgyYr/ODZu1NOya7Kaifa9Wvnn8vzujC16ndfjry/nPpxe1nogeiUQ6PqVbkp
+i/e1uRw+qpKo18S8a7lqtP2PDR478xJvE+j1vEcwlIGi42Uve5kJY7hu1SHGzecm
++zRQwcf0akocnUltyHq3sUycxQKBgQDQAcMtQ7WcrqCgH1Pfa9gPG72Uy4OwTlNP
+UDGSnM56UtvzZjYp3WQvQCHQZVuyTCRsIxvYsnH/Zk7pEIMXEJjeeGsKwFm5mDtS
+Y9XGagUyVXqFCF7Moa5usvwDh9GLIVrTrp3KqxIynjQs1HkxuGLmm+MzbCs+E2Ur
+EaW2dBHlJQKBgQCDhJZoYZcoMQwf64ihw8Huu0wIA31k0KKAv7VV8AULO4SBYZy1
+eXVEE6Ig1ZuyD3+LtT2Hnt6IbkMB/zafPcg122CytomyS7FCVJcgj6ulMJ0r7Qad
+gK1wggelCgySt4h30mbn9Jiq+Ve9wLntpHFFJE+jDxxEMgRRdiWqwVhGIQKBgEhf
+xJx0SbWpoSP1ooZDjNq86TrjkP+AUUZwfb8opkMzn2pSLxhj+t7h7qIHEl+4VJf3
+o1HDzRxzaZN4dlRJJxeJSJ1mDhIgoMtrB0/RRducmFO/dNS4kOvdhQhpcoR5Z5Pt
+1uNUoLFSEI9kooKlSGw641PaGDWyI+pXapRQUIWtAoGAdZr0i/6vgcMOY03Cm11B
+20LmHd0Zplh3oWtAZA1zToTQ67sdhy7EH9ZskbRPq0EeF/SBTXJCrA5osvrwpm7I
+y22hzsafoQkYBbvbpCSJBBJNXFlqKHeA4fodjTxzQEVp5fL+H6NeG4okniuDYkmL
+W8YU6ZQkbAqSIY2gFuQNqaQ=
+-----END PRIVATE KEY-----
+";

@@ -1,0 +1,196 @@
+//! Sign-in, callback and sign-out.
+//!
+//! Why it exists: the start of a sign-in stores its `state` (hashed), nonce and PKCE verifier
+//! server-side and sends the browser to Okta; the callback takes that row once, has the OIDC
+//! library verify the ID token, reads the person's Okta groups for their console role, and
+//! opens a fresh session (a new cookie on every sign-in, so no session is fixed in advance).
+//!
+//! What it must never do: redirect anywhere but a path on this console after sign-in (no open
+//! redirect), open a session from an unverified token, or keep the old session alive when a
+//! new one starts.
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use super::error::ConsoleError;
+use super::pages::{html, notice, see_other, CsrfOnly, Done, PageError};
+use super::session::{self, NewSession, PendingLogin, Viewer};
+use super::views::{Landing, Layout};
+use super::Console;
+use crate::http::AppState;
+
+/// The longest `max_age` a step-up may ask for.
+const MAX_AGE_LIMIT_S: i64 = 86_400;
+
+fn console(state: &AppState) -> Result<&Console, PageError> {
+    state
+        .console
+        .as_ref()
+        .ok_or_else(|| ConsoleError::NotConfigured.into())
+}
+
+pub async fn home(
+    State(state): State<AppState>,
+    v: Result<Viewer, PageError>,
+    Query(q): Query<Done>,
+) -> Result<Response, PageError> {
+    console(&state)?;
+    if v.is_ok() {
+        return Ok(see_other("/access"));
+    }
+    html(Landing {
+        l: Layout::new("Just-in-time access", "", None).with_notice(notice(q.done.as_deref())),
+    })
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct LoginQuery {
+    return_to: Option<String>,
+    /// Seconds: ask Okta for a sign-in at most this old (step-up).
+    max_age: Option<String>,
+}
+
+/// Only a path on this console: `/x`, never `//host` or `/\host` or a scheme.
+fn safe_return(r: Option<&str>) -> String {
+    match r {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.starts_with("/\\")
+                && p.len() <= 512
+                && !p.chars().any(|c| c.is_control()) =>
+        {
+            p.to_string()
+        }
+        _ => "/access".to_string(),
+    }
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    Query(q): Query<LoginQuery>,
+) -> Result<Response, PageError> {
+    let c = console(&state)?;
+    let max_age = match q.max_age.as_deref() {
+        None | Some("") => None,
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if (0..=MAX_AGE_LIMIT_S).contains(&n) => Some(n),
+            _ => {
+                return Err(ConsoleError::InvalidInput(format!(
+                    "max_age must be a number of seconds from 0 to {MAX_AGE_LIMIT_S}"
+                ))
+                .into())
+            }
+        },
+    };
+    let started = c
+        .oidc
+        .start(max_age.map(|s| std::time::Duration::from_secs(s.unsigned_abs())))
+        .await?;
+    session::save_login(
+        &state.store,
+        state.clock.now_ms(),
+        &started.state,
+        &PendingLogin {
+            nonce: started.nonce,
+            pkce_verifier: started.pkce_verifier,
+            return_to: safe_return(q.return_to.as_deref()),
+        },
+        max_age,
+    )
+    .await?;
+    Ok(see_other(started.url.as_str()))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+pub async fn callback(
+    State(state): State<AppState>,
+    old: Result<Viewer, PageError>,
+    Query(q): Query<CallbackQuery>,
+) -> Result<Response, PageError> {
+    let c = console(&state)?;
+    let now = state.clock.now_ms();
+    let Some(st) = q
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+    else {
+        return Err(ConsoleError::BadState.into());
+    };
+    // Taken before anything else: a state is good for one callback, whatever its outcome.
+    let pending =
+        session::take_login(&state.store, now, st, session::ms(c.cfg.login_timeout)).await?;
+    if let Some(e) = q.error.as_deref() {
+        return Err(ConsoleError::SignInRejected(format!("Okta answered `{e}`")).into());
+    }
+    let code = q
+        .code
+        .as_deref()
+        .filter(|c| !c.is_empty() && c.len() <= 1024)
+        .ok_or_else(|| ConsoleError::SignInRejected("no code".into()))?;
+    let id = c
+        .oidc
+        .finish(code, &pending.nonce, &pending.pkce_verifier)
+        .await?;
+    // Roles from Okta group membership, read now (a person removed from the admin group loses
+    // the role at their next sign-in, and sessions end within the absolute timeout).
+    let (user_id, admin, auditor) = match state.requests.as_ref() {
+        Some(svc) => {
+            let user = svc.directory().user(&id.subject).await?;
+            let groups = svc.directory().groups_fresh(&user.id).await?;
+            let any = |list: &[String]| list.iter().any(|g| groups.contains(g));
+            (
+                user.id.clone(),
+                any(&c.cfg.admin_groups),
+                any(&c.cfg.auditor_groups),
+            )
+        }
+        None => (id.subject.clone(), false, false),
+    };
+    if let Ok(old) = old {
+        session::delete(&state.store, &old).await?;
+    }
+    let cookie = session::create(
+        &state.store,
+        now,
+        NewSession {
+            login: &id.login,
+            user_id: &user_id,
+            name: &id.name,
+            admin,
+            auditor,
+            auth_time_ms: id.auth_time_ms,
+        },
+    )
+    .await?;
+    tracing::info!(login = %id.login, admin, auditor, "console sign-in");
+    let mut resp = see_other(&pending.return_to);
+    if let Some(v) = session::set_cookie(&cookie, c.secure_cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    v: Viewer,
+    Form(f): Form<CsrfOnly>,
+) -> Result<Response, PageError> {
+    let c = console(&state)?;
+    v.check_csrf(&f.csrf)?;
+    session::delete(&state.store, &v).await?;
+    let mut resp = see_other("/?done=signed_out").into_response();
+    let clear = session::clear_cookie(c.secure_cookie)
+        .unwrap_or(HeaderValue::from_static("jit_session=; Max-Age=0; Path=/"));
+    resp.headers_mut().insert(header::SET_COOKIE, clear);
+    Ok(resp)
+}

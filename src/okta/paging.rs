@@ -157,6 +157,28 @@ impl OktaClient {
         self.paginate::<WireUser, User>("list_users", T_USERS, first, p)
     }
 
+    /// Users whose profile email is `email` (Okta's `search`, exact and case-insensitive): how a
+    /// person is found when their login is not their email address. An email with a quote or a
+    /// backslash matches nobody (it could not be written into the expression safely).
+    pub fn find_users_by_email(
+        &self,
+        email: &str,
+        p: Priority,
+    ) -> BoxStream<'_, Result<User, OktaError>> {
+        let first = if email.contains(['"', '\\']) || email.chars().any(char::is_control) {
+            Err(OktaError::InvalidId(email.to_string()))
+        } else {
+            self.url(
+                &["api", "v1", "users"],
+                &[
+                    self.limit(MAX_USERS),
+                    ("search", format!("profile.email eq \"{email}\"")),
+                ],
+            )
+        };
+        self.paginate::<WireUser, User>("search_users", T_USERS, first, p)
+    }
+
     /// Users with the profile fields reviews need. `updated_since`: only users whose
     /// `lastUpdated` is later (Okta's `filter=lastUpdated gt "…"`), the sync's delta read.
     pub fn list_user_records(

@@ -48,7 +48,8 @@ impl Directory {
         }
     }
 
-    /// The Okta user behind a login or id, which must exist.
+    /// The Okta user behind a login or id (or, failing both, the one user with that email),
+    /// which must exist.
     pub async fn user(&self, login_or_id: &str) -> Result<User, RequestError> {
         let u = login_or_id.trim();
         if u.is_empty() || u.len() > 255 || u.chars().any(|c| c.is_control() || c == '/') {
@@ -56,10 +57,24 @@ impl Directory {
                 "user must be an Okta user id or login".into(),
             ));
         }
-        self.okta
-            .get_user(u, Priority::Grant)
-            .await?
-            .ok_or_else(|| RequestError::UnknownUser(u.to_string()))
+        if let Some(user) = self.okta.get_user(u, Priority::Grant).await? {
+            return Ok(user);
+        }
+        // Not a login or id: in orgs where logins are not email addresses, a person (a Slack
+        // user, say) is known by their email. It must name exactly one user.
+        if u.contains('@') {
+            use futures::TryStreamExt;
+            let found: Vec<User> = self
+                .okta
+                .find_users_by_email(u, Priority::Grant)
+                .try_collect()
+                .await?;
+            let mut live = found.into_iter().filter(|f| f.status != "DEPROVISIONED");
+            if let (Some(one), None) = (live.next(), live.next()) {
+                return Ok(one);
+            }
+        }
+        Err(RequestError::UnknownUser(u.to_string()))
     }
 
     /// Group ids of `user_id`, from the cache when young enough.

@@ -11,6 +11,7 @@
 //! change a decision after the campaign closed, remove access through a second removal path, or
 //! mark an access that cannot be removed per user (inherited from a group) as done.
 
+pub mod cli;
 pub mod http;
 pub mod remediation;
 pub mod repo;

@@ -3,6 +3,7 @@
 //! logins (a reviewer's token decides as that person); the due date is reached by a service on
 //! a clock ahead, calling `check_once` as the periodic task does.
 
+mod cli;
 mod input;
 
 use std::time::Duration;

@@ -160,6 +160,11 @@ impl ReviewService {
                 });
             }
         }
+        // Who reviews how many: what the `review.opened` notice tells each reviewer.
+        let mut reviewers = std::collections::BTreeMap::<&str, u64>::new();
+        for i in &items {
+            *reviewers.entry(i.reviewer.as_str()).or_default() += 1;
+        }
         let entry = audit::append(
             &mut tx,
             self.grants.clock(),
@@ -171,6 +176,7 @@ impl ReviewService {
                     "name": req.name, "resources": resources.iter().map(|r| &r.name).collect::<Vec<_>>(),
                     "reviewer": req.reviewer, "fallback": req.fallback, "due_at": due_at,
                     "default": req.default.as_str(), "items": items.len(),
+                    "reviewers": reviewers,
                 }),
             ),
         )
@@ -372,6 +378,21 @@ impl ReviewService {
             ),
         };
         let closed_at = (to == "closed").then_some(now);
+        if defaulted > 0 {
+            // The owner's alert (`review.overdue`), derived by the notification layer.
+            audit::append(
+                &mut tx,
+                self.grants.clock(),
+                NewEntry::new(
+                    SYSTEM_ACTOR,
+                    "review.overdue",
+                    format!("review:{id}"),
+                    json!({ "owner": c.owner, "name": c.name, "undecided": defaulted,
+                        "default": c.default.as_str(), "fallback": c.fallback }),
+                ),
+            )
+            .await?;
+        }
         if !repo::set_state(&mut tx, id, "open", to, closed_at).await? {
             return Ok(false);
         }

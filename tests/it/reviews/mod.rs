@@ -5,6 +5,7 @@
 
 mod cli;
 mod input;
+mod notify;
 
 use std::time::Duration;
 
@@ -77,7 +78,12 @@ pub fn token_of(login: &str) -> String {
 /// The app with person tokens, the Okta org set up, one sync run, and a grant of payroll to
 /// alice (before the sync, so the inventory explains it by the grant).
 pub async fn env(db: Db) -> Env {
+    env_tweaked(db, |_| {}).await
+}
+
+pub async fn env_tweaked(db: Db, tweak: impl FnOnce(&mut jit_broker::config::Config)) -> Env {
     let e = env_with(db, POLICY, |c| {
+        tweak(c);
         for login in [
             "alice@example.com",
             "bob@example.com",

@@ -96,3 +96,42 @@ async fn review_notices_reach_outbound_events(db: Db) {
 }
 
 both_backends!(review_notices_reach_outbound_events);
+
+/// With Slack, the notices go to the default channel, once per notification.
+async fn review_notices_reach_the_slack_default_channel(db: Db) {
+    use jit_broker::notify::{kinds, Deliverer};
+    let e = crate::slack::env_full(db, false, |_| {}).await;
+    let d = e.slack.deliverer();
+    assert!(d.wants(kinds::REVIEW_OPENED) && d.wants(kinds::REVIEW_OVERDUE));
+    let mut opened = crate::slack::notification(kinds::REVIEW_OPENED, None, None);
+    opened.payload = serde_json::json!({"details": {
+        "name": "Q4 <review>", "items": 5, "reviewers": {"carol@example.com": 4, "dave@example.com": 1}
+    }});
+    d.deliver(&opened).await.unwrap();
+    d.deliver(&opened).await.unwrap();
+    let mut overdue = crate::slack::notification(kinds::REVIEW_OVERDUE, None, None);
+    overdue.payload = serde_json::json!({"details": {
+        "name": "Q4 <review>", "undecided": 2, "default": "keep", "owner": "admin"
+    }});
+    d.deliver(&overdue).await.unwrap();
+    let posts: Vec<Value> = e
+        .fake
+        .ok_calls_of("chat.postMessage")
+        .into_iter()
+        .map(|c| c.body)
+        .collect();
+    assert_eq!(posts.len(), 2, "{posts:#?}");
+    assert!(posts.iter().all(|p| p["channel"] == "C0DEFAULT"));
+    let first = posts[0]["text"].as_str().unwrap();
+    assert!(
+        first.contains("Q4 &lt;review&gt;") && first.contains("carol@example.com"),
+        "{first}"
+    );
+    let second = posts[1]["text"].as_str().unwrap();
+    assert!(
+        second.contains("overdue") && second.contains("2 item(s) undecided"),
+        "{second}"
+    );
+}
+
+both_backends!(review_notices_reach_the_slack_default_channel);

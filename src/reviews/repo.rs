@@ -444,3 +444,31 @@ pub async fn audit_range(
         head.try_get("hash")?,
     ))
 }
+
+/// Items of campaigns not yet closed, by state (`undecided`, `keep`, `revoke`), and how many
+/// undecided ones are past their campaign's due date.
+pub async fn open_item_states(
+    conn: &mut AnyConnection,
+    now: i64,
+) -> Result<(Vec<(String, i64)>, i64), ReviewError> {
+    let rows = sqlx::query(
+        "SELECT COALESCE(i.decision, 'undecided') AS state, COUNT(*) AS n FROM review_items i \
+         JOIN review_campaigns c ON c.id = i.campaign_id WHERE c.state <> 'closed' \
+         GROUP BY COALESCE(i.decision, 'undecided')",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let states = rows
+        .iter()
+        .map(|r| Ok((r.try_get::<String, _>("state")?, r.try_get::<i64, _>("n")?)))
+        .collect::<Result<Vec<_>, ReviewError>>()?;
+    let overdue: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM review_items i JOIN review_campaigns c ON c.id = i.campaign_id \
+         WHERE c.state <> 'closed' AND c.due_at <= $1 AND i.decision IS NULL",
+    )
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get(0)?;
+    Ok((states, overdue))
+}

@@ -356,7 +356,20 @@ impl ReviewService {
             }
         }
         self.remediate_pending().await?;
+        self.record_gauges(now).await?;
         Ok(moved)
+    }
+
+    /// `jit_review_open_items{state}` and `jit_review_overdue_items`, refreshed each check.
+    async fn record_gauges(&self, now: i64) -> Result<(), ReviewError> {
+        let mut conn = self.conn().await?;
+        let (states, overdue) = repo::open_item_states(&mut conn, now).await?;
+        for s in ["undecided", "keep", "revoke"] {
+            let n = states.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+            metrics::gauge!("jit_review_open_items", "state" => s).set(n as f64);
+        }
+        metrics::gauge!("jit_review_overdue_items").set(overdue as f64);
+        Ok(())
     }
 
     /// At the due date: `keep`/`revoke` decide the undecided items and close the campaign (its

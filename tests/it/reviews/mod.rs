@@ -522,6 +522,16 @@ async fn undecided_items_follow_keep_and_escalate(db: Db) {
         .get(&format!("/v1/reviews/{eid}/report?format=json"))
         .await;
     assert_eq!(r["counts"]["undecided"], 4);
+    // Metrics are process-wide (other tests run alongside): their presence is what is checked.
+    let m = e.app.metrics().await;
+    for name in [
+        "jit_review_open_items{state=\"undecided\"}",
+        "jit_review_overdue_items",
+        "jit_review_decisions_total{decision=\"revoke\"}",
+        "jit_review_remediations_total{outcome=\"done\"}",
+    ] {
+        assert!(m.contains(name), "{name} missing from /metrics");
+    }
     assert_eq!(r["counts"]["read_back_gone"], 1);
     e.audit_ok().await;
 }

@@ -4,7 +4,8 @@
 //! through the grants service (the same path as an expiry); standing or unexplained access is
 //! removed through `grants::provision::remove_access` (the revocation lane the drift reaction
 //! uses) under the grants' per-(user, access) lock, so no grant can be provisioning it meanwhile.
-//! Then Okta is read again and the item records whether the access is really gone.
+//! Then Okta is read again (a separate pass, [`ReviewService::read_back_pending`]) and the item
+//! records whether the access is really gone.
 //!
 //! What it must never do: remove access through any other path, or mark an access that cannot be
 //! removed per user (an app assignment inherited from a group) as done: it is `flagged` with the
@@ -78,32 +79,52 @@ impl ReviewService {
             .await?;
             tx.commit().await?;
             metrics::counter!("jit_review_remediations_total", "outcome" => state).increment(1);
-            // Read back what Okta says now; a failure to read leaves `read_back` empty (the
-            // report shows it as not yet confirmed) rather than guessing.
-            match self.holds(&item).await {
-                Ok(holds) => {
-                    let now = self.grants().clock().now_ms();
-                    let mut tx = self.grants().store().begin().await?;
-                    let rb = if holds { "present" } else { "gone" };
-                    repo::set_read_back(&mut tx, &campaign, item.item_id, rb, now).await?;
-                    audit::append(
-                        &mut tx,
-                        self.grants().clock(),
-                        NewEntry::new(
-                            SYSTEM_ACTOR,
-                            "review.read_back",
-                            format!("review:{campaign}"),
-                            json!({ "item": item.item_id, "user_id": item.user_id, "read_back": rb }),
-                        ),
-                    )
-                    .await?;
-                    tx.commit().await?;
-                }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Reads Okta back for carried-out and flagged revokes not yet confirmed, and records
+    /// whether the access is gone. A separate pass on the read lane: removals are never held up
+    /// by reads, and a read that fails is simply retried by the next pass.
+    pub async fn read_back_pending(&self) -> Result<usize, ReviewError> {
+        let pending = {
+            let mut conn = self
+                .grants()
+                .store()
+                .reads()
+                .acquire()
+                .await
+                .map_err(crate::store::StoreError::Query)?;
+            repo::pending_read_backs(&mut conn, BATCH).await?
+        };
+        let mut n = 0;
+        for (campaign, item) in pending {
+            let holds = match self.holds(&item).await {
+                Ok(h) => h,
                 Err(e) => {
                     tracing::warn!(campaign = %campaign, item = item.item_id, error = %e,
-                        "cannot read Okta back after a review revoke");
+                        "cannot read Okta back after a review revoke; retrying on the next pass");
+                    continue;
                 }
-            }
+            };
+            let now = self.grants().clock().now_ms();
+            let rb = if holds { "present" } else { "gone" };
+            let mut tx = self.grants().store().begin().await?;
+            repo::set_read_back(&mut tx, &campaign, item.item_id, rb, now).await?;
+            audit::append(
+                &mut tx,
+                self.grants().clock(),
+                NewEntry::new(
+                    SYSTEM_ACTOR,
+                    "review.read_back",
+                    format!("review:{campaign}"),
+                    json!({ "item": item.item_id, "user_id": item.user_id, "read_back": rb }),
+                ),
+            )
+            .await?;
+            tx.commit().await?;
+            metrics::counter!("jit_review_read_backs_total", "read_back" => rb).increment(1);
             n += 1;
         }
         Ok(n)

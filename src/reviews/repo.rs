@@ -218,6 +218,24 @@ pub async fn pending_remediations(
         .collect()
 }
 
+/// Carried-out or flagged revokes whose Okta read-back is not recorded yet.
+pub async fn pending_read_backs(
+    conn: &mut AnyConnection,
+    limit: i64,
+) -> Result<Vec<(String, Item)>, ReviewError> {
+    let rows = sqlx::query(&format!(
+        "SELECT campaign_id, {ITEM_COLS} FROM review_items \
+         WHERE remediation IN ('done', 'flagged') AND read_back IS NULL \
+         ORDER BY campaign_id, item_id LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<String, _>("campaign_id")?, item(r)?)))
+        .collect()
+}
+
 pub async fn set_decision(
     tx: &mut Tx,
     campaign: &str,
@@ -240,6 +258,17 @@ pub async fn set_decision(
     .execute(tx.conn())
     .await?;
     Ok(())
+}
+
+/// Locks a campaign that is not closed for the rest of the transaction; false when it is closed.
+pub async fn hold_open(tx: &mut Tx, campaign: &str) -> Result<bool, ReviewError> {
+    let r = sqlx::query(
+        "UPDATE review_campaigns SET state = state WHERE id = $1 AND state <> 'closed'",
+    )
+    .bind(campaign)
+    .execute(tx.conn())
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// Moves a campaign from `from` to `to`; false when another caller moved it first.

@@ -256,7 +256,10 @@ impl ReviewService {
         let c = repo::get_campaign(tx.conn(), id)
             .await?
             .ok_or_else(|| ReviewError::UnknownCampaign(id.into()))?;
-        if c.state == "closed" {
+        // Takes the campaign row's lock (PostgreSQL; SQLite has one writer anyway) so a close
+        // cannot commit between this check and the decisions: a decision is either before the
+        // close (and remediated with it) or refused.
+        if c.state == "closed" || !repo::hold_open(&mut tx, id).await? {
             return Err(ReviewError::Closed(id.into()));
         }
         let all = repo::items(tx.conn(), id, None).await?;
@@ -356,6 +359,7 @@ impl ReviewService {
             }
         }
         self.remediate_pending().await?;
+        self.read_back_pending().await?;
         self.record_gauges(now).await?;
         Ok(moved)
     }

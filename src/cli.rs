@@ -46,6 +46,9 @@ pub enum Command {
     /// Requests: list, show, approve, deny, cancel (the same checks as the API).
     #[command(subcommand)]
     Requests(crate::requests::cli::RequestsCommand),
+    /// Access reviews: create, list, show, report (the same checks as the API).
+    #[command(subcommand)]
+    Reviews(crate::reviews::cli::ReviewsCommand),
     /// Okta set-up: `okta event-hook register --url …`, `okta event-hook status`.
     #[command(subcommand)]
     Okta(crate::events::cli::OktaCommand),
@@ -189,6 +192,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Requests(cmd) => {
             let config = load(cli.config)?;
             crate::requests::cli::run(config, cmd).await
+        }
+        Command::Reviews(cmd) => {
+            let config = load(cli.config)?;
+            crate::reviews::cli::run(config, cmd).await
         }
         Command::Okta(cmd) => {
             let config = load(cli.config)?;

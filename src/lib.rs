@@ -34,6 +34,7 @@ pub mod outbox;
 pub mod policy;
 pub mod redis_conn;
 pub mod requests;
+pub mod reviews;
 pub mod scheduler;
 pub mod slack;
 pub mod store;
@@ -189,6 +190,13 @@ pub async fn run_with(
     }
     if let Some(g) = &grants {
         sync::spawn(&tasks, sync::Syncer::new(g.clone(), config.sync.clone()));
+    }
+    if let Some(g) = &grants {
+        reviews::spawn(
+            &tasks,
+            reviews::ReviewService::new(g.clone()),
+            reviews::CHECK_INTERVAL,
+        );
     }
     let state = AppState {
         auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),

@@ -107,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::inventory::routes())
         .merge(crate::sync::routes())
         .merge(crate::slack::routes())
+        .merge(crate::reviews::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))

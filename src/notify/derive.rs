@@ -38,6 +38,8 @@ pub fn kind_of(action: &str) -> Option<&'static str> {
         "grant.revoked" | "grant.removed_externally" => kinds::GRANT_REVOKED,
         "grant.failed" | "grant.aborted" => kinds::GRANT_FAILED,
         a if a.starts_with("drift.") => kinds::DRIFT_DETECTED,
+        "review.created" => kinds::REVIEW_OPENED,
+        "review.overdue" => kinds::REVIEW_OVERDUE,
         _ => return None,
     })
 }

@@ -46,6 +46,10 @@ pub mod kinds {
     pub const GRANT_FAILED: &str = "grant.failed";
     /// Drift found (event hook or sync) and reported or reverted.
     pub const DRIFT_DETECTED: &str = "drift.detected";
+    /// An access review campaign opened (its reviewers and their item counts in `details`).
+    pub const REVIEW_OPENED: &str = "review.opened";
+    /// A campaign reached its due date with undecided items (for its owner).
+    pub const REVIEW_OVERDUE: &str = "review.overdue";
 
     pub const ALL: &[&str] = &[
         REQUEST_CREATED,
@@ -63,6 +67,8 @@ pub mod kinds {
         GRANT_REVOKED,
         GRANT_FAILED,
         DRIFT_DETECTED,
+        REVIEW_OPENED,
+        REVIEW_OVERDUE,
     ];
 }
 

@@ -179,6 +179,33 @@ impl SlackDeliverer {
                 s.post_once(n, &channel, json!({"channel": channel, "text": text}))
                     .await?;
             }
+            // Access reviews: one message to the default channel (as drift); per-reviewer DMs and
+            // reminders are not delivered yet (see docs/reviews.md).
+            kinds::REVIEW_OPENED | kinds::REVIEW_OVERDUE => {
+                let channel = s.config().default_channel.clone();
+                if channel.is_empty() {
+                    return Ok(());
+                }
+                let d = &n.payload["details"];
+                let text = if n.kind == kinds::REVIEW_OPENED {
+                    format!(
+                        "Access review \"{}\" opened: {} item(s) for {}",
+                        d["name"].as_str().unwrap_or("?"),
+                        d["items"],
+                        serde_json::to_string(&d["reviewers"]).unwrap_or_default()
+                    )
+                } else {
+                    format!(
+                        "Access review \"{}\" is overdue: {} item(s) undecided (default: {}); owner {}",
+                        d["name"].as_str().unwrap_or("?"),
+                        d["undecided"],
+                        d["default"].as_str().unwrap_or("?"),
+                        d["owner"].as_str().unwrap_or("?")
+                    )
+                };
+                s.post_once(n, &channel, json!({"channel": channel, "text": esc(&text)}))
+                    .await?;
+            }
             _ => {}
         }
         Ok(())
@@ -230,6 +257,8 @@ const WANTED: &[&str] = &[
     kinds::GRANT_REVOKED,
     kinds::GRANT_FAILED,
     kinds::DRIFT_DETECTED,
+    kinds::REVIEW_OPENED,
+    kinds::REVIEW_OVERDUE,
 ];
 
 #[async_trait]

@@ -26,6 +26,7 @@ mod okta_limits;
 mod policy;
 mod redis_ha;
 mod requests;
+mod reviews;
 mod scheduler;
 mod shutdown;
 mod slack;

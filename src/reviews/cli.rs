@@ -1,0 +1,162 @@
+//! `jit-broker reviews create|list|show|report`: access review campaigns from the command line,
+//! through the same [`ReviewService`] as the API (same checks, same audit entries).
+//!
+//! Exit codes: 0 done, 1 refused (unknown campaign, invalid campaign), 2 usage or error. The
+//! report goes to stdout (or `--output`), so it can be piped to an auditor's tooling.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Subcommand, ValueEnum};
+
+use super::service::CreateCampaign;
+use super::{report, DefaultAction, ReviewService, ReviewerRule};
+use crate::config::Config;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DefaultArg {
+    Keep,
+    Revoke,
+    Escalate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewsCommand {
+    /// Create a campaign; its items are snapshotted from the inventory now.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Policy resource names, comma-separated, or `*` for every managed resource.
+        #[arg(long, value_delimiter = ',', required = true)]
+        resources: Vec<String>,
+        /// `approvers` (the resource's approvers) or one person's Okta login.
+        #[arg(long, default_value = "approvers")]
+        reviewer: String,
+        /// Reviews what the rule cannot assign, and every reviewer's own access.
+        #[arg(long)]
+        fallback: String,
+        /// The due date, RFC 3339.
+        #[arg(long)]
+        due: String,
+        /// What happens to items nobody decided by the due date.
+        #[arg(long, value_enum)]
+        default: DefaultArg,
+        /// Recorded as the campaign's owner in the audit log.
+        #[arg(long = "as", default_value = "cli")]
+        as_login: String,
+    },
+    /// List campaigns, newest first.
+    List,
+    /// Print one campaign with its counts and audit range as JSON.
+    Show { id: String },
+    /// Print a campaign's evidence report.
+    Report {
+        id: String,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+}
+
+pub async fn run(config: Config, cmd: ReviewsCommand) -> anyhow::Result<ExitCode> {
+    let store = Store::connect(&config.database).await?;
+    let grants = crate::grants::cli::service(&config, store).await?;
+    let svc = ReviewService::new(grants);
+    let r = run_with(&svc, cmd).await;
+    svc.grants().store().close().await;
+    r
+}
+
+async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<ExitCode> {
+    let out = match cmd {
+        ReviewsCommand::Create {
+            name,
+            resources,
+            reviewer,
+            fallback,
+            due,
+            default,
+            as_login,
+        } => {
+            let reviewer = if reviewer == "approvers" {
+                ReviewerRule::Approvers
+            } else {
+                ReviewerRule::Person { login: reviewer }
+            };
+            let default = match default {
+                DefaultArg::Keep => DefaultAction::Keep,
+                DefaultArg::Revoke => DefaultAction::Revoke,
+                DefaultArg::Escalate => DefaultAction::Escalate,
+            };
+            let req = CreateCampaign {
+                name,
+                resources,
+                reviewer,
+                fallback,
+                due_at: due,
+                default,
+            };
+            svc.create(&as_login, req)
+                .await
+                .map(|c| serde_json::to_vec_pretty(&c))
+        }
+        ReviewsCommand::List => svc.list().await.map(|l| {
+            let mut s = String::new();
+            for c in &l {
+                s.push_str(&format!(
+                    "{}  {:<10}  due {}  {}\n",
+                    c.id,
+                    c.state,
+                    crate::clock::ms_to_datetime(c.due_at).to_rfc3339(),
+                    c.name
+                ));
+            }
+            Ok(s.into_bytes())
+        }),
+        ReviewsCommand::Show { id } => svc.report(&id).await.map(|mut r| {
+            r.items.clear();
+            serde_json::to_vec_pretty(&r)
+        }),
+        ReviewsCommand::Report { id, format, output } => {
+            let r = match svc.report(&id).await {
+                Ok(r) => r,
+                Err(e) => return refused(e),
+            };
+            let bytes = match format {
+                Format::Json => serde_json::to_vec_pretty(&r)?,
+                Format::Csv => report::to_csv(&r)?,
+            };
+            match output {
+                Some(p) => std::fs::write(&p, &bytes)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?,
+                None => std::io::stdout().write_all(&bytes)?,
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    match out {
+        Ok(bytes) => {
+            std::io::stdout().write_all(&bytes?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => refused(e),
+    }
+}
+
+fn refused(e: super::ReviewError) -> anyhow::Result<ExitCode> {
+    if crate::error::ErrorCode::status(&e).is_client_error() {
+        eprintln!("refused ({}): {e}", crate::error::ErrorCode::code(&e));
+        Ok(ExitCode::from(1))
+    } else {
+        Err(anyhow::Error::new(e))
+    }
+}

@@ -1,0 +1,242 @@
+//! Carrying out `revoke` decisions, then reading Okta back.
+//!
+//! Why it exists: a review is worth nothing if a rejected access stays. A live grant is ended
+//! through the grants service (the same path as an expiry); standing or unexplained access is
+//! removed through `grants::provision::remove_access` (the revocation lane the drift reaction
+//! uses) under the grants' per-(user, access) lock, so no grant can be provisioning it meanwhile.
+//! Then Okta is read again (a separate pass, [`ReviewService::read_back_pending`]) and the item
+//! records whether the access is really gone.
+//!
+//! What it must never do: remove access through any other path, or mark an access that cannot be
+//! removed per user (an app assignment inherited from a group) as done: it is `flagged` with the
+//! reason, for a person to act on.
+
+use serde_json::json;
+
+use super::{repo, Item, ReviewError, ReviewService, SYSTEM_ACTOR};
+use crate::audit::{self, NewEntry};
+use crate::error::ErrorCode;
+use crate::grants::lock::AccessLock;
+use crate::grants::model::access_key;
+use crate::grants::provision;
+use crate::grants::GrantError;
+use crate::okta::{OktaError, Priority};
+use crate::policy::ResourceKind;
+
+/// Pending revokes handled per pass; the next pass takes the rest.
+const BATCH: i64 = 500;
+
+/// What carrying out one revoke came to.
+enum Outcome {
+    Done(String),
+    Flagged(String),
+    Failed(String),
+    /// Retryable (Okta, Redis): stays `pending` for the next pass.
+    Later,
+}
+
+impl ReviewService {
+    /// Carries out pending revokes (of closed campaigns). Durable: the `pending` rows were written
+    /// with the close; a crash or a retryable failure leaves them for the next pass.
+    pub async fn remediate_pending(&self) -> Result<usize, ReviewError> {
+        let pending = {
+            let mut conn = self
+                .grants()
+                .store()
+                .reads()
+                .acquire()
+                .await
+                .map_err(crate::store::StoreError::Query)?;
+            repo::pending_remediations(&mut conn, BATCH).await?
+        };
+        let mut n = 0;
+        for (campaign, item) in pending {
+            let outcome = self.remediate(&campaign, &item).await;
+            let (state, detail) = match outcome {
+                Outcome::Later => continue,
+                Outcome::Done(d) => ("done", d),
+                Outcome::Flagged(d) => ("flagged", d),
+                Outcome::Failed(d) => ("failed", d),
+            };
+            let now = self.grants().clock().now_ms();
+            let mut tx = self.grants().store().begin().await?;
+            repo::set_remediation(&mut tx, &campaign, item.item_id, state, Some(&detail), now)
+                .await?;
+            audit::append(
+                &mut tx,
+                self.grants().clock(),
+                NewEntry::new(
+                    SYSTEM_ACTOR,
+                    "review.remediated",
+                    format!("review:{campaign}"),
+                    json!({
+                        "item": item.item_id, "user_id": item.user_id, "resource": item.resource,
+                        "why": item.why, "outcome": state, "detail": detail,
+                        "decided_by": item.decided_by,
+                    }),
+                ),
+            )
+            .await?;
+            tx.commit().await?;
+            metrics::counter!("jit_review_remediations_total", "outcome" => state).increment(1);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Reads Okta back for carried-out and flagged revokes not yet confirmed, and records
+    /// whether the access is gone. A separate pass on the read lane: removals are never held up
+    /// by reads, and a read that fails is simply retried by the next pass.
+    pub async fn read_back_pending(&self) -> Result<usize, ReviewError> {
+        let pending = {
+            let mut conn = self
+                .grants()
+                .store()
+                .reads()
+                .acquire()
+                .await
+                .map_err(crate::store::StoreError::Query)?;
+            repo::pending_read_backs(&mut conn, BATCH).await?
+        };
+        let mut n = 0;
+        for (campaign, item) in pending {
+            let holds = match self.holds(&item).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(campaign = %campaign, item = item.item_id, error = %e,
+                        "cannot read Okta back after a review revoke; retrying on the next pass");
+                    continue;
+                }
+            };
+            let now = self.grants().clock().now_ms();
+            let rb = if holds { "present" } else { "gone" };
+            let mut tx = self.grants().store().begin().await?;
+            repo::set_read_back(&mut tx, &campaign, item.item_id, rb, now).await?;
+            audit::append(
+                &mut tx,
+                self.grants().clock(),
+                NewEntry::new(
+                    SYSTEM_ACTOR,
+                    "review.read_back",
+                    format!("review:{campaign}"),
+                    json!({ "item": item.item_id, "user_id": item.user_id, "read_back": rb }),
+                ),
+            )
+            .await?;
+            tx.commit().await?;
+            metrics::counter!("jit_review_read_backs_total", "read_back" => rb).increment(1);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn remediate(&self, campaign: &str, item: &Item) -> Outcome {
+        let Some(kind) = ResourceKind::parse(&item.kind) else {
+            return Outcome::Failed(format!("unknown kind `{}`", item.kind));
+        };
+        if kind == ResourceKind::OktaApp && item.scope.as_deref() == Some("GROUP") {
+            return Outcome::Flagged(
+                "app assignment inherited from a group: remove the user from the group that \
+                 assigns the app, or change the group's assignment"
+                    .into(),
+            );
+        }
+        let reason = format!(
+            "access review {campaign}: revoked by {}",
+            item.decided_by.as_deref().unwrap_or(SYSTEM_ACTOR)
+        );
+        if let Some(gid) = &item.grant_id {
+            return match self.grants().revoke(SYSTEM_ACTOR, gid, &reason).await {
+                Ok(g) => Outcome::Done(format!("grant {gid} {}", g.state.as_str())),
+                // The grant row is gone (should not happen): the access is treated as standing.
+                Err(GrantError::NotFound(_)) => self.remove_standing(kind, item).await,
+                Err(e) if e.status().is_client_error() => Outcome::Failed(e.to_string()),
+                Err(e) => {
+                    tracing::warn!(grant = %gid, error = %e, "review revoke of a grant failed; retrying later");
+                    Outcome::Later
+                }
+            };
+        }
+        self.remove_standing(kind, item).await
+    }
+
+    /// Standing or unexplained access: the drift reaction's removal path, under the access lock.
+    async fn remove_standing(&self, kind: ResourceKind, item: &Item) -> Outcome {
+        let rs = (!item.resource_set.is_empty()).then_some(item.resource_set.as_str());
+        let key = access_key(&item.user_id, kind, &item.okta_id, rs);
+        let g = self.grants();
+        let lock = match AccessLock::acquire(g.redis(), &key, g.clock()).await {
+            Ok(l) => l,
+            Err(_) => return Outcome::Later,
+        };
+        let r = lock
+            .hold(async {
+                let role = match kind {
+                    ResourceKind::OktaRole => self.role_assignment(item, Priority::Revoke).await?,
+                    _ => None,
+                };
+                provision::remove_access(
+                    g.okta(),
+                    &item.user_id,
+                    kind,
+                    &item.okta_id,
+                    role.as_deref(),
+                )
+                .await
+            })
+            .await;
+        lock.release().await;
+        match r {
+            Ok(removed) => Outcome::Done(format!("okta {}", removed.as_str())),
+            Err(e) if e.is_retryable() => Outcome::Later,
+            Err(e) => Outcome::Failed(crate::error::chain(&e)),
+        }
+    }
+
+    /// The user's assignment of the item's role, if still there.
+    async fn role_assignment(&self, item: &Item, p: Priority) -> Result<Option<String>, OktaError> {
+        let roles = match self.grants().okta().list_user_roles(&item.user_id, p).await {
+            Ok(r) => r,
+            Err(e) if provision::is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let rs = (!item.resource_set.is_empty()).then_some(item.resource_set.as_str());
+        Ok(roles
+            .into_iter()
+            .find(|r| {
+                item.scope.as_deref() == Some(r.id.as_str())
+                    || match rs {
+                        Some(rs) => {
+                            r.role_id.as_deref() == Some(item.okta_id.as_str())
+                                && r.resource_set.as_deref() == Some(rs)
+                        }
+                        None => r.role_type == item.okta_id,
+                    }
+            })
+            .map(|r| r.id))
+    }
+
+    /// Whether Okta says the user still holds the item's access (read lane).
+    async fn holds(&self, item: &Item) -> Result<bool, OktaError> {
+        let okta = self.grants().okta();
+        let r = match ResourceKind::parse(&item.kind) {
+            Some(ResourceKind::OktaGroup) => {
+                okta.is_group_member(&item.okta_id, &item.user_id, Priority::Read)
+                    .await
+            }
+            Some(ResourceKind::OktaApp) => okta
+                .get_app_user(&item.okta_id, &item.user_id, Priority::Read)
+                .await
+                .map(|a| a.is_some()),
+            Some(ResourceKind::OktaRole) => self
+                .role_assignment(item, Priority::Read)
+                .await
+                .map(|a| a.is_some()),
+            None => Ok(false),
+        };
+        match r {
+            Err(e) if provision::is_not_found(&e) => Ok(false),
+            r => r,
+        }
+    }
+}

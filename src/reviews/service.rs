@@ -1,0 +1,483 @@
+//! The review domain service: campaigns, decisions, closing at the due date. Every channel (HTTP,
+//! CLI) is a thin adapter over it.
+//!
+//! What it must never do: change an item without its audit entry in the same transaction, let a
+//! caller decide an item that is not theirs or their own access, or decide on a closed campaign.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    repo, Campaign, Decision, DefaultAction, Item, ReviewError, ReviewerRule, SYSTEM_ACTOR,
+};
+use crate::audit::{self, NewEntry};
+use crate::grants::GrantService;
+use crate::policy::Resource;
+
+/// How far back "grants in the last 90 days" looks.
+const HISTORY_MS: i64 = 90 * 24 * 3600 * 1000;
+/// Longest comment a reviewer may write.
+pub const MAX_COMMENT: usize = 2_000;
+/// Most decisions in one bulk call.
+pub const MAX_BULK: usize = 1_000;
+const MAX_NAME: usize = 200;
+
+/// `POST /v1/reviews`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCampaign {
+    pub name: String,
+    /// Policy resource names, or `["*"]` for every managed resource.
+    pub resources: Vec<String>,
+    pub reviewer: ReviewerRule,
+    /// Who reviews what the rule cannot assign, and every reviewer's own access.
+    pub fallback: String,
+    /// RFC 3339.
+    pub due_at: String,
+    pub default: DefaultAction,
+}
+
+/// One decision (single or in a bulk body).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideItem {
+    pub item: i64,
+    pub decision: Decision,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// The review service. Cheap to clone.
+#[derive(Clone)]
+pub struct ReviewService {
+    grants: GrantService,
+}
+
+fn check_login(what: &str, s: &str) -> Result<(), ReviewError> {
+    if s.trim().is_empty() || s.len() > 255 || s.chars().any(char::is_control) {
+        return Err(ReviewError::InvalidInput(format!(
+            "{what} must be 1-255 characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl ReviewService {
+    pub fn new(grants: GrantService) -> Self {
+        ReviewService { grants }
+    }
+
+    pub fn grants(&self) -> &GrantService {
+        &self.grants
+    }
+
+    /// Creates a campaign and snapshots its items from the inventory, in one transaction with
+    /// its `review.created` audit entry.
+    pub async fn create(&self, actor: &str, req: CreateCampaign) -> Result<Campaign, ReviewError> {
+        if req.name.trim().is_empty()
+            || req.name.len() > MAX_NAME
+            || req.name.chars().any(char::is_control)
+        {
+            return Err(ReviewError::InvalidInput(format!(
+                "name must be 1-{MAX_NAME} characters without control characters"
+            )));
+        }
+        check_login("fallback", &req.fallback)?;
+        if let ReviewerRule::Person { login } = &req.reviewer {
+            check_login("reviewer.login", login)?;
+        }
+        let due_at = chrono::DateTime::parse_from_rfc3339(&req.due_at)
+            .map_err(|_| ReviewError::InvalidInput("due_at must be an RFC 3339 time".into()))?
+            .timestamp_millis();
+        let now = self.grants.clock().now_ms();
+        if due_at <= now {
+            return Err(ReviewError::InvalidInput(
+                "due_at must be in the future".into(),
+            ));
+        }
+        let policy = self.grants.policy().current();
+        let resources: Vec<Resource> = if req.resources == ["*"] {
+            policy.resources.clone()
+        } else {
+            if req.resources.is_empty() || req.resources.len() > 1_000 {
+                return Err(ReviewError::InvalidInput(
+                    "resources must name 1-1000 policy resources, or be [\"*\"]".into(),
+                ));
+            }
+            let mut v = Vec::new();
+            for name in &req.resources {
+                let r = policy
+                    .get(name)
+                    .ok_or_else(|| ReviewError::UnknownResource(name.clone()))?;
+                if !v.iter().any(|x: &Resource| x.name == r.name) {
+                    v.push(r.clone());
+                }
+            }
+            v
+        };
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.grants.store().begin().await?;
+        if repo::inventory_users(&mut tx).await? == 0 {
+            return Err(ReviewError::NoInventory);
+        }
+        let history = repo::grant_history(&mut tx, now - HISTORY_MS).await?;
+        let mut items = Vec::new();
+        for res in &resources {
+            let rs = res.resource_set.clone().unwrap_or_default();
+            for h in repo::holders(&mut tx, res.kind.as_str(), &res.okta_id, &rs).await? {
+                let (n, last) = history
+                    .get(&(
+                        h.user_id.clone(),
+                        res.kind.as_str().into(),
+                        res.okta_id.clone(),
+                    ))
+                    .map(|(n, l)| (*n, Some(*l)))
+                    .unwrap_or((0, None));
+                let reviewer = reviewer_for(&req.reviewer, res, &h.login, &req.fallback);
+                items.push(Item {
+                    item_id: items.len() as i64 + 1,
+                    user_id: h.user_id,
+                    user_login: h.login,
+                    resource: res.name.clone(),
+                    kind: res.kind.as_str().into(),
+                    okta_id: res.okta_id.clone(),
+                    resource_set: rs.clone(),
+                    scope: h.scope,
+                    why: h.why,
+                    grant_id: h.grant_id,
+                    grants_90d: n,
+                    last_granted_at: last,
+                    reviewer,
+                    decision: None,
+                    comment: None,
+                    decided_by: None,
+                    decided_at: None,
+                    remediation: None,
+                    remediation_detail: None,
+                    remediated_at: None,
+                    read_back: None,
+                    read_back_at: None,
+                });
+            }
+        }
+        // Who reviews how many: what the `review.opened` notice tells each reviewer.
+        let mut reviewers = std::collections::BTreeMap::<&str, u64>::new();
+        for i in &items {
+            *reviewers.entry(i.reviewer.as_str()).or_default() += 1;
+        }
+        let entry = audit::append(
+            &mut tx,
+            self.grants.clock(),
+            NewEntry::new(
+                actor,
+                "review.created",
+                format!("review:{id}"),
+                json!({
+                    "name": req.name, "resources": resources.iter().map(|r| &r.name).collect::<Vec<_>>(),
+                    "reviewer": req.reviewer, "fallback": req.fallback, "due_at": due_at,
+                    "default": req.default.as_str(), "items": items.len(),
+                    "reviewers": reviewers,
+                }),
+            ),
+        )
+        .await?;
+        let c = Campaign {
+            id: id.clone(),
+            name: req.name,
+            owner: actor.into(),
+            resources: resources.iter().map(|r| r.name.clone()).collect(),
+            reviewer: req.reviewer,
+            fallback: req.fallback,
+            default: req.default,
+            due_at,
+            state: "open".into(),
+            created_at: now,
+            closed_at: None,
+            audit_seq_start: entry.seq,
+        };
+        repo::insert_campaign(&mut tx, &c).await?;
+        repo::insert_items(&mut tx, &id, &items).await?;
+        tx.commit().await?;
+        metrics::counter!("jit_review_items_total", "state" => "created")
+            .increment(items.len() as u64);
+        Ok(c)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Campaign, ReviewError> {
+        let mut conn = self.conn().await?;
+        repo::get_campaign(&mut conn, id)
+            .await?
+            .ok_or_else(|| ReviewError::UnknownCampaign(id.into()))
+    }
+
+    pub async fn list(&self) -> Result<Vec<Campaign>, ReviewError> {
+        let mut conn = self.conn().await?;
+        repo::list_campaigns(&mut conn).await
+    }
+
+    pub async fn items(
+        &self,
+        id: &str,
+        reviewer: Option<&str>,
+    ) -> Result<(Campaign, Vec<Item>), ReviewError> {
+        let mut conn = self.conn().await?;
+        let c = repo::get_campaign(&mut conn, id)
+            .await?
+            .ok_or_else(|| ReviewError::UnknownCampaign(id.into()))?;
+        let items = repo::items(&mut conn, id, reviewer).await?;
+        Ok((c, items))
+    }
+
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, ReviewError> {
+        Ok(self
+            .grants
+            .store()
+            .reads()
+            .acquire()
+            .await
+            .map_err(crate::store::StoreError::Query)?)
+    }
+
+    /// Records `decisions` by `reviewer`, all or none, each with its audit entry, in one
+    /// transaction. Every item must be the caller's and not their own access; the campaign must
+    /// not be closed.
+    pub async fn decide(
+        &self,
+        reviewer: &str,
+        id: &str,
+        decisions: &[DecideItem],
+    ) -> Result<Vec<Item>, ReviewError> {
+        if decisions.is_empty() || decisions.len() > MAX_BULK {
+            return Err(ReviewError::InvalidInput(format!(
+                "decisions must hold 1-{MAX_BULK} items"
+            )));
+        }
+        let mut tx = self.grants.store().begin().await?;
+        let c = repo::get_campaign(tx.conn(), id)
+            .await?
+            .ok_or_else(|| ReviewError::UnknownCampaign(id.into()))?;
+        // Takes the campaign row's lock (PostgreSQL; SQLite has one writer anyway) so a close
+        // cannot commit between this check and the decisions: a decision is either before the
+        // close (and remediated with it) or refused.
+        if c.state == "closed" || !repo::hold_open(&mut tx, id).await? {
+            return Err(ReviewError::Closed(id.into()));
+        }
+        let all = repo::items(tx.conn(), id, None).await?;
+        let now = self.grants.clock().now_ms();
+        let mut seen = std::collections::HashSet::new();
+        let mut decided = Vec::new();
+        for d in decisions {
+            if !seen.insert(d.item) {
+                return Err(ReviewError::InvalidInput(format!(
+                    "item {} appears twice",
+                    d.item
+                )));
+            }
+            let item = usize::try_from(d.item - 1)
+                .ok()
+                .and_then(|i| all.get(i))
+                .filter(|i| i.item_id == d.item)
+                .ok_or(ReviewError::UnknownItem(id.into(), d.item))?;
+            if item.user_login.eq_ignore_ascii_case(reviewer) {
+                return Err(ReviewError::SelfReview(d.item));
+            }
+            if !item.reviewer.eq_ignore_ascii_case(reviewer) {
+                return Err(ReviewError::NotYourItem(d.item));
+            }
+            let comment = d
+                .comment
+                .as_deref()
+                .map(str::trim)
+                .filter(|c| !c.is_empty());
+            if comment.is_some_and(|c| {
+                c.len() > MAX_COMMENT || c.chars().any(|ch| ch.is_control() && ch != '\n')
+            }) {
+                return Err(ReviewError::InvalidInput(format!(
+                    "comment must be at most {MAX_COMMENT} bytes of text"
+                )));
+            }
+            if d.decision == Decision::Keep && item.why == "unexplained" && comment.is_none() {
+                return Err(ReviewError::InvalidInput(format!(
+                    "item {}: keeping unexplained access needs a comment",
+                    d.item
+                )));
+            }
+            repo::set_decision(
+                &mut tx,
+                id,
+                d.item,
+                d.decision.as_str(),
+                comment,
+                reviewer,
+                now,
+            )
+            .await?;
+            audit::append(
+                &mut tx,
+                self.grants.clock(),
+                NewEntry::new(
+                    reviewer,
+                    "review.decided",
+                    format!("review:{id}"),
+                    json!({
+                        "item": d.item, "user_id": item.user_id, "user_login": item.user_login,
+                        "resource": item.resource, "why": item.why,
+                        "decision": d.decision.as_str(), "comment": comment,
+                        "previous": item.decision,
+                    }),
+                ),
+            )
+            .await?;
+            let mut i = item.clone();
+            i.decision = Some(d.decision.as_str().into());
+            i.comment = comment.map(str::to_string);
+            i.decided_by = Some(reviewer.into());
+            i.decided_at = Some(now);
+            decided.push(i);
+        }
+        tx.commit().await?;
+        for d in decisions {
+            metrics::counter!("jit_review_decisions_total", "decision" => d.decision.as_str())
+                .increment(1);
+        }
+        Ok(decided)
+    }
+
+    /// Closes every open campaign whose due date has passed (applying its default to undecided
+    /// items), then carries out pending revokes. The periodic task calls it; tests call it with a
+    /// clock ahead. Returns the ids of the campaigns closed or escalated.
+    pub async fn check_once(&self) -> Result<Vec<String>, ReviewError> {
+        let now = self.grants.clock().now_ms();
+        let due = {
+            let mut conn = self.conn().await?;
+            repo::due_campaigns(&mut conn, now).await?
+        };
+        let mut moved = Vec::new();
+        for id in due {
+            if self.close_due(&id, now).await? {
+                moved.push(id);
+            }
+        }
+        self.remediate_pending().await?;
+        self.read_back_pending().await?;
+        self.record_gauges(now).await?;
+        Ok(moved)
+    }
+
+    /// `jit_review_open_items{state}` and `jit_review_overdue_items`, refreshed each check.
+    async fn record_gauges(&self, now: i64) -> Result<(), ReviewError> {
+        let mut conn = self.conn().await?;
+        let (states, overdue) = repo::open_item_states(&mut conn, now).await?;
+        for s in ["undecided", "keep", "revoke"] {
+            let n = states.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+            metrics::gauge!("jit_review_open_items", "state" => s).set(n as f64);
+        }
+        metrics::gauge!("jit_review_overdue_items").set(overdue as f64);
+        Ok(())
+    }
+
+    /// At the due date: `keep`/`revoke` decide the undecided items and close the campaign (its
+    /// revokes queued for remediation in the same transaction); `escalate` hands them to the
+    /// fallback reviewer and leaves the campaign `escalated` (open to their decisions).
+    async fn close_due(&self, id: &str, now: i64) -> Result<bool, ReviewError> {
+        let mut tx = self.grants.store().begin().await?;
+        let Some(c) = repo::get_campaign(tx.conn(), id).await? else {
+            return Ok(false);
+        };
+        let (to, defaulted) = match c.default {
+            DefaultAction::Escalate => (
+                "escalated",
+                repo::escalate_undecided(&mut tx, id, &c.fallback).await?,
+            ),
+            d => (
+                "closed",
+                repo::default_undecided(&mut tx, id, d.as_str(), now).await?,
+            ),
+        };
+        let closed_at = (to == "closed").then_some(now);
+        if defaulted > 0 {
+            // The owner's alert (`review.overdue`), derived by the notification layer.
+            audit::append(
+                &mut tx,
+                self.grants.clock(),
+                NewEntry::new(
+                    SYSTEM_ACTOR,
+                    "review.overdue",
+                    format!("review:{id}"),
+                    json!({ "owner": c.owner, "name": c.name, "undecided": defaulted,
+                        "default": c.default.as_str(), "fallback": c.fallback }),
+                ),
+            )
+            .await?;
+        }
+        if !repo::set_state(&mut tx, id, "open", to, closed_at).await? {
+            return Ok(false);
+        }
+        let queued = if to == "closed" {
+            repo::queue_revokes(&mut tx, id).await?
+        } else {
+            0
+        };
+        audit::append(
+            &mut tx,
+            self.grants.clock(),
+            NewEntry::new(
+                SYSTEM_ACTOR,
+                if to == "closed" { "review.closed" } else { "review.escalated" },
+                format!("review:{id}"),
+                json!({ "default": c.default.as_str(), "undecided": defaulted, "revokes": queued, "fallback": c.fallback }),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Closes a campaign now (its owner's or an admin's call, e.g. an escalated campaign once the
+    /// fallback decided): undecided items stay undecided (nothing is removed for them).
+    pub async fn close(&self, actor: &str, id: &str) -> Result<Campaign, ReviewError> {
+        let mut tx = self.grants.store().begin().await?;
+        let c = repo::get_campaign(tx.conn(), id)
+            .await?
+            .ok_or_else(|| ReviewError::UnknownCampaign(id.into()))?;
+        if c.state == "closed" {
+            return Err(ReviewError::Closed(id.into()));
+        }
+        let now = self.grants.clock().now_ms();
+        if !repo::set_state(&mut tx, id, &c.state, "closed", Some(now)).await? {
+            return Err(ReviewError::Closed(id.into()));
+        }
+        let queued = repo::queue_revokes(&mut tx, id).await?;
+        audit::append(
+            &mut tx,
+            self.grants.clock(),
+            NewEntry::new(
+                actor,
+                "review.closed",
+                format!("review:{id}"),
+                json!({ "revokes": queued, "by": "hand" }),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get(id).await
+    }
+}
+
+/// The reviewer of one holding: the rule's choice unless that is the holder (no self-review),
+/// else the fallback.
+fn reviewer_for(rule: &ReviewerRule, res: &Resource, holder: &str, fallback: &str) -> String {
+    let chosen = match rule {
+        ReviewerRule::Person { login } => Some(login.as_str()),
+        ReviewerRule::Approvers => res
+            .approvers
+            .users
+            .iter()
+            .map(String::as_str)
+            .find(|u| !u.eq_ignore_ascii_case(holder)),
+    };
+    match chosen {
+        Some(r) if !r.eq_ignore_ascii_case(holder) => r.to_string(),
+        _ => fallback.to_string(),
+    }
+}

@@ -27,7 +27,7 @@ pub enum IdentityError {
     UnknownSlackUser,
     #[error("your Slack profile has no confirmed email address, so the broker cannot tell who you are in Okta")]
     NoVerifiedEmail,
-    #[error("no Okta user has the login {0}; ask an administrator to link your accounts")]
+    #[error("no Okta user matches {0} by login or by email (or several do); ask an administrator to link your accounts")]
     NotInOkta(String),
     #[error("your Okta account ({login}) is {status}, so you cannot use the broker")]
     OktaInactive { login: String, status: String },

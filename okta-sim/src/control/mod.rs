@@ -150,6 +150,19 @@ impl Admin {
             .map(|u| u.id)
     }
 
+    /// Creates an ACTIVE user whose profile email differs from its login (orgs whose logins are
+    /// not email addresses); returns its id.
+    pub fn create_user_with_email(
+        &self,
+        login: &str,
+        email: &str,
+        first: &str,
+        last: &str,
+    ) -> Result<String, OktaError> {
+        self.change(|o, a| o.create_user(a, login, first, last, Some(email), true))
+            .map(|u| u.id)
+    }
+
     /// Creates a group of `kind` (OKTA_GROUP, APP_GROUP); returns its id.
     pub fn create_group(&self, name: &str, kind: &str) -> Result<String, OktaError> {
         self.change(|o, a| o.create_group(a, name, None, kind))

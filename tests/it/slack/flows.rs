@@ -467,3 +467,37 @@ async fn reminders_and_unknown_users(db: Db) {
 }
 
 both_backends!(break_glass_alerts_and_review, reminders_and_unknown_users);
+
+/// Identity when a person's Okta login is not their email: Slack's verified email finds the one
+/// Okta user whose profile has it; an email two Okta users share maps to nobody.
+async fn email_that_is_not_the_login(db: Db) {
+    let e = env(db).await;
+    let admin = e.sim.admin("admin@example.com");
+    admin
+        .create_user_with_email("ehughes", "erin@example.com", "Erin", "Hughes")
+        .unwrap();
+    e.fake.add_user("U0ERIN", "erin@example.com");
+    e.command("U0ERIN", "request prod-admins 1h deploy hotfix", "erin")
+        .await;
+    let text = e.answer("erin").await;
+    assert!(text.contains("waiting for approval"), "{text}");
+    let id = text.split('`').nth(1).unwrap();
+    let v = e.requests.get(id).await.unwrap();
+    assert_eq!(v.request.user_login, "ehughes");
+
+    // Two Okta users with one email: ambiguous, so nobody; nothing is requested.
+    admin
+        .create_user_with_email("fhughes", "shared@example.com", "Finn", "Hughes")
+        .unwrap();
+    admin
+        .create_user_with_email("ghughes", "shared@example.com", "Gina", "Hughes")
+        .unwrap();
+    e.fake.add_user("U0SHARED", "shared@example.com");
+    e.command("U0SHARED", "request prod-admins 1h deploy hotfix", "shared")
+        .await;
+    let text = e.answer("shared").await;
+    assert!(!text.contains("waiting for approval"), "{text}");
+    assert!(text.contains("shared@example.com"), "{text}");
+}
+
+both_backends!(email_that_is_not_the_login);

@@ -78,23 +78,12 @@ pub async fn retry(
     v.check_csrf(&f.csrf)?;
     v.require(Role::Admin)?;
     let id: i64 = id.parse().map_err(|_| ConsoleError::NotFound)?;
-    if !crate::outbox::retry(&state.store, &state.clock, id).await? {
+    if !crate::outbox::retry(&state.store, &state.clock, id, &v.actor().audit_name()).await? {
         return Err(ConsoleError::InvalidInput(format!(
             "delivery {id} does not exist or is not dead"
         ))
         .into());
     }
-    crate::audit::append_now(
-        &state.store,
-        &state.clock,
-        crate::audit::NewEntry::new(
-            v.actor().audit_name(),
-            "outbox.retried",
-            format!("delivery:{id}"),
-            serde_json::json!({ "delivery": id }),
-        ),
-    )
-    .await?;
     Ok(see_other("/admin/outbox?done=redelivering"))
 }
 

@@ -49,13 +49,7 @@ async fn list(
             ));
         }
     }
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            "limit must be between 1 and 500",
-        ));
-    }
+    let limit = crate::http::paging::limit(p.limit, 100, 500)?;
     let deliveries = crate::outbox::list(
         &state.store,
         p.state.as_deref(),
@@ -64,11 +58,7 @@ async fn list(
         limit,
     )
     .await?;
-    let next_after = if deliveries.len() as i64 == limit {
-        deliveries.last().map(|d| d.id)
-    } else {
-        None
-    };
+    let next_after = crate::http::paging::next_after(&deliveries, limit, |d| d.id);
     Ok(Json(Page {
         deliveries,
         next_after,
@@ -84,23 +74,12 @@ async fn retry(
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::not_found(format!("no delivery `{id}`")))?;
-    if !crate::outbox::retry(&state.store, &state.clock, id).await? {
+    if !crate::outbox::retry(&state.store, &state.clock, id, &caller.name).await? {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
             "not_dead",
             format!("delivery {id} does not exist or is not dead"),
         ));
     }
-    crate::audit::append_now(
-        &state.store,
-        &state.clock,
-        crate::audit::NewEntry::new(
-            &caller.name,
-            "outbox.retried",
-            format!("delivery:{id}"),
-            serde_json::json!({ "delivery": id }),
-        ),
-    )
-    .await?;
     Ok(Json(serde_json::json!({ "id": id, "state": "pending" })))
 }

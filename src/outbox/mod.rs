@@ -369,17 +369,41 @@ pub async fn list(
         .collect()
 }
 
-/// Puts a dead delivery back in its queue (an admin's retry). `false` when it is not dead.
-pub async fn retry(store: &Store, clock: &Clock, id: i64) -> Result<bool, StoreError> {
+/// Puts a dead delivery back in its queue (an admin's retry), audited as `outbox.retried` in
+/// the same transaction, so a retry is never made without its audit entry (I8). `false`, and
+/// nothing written, when the delivery does not exist or is not dead. The API and the console
+/// both call this.
+pub async fn retry(
+    store: &Store,
+    clock: &Clock,
+    id: i64,
+    actor: &str,
+) -> Result<bool, crate::audit::AuditError> {
+    let mut tx = store.begin().await?;
     let r = sqlx::query(
         "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $1 \
          WHERE id = $2 AND state = 'dead'",
     )
     .bind(clock.now_ms())
     .bind(id)
-    .execute(store.pool())
+    .execute(tx.conn())
     .await?;
-    Ok(r.rows_affected() == 1)
+    let won = r.rows_affected() == 1;
+    if won {
+        crate::audit::append(
+            &mut tx,
+            clock,
+            crate::audit::NewEntry::new(
+                actor,
+                "outbox.retried",
+                format!("delivery:{id}"),
+                serde_json::json!({ "delivery": id }),
+            ),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(won)
 }
 
 /// Deliveries by channel and state, for the `jit_outbox_deliveries` gauge.

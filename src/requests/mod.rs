@@ -71,6 +71,7 @@ impl RequestService {
             cfg.group_cache_ttl,
             tasks,
         );
+        Self::init_metrics();
         RequestService {
             inner: Arc::new(Inner {
                 store: grants.store().clone(),
@@ -96,6 +97,32 @@ impl RequestService {
     }
     pub fn directory(&self) -> &directory::Directory {
         &self.inner.directory
+    }
+
+    /// Starts every outcome and every decision series at zero, so a dashboard or a `rate()`
+    /// shows a flat line rather than "no data" on a replica that has not yet seen one.
+    /// `increment(0)`, not `absolute(0)`: a second service in the same process (tests, the CLI)
+    /// must not reset the counts.
+    fn init_metrics() {
+        for outcome in [
+            "pending",
+            "auto_approved",
+            "break_glass",
+            "duplicate",
+            "approved",
+            "denied",
+            "failed",
+            "cancelled",
+            "expired",
+        ] {
+            metrics::counter!("jit_requests_total", "outcome" => outcome).increment(0);
+        }
+        for decision in ["approve", "deny", "break_glass"] {
+            for ch in ["api", "slack", "console", "cli", "callback", "system"] {
+                metrics::counter!("jit_request_decisions_total", "decision" => decision, "channel" => ch)
+                    .increment(0);
+            }
+        }
     }
 
     /// Counts request outcomes (`jit_requests_total{outcome}`).

@@ -121,9 +121,14 @@ async fn every_dashboard_and_alert_metric_is_exported() {
         .unwrap();
     // Short windows so a forced 429 costs about a second.
     sim.set_rate_limits(RateLimitConfig::uniform(1_000_000, Duration::from_secs(1)));
-    let b = ChildBroker::start(
+    // One outbound endpoint, so the outbox's per-channel gauges exist (nothing listens on its
+    // port: its deliveries back off, which is all this test needs of it).
+    let b = ChildBroker::start_with_config(
         TestDb::new(Db::Sqlite).await,
         &sim.base_url(),
+        crate::grants::POLICY,
+        "[[outbound.endpoints]]\nname = \"siem\"\nurl = \"http://127.0.0.1:9/events\"\n\
+         secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n",
         vec![("JIT_SCHEDULER__SWEEP_INTERVAL", "1s".into())],
     )
     .await;

@@ -57,6 +57,18 @@ impl ChildBroker {
         policy: &str,
         overrides: Overrides,
     ) -> ChildBroker {
+        Self::start_with_config(db, okta_base, policy, "", overrides).await
+    }
+
+    /// As `start_with_policy`, with `extra` TOML appended to the config file (sections the
+    /// fixed part does not have, such as `[[outbound.endpoints]]`).
+    pub async fn start_with_config(
+        db: TestDb,
+        okta_base: &str,
+        policy: &str,
+        extra: &str,
+        overrides: Overrides,
+    ) -> ChildBroker {
         let dir = tempfile::tempdir().unwrap();
         let policy_file = dir.path().join("policy.toml");
         std::fs::write(&policy_file, policy).unwrap();
@@ -71,7 +83,7 @@ impl ChildBroker {
                  [okta]\nbase_url = \"{okta}\"\nauth = \"ssws\"\n\
                  [policy]\nfile = \"{policy}\"\n\
                  [sync]\nschedule = \"\"\n\
-                 [[auth.tokens]]\nname = \"admin\"\nroles = [\"admin\"]\nsha256 = \"{sha}\"\n",
+                 [[auth.tokens]]\nname = \"admin\"\nroles = [\"admin\"]\nsha256 = \"{sha}\"\n{extra}\n",
                 db = config.database.url,
                 redis = redis_url(),
                 okta = okta_base,

@@ -212,13 +212,7 @@ async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require_any(&[Role::Admin, Role::Auditor])?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            "limit must be between 1 and 500",
-        ));
-    }
+    let limit = crate::http::paging::limit(p.limit, 100, 500)?;
     if let Some(s) = p.state.as_deref() {
         if !inbox::STATES.contains(&s) {
             return Err(ApiError::bad_request(

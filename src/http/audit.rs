@@ -42,13 +42,7 @@ async fn list(
 ) -> Result<Json<Page>, ApiError> {
     caller.require_any(&[Role::Auditor, Role::Admin])?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    let limit = crate::http::paging::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = p.after.unwrap_or(0);
     if after < 0 {
         return Err(ApiError::bad_request(
@@ -72,11 +66,7 @@ async fn list(
         p.until.map(|t| t.timestamp_millis()),
     )
     .await?;
-    let next_after = if entries.len() as i64 == limit {
-        entries.last().map(|e| e.seq)
-    } else {
-        None
-    };
+    let next_after = crate::http::paging::next_after(&entries, limit, |e| e.seq);
     Ok(Json(Page {
         entries,
         next_after,

@@ -103,13 +103,7 @@ async fn list(
     caller.require_any(&[Role::Admin, Role::Auditor, Role::Approver, Role::Requester])?;
     let svc = service(&state)?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    let limit = crate::http::paging::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let st = match p.state.as_deref() {
         None => None,
         Some(s) => Some(GrantState::parse(s).ok_or_else(|| {
@@ -131,11 +125,7 @@ async fn list(
             limit,
         })
         .await?;
-    let next_after = if grants.len() as i64 == limit {
-        grants.last().map(|g| g.id.clone())
-    } else {
-        None
-    };
+    let next_after = crate::http::paging::next_after(&grants, limit, |g| g.id.clone());
     Ok(Json(Page { grants, next_after }))
 }
 

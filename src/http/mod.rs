@@ -11,6 +11,7 @@ pub mod audit;
 pub mod grants;
 pub mod health;
 pub mod outbox;
+pub mod paging;
 pub mod requests;
 
 use std::sync::Arc;

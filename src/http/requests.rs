@@ -129,13 +129,7 @@ async fn list(
     caller.require_any(&[Role::Auditor, Role::Approver, Role::Requester, Role::Portal])?;
     let svc = service(&state)?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    let limit = crate::http::paging::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     if let Some(a) = &p.after {
         if uuid::Uuid::parse_str(a).is_err() {
             return Err(ApiError::bad_request(
@@ -168,11 +162,7 @@ async fn list(
         })
         .await?
     };
-    let next_after = if requests.len() as i64 == limit {
-        requests.last().map(|r| r.id.clone())
-    } else {
-        None
-    };
+    let next_after = crate::http::paging::next_after(&requests, limit, |r| r.id.clone());
     Ok(Json(Page {
         requests,
         next_after,

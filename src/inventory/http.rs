@@ -156,13 +156,7 @@ async fn resource(
     caller.require_any(&[Role::Auditor, Role::Admin])?;
     check_name("resource", &name)?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    let limit = crate::http::paging::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = p.after.unwrap_or_default();
     if after.len() > 255 || after.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
@@ -188,11 +182,7 @@ async fn resource(
         limit,
     )
     .await?;
-    let next_after = if rows.len() as i64 == limit {
-        rows.last().map(|(a, _)| a.user_id.clone())
-    } else {
-        None
-    };
+    let next_after = crate::http::paging::next_after(&rows, limit, |(a, _)| a.user_id.clone());
     Ok(Json(ResourceView {
         resource: r.name.clone(),
         kind: r.kind.as_str().to_string(),

@@ -226,13 +226,7 @@ async fn list_runs(
 ) -> Result<Json<RunsPage>, ApiError> {
     caller.require_any(&[Role::Auditor, Role::Admin])?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    let limit = crate::http::paging::limit(p.limit, 50, MAX_LIMIT)?;
     if p.before.is_some_and(|b| b <= 0) {
         return Err(ApiError::bad_request(
             "invalid_before",
@@ -240,11 +234,7 @@ async fn list_runs(
         ));
     }
     let runs = page(&state.store, p.before, limit).await?;
-    let next_before = if runs.len() as i64 == limit {
-        runs.last().map(|r| r.started_at)
-    } else {
-        None
-    };
+    let next_before = crate::http::paging::next_after(&runs, limit, |r| r.started_at);
     Ok(Json(RunsPage { runs, next_before }))
 }
 

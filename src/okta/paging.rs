@@ -42,18 +42,23 @@ pub(crate) fn next_link(
                 continue;
             }
             let target = target.trim().trim_start_matches('<').trim_end_matches('>');
-            let url = base
-                .join(target)
-                .map_err(|e| OktaError::Protocol(format!("bad next link: {e}")))?;
-            if url.origin() != base.origin() {
-                return Err(OktaError::Protocol(
-                    "next link points to another origin; not followed".into(),
-                ));
-            }
-            return Ok(Some(url));
+            return same_origin(base, target).map(Some);
         }
     }
     Ok(None)
+}
+
+/// `target` resolved against `base`, refused unless it stays on `base`'s origin.
+fn same_origin(base: &url::Url, target: &str) -> Result<url::Url, OktaError> {
+    let url = base
+        .join(target)
+        .map_err(|e| OktaError::Protocol(format!("bad next link: {e}")))?;
+    if url.origin() != base.origin() {
+        return Err(OktaError::Protocol(
+            "next link points to another origin; not followed".into(),
+        ));
+    }
+    Ok(url)
 }
 
 /// Okta's largest page per list (FACTS: users 200, app users 500, members 1000, groups 10000).
@@ -68,6 +73,33 @@ const T_GROUPS: &str = "/api/v1/groups";
 const T_GROUP_USERS: &str = "/api/v1/groups/{groupId}/users";
 const T_APP_USERS: &str = "/api/v1/apps/{appId}/users";
 const T_APPS: &str = "/api/v1/apps";
+const T_ROLE_ASSIGNEES: &str = "/api/v1/iam/assignees/users";
+/// The role-assignees list's largest page (its default, 100).
+const MAX_ROLE_ASSIGNEES: u32 = 100;
+
+/// One page of `GET /api/v1/iam/assignees/users`: Okta's IAM lists page in the body.
+#[derive(serde::Deserialize)]
+struct AssigneesPage {
+    #[serde(default)]
+    value: Vec<Assignee>,
+    #[serde(default, rename = "_links")]
+    links: Option<AssigneesLinks>,
+}
+
+#[derive(serde::Deserialize)]
+struct Assignee {
+    id: String,
+}
+
+#[derive(serde::Deserialize)]
+struct AssigneesLinks {
+    next: Option<Href>,
+}
+
+#[derive(serde::Deserialize)]
+struct Href {
+    href: String,
+}
 
 impl OktaClient {
     fn limit(&self, max: u32) -> (&'static str, String) {
@@ -155,6 +187,39 @@ impl OktaClient {
     pub fn list_users(&self, p: Priority) -> BoxStream<'_, Result<User, OktaError>> {
         let first = self.url(&["api", "v1", "users"], &[self.limit(MAX_USERS)]);
         self.paginate::<WireUser, User>("list_users", T_USERS, first, p)
+    }
+
+    /// Ids of every user holding at least one admin role (Okta's "list all users with role
+    /// assignments"): how a sync finds roles given by hand to people the broker has never
+    /// granted anything. Unlike the other lists, this one pages with `_links.next` in the body;
+    /// the same rules hold (same origin only, never the same page twice).
+    pub async fn list_role_assignees(&self, p: Priority) -> Result<Vec<String>, OktaError> {
+        const OP: &str = "list_role_assignees";
+        let mut next = Some(self.url(
+            &["api", "v1", "iam", "assignees", "users"],
+            &[self.limit(MAX_ROLE_ASSIGNEES)],
+        )?);
+        let mut ids = Vec::new();
+        while let Some(url) = next.take() {
+            let reply = self
+                .call(OP, Method::GET, T_ROLE_ASSIGNEES, url.clone(), None, p)
+                .await?;
+            if reply.status != 200 {
+                return Err(reply.error());
+            }
+            let page: AssigneesPage = reply.json(OP)?;
+            ids.extend(page.value.into_iter().map(|a| a.id));
+            if let Some(href) = page.links.and_then(|l| l.next) {
+                let n = same_origin(&self.inner.base, &href.href)?;
+                if n == url {
+                    return Err(OktaError::Protocol(
+                        "next link repeats the current page".into(),
+                    ));
+                }
+                next = Some(n);
+            }
+        }
+        Ok(ids)
     }
 
     /// Users whose profile email is `email` (Okta's `search`, exact and case-insensitive): how a

@@ -281,9 +281,10 @@ pub(crate) async fn read_all(
     Ok(seen)
 }
 
-/// Okta lists admin roles per user only. The roles reconcile needs the users who hold or held a
-/// grant of a managed role, the role resources' `allow_standing` users, and the users the
-/// inventory already shows holding a managed role.
+/// Okta lists a user's admin roles per user. The users read are those who hold or held a grant
+/// of a managed role, the role resources' `allow_standing` users, the users the inventory
+/// already shows holding a managed role, and every user Okta lists as holding any admin role
+/// (`/api/v1/iam/assignees/users`), which finds roles given by hand.
 async fn read_roles(
     s: &Syncer,
     lock: &SyncLock,
@@ -330,6 +331,18 @@ async fn read_roles(
         }
         out
     };
+    // Everyone Okta says holds some admin role, so a role given by hand to someone the broker
+    // never granted anything is found too. Without the right to list them, the users above are
+    // still read (and the run says what it could not see).
+    match s.okta.list_role_assignees(Priority::Read).await {
+        Ok(ids) => users.extend(ids),
+        Err(e) if is_forbidden(&e) => {
+            warnings.push(format!(
+                "users with admin roles not listed (only known holders read): {e}"
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
     users.sort();
     users.dedup();
     for u in users {

@@ -92,6 +92,7 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
         &[204, 403, 404],
     ),
     ("GET", "/api/v1/users/{userId}/roles", &[200, 403, 404]),
+    ("GET", "/api/v1/iam/assignees/users", &[200, 400, 403]),
     (
         "GET",
         "/oauth2/v1/clients/{clientId}/roles",
@@ -184,6 +185,12 @@ pub const SPEC_DEVIATIONS: &[(&str, &str, u16, &str)] = &[
         "400 E0000029 (malformed cursor) / E0000031 (bad filter) / E0000001 (bad limit); spec omits 400",
     ),
     (
+        "GET",
+        "/api/v1/iam/assignees/users",
+        400,
+        "a malformed limit or after cursor is 400 as on Okta's other lists; the spec omits 400",
+    ),
+    (
         "POST",
         "/api/v1/users/{userId}/roles",
         409,
@@ -256,6 +263,7 @@ pub fn router() -> Router<Arc<Sim>> {
             "/api/v1/users/{id}/roles",
             get(roles::list).post(roles::assign),
         )
+        .route("/api/v1/iam/assignees/users", get(roles::assignees))
         .route(
             "/api/v1/users/{id}/roles/{roleAssignmentId}",
             get(roles::get).delete(roles::unassign),

@@ -128,3 +128,43 @@ pub async fn get(
 
 write_route!(unassign, Area::Roles, (id, rid) => (String, String),
     |org, actor| org.unassign_role(actor, &id, &rid), no_content());
+
+/// `GET /api/v1/iam/assignees/users`: the users holding at least one admin role, by id, paged
+/// like Okta's IAM lists: `{"value": [...], "_links": {"next": {"href": ...}}}` in the body (not
+/// a `Link` header). This is how a caller finds role holders it has no other reason to know of
+/// (a role given by hand in the Admin Console).
+pub async fn assignees(
+    State(sim): State<Arc<Sim>>,
+    p: Principal,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> ListResult {
+    p.require_read(Area::Roles)?;
+    let lq = super::list::ListQuery::parse(q.as_deref(), 100, 100)?;
+    let org = sim.org();
+    let (items, next) = crate::pagination::page(&org.users, &lq.req, |u| {
+        org.roles.get(&u.id).is_some_and(|r| !r.is_empty())
+    });
+    let base = &sim.base_url;
+    let value: Vec<Value> = items
+        .into_iter()
+        .map(|(id, _)| {
+            json!({
+                "id": id,
+                "orn": format!("orn:okta:directory:sim:users:{id}"),
+                "_links": {
+                    "self": {"href": format!("{base}/api/v1/users/{id}")},
+                    "roles": {"href": format!("{base}/api/v1/users/{id}/roles")},
+                },
+            })
+        })
+        .collect();
+    let mut links = json!({});
+    if let Some(n) = next {
+        links["next"] = json!({"href": format!(
+            "{base}/api/v1/iam/assignees/users?after={}&limit={}",
+            crate::pagination::encode_cursor(&n),
+            lq.req.limit
+        )});
+    }
+    Ok(ok_json(&json!({"value": value, "_links": links})))
+}

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use super::*;
-use crate::grants::{id, ALICE, BOB, DAVE, PAYROLL, PRODADMINS};
+use crate::grants::{id, ALICE, BOB, CAROL, DAVE, PAYROLL, PRODADMINS};
 
 async fn hand_added_member_enforced_or_reported(db: Db) {
     let e = env(db).await;
@@ -223,7 +223,49 @@ async fn sync_during_expiry_takes_no_revocation_slot(db: Db) {
     }
 }
 
+/// Admin roles given by hand to people the broker never granted anything are found through
+/// Okta's list of role holders, followed over several pages (page size 1 here).
+async fn hand_given_admin_roles_are_found(db: Db) {
+    let e = env(db).await;
+    let admin = e.sim.admin("it-admin@example.com");
+    admin.assign_role(CAROL, "USER_ADMIN").unwrap();
+    admin.assign_role(DAVE, "USER_ADMIN").unwrap();
+    admin.assign_role(BOB, "HELP_DESK_ADMIN").unwrap();
+    let s = syncer_with(&e, |c| c.okta.page_size = 1).await;
+    let r = sync(&s).await;
+    assert_eq!(r.outcome, "succeeded", "{r:#?}");
+    // Three holders, one per page.
+    assert!(e.sim.counter("GET", "/api/v1/iam/assignees/users") >= 3);
+    for (login, role, managed) in [
+        ("carol@example.com", "USER_ADMIN", Some("user-admin")),
+        ("dave@example.com", "USER_ADMIN", Some("user-admin")),
+        ("bob@example.com", "HELP_DESK_ADMIN", None),
+    ] {
+        let (st, u) = e.get(&format!("/v1/inventory/users/{login}")).await;
+        assert_eq!(st, StatusCode::OK, "{u}");
+        let roles = u["roles"].as_array().unwrap();
+        assert!(
+            roles.iter().any(|h| h["okta_id"] == role
+                && h["resource"].as_str() == managed
+                && h["why"] != "grant"),
+            "{login}: {u}"
+        );
+    }
+    let (_, res) = e.get("/v1/inventory/resources/user-admin").await;
+    let holders: Vec<_> = res["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["user_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        holders.contains(&CAROL.to_string()) && holders.contains(&DAVE.to_string()),
+        "{res}"
+    );
+}
+
 both_backends!(
+    hand_given_admin_roles_are_found,
     hand_added_member_enforced_or_reported,
     expired_grant_whose_removal_was_lost_is_removed,
     active_grant_removed_by_hand_is_ended_or_restored,

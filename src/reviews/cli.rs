@@ -1,4 +1,4 @@
-//! `jit-broker reviews create|list|show|report`: access review campaigns from the command line,
+//! `jit-broker reviews create|list|show|report` (report as JSON, CSV or PDF): access review campaigns from the command line,
 //! through the same [`ReviewService`] as the API (same checks, same audit entries).
 //!
 //! Exit codes: 0 done, 1 refused (unknown campaign, invalid campaign), 2 usage or error. The
@@ -18,6 +18,8 @@ use crate::store::Store;
 pub enum Format {
     Json,
     Csv,
+    /// For people: a title page with the counts and audit range, then a table per resource.
+    Pdf,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -134,6 +136,7 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
             let bytes = match format {
                 Format::Json => serde_json::to_vec_pretty(&r)?,
                 Format::Csv => report::to_csv(&r)?,
+                Format::Pdf => super::pdf::to_pdf(&r),
             };
             match output {
                 Some(p) => std::fs::write(&p, &bytes)

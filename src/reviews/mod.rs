@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod http;
+pub mod pdf;
 pub mod remediation;
 pub mod repo;
 pub mod report;

@@ -167,6 +167,7 @@ async fn main() {
         fallback: "fallback@example.com".into(),
         due_at: due.clone(),
         default: DefaultAction::Keep,
+        recur: None,
     };
     println!("access reviews: {items} items in {groups} groups, SQLite, dev profile");
 

@@ -50,6 +50,10 @@ pub enum ReviewsCommand {
         /// What happens to items nobody decided by the due date.
         #[arg(long, value_enum)]
         default: DefaultArg,
+        /// Recurring: a cron expression with seconds (`0 0 9 1 */3 *`, UTC); each run is a new
+        /// campaign with the same scope and rules.
+        #[arg(long)]
+        recur: Option<String>,
         /// Recorded as the campaign's owner in the audit log.
         #[arg(long = "as", default_value = "cli")]
         as_login: String,
@@ -87,6 +91,7 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
             fallback,
             due,
             default,
+            recur,
             as_login,
         } => {
             let reviewer = if reviewer == "approvers" {
@@ -106,6 +111,7 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
                 fallback,
                 due_at: due,
                 default,
+                recur,
             };
             svc.create(&as_login, req)
                 .await

@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod http;
 pub mod pdf;
+pub mod recur;
 pub mod remediation;
 pub mod repo;
 pub mod report;
@@ -109,6 +110,18 @@ pub struct Campaign {
     pub created_at: i64,
     pub closed_at: Option<i64>,
     pub audit_seq_start: i64,
+    /// A recurring campaign's schedule (cron with seconds, UTC); only the template has one.
+    #[serde(default)]
+    pub recur: Option<String>,
+    /// When the template's next run is created.
+    #[serde(default)]
+    pub next_run_at: Option<i64>,
+    /// A run's template.
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    /// The scheduled time a run was made for (unique per template).
+    #[serde(default)]
+    pub run_at: Option<i64>,
 }
 
 /// One (user, access) under review.

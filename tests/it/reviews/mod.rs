@@ -7,6 +7,7 @@ mod cli;
 mod input;
 mod notify;
 mod pdf;
+mod recur;
 
 use std::time::Duration;
 

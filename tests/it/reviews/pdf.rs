@@ -20,6 +20,10 @@ fn sample(n: usize) -> Report {
         created_at: 1_790_000_000_000,
         closed_at: Some(1_800_000_000_000),
         audit_seq_start: 10,
+        recur: None,
+        next_run_at: None,
+        parent_id: None,
+        run_at: None,
     };
     let items = (0..n)
         .map(|k| Item {

@@ -213,6 +213,31 @@ impl ErrorCode for ReviewError {
     }
 }
 
+/// The `[reviews]` config section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewsConfig {
+    /// Remind reviewers with undecided items this long before the due date (`review.reminder`,
+    /// once per campaign and reviewer); `0s` turns reminders off.
+    #[serde(with = "humantime_serde")]
+    pub remind_before: std::time::Duration,
+}
+
+/// Longest `reviews.remind_before`: a reminder months ahead is not a reminder.
+pub const MAX_REMIND_BEFORE: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
+
+impl ReviewsConfig {
+    pub fn validate(&self) -> Vec<crate::config::ConfigError> {
+        if self.remind_before > MAX_REMIND_BEFORE {
+            return vec![crate::config::ConfigError::invalid(
+                "reviews.remind_before",
+                "must be at most 90 days (`0s` turns reminders off)",
+            )];
+        }
+        Vec::new()
+    }
+}
+
 /// How often the broker closes due campaigns and carries out pending revokes. A minute is well
 /// inside any due date's precision; remediation of a closed campaign starts within it.
 pub const CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);

@@ -2,7 +2,7 @@
 //! time and the process's peak RSS growth), one bulk decision of 1,000 items, the remediation
 //! of `REVIEWS_REVOKES` revokes (default 400 group removals) against okta-sim with Okta's
 //! published per-minute rate limits (the share of the allowed rate it reached), and the report
-//! of the big campaign as JSON and CSV.
+//! of the big campaign as JSON, CSV and PDF.
 //!
 //! The inventory is written directly (one managed group per 1,000 holders, as a sync would
 //! leave it): this measures the reviews, not the sync (see `benches/sync.rs` for that). SQLite
@@ -167,6 +167,7 @@ async fn main() {
         fallback: "fallback@example.com".into(),
         due_at: due.clone(),
         default: DefaultAction::Keep,
+        recur: None,
     };
     println!("access reviews: {items} items in {groups} groups, SQLite, dev profile");
 
@@ -196,6 +197,13 @@ async fn main() {
         json.len() / 1024,
         ct.as_secs_f64(),
         csv.len() / 1024
+    );
+    let t = Instant::now();
+    let pdf = jit_broker::reviews::pdf::to_pdf(&r);
+    println!(
+        "  report PDF             {:>8.2} s  ({} KiB, from the same report value)",
+        t.elapsed().as_secs_f64(),
+        pdf.len() / 1024
     );
 
     // One bulk decision of 1,000 items on the big campaign.

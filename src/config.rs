@@ -80,6 +80,7 @@ pub struct Config {
     pub events: crate::events::EventsConfig,
     pub sync: crate::sync::SyncConfig,
     pub slack: crate::slack::SlackConfig,
+    pub reviews: crate::reviews::ReviewsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -356,6 +357,7 @@ impl Config {
         }
         errors.extend(self.events.validate());
         errors.extend(self.slack.validate());
+        errors.extend(self.reviews.validate());
         errors
     }
 }

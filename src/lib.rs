@@ -344,7 +344,10 @@ fn start_notifications(
         store.clone(),
         clock.clone(),
         channels.clone(),
-        config.notify.clone(),
+        notify::timed::TimedConfig {
+            notify: config.notify.clone(),
+            remind_before: config.reviews.remind_before,
+        },
         wake.clone(),
         std::time::Duration::from_secs(5).min(config.notify.poll_interval * 20),
     );

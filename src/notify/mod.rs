@@ -50,6 +50,9 @@ pub mod kinds {
     pub const REVIEW_OPENED: &str = "review.opened";
     /// A campaign reached its due date with undecided items (for its owner).
     pub const REVIEW_OVERDUE: &str = "review.overdue";
+    /// A reviewer still has undecided items `reviews.remind_before` ahead of the due date (one
+    /// per campaign and reviewer; payload `campaign`, `name`, `reviewer`, `undecided`, `due_at`).
+    pub const REVIEW_REMINDER: &str = "review.reminder";
 
     pub const ALL: &[&str] = &[
         REQUEST_CREATED,
@@ -69,6 +72,7 @@ pub mod kinds {
         DRIFT_DETECTED,
         REVIEW_OPENED,
         REVIEW_OVERDUE,
+        REVIEW_REMINDER,
     ];
 }
 

@@ -1,10 +1,12 @@
 //! Notices that time, not a state change, brings: a grant about to expire (`grant.expiring`,
-//! `notify.expiring_lead` ahead) and a request still waiting on its approvers
-//! (`request.reminder`, every `notify.approver_reminder`).
+//! `notify.expiring_lead` ahead), a request still waiting on its approvers
+//! (`request.reminder`, every `notify.approver_reminder`), and a reviewer with undecided items
+//! as their campaign's due date nears (`review.reminder`, `reviews.remind_before` ahead).
 //!
 //! Each is written with a dedupe key that names what it is about (`expiring:<grant>:<expires_at>`,
-//! so an extension earns a new notice; `reminder:<request>:<n>`), so any number of replicas
-//! running this check write each notice once.
+//! so an extension earns a new notice; `reminder:<request>:<n>`;
+//! `review-reminder:<campaign>:<reviewer>`), so any number of replicas running this check write
+//! each notice once.
 //!
 //! What it must never do: remind about a decided request or warn about a grant that is no
 //! longer active (both are read in the same transaction that writes the notice).
@@ -22,13 +24,22 @@ use crate::tasks::Tasks;
 
 const BATCH: i64 = 500;
 
+/// What the timed notices read from the configuration: `[notify]`, and `reviews.remind_before`
+/// (`0s`: no review reminders).
+#[derive(Debug, Clone)]
+pub struct TimedConfig {
+    pub notify: NotifyConfig,
+    pub remind_before: Duration,
+}
+
 /// One pass. Returns how many notices it wrote.
 pub async fn check_once(
     store: &Store,
     clock: &Clock,
     channels: &Channels,
-    cfg: &NotifyConfig,
+    timed: &TimedConfig,
 ) -> Result<usize, StoreError> {
+    let (cfg, remind_before) = (&timed.notify, timed.remind_before);
     let mut written = 0;
     let now = clock.now_ms();
     if channels.iter().any(|c| c.wants(kinds::GRANT_EXPIRING)) && !cfg.expiring_lead.is_zero() {
@@ -109,6 +120,66 @@ pub async fn check_once(
         }
         tx.commit().await?;
     }
+    if channels.iter().any(|c| c.wants(kinds::REVIEW_REMINDER)) && !remind_before.is_zero() {
+        written += review_reminders(store, now, channels, remind_before).await?;
+    }
+    Ok(written)
+}
+
+/// One `review.reminder` per (campaign, reviewer) with undecided items, once the campaign is
+/// within `remind_before` of its due date and not yet due (after it, `review.overdue` speaks).
+/// A reviewer who has decided everything is not reminded; one who decides after the reminder
+/// is not reminded again (the dedupe key has no count).
+async fn review_reminders(
+    store: &Store,
+    now: i64,
+    channels: &Channels,
+    remind_before: Duration,
+) -> Result<usize, StoreError> {
+    let lead = i64::try_from(remind_before.as_millis()).unwrap_or(i64::MAX);
+    let mut written = 0;
+    let mut tx = store.begin().await?;
+    let rows = sqlx::query(
+        "SELECT c.id, c.name, c.due_at, i.reviewer, COUNT(*) AS n FROM review_items i \
+         JOIN review_campaigns c ON c.id = i.campaign_id \
+         WHERE c.state <> 'closed' AND c.due_at > $1 AND c.due_at <= $2 AND i.decision IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM notifications n WHERE \
+         n.dedupe_key = 'review-reminder:' || c.id || ':' || i.reviewer) \
+         GROUP BY c.id, c.name, c.due_at, i.reviewer ORDER BY c.due_at LIMIT $3",
+    )
+    .bind(now)
+    .bind(now.saturating_add(lead))
+    .bind(BATCH)
+    .fetch_all(tx.conn())
+    .await?;
+    for r in &rows {
+        let id: String = r.try_get("id")?;
+        let reviewer: String = r.try_get("reviewer")?;
+        let n = Notification {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind: kinds::REVIEW_REMINDER.into(),
+            request_id: None,
+            grant_id: None,
+            audit_seq: None,
+            payload: json!({
+                "campaign": id, "name": r.try_get::<String, _>("name")?,
+                "reviewer": reviewer, "undecided": r.try_get::<i64, _>("n")?,
+                "due_at": r.try_get::<i64, _>("due_at")?,
+            }),
+            created_at: now,
+        };
+        if insert(
+            &mut tx,
+            channels,
+            &n,
+            &format!("review-reminder:{id}:{reviewer}"),
+        )
+        .await?
+        {
+            written += 1;
+        }
+    }
+    tx.commit().await?;
     Ok(written)
 }
 
@@ -118,7 +189,7 @@ pub fn spawn(
     store: Store,
     clock: Clock,
     channels: Channels,
-    cfg: NotifyConfig,
+    cfg: TimedConfig,
     wake: Wake,
     interval: Duration,
 ) {

@@ -1,4 +1,4 @@
-//! `jit-broker reviews create|list|show|report`: access review campaigns from the command line,
+//! `jit-broker reviews create|list|show|report` (report as JSON, CSV or PDF): access review campaigns from the command line,
 //! through the same [`ReviewService`] as the API (same checks, same audit entries).
 //!
 //! Exit codes: 0 done, 1 refused (unknown campaign, invalid campaign), 2 usage or error. The
@@ -18,6 +18,8 @@ use crate::store::Store;
 pub enum Format {
     Json,
     Csv,
+    /// For people: a title page with the counts and audit range, then a table per resource.
+    Pdf,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -48,6 +50,10 @@ pub enum ReviewsCommand {
         /// What happens to items nobody decided by the due date.
         #[arg(long, value_enum)]
         default: DefaultArg,
+        /// Recurring: a cron expression with seconds (`0 0 9 1 */3 *`, UTC); each run is a new
+        /// campaign with the same scope and rules.
+        #[arg(long)]
+        recur: Option<String>,
         /// Recorded as the campaign's owner in the audit log.
         #[arg(long = "as", default_value = "cli")]
         as_login: String,
@@ -85,6 +91,7 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
             fallback,
             due,
             default,
+            recur,
             as_login,
         } => {
             let reviewer = if reviewer == "approvers" {
@@ -104,6 +111,7 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
                 fallback,
                 due_at: due,
                 default,
+                recur,
             };
             svc.create(&as_login, req)
                 .await
@@ -134,6 +142,7 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
             let bytes = match format {
                 Format::Json => serde_json::to_vec_pretty(&r)?,
                 Format::Csv => report::to_csv(&r)?,
+                Format::Pdf => super::pdf::to_pdf(&r),
             };
             match output {
                 Some(p) => std::fs::write(&p, &bytes)

@@ -209,15 +209,32 @@ async fn report_of(
     check_id(&id)?;
     let q = query(q)?;
     let format = q.format.as_deref().unwrap_or("json");
-    if !matches!(format, "json" | "csv") {
+    if !matches!(format, "json" | "csv" | "pdf") {
         return Err(ApiError::bad_request(
             "invalid_query",
-            "format must be json or csv",
+            "format must be json, csv or pdf",
         ));
     }
     let r = service(&state)?.report(&id).await?;
-    if format == "json" {
-        return Ok(Json(r).into_response());
+    match format {
+        "json" => return Ok(Json(r).into_response()),
+        "pdf" => {
+            // Tens of thousands of rows take a noticeable moment to lay out: off the async
+            // workers, like other CPU-bound work.
+            let bytes = tokio::task::spawn_blocking(move || super::pdf::to_pdf(&r))
+                .await
+                .map_err(|e| {
+                    let mut err = ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal_error",
+                        "cannot write the report",
+                    );
+                    err.source = Some(Box::new(e));
+                    err
+                })?;
+            return Ok(([(header::CONTENT_TYPE, "application/pdf")], bytes).into_response());
+        }
+        _ => {}
     }
     let bytes = report::to_csv(&r).map_err(|e| {
         let mut err = ApiError::new(

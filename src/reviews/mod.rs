@@ -13,6 +13,8 @@
 
 pub mod cli;
 pub mod http;
+pub mod pdf;
+pub mod recur;
 pub mod remediation;
 pub mod repo;
 pub mod report;
@@ -108,6 +110,18 @@ pub struct Campaign {
     pub created_at: i64,
     pub closed_at: Option<i64>,
     pub audit_seq_start: i64,
+    /// A recurring campaign's schedule (cron with seconds, UTC); only the template has one.
+    #[serde(default)]
+    pub recur: Option<String>,
+    /// When the template's next run is created.
+    #[serde(default)]
+    pub next_run_at: Option<i64>,
+    /// A run's template.
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    /// The scheduled time a run was made for (unique per template).
+    #[serde(default)]
+    pub run_at: Option<i64>,
 }
 
 /// One (user, access) under review.
@@ -196,6 +210,31 @@ impl ErrorCode for ReviewError {
             ReviewError::Closed(_) => "campaign_closed",
             ReviewError::NoInventory => "no_inventory",
         }
+    }
+}
+
+/// The `[reviews]` config section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewsConfig {
+    /// Remind reviewers with undecided items this long before the due date (`review.reminder`,
+    /// once per campaign and reviewer); `0s` turns reminders off.
+    #[serde(with = "humantime_serde")]
+    pub remind_before: std::time::Duration,
+}
+
+/// Longest `reviews.remind_before`: a reminder months ahead is not a reminder.
+pub const MAX_REMIND_BEFORE: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
+
+impl ReviewsConfig {
+    pub fn validate(&self) -> Vec<crate::config::ConfigError> {
+        if self.remind_before > MAX_REMIND_BEFORE {
+            return vec![crate::config::ConfigError::invalid(
+                "reviews.remind_before",
+                "must be at most 90 days (`0s` turns reminders off)",
+            )];
+        }
+        Vec::new()
     }
 }
 

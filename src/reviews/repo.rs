@@ -24,8 +24,9 @@ pub async fn insert_campaign(tx: &mut Tx, c: &Campaign) -> Result<(), ReviewErro
         serde_json::to_string(&c.reviewer).map_err(|e| ReviewError::InvalidInput(e.to_string()))?;
     sqlx::query(
         "INSERT INTO review_campaigns (id, name, owner, scope, reviewer_rule, fallback, \
-         default_action, due_at, state, created_at, closed_at, audit_seq_start) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)",
+         default_action, due_at, state, created_at, closed_at, audit_seq_start, recur, \
+         next_run_at, parent_id, run_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14, $15)",
     )
     .bind(c.id.clone())
     .bind(c.name.clone())
@@ -38,6 +39,10 @@ pub async fn insert_campaign(tx: &mut Tx, c: &Campaign) -> Result<(), ReviewErro
     .bind(c.state.clone())
     .bind(c.created_at)
     .bind(c.audit_seq_start)
+    .bind(c.recur.clone())
+    .bind(c.next_run_at)
+    .bind(c.parent_id.clone())
+    .bind(c.run_at)
     .execute(tx.conn())
     .await?;
     Ok(())
@@ -110,6 +115,10 @@ fn campaign(r: &AnyRow) -> Result<Campaign, ReviewError> {
         created_at: r.try_get("created_at")?,
         closed_at: r.try_get("closed_at")?,
         audit_seq_start: r.try_get("audit_seq_start")?,
+        recur: r.try_get("recur")?,
+        next_run_at: r.try_get("next_run_at")?,
+        parent_id: r.try_get("parent_id")?,
+        run_at: r.try_get("run_at")?,
     })
 }
 
@@ -170,6 +179,43 @@ pub async fn due_campaigns(conn: &mut AnyConnection, now: i64) -> Result<Vec<Str
         .iter()
         .map(|r| r.try_get::<String, _>(0))
         .collect::<Result<_, _>>()?)
+}
+
+/// Recurring campaigns whose next run is due: `(template id, next_run_at)`.
+pub async fn due_runs(
+    conn: &mut AnyConnection,
+    now: i64,
+) -> Result<Vec<(String, i64)>, ReviewError> {
+    let rows = sqlx::query(
+        "SELECT id, next_run_at FROM review_campaigns WHERE next_run_at IS NOT NULL \
+         AND next_run_at <= $1 ORDER BY next_run_at",
+    )
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("next_run_at")?)))
+        .collect()
+}
+
+/// Moves a template's `next_run_at` from `from` to `to` (a compare-and-set); false when another
+/// replica moved it first. On PostgreSQL the loser waits for the winner's commit, then matches
+/// no row.
+pub async fn advance_run(
+    tx: &mut Tx,
+    campaign: &str,
+    from: i64,
+    to: Option<i64>,
+) -> Result<bool, ReviewError> {
+    let r = sqlx::query(
+        "UPDATE review_campaigns SET next_run_at = $3 WHERE id = $1 AND next_run_at = $2",
+    )
+    .bind(campaign)
+    .bind(from)
+    .bind(to)
+    .execute(tx.conn())
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// A campaign's items, optionally only those of one reviewer (case-insensitive login).

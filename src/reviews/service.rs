@@ -13,6 +13,7 @@ use super::{
 use crate::audit::{self, NewEntry};
 use crate::grants::GrantService;
 use crate::policy::Resource;
+use crate::store::Tx;
 
 /// How far back "grants in the last 90 days" looks.
 const HISTORY_MS: i64 = 90 * 24 * 3600 * 1000;
@@ -35,6 +36,25 @@ pub struct CreateCampaign {
     /// RFC 3339.
     pub due_at: String,
     pub default: DefaultAction,
+    /// Makes the campaign recurring: a cron expression with seconds (`0 0 9 1 */3 *`, UTC).
+    /// Each run is a new campaign (see [`super::recur`]).
+    #[serde(default)]
+    pub recur: Option<String>,
+}
+
+/// A campaign about to be opened, checked and resolved: what [`ReviewService::create`] and a
+/// recurring run have in common.
+pub(super) struct Spec {
+    pub name: String,
+    pub resources: Vec<Resource>,
+    pub reviewer: ReviewerRule,
+    pub fallback: String,
+    pub default: DefaultAction,
+    pub due_at: i64,
+    /// `(expression, first run)` of a recurring template.
+    pub recur: Option<(String, i64)>,
+    pub parent_id: Option<String>,
+    pub run_at: Option<i64>,
 }
 
 /// One decision (single or in a bulk body).
@@ -95,36 +115,83 @@ impl ReviewService {
                 "due_at must be in the future".into(),
             ));
         }
-        let policy = self.grants.policy().current();
-        let resources: Vec<Resource> = if req.resources == ["*"] {
-            policy.resources.clone()
-        } else {
-            if req.resources.is_empty() || req.resources.len() > 1_000 {
-                return Err(ReviewError::InvalidInput(
-                    "resources must name 1-1000 policy resources, or be [\"*\"]".into(),
-                ));
-            }
-            let mut v = Vec::new();
-            for name in &req.resources {
-                let r = policy
-                    .get(name)
-                    .ok_or_else(|| ReviewError::UnknownResource(name.clone()))?;
-                if !v.iter().any(|x: &Resource| x.name == r.name) {
-                    v.push(r.clone());
-                }
-            }
-            v
+        let recur = match req.recur.as_deref() {
+            Some(expr) => Some((
+                expr.trim().to_string(),
+                super::recur::schedule(expr, now)?.1,
+            )),
+            None => None,
         };
-        let id = uuid::Uuid::now_v7().to_string();
+        let spec = Spec {
+            resources: self.resolve(&req.resources)?,
+            name: req.name,
+            reviewer: req.reviewer,
+            fallback: req.fallback,
+            default: req.default,
+            due_at,
+            recur,
+            parent_id: None,
+            run_at: None,
+        };
         let mut tx = self.grants.store().begin().await?;
-        if repo::inventory_users(&mut tx).await? == 0 {
+        let (c, n) = self.open_in(&mut tx, actor, spec, now).await?;
+        tx.commit().await?;
+        metrics::counter!("jit_review_items_total", "state" => "created").increment(n as u64);
+        Ok(c)
+    }
+
+    /// Policy resources by name, or every one for `["*"]`.
+    pub(super) fn resolve(&self, names: &[String]) -> Result<Vec<Resource>, ReviewError> {
+        let policy = self.grants.policy().current();
+        if names == ["*"] {
+            return Ok(policy.resources.clone());
+        }
+        if names.is_empty() || names.len() > 1_000 {
+            return Err(ReviewError::InvalidInput(
+                "resources must name 1-1000 policy resources, or be [\"*\"]".into(),
+            ));
+        }
+        let mut v = Vec::new();
+        for name in names {
+            let r = policy
+                .get(name)
+                .ok_or_else(|| ReviewError::UnknownResource(name.clone()))?;
+            if !v.iter().any(|x: &Resource| x.name == r.name) {
+                v.push(r.clone());
+            }
+        }
+        Ok(v)
+    }
+
+    /// Snapshots the items of `spec` from the inventory and stores the campaign with its
+    /// `review.created` entry, in the caller's transaction. Returns it with its item count.
+    pub(super) async fn open_in(
+        &self,
+        tx: &mut Tx,
+        actor: &str,
+        spec: Spec,
+        now: i64,
+    ) -> Result<(Campaign, usize), ReviewError> {
+        let Spec {
+            name,
+            resources,
+            reviewer: rule,
+            fallback,
+            default,
+            due_at,
+            recur,
+            parent_id,
+            run_at,
+        } = spec;
+        let id = uuid::Uuid::now_v7().to_string();
+        if repo::inventory_users(tx).await? == 0 {
             return Err(ReviewError::NoInventory);
         }
-        let history = repo::grant_history(&mut tx, now - HISTORY_MS).await?;
+        let history = repo::grant_history(tx, now - HISTORY_MS).await?;
         let mut items = Vec::new();
         for res in &resources {
             let rs = res.resource_set.clone().unwrap_or_default();
-            for h in repo::holders(&mut tx, res.kind.as_str(), &res.okta_id, &rs).await? {
+            for h in repo::holders(tx, res.kind.as_str(), &res.okta_id, &rs).await? {
                 let (n, last) = history
                     .get(&(
                         h.user_id.clone(),
@@ -133,7 +200,7 @@ impl ReviewService {
                     ))
                     .map(|(n, l)| (*n, Some(*l)))
                     .unwrap_or((0, None));
-                let reviewer = reviewer_for(&req.reviewer, res, &h.login, &req.fallback);
+                let reviewer = reviewer_for(&rule, res, &h.login, &fallback);
                 items.push(Item {
                     item_id: items.len() as i64 + 1,
                     user_id: h.user_id,
@@ -166,41 +233,44 @@ impl ReviewService {
             *reviewers.entry(i.reviewer.as_str()).or_default() += 1;
         }
         let entry = audit::append(
-            &mut tx,
+            tx,
             self.grants.clock(),
             NewEntry::new(
                 actor,
                 "review.created",
                 format!("review:{id}"),
                 json!({
-                    "name": req.name, "resources": resources.iter().map(|r| &r.name).collect::<Vec<_>>(),
-                    "reviewer": req.reviewer, "fallback": req.fallback, "due_at": due_at,
-                    "default": req.default.as_str(), "items": items.len(),
+                    "campaign": id,
+                    "name": name, "resources": resources.iter().map(|r| &r.name).collect::<Vec<_>>(),
+                    "reviewer": rule, "fallback": fallback, "due_at": due_at,
+                    "default": default.as_str(), "items": items.len(),
                     "reviewers": reviewers,
+                    "recur": recur.as_ref().map(|r| &r.0), "parent_id": parent_id, "run_at": run_at,
                 }),
             ),
         )
         .await?;
         let c = Campaign {
             id: id.clone(),
-            name: req.name,
+            name,
             owner: actor.into(),
             resources: resources.iter().map(|r| r.name.clone()).collect(),
-            reviewer: req.reviewer,
-            fallback: req.fallback,
-            default: req.default,
+            reviewer: rule,
+            fallback,
+            default,
             due_at,
             state: "open".into(),
             created_at: now,
             closed_at: None,
             audit_seq_start: entry.seq,
+            next_run_at: recur.as_ref().map(|r| r.1),
+            recur: recur.map(|r| r.0),
+            parent_id,
+            run_at,
         };
-        repo::insert_campaign(&mut tx, &c).await?;
-        repo::insert_items(&mut tx, &id, &items).await?;
-        tx.commit().await?;
-        metrics::counter!("jit_review_items_total", "state" => "created")
-            .increment(items.len() as u64);
-        Ok(c)
+        repo::insert_campaign(tx, &c).await?;
+        repo::insert_items(tx, &id, &items).await?;
+        Ok((c, items.len()))
     }
 
     pub async fn get(&self, id: &str) -> Result<Campaign, ReviewError> {
@@ -343,8 +413,9 @@ impl ReviewService {
         Ok(decided)
     }
 
-    /// Closes every open campaign whose due date has passed (applying its default to undecided
-    /// items), then carries out pending revokes. The periodic task calls it; tests call it with a
+    /// Creates the runs of recurring campaigns that are due, closes every open campaign whose
+    /// due date has passed (applying its default to undecided items), then carries out pending
+    /// revokes. The periodic task calls it; tests call it with a
     /// clock ahead. Returns the ids of the campaigns closed or escalated.
     pub async fn check_once(&self) -> Result<Vec<String>, ReviewError> {
         let now = self.grants.clock().now_ms();
@@ -352,6 +423,7 @@ impl ReviewService {
             let mut conn = self.conn().await?;
             repo::due_campaigns(&mut conn, now).await?
         };
+        self.run_recurring().await?;
         let mut moved = Vec::new();
         for id in due {
             if self.close_due(&id, now).await? {

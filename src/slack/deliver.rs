@@ -7,8 +7,9 @@
 //! so a late or repeated update never shows an older state. Requesters get direct messages
 //! (approved, denied with the reason, expired, granted, about to expire with Extend, ended,
 //! failed); a request that waits on approvers gets a reminder in its message's thread;
-//! break-glass and drift post alerts. Deliveries of one request (or one grant) share a partition
-//! so they arrive in order; the client spaces posts to one channel near Slack's 1 message/s.
+//! break-glass and drift post alerts; access review notices go to reviewers by DM (`reviews`).
+//! Deliveries of one request (or one grant) share a partition so they arrive in order; the
+//! client spaces posts to one channel near Slack's 1 message/s.
 //!
 //! Slack's answers become `DeliveryError::Retry` (429 with its `Retry-After`, 5xx, `ratelimited`,
 //! transport) or `Permanent` (`channel_not_found`, `not_in_channel`, …: the outbox dead-letters).
@@ -179,32 +180,9 @@ impl SlackDeliverer {
                 s.post_once(n, &channel, json!({"channel": channel, "text": text}))
                     .await?;
             }
-            // Access reviews: one message to the default channel (as drift); per-reviewer DMs and
-            // reminders are not delivered yet (see docs/reviews.md).
-            kinds::REVIEW_OPENED | kinds::REVIEW_OVERDUE => {
-                let channel = s.config().default_channel.clone();
-                if channel.is_empty() {
-                    return Ok(());
-                }
-                let d = &n.payload["details"];
-                let text = if n.kind == kinds::REVIEW_OPENED {
-                    format!(
-                        "Access review \"{}\" opened: {} item(s) for {}",
-                        d["name"].as_str().unwrap_or("?"),
-                        d["items"],
-                        serde_json::to_string(&d["reviewers"]).unwrap_or_default()
-                    )
-                } else {
-                    format!(
-                        "Access review \"{}\" is overdue: {} item(s) undecided (default: {}); owner {}",
-                        d["name"].as_str().unwrap_or("?"),
-                        d["undecided"],
-                        d["default"].as_str().unwrap_or("?"),
-                        d["owner"].as_str().unwrap_or("?")
-                    )
-                };
-                s.post_once(n, &channel, json!({"channel": channel, "text": esc(&text)}))
-                    .await?;
+            // Access reviews: DMs to reviewers, the rest to the default channel (`reviews.rs`).
+            kinds::REVIEW_OPENED | kinds::REVIEW_OVERDUE | kinds::REVIEW_REMINDER => {
+                s.deliver_review(n).await?;
             }
             _ => {}
         }
@@ -259,6 +237,7 @@ const WANTED: &[&str] = &[
     kinds::DRIFT_DETECTED,
     kinds::REVIEW_OPENED,
     kinds::REVIEW_OVERDUE,
+    kinds::REVIEW_REMINDER,
 ];
 
 #[async_trait]
@@ -439,10 +418,21 @@ impl Slack {
         channel: &str,
         body: Value,
     ) -> Result<(), DeliverError> {
+        self.post_once_keyed(&n.id, channel, body).await
+    }
+
+    /// Posts `body` unless something was posted under `key` before, and records it. The key is
+    /// a notification id, or `<id>:<login>` when one notification messages several people.
+    pub(super) async fn post_once_keyed(
+        &self,
+        key: &str,
+        channel: &str,
+        body: Value,
+    ) -> Result<(), DeliverError> {
         {
             let mut conn = self.inner.store.reads().acquire().await?;
             let seen = sqlx::query("SELECT 1 AS x FROM slack_sent WHERE notification_id = $1")
-                .bind(&n.id)
+                .bind(key)
                 .fetch_optional(&mut *conn)
                 .await?;
             if seen.is_some() {
@@ -456,7 +446,7 @@ impl Slack {
             "INSERT INTO slack_sent (notification_id, channel, ts, sent_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (notification_id) DO NOTHING",
         )
-        .bind(&n.id)
+        .bind(key)
         .bind(&ch)
         .bind(&ts)
         .bind(self.inner.clock.now_ms())

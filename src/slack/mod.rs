@@ -19,6 +19,7 @@ pub mod config;
 pub mod deliver;
 pub mod identity;
 mod interactions;
+mod reviews;
 pub mod verify;
 
 use std::sync::Arc;

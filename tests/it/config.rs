@@ -290,3 +290,22 @@ fn hash_token_prints_the_sha256() {
         jit_broker::auth::hash_token("my-token")
     );
 }
+
+#[test]
+fn reviews_remind_before_is_a_duration_of_at_most_90_days() {
+    let c = Config::load_with_env(None, Vec::new()).unwrap();
+    assert_eq!(
+        c.reviews.remind_before,
+        std::time::Duration::from_secs(2 * 24 * 3600)
+    );
+    let e = errors(None, &[("JIT_REVIEWS__REMIND_BEFORE", "soon")]);
+    assert!(e.contains("`reviews.remind_before`"), "{e}");
+    assert!(e.contains("expected a duration"), "{e}");
+    let e = errors(None, &[("JIT_REVIEWS__REMIND_BEFORE", "91d")]);
+    assert!(
+        e.contains("`reviews.remind_before`") && e.contains("at most 90 days"),
+        "{e}"
+    );
+    let c = Config::load_with_env(None, env(&[("JIT_REVIEWS__REMIND_BEFORE", "0s")])).unwrap();
+    assert!(c.reviews.remind_before.is_zero());
+}

@@ -71,10 +71,33 @@ async fn reviews_cli_creates_lists_reports_and_refuses(db: Db) {
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 4, "{out}");
     assert!(out.starts_with("item,user_login,"), "{out}");
+    // The PDF to a file: a document with the campaign's name and every holder's login.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("evidence.pdf");
+    let (code, out, err) = cli(
+        &e,
+        &[
+            "report",
+            &id,
+            "--format",
+            "pdf",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    let pdf = std::fs::read(&file).unwrap();
+    assert!(pdf.starts_with(b"%PDF-"));
+    let text = String::from_utf8_lossy(&pdf);
+    assert!(text.contains("(cli review)"), "the title");
+    for login in j["items"].as_array().unwrap() {
+        let login = login["user_login"].as_str().unwrap();
+        assert!(text.contains(&format!("({login})")), "{login}");
+    }
 
     // Bad input: a clear message, exit 2 (usage) or 1 (refused), nothing created.
     let (_, before) = e.get("/v1/reviews").await;
-    let (c1, _, err) = cli(&e, &["report", &id, "--format", "pdf"]);
+    let (c1, _, err) = cli(&e, &["report", &id, "--format", "xls"]);
     assert_eq!(c1, 2, "{err}");
     let (c2, _, err) = cli(&e, &["show", &uuid::Uuid::now_v7().to_string()]);
     assert_eq!(c2, 1, "{err}");

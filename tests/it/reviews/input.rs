@@ -203,7 +203,7 @@ async fn bad_input_changes_nothing(db: Db) {
         (s, v["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_query"))
     );
-    let (s, v) = e.get(&format!("/v1/reviews/{id}/report?format=pdf")).await;
+    let (s, v) = e.get(&format!("/v1/reviews/{id}/report?format=xls")).await;
     assert_eq!(
         (s, v["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_query"))

@@ -6,6 +6,8 @@
 mod cli;
 mod input;
 mod notify;
+mod pdf;
+mod recur;
 
 use std::time::Duration;
 
@@ -477,6 +479,29 @@ async fn campaign_snapshot_decide_remediate_report(db: Db) {
             &row[col("audit_head_hash")],
             r["audit"]["head_hash"].as_str().unwrap()
         );
+    }
+
+    // And the PDF, for people: the head hash on the title page, a row per item with its login.
+    let resp = e
+        .app
+        .http
+        .get(e.app.url(&format!("/v1/reviews/{id}/report?format=pdf")))
+        .bearer_auth(AUDITOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/pdf");
+    let pdf = resp.bytes().await.unwrap();
+    assert!(pdf.starts_with(b"%PDF-"));
+    let text = String::from_utf8_lossy(&pdf);
+    assert!(text.contains(r["audit"]["head_hash"].as_str().unwrap()));
+    assert!(
+        text.contains(&format!("(sequence {start} to {end})")),
+        "range"
+    );
+    for row in &rows {
+        assert!(text.contains(&format!("({})", &row[col("user_login")])));
     }
 }
 

@@ -13,9 +13,10 @@
 //!
 //! Slack's answers become `DeliveryError::Retry` (429 with its `Retry-After`, 5xx, `ratelimited`,
 //! transport) or `Permanent` (`channel_not_found`, `not_in_channel`, …: the outbox dead-letters).
-//! A post that succeeded is recorded (`slack_sent`, keyed by notification id), so a redelivery
-//! after a crash posts nothing twice — except in the instant between Slack's answer and that
-//! insert, which no Slack API lets us close (chat.postMessage has no idempotency key).
+//! A post that succeeded is recorded (`slack_sent`, keyed by notification id, or
+//! `slack_messages` for approval messages), so a redelivery posts nothing twice; a post whose
+//! answer was lost (or a crash before the record) is found in Slack's history by the key its
+//! metadata carries, before anything is posted again (`posts.rs`).
 //!
 //! What it must never do: change a request or a grant, or hold a database transaction across a
 //! Slack call.
@@ -318,26 +319,28 @@ impl Slack {
                 console_url: &self.config().console_url,
             },
         );
-        let answer = self
-            .client()
-            .post_paced(
+        let key = format!("request:{request_id}");
+        let (ch, ts) = self
+            .post_exactly_once(
+                &key,
                 &channel,
-                &json!({"channel": channel, "text": text, "blocks": blocks}),
+                json!({"channel": channel, "text": text, "blocks": blocks}),
             )
             .await?;
-        let (ch, ts) = posted_at(&answer, &channel)?;
-        let mut conn = self.inner.store.pool().acquire().await?;
-        sqlx::query(
-            "INSERT INTO slack_messages (request_id, channel, ts, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (request_id) DO NOTHING",
-        )
-        .bind(request_id)
-        .bind(&ch)
-        .bind(&ts)
-        .bind(self.inner.clock.now_ms())
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+        {
+            let mut conn = self.inner.store.pool().acquire().await?;
+            sqlx::query(
+                "INSERT INTO slack_messages (request_id, channel, ts, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (request_id) DO NOTHING",
+            )
+            .bind(request_id)
+            .bind(&ch)
+            .bind(&ts)
+            .bind(self.inner.clock.now_ms())
+            .execute(&mut *conn)
+            .await?;
+        }
+        self.post_recorded(&key).await
     }
 
     /// Updates a request's approval message to show it as it stands now; nothing when no
@@ -439,32 +442,20 @@ impl Slack {
                 return Ok(());
             }
         }
-        let answer = self.client().post_paced(channel, &body).await?;
-        let (ch, ts) = posted_at(&answer, channel)?;
-        let mut conn = self.inner.store.pool().acquire().await?;
-        sqlx::query(
-            "INSERT INTO slack_sent (notification_id, channel, ts, sent_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (notification_id) DO NOTHING",
-        )
-        .bind(key)
-        .bind(&ch)
-        .bind(&ts)
-        .bind(self.inner.clock.now_ms())
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+        let (ch, ts) = self.post_exactly_once(key, channel, body).await?;
+        {
+            let mut conn = self.inner.store.pool().acquire().await?;
+            sqlx::query(
+                "INSERT INTO slack_sent (notification_id, channel, ts, sent_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (notification_id) DO NOTHING",
+            )
+            .bind(key)
+            .bind(&ch)
+            .bind(&ts)
+            .bind(self.inner.clock.now_ms())
+            .execute(&mut *conn)
+            .await?;
+        }
+        self.post_recorded(key).await
     }
-}
-
-/// `(channel, ts)` of a successful `chat.postMessage`.
-fn posted_at(answer: &Value, asked: &str) -> Result<(String, String), DeliverError> {
-    let ts = answer
-        .get("ts")
-        .and_then(Value::as_str)
-        .ok_or(SlackError::InvalidResponse)?;
-    let ch = answer
-        .get("channel")
-        .and_then(Value::as_str)
-        .unwrap_or(asked);
-    Ok((ch.to_string(), ts.to_string()))
 }

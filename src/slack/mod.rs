@@ -19,6 +19,7 @@ pub mod config;
 pub mod deliver;
 pub mod identity;
 mod interactions;
+mod posts;
 mod reviews;
 pub mod verify;
 

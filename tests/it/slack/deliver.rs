@@ -192,7 +192,83 @@ async fn slack_outage_holds_up_nothing(db: Db) {
     assert_eq!(dms, grants.len());
 }
 
+/// Slack stores a post but its answer is lost on the way back (as after a timeout, or a crash
+/// before the broker recorded it): the next attempt finds the message in the conversation's
+/// history by the key in its metadata and posts nothing again. For an approval message in a
+/// channel, and for a direct message (read through its DM conversation).
+async fn lost_answers_post_nothing_twice(db: Db) {
+    let e = env_full(db, false, |_| {}).await;
+    let id = e.alice_requests("prod-admins").await;
+    e.fake.fail("chat.postMessage", fake::Failure::Lost(502));
+    assert!(matches!(
+        e.deliver(kinds::REQUEST_CREATED, Some(&id), None).await,
+        Err(DeliveryError::Retry { .. })
+    ));
+    assert!(e.slack.message_of(&id).await.unwrap().is_none());
+    assert_eq!(e.fake.messages_containing(&id).len(), 1);
+    e.deliver(kinds::REQUEST_CREATED, Some(&id), None)
+        .await
+        .unwrap();
+    let posted = e.fake.messages_containing(&id);
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    assert_eq!(posted[0]["metadata"]["event_type"], "jit_broker_post");
+    assert_eq!(e.fake.calls_of("chat.postMessage").len(), 1);
+    assert_eq!(e.fake.calls_of("conversations.history").len(), 1);
+    let (channel, _) = e.slack.message_of(&id).await.unwrap().unwrap();
+    assert_eq!(channel, APPROVALS);
+    // Later updates go to the adopted message.
+    e.deliver(kinds::REQUEST_CANCELLED, Some(&id), None)
+        .await
+        .unwrap();
+    assert_eq!(e.fake.calls_of("chat.update").len(), 1);
+
+    // A direct message: alice's access to engineering (no approval needed).
+    let c = e
+        .requests
+        .create(
+            &jit_broker::requests::Actor::new(
+                "alice@example.com",
+                jit_broker::requests::Channel::Slack,
+            ),
+            jit_broker::requests::NewRequest {
+                resource: "engineering".into(),
+                duration: Some("1h".into()),
+                reason: Some("lost answer".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let g = c.grant.unwrap();
+    let n = notification(kinds::GRANT_ACTIVATED, None, Some(&g.id));
+    e.fake.fail("chat.postMessage", fake::Failure::Lost(500));
+    assert!(matches!(
+        e.slack.deliverer().deliver(&n).await,
+        Err(DeliveryError::Retry { .. })
+    ));
+    e.slack.deliverer().deliver(&n).await.unwrap();
+    e.slack.deliverer().deliver(&n).await.unwrap();
+    let dms = e.fake.messages_containing("You now have engineering");
+    assert_eq!(dms.len(), 1, "{dms:?}");
+    assert_eq!(e.fake.calls_of("conversations.open").len(), 1);
+
+    // An answer that says Slack posted nothing (rate limited) leaves no history to read: the
+    // retry just posts.
+    let n = notification(kinds::GRANT_EXTENDED, None, Some(&g.id));
+    e.fake
+        .fail("chat.postMessage", fake::Failure::RateLimited(1));
+    assert!(matches!(
+        e.slack.deliverer().deliver(&n).await,
+        Err(DeliveryError::Retry { .. })
+    ));
+    let reads = e.fake.calls_of("conversations.history").len();
+    e.slack.deliverer().deliver(&n).await.unwrap();
+    assert_eq!(e.fake.calls_of("conversations.history").len(), reads);
+    assert_eq!(e.fake.messages_containing("now ends at").len(), 1);
+}
+
 both_backends!(
+    lost_answers_post_nothing_twice,
     failures_map_to_retry_or_permanent,
     posts_to_one_channel_are_paced,
     interactive_calls_retry,

@@ -30,6 +30,9 @@ pub enum Failure {
     RateLimited(u64),
     Status(u16),
     Api(&'static str),
+    /// The call is carried out (a post is stored), then answered with this status, as when
+    /// Slack's answer is lost on the way back.
+    Lost(u16),
 }
 
 #[derive(Default)]
@@ -42,6 +45,8 @@ struct State_ {
     /// Slack user id → (email, deleted, confirmed).
     users: HashMap<String, (String, bool, bool)>,
     ts: u64,
+    /// Messages posted, in order: (conversation id, ts, body as posted).
+    messages: Vec<(String, String, Value)>,
 }
 
 #[derive(Clone)]
@@ -114,6 +119,19 @@ impl FakeSlack {
         self.calls_of(method).into_iter().filter(|c| c.ok).collect()
     }
 
+    /// Messages stored by `chat.postMessage` (including those whose answer was lost), whose
+    /// JSON contains `needle`.
+    pub fn messages_containing(&self, needle: &str) -> Vec<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .messages
+            .iter()
+            .filter(|(_, _, b)| b.to_string().contains(needle))
+            .map(|(_, _, b)| b.clone())
+            .collect()
+    }
+
     pub fn calls_of(&self, method: &str) -> Vec<Call> {
         self.calls()
             .into_iter()
@@ -179,9 +197,9 @@ async fn api(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         at: Instant::now(),
-        ok: failure.is_none(),
+        ok: failure.is_none() || matches!(failure, Some(Failure::Lost(_))),
     });
-    match failure {
+    match &failure {
         Some(Failure::RateLimited(secs)) => {
             return (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -191,12 +209,12 @@ async fn api(
                 .into_response()
         }
         Some(Failure::Status(code)) => {
-            return StatusCode::from_u16(code).unwrap().into_response();
+            return StatusCode::from_u16(*code).unwrap().into_response();
         }
         Some(Failure::Api(code)) => {
             return Json(json!({"ok": false, "error": code})).into_response()
         }
-        None => {}
+        Some(Failure::Lost(_)) | None => {}
     }
     let answer = match method.as_str() {
         "chat.postMessage" => {
@@ -208,7 +226,40 @@ async fn api(
             } else {
                 channel.to_string()
             };
-            json!({"ok": true, "channel": channel, "ts": format!("1700000000.{:06}", s.ts), "message": {"text": body["text"]}})
+            // Slack's clock: now, so history reads with `oldest` find it.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let ts = format!("{now}.{:06}", s.ts);
+            s.messages.push((channel.clone(), ts.clone(), body.clone()));
+            json!({"ok": true, "channel": channel, "ts": ts, "message": {"text": body["text"]}})
+        }
+        "conversations.open" => {
+            let user = body["users"].as_str().unwrap_or("");
+            json!({"ok": true, "channel": {"id": format!("D{}", &user[1.min(user.len())..])}})
+        }
+        "conversations.history" => {
+            let channel = body["channel"].as_str().unwrap_or("");
+            let oldest: f64 = body["oldest"]
+                .as_str()
+                .and_then(|o| o.parse().ok())
+                .unwrap_or(0.0);
+            let meta = body["include_all_metadata"] == "true";
+            let mut msgs: Vec<Value> = s
+                .messages
+                .iter()
+                .filter(|(c, ts, _)| c == channel && ts.parse::<f64>().unwrap_or(0.0) >= oldest)
+                .map(|(_, ts, b)| {
+                    let mut m = json!({"type": "message", "ts": ts, "text": b["text"]});
+                    if meta && !b["metadata"].is_null() {
+                        m["metadata"] = b["metadata"].clone();
+                    }
+                    m
+                })
+                .collect();
+            msgs.reverse();
+            json!({"ok": true, "messages": msgs, "has_more": false})
         }
         "chat.update" => json!({"ok": true, "channel": body["channel"], "ts": body["ts"]}),
         "chat.postEphemeral" => json!({"ok": true, "message_ts": "1.1"}),
@@ -235,5 +286,8 @@ async fn api(
         }
         _ => json!({"ok": false, "error": "unknown_method"}),
     };
+    if let Some(Failure::Lost(code)) = failure {
+        return StatusCode::from_u16(code).unwrap().into_response();
+    }
     Json(answer).into_response()
 }

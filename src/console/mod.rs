@@ -19,6 +19,7 @@ pub mod error;
 mod oidc;
 mod outbox;
 mod pages;
+mod reviews;
 mod session;
 mod sync;
 mod views;
@@ -164,6 +165,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         // Slack's "Approve in console" button links here.
         .route("/requests/{id}", get(approvals::link))
         .route("/approvals/{id}/decide", post(approvals::decide))
+        // Slack's review DMs link to `/reviews/{id}`.
+        .route("/reviews", get(reviews::list))
+        .route("/reviews/{id}", get(reviews::campaign))
+        .route("/reviews/{id}/items/{item}/decide", post(reviews::decide))
         .route("/admin/grants", get(admin::grants))
         .route("/admin/failed", get(admin::failed))
         .route("/admin/grants/{id}/retry", post(admin::retry))

@@ -97,6 +97,7 @@ pub fn notice(code: Option<&str>) -> Option<&'static str> {
         "verified" => "The audit chain was verified.",
         "signed_out" => "You are signed out.",
         "stepped_up" => "You signed in again. You can decide now.",
+        "reviewed" => "Your review decision was recorded.",
         _ => return None,
     })
 }

@@ -296,3 +296,48 @@ pub struct SyncRun {
     pub warnings: Vec<String>,
     pub findings: Vec<FindingRow>,
 }
+
+pub struct CampaignRow {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub due: Time,
+    pub items: usize,
+    pub undecided: usize,
+}
+
+#[derive(Template)]
+#[template(path = "reviews.html")]
+pub struct Reviews {
+    pub l: Layout,
+    /// Campaigns with items for the viewer.
+    pub mine: Vec<CampaignRow>,
+    /// Every campaign (auditors and admins; empty for others).
+    pub all: Vec<CampaignRow>,
+}
+
+pub struct ReviewItemRow {
+    pub item: i64,
+    pub user: String,
+    pub resource: String,
+    /// `grant`, `standing` or `unexplained`.
+    pub why: String,
+    pub grants_90d: i64,
+    pub last_granted: Option<Time>,
+    pub decision: String,
+    pub comment: String,
+    pub remediation: String,
+}
+
+#[derive(Template)]
+#[template(path = "review.html")]
+pub struct Review {
+    pub l: Layout,
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub due: Time,
+    /// Decisions can still be made or changed.
+    pub open: bool,
+    pub items: Vec<ReviewItemRow>,
+}

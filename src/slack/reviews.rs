@@ -89,19 +89,17 @@ impl Slack {
         Ok(())
     }
 
-    /// Where a reviewer lists their items: the broker's `/v1/reviews/{id}/items?reviewer=me`
-    /// under `slack.console_url` when it is set (the console has no review page yet, so the
-    /// link is the API list), else the path alone.
+    /// Where a reviewer decides their items: the console's `/reviews/{id}` under
+    /// `slack.console_url` when it is set, else the API's list (`/v1/reviews/{id}/items?reviewer=me`).
     fn items_link(&self, campaign: Option<&str>) -> String {
         let Some(id) = campaign else {
             return String::new();
         };
-        let path = format!("/v1/reviews/{id}/items?reviewer=me");
         let base = self.config().console_url.trim_end_matches('/');
         if base.is_empty() {
-            format!(" Your items: `{path}`")
+            format!(" Your items: `/v1/reviews/{id}/items?reviewer=me`")
         } else {
-            format!(" Your items: <{base}{path}|open the list>")
+            format!(" Your items: <{base}/reviews/{id}|review them in the console>")
         }
     }
 

@@ -147,7 +147,7 @@ async fn review_notices_reach_reviewers_by_slack_dm(db: Db) {
             .map(|c| c.body)
             .collect()
     };
-    let link = "<https://broker.example.com/v1/reviews/0190-c1/items?reviewer=me|open the list>";
+    let link = "<https://broker.example.com/reviews/0190-c1|review them in the console>";
 
     let mut opened = crate::slack::notification(kinds::REVIEW_OPENED, None, None);
     opened.payload = serde_json::json!({"details": {

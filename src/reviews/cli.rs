@@ -38,7 +38,8 @@ pub enum ReviewsCommand {
         /// Policy resource names, comma-separated, or `*` for every managed resource.
         #[arg(long, value_delimiter = ',', required = true)]
         resources: Vec<String>,
-        /// `approvers` (the resource's approvers) or one person's Okta login.
+        /// `approvers` (the resource's approvers), `manager` (the holder's manager from the
+        /// Okta profile) or one person's Okta login.
         #[arg(long, default_value = "approvers")]
         reviewer: String,
         /// Reviews what the rule cannot assign, and every reviewer's own access.
@@ -94,10 +95,10 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
             recur,
             as_login,
         } => {
-            let reviewer = if reviewer == "approvers" {
-                ReviewerRule::Approvers
-            } else {
-                ReviewerRule::Person { login: reviewer }
+            let reviewer = match reviewer.as_str() {
+                "approvers" => ReviewerRule::Approvers,
+                "manager" => ReviewerRule::Manager {},
+                _ => ReviewerRule::Person { login: reviewer },
             };
             let default = match default {
                 DefaultArg::Keep => DefaultAction::Keep,

@@ -19,6 +19,7 @@ pub mod remediation;
 pub mod repo;
 pub mod report;
 pub mod service;
+mod snapshot;
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -85,12 +86,16 @@ impl Decision {
 }
 
 /// Who reviews an item: the resource's approvers (named users; approver groups are not
-/// expanded, their items go to the fallback) or one named person.
+/// expanded, their items go to the fallback), one named person, or the holder's manager from
+/// the Okta profile as the sync stored it (none known: the fallback).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ReviewerRule {
     Approvers,
     Person { login: String },
+    // A struct variant, not a unit one: serde refuses unknown fields only for struct variants
+    // of an internally tagged enum, so `{"rule": "manager", "login": …}` is an error.
+    Manager {},
 }
 
 /// A campaign as stored.

@@ -138,6 +138,7 @@ fn title_page(r: &Report) -> Page {
     let rule = match &c.reviewer {
         super::ReviewerRule::Approvers => "the resource's approvers".to_string(),
         super::ReviewerRule::Person { login } => login.clone(),
+        super::ReviewerRule::Manager {} => "the holder's manager (Okta profile)".to_string(),
     };
     p.field("Reviewers", &rule);
     p.field("Fallback reviewer", &c.fallback);

@@ -3,8 +3,6 @@
 //!
 //! What it must never do: build SQL from a value (only placeholder numbers are formatted in).
 
-use std::collections::HashMap;
-
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -426,78 +424,6 @@ pub async fn set_read_back(
     .execute(tx.conn())
     .await?;
     Ok(())
-}
-
-/// One inventory holding of a managed resource, with the holder's login.
-pub struct Held {
-    pub user_id: String,
-    pub login: String,
-    pub scope: Option<String>,
-    pub why: String,
-    pub grant_id: Option<String>,
-}
-
-/// Everyone the inventory says holds one Okta object, by login.
-pub async fn holders(
-    tx: &mut Tx,
-    kind: &str,
-    okta_id: &str,
-    resource_set: &str,
-) -> Result<Vec<Held>, ReviewError> {
-    let rows = sqlx::query(
-        "SELECT a.user_id, u.login, a.scope, a.why, a.grant_id FROM inventory_access a \
-         JOIN inventory_users u ON u.user_id = a.user_id \
-         WHERE a.kind = $1 AND a.okta_id = $2 AND a.resource_set = $3 ORDER BY u.login",
-    )
-    .bind(kind)
-    .bind(okta_id)
-    .bind(resource_set)
-    .fetch_all(tx.conn())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Held {
-                user_id: r.try_get("user_id")?,
-                login: r.try_get("login")?,
-                scope: r.try_get("scope")?,
-                why: r.try_get("why")?,
-                grant_id: r.try_get("grant_id")?,
-            })
-        })
-        .collect()
-}
-
-pub async fn inventory_users(tx: &mut Tx) -> Result<i64, ReviewError> {
-    let r = sqlx::query("SELECT COUNT(*) FROM inventory_users")
-        .fetch_one(tx.conn())
-        .await?;
-    Ok(r.try_get::<i64, _>(0)?)
-}
-
-/// Grants since `since` per (user, kind, okta id): how many and the latest start.
-pub async fn grant_history(
-    tx: &mut Tx,
-    since: i64,
-) -> Result<HashMap<(String, String, String), (i64, i64)>, ReviewError> {
-    let rows = sqlx::query(
-        "SELECT user_id, kind, okta_id, COUNT(*) AS n, MAX(created_at) AS latest FROM grants \
-         WHERE created_at >= $1 GROUP BY user_id, kind, okta_id",
-    )
-    .bind(since)
-    .fetch_all(tx.conn())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                (
-                    r.try_get::<String, _>("user_id")?,
-                    r.try_get::<String, _>("kind")?,
-                    r.try_get::<String, _>("okta_id")?,
-                ),
-                (r.try_get::<i64, _>("n")?, r.try_get::<i64, _>("latest")?),
-            ))
-        })
-        .collect()
 }
 
 /// The campaign's audit range: the highest seq of an entry about it, and the chain's head.

@@ -7,6 +7,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use super::snapshot::{self, Target};
 use super::{
     repo, Campaign, Decision, DefaultAction, Item, ReviewError, ReviewerRule, SYSTEM_ACTOR,
 };
@@ -15,8 +16,6 @@ use crate::grants::GrantService;
 use crate::policy::Resource;
 use crate::store::Tx;
 
-/// How far back "grants in the last 90 days" looks.
-const HISTORY_MS: i64 = 90 * 24 * 3600 * 1000;
 /// Longest comment a reviewer may write.
 pub const MAX_COMMENT: usize = 2_000;
 /// Most decisions in one bulk call.
@@ -184,49 +183,8 @@ impl ReviewService {
             run_at,
         } = spec;
         let id = uuid::Uuid::now_v7().to_string();
-        if repo::inventory_users(tx).await? == 0 {
-            return Err(ReviewError::NoInventory);
-        }
-        let history = repo::grant_history(tx, now - HISTORY_MS).await?;
-        let mut items = Vec::new();
-        for res in &resources {
-            let rs = res.resource_set.clone().unwrap_or_default();
-            for h in repo::holders(tx, res.kind.as_str(), &res.okta_id, &rs).await? {
-                let (n, last) = history
-                    .get(&(
-                        h.user_id.clone(),
-                        res.kind.as_str().into(),
-                        res.okta_id.clone(),
-                    ))
-                    .map(|(n, l)| (*n, Some(*l)))
-                    .unwrap_or((0, None));
-                let reviewer = reviewer_for(&rule, res, &h.login, &fallback);
-                items.push(Item {
-                    item_id: items.len() as i64 + 1,
-                    user_id: h.user_id,
-                    user_login: h.login,
-                    resource: res.name.clone(),
-                    kind: res.kind.as_str().into(),
-                    okta_id: res.okta_id.clone(),
-                    resource_set: rs.clone(),
-                    scope: h.scope,
-                    why: h.why,
-                    grant_id: h.grant_id,
-                    grants_90d: n,
-                    last_granted_at: last,
-                    reviewer,
-                    decision: None,
-                    comment: None,
-                    decided_by: None,
-                    decided_at: None,
-                    remediation: None,
-                    remediation_detail: None,
-                    remediated_at: None,
-                    read_back: None,
-                    read_back_at: None,
-                });
-            }
-        }
+        let targets: Vec<Target> = resources.iter().map(Target::from).collect();
+        let items = snapshot::items(tx, &targets, &rule, &fallback, now).await?;
         // Who reviews how many: what the `review.opened` notice tells each reviewer.
         let mut reviewers = std::collections::BTreeMap::<&str, u64>::new();
         for i in &items {
@@ -533,23 +491,5 @@ impl ReviewService {
         .await?;
         tx.commit().await?;
         self.get(id).await
-    }
-}
-
-/// The reviewer of one holding: the rule's choice unless that is the holder (no self-review),
-/// else the fallback.
-fn reviewer_for(rule: &ReviewerRule, res: &Resource, holder: &str, fallback: &str) -> String {
-    let chosen = match rule {
-        ReviewerRule::Person { login } => Some(login.as_str()),
-        ReviewerRule::Approvers => res
-            .approvers
-            .users
-            .iter()
-            .map(String::as_str)
-            .find(|u| !u.eq_ignore_ascii_case(holder)),
-    };
-    match chosen {
-        Some(r) if !r.eq_ignore_ascii_case(holder) => r.to_string(),
-        _ => fallback.to_string(),
     }
 }

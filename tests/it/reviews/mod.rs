@@ -5,6 +5,7 @@
 
 mod cli;
 mod input;
+mod manager;
 mod notify;
 mod pdf;
 mod recur;

@@ -1,0 +1,4 @@
+-- Access reviews (issue 14), the manager rule: the Okta profile's `managerId` (the manager's
+-- login or id, as the org fills it) as the inventory sync read it. `manager` (0005) is the
+-- display name; a name names no one unambiguously, so the rule prefers this column.
+ALTER TABLE inventory_users ADD COLUMN manager_id TEXT;

@@ -38,6 +38,13 @@ pub enum ReviewsCommand {
         /// Policy resource names, comma-separated, or `*` for every managed resource.
         #[arg(long, value_delimiter = ',', required = true)]
         resources: Vec<String>,
+        /// Also review Okta groups and apps the policy does not manage (as the inventory lists
+        /// them with `sync.all_groups` / `sync.all_apps`).
+        #[arg(long)]
+        include_unmanaged: bool,
+        /// Leave out access a live grant explains.
+        #[arg(long)]
+        standing_only: bool,
         /// `approvers` (the resource's approvers), `manager` (the holder's manager from the
         /// Okta profile) or one person's Okta login.
         #[arg(long, default_value = "approvers")]
@@ -88,6 +95,8 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
         ReviewsCommand::Create {
             name,
             resources,
+            include_unmanaged,
+            standing_only,
             reviewer,
             fallback,
             due,
@@ -108,6 +117,8 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
             let req = CreateCampaign {
                 name,
                 resources,
+                include_unmanaged,
+                standing_only,
                 reviewer,
                 fallback,
                 due_at: due,

@@ -106,6 +106,13 @@ pub struct Campaign {
     pub owner: String,
     /// Policy resource names under review.
     pub resources: Vec<String>,
+    /// Also Okta groups and apps the policy does not manage, as the inventory lists them
+    /// (`sync.all_groups` / `sync.all_apps`).
+    #[serde(default)]
+    pub include_unmanaged: bool,
+    /// Only access no live grant explains (`standing` and `unexplained`).
+    #[serde(default)]
+    pub standing_only: bool,
     pub reviewer: ReviewerRule,
     pub fallback: String,
     pub default: DefaultAction,

@@ -112,6 +112,8 @@ impl ReviewService {
                 crate::clock::ms_to_datetime(at).format("%Y-%m-%d")
             ),
             resources,
+            include_unmanaged: tpl.include_unmanaged,
+            standing_only: tpl.standing_only,
             reviewer: tpl.reviewer.clone(),
             fallback: tpl.fallback.clone(),
             default: tpl.default,

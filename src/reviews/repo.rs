@@ -17,7 +17,14 @@ const ITEM_COLS: &str = "item_id, user_id, user_login, resource, kind, okta_id, 
 const CHUNK: usize = 200;
 
 pub async fn insert_campaign(tx: &mut Tx, c: &Campaign) -> Result<(), ReviewError> {
-    let scope = serde_json::json!({ "resources": c.resources }).to_string();
+    // The scope column is JSON so scope options need no migration; a campaign stored before
+    // they existed reads as managed resources only, standing and granted access alike.
+    let scope = serde_json::json!({
+        "resources": c.resources,
+        "include_unmanaged": c.include_unmanaged,
+        "standing_only": c.standing_only,
+    })
+    .to_string();
     let rule =
         serde_json::to_string(&c.reviewer).map_err(|e| ReviewError::InvalidInput(e.to_string()))?;
     sqlx::query(
@@ -105,6 +112,8 @@ fn campaign(r: &AnyRow) -> Result<Campaign, ReviewError> {
         name: r.try_get("name")?,
         owner: r.try_get("owner")?,
         resources,
+        include_unmanaged: scope["include_unmanaged"].as_bool().unwrap_or(false),
+        standing_only: scope["standing_only"].as_bool().unwrap_or(false),
         reviewer,
         fallback: r.try_get("fallback")?,
         default: DefaultAction::parse(&default).ok_or_else(|| bad("default"))?,

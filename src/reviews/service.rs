@@ -29,6 +29,12 @@ pub struct CreateCampaign {
     pub name: String,
     /// Policy resource names, or `["*"]` for every managed resource.
     pub resources: Vec<String>,
+    /// Also snapshot the inventory's Okta groups and apps the policy does not manage.
+    #[serde(default)]
+    pub include_unmanaged: bool,
+    /// Leave out access a live grant explains: review standing access only.
+    #[serde(default)]
+    pub standing_only: bool,
     pub reviewer: ReviewerRule,
     /// Who reviews what the rule cannot assign, and every reviewer's own access.
     pub fallback: String,
@@ -46,6 +52,8 @@ pub struct CreateCampaign {
 pub(super) struct Spec {
     pub name: String,
     pub resources: Vec<Resource>,
+    pub include_unmanaged: bool,
+    pub standing_only: bool,
     pub reviewer: ReviewerRule,
     pub fallback: String,
     pub default: DefaultAction,
@@ -123,6 +131,8 @@ impl ReviewService {
         };
         let spec = Spec {
             resources: self.resolve(&req.resources)?,
+            include_unmanaged: req.include_unmanaged,
+            standing_only: req.standing_only,
             name: req.name,
             reviewer: req.reviewer,
             fallback: req.fallback,
@@ -174,6 +184,8 @@ impl ReviewService {
         let Spec {
             name,
             resources,
+            include_unmanaged,
+            standing_only,
             reviewer: rule,
             fallback,
             default,
@@ -183,8 +195,12 @@ impl ReviewService {
             run_at,
         } = spec;
         let id = uuid::Uuid::now_v7().to_string();
-        let targets: Vec<Target> = resources.iter().map(Target::from).collect();
-        let items = snapshot::items(tx, &targets, &rule, &fallback, now).await?;
+        let mut targets: Vec<Target> = resources.iter().map(Target::from).collect();
+        if include_unmanaged {
+            let policy = self.grants.policy().current();
+            targets.extend(snapshot::unmanaged(tx, &policy.resources).await?);
+        }
+        let items = snapshot::items(tx, &targets, &rule, &fallback, standing_only, now).await?;
         // Who reviews how many: what the `review.opened` notice tells each reviewer.
         let mut reviewers = std::collections::BTreeMap::<&str, u64>::new();
         for i in &items {
@@ -200,6 +216,7 @@ impl ReviewService {
                 json!({
                     "campaign": id,
                     "name": name, "resources": resources.iter().map(|r| &r.name).collect::<Vec<_>>(),
+                    "include_unmanaged": include_unmanaged, "standing_only": standing_only,
                     "reviewer": rule, "fallback": fallback, "due_at": due_at,
                     "default": default.as_str(), "items": items.len(),
                     "reviewers": reviewers,
@@ -213,6 +230,8 @@ impl ReviewService {
             name,
             owner: actor.into(),
             resources: resources.iter().map(|r| r.name.clone()).collect(),
+            include_unmanaged,
+            standing_only,
             reviewer: rule,
             fallback,
             default,

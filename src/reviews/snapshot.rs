@@ -49,6 +49,7 @@ pub(super) async fn items(
     targets: &[Target],
     rule: &ReviewerRule,
     fallback: &str,
+    standing_only: bool,
     now: i64,
 ) -> Result<Vec<Item>, ReviewError> {
     if inventory_users(tx).await? == 0 {
@@ -63,6 +64,11 @@ pub(super) async fn items(
     let mut items = Vec::new();
     for t in targets {
         for h in holders(tx, &t.kind, &t.okta_id, &t.resource_set).await? {
+            // `grant` is the only reason a live grant gives; `unexplained` is standing access
+            // nothing justifies, exactly what a standing-only review is for.
+            if standing_only && h.why == "grant" {
+                continue;
+            }
             let (n, last) = history
                 .get(&(h.user_id.clone(), t.kind.clone(), t.okta_id.clone()))
                 .map(|(n, l)| (*n, Some(*l)))
@@ -96,6 +102,39 @@ pub(super) async fn items(
         }
     }
     Ok(items)
+}
+
+/// The inventory's Okta groups and apps that no policy resource manages, in kind then name
+/// order. Their name in the items is the Okta name (group name, app label); they have no
+/// approvers, so the `approvers` rule gives them to the fallback.
+pub(super) async fn unmanaged(
+    tx: &mut Tx,
+    managed: &[Resource],
+) -> Result<Vec<Target>, ReviewError> {
+    let rows = sqlx::query(
+        "SELECT kind, okta_id, name FROM inventory_objects \
+         WHERE kind IN ('okta_group', 'okta_app') ORDER BY kind, name, okta_id",
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    let mut v = Vec::new();
+    for r in &rows {
+        let (kind, okta_id): (String, String) = (r.try_get("kind")?, r.try_get("okta_id")?);
+        if managed
+            .iter()
+            .any(|m| m.kind.as_str() == kind && m.okta_id == okta_id)
+        {
+            continue;
+        }
+        v.push(Target {
+            name: r.try_get("name")?,
+            kind,
+            okta_id,
+            resource_set: String::new(),
+            approvers: Vec::new(),
+        });
+    }
+    Ok(v)
 }
 
 /// The reviewer of one holding: the rule's choice unless there is none or it is the holder (no

@@ -9,6 +9,7 @@ mod manager;
 mod notify;
 mod pdf;
 mod recur;
+mod scope;
 
 use std::time::Duration;
 

@@ -12,6 +12,8 @@ fn sample(n: usize) -> Report {
         name: "Q4 review".into(),
         owner: "owner@example.com".into(),
         resources: vec!["db-owners".into(), "payroll".into()],
+        include_unmanaged: false,
+        standing_only: false,
         reviewer: ReviewerRule::Approvers,
         fallback: "dave@example.com".into(),
         default: DefaultAction::Keep,

@@ -12,6 +12,7 @@
 //! mark an access that cannot be removed per user (inherited from a group) as done.
 
 pub mod cli;
+pub mod delegate;
 pub mod http;
 pub mod pdf;
 pub mod recur;
@@ -164,6 +165,9 @@ pub struct Item {
     /// `gone` or `present` after Okta was read back.
     pub read_back: Option<String>,
     pub read_back_at: Option<i64>,
+    /// The reviewer this item was last delegated from (`None`: never delegated).
+    #[serde(default)]
+    pub delegated_from: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use crate::store::Tx;
 
 const ITEM_COLS: &str = "item_id, user_id, user_login, resource, kind, okta_id, resource_set, \
      scope, why, grant_id, grants_90d, last_granted_at, reviewer, decision, comment, decided_by, \
-     decided_at, remediation, remediation_detail, remediated_at, read_back, read_back_at";
+     decided_at, remediation, remediation_detail, remediated_at, read_back, read_back_at, delegated_from";
 
 /// Rows per multi-row INSERT of items (16 binds each): well under both engines' bind limits.
 const CHUNK: usize = 200;
@@ -153,6 +153,7 @@ fn item(r: &AnyRow) -> Result<Item, ReviewError> {
         remediated_at: r.try_get("remediated_at")?,
         read_back: r.try_get("read_back")?,
         read_back_at: r.try_get("read_back_at")?,
+        delegated_from: r.try_get("delegated_from")?,
     })
 }
 

@@ -80,13 +80,25 @@ pub struct ReviewService {
     grants: GrantService,
 }
 
-fn check_login(what: &str, s: &str) -> Result<(), ReviewError> {
+pub(super) fn check_login(what: &str, s: &str) -> Result<(), ReviewError> {
     if s.trim().is_empty() || s.len() > 255 || s.chars().any(char::is_control) {
         return Err(ReviewError::InvalidInput(format!(
             "{what} must be 1-255 characters without control characters"
         )));
     }
     Ok(())
+}
+
+/// A comment trimmed (empty is none), at most [`MAX_COMMENT`] bytes of text.
+pub(super) fn check_comment(c: Option<&str>) -> Result<Option<&str>, ReviewError> {
+    let c = c.map(str::trim).filter(|c| !c.is_empty());
+    if c.is_some_and(|c| c.len() > MAX_COMMENT || c.chars().any(|ch| ch.is_control() && ch != '\n'))
+    {
+        return Err(ReviewError::InvalidInput(format!(
+            "comment must be at most {MAX_COMMENT} bytes of text"
+        )));
+    }
+    Ok(c)
 }
 
 impl ReviewService {
@@ -331,18 +343,7 @@ impl ReviewService {
             if !item.reviewer.eq_ignore_ascii_case(reviewer) {
                 return Err(ReviewError::NotYourItem(d.item));
             }
-            let comment = d
-                .comment
-                .as_deref()
-                .map(str::trim)
-                .filter(|c| !c.is_empty());
-            if comment.is_some_and(|c| {
-                c.len() > MAX_COMMENT || c.chars().any(|ch| ch.is_control() && ch != '\n')
-            }) {
-                return Err(ReviewError::InvalidInput(format!(
-                    "comment must be at most {MAX_COMMENT} bytes of text"
-                )));
-            }
+            let comment = check_comment(d.comment.as_deref())?;
             if d.decision == Decision::Keep && item.why == "unexplained" && comment.is_none() {
                 return Err(ReviewError::InvalidInput(format!(
                     "item {}: keeping unexplained access needs a comment",

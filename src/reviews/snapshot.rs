@@ -98,6 +98,7 @@ pub(super) async fn items(
                 remediated_at: None,
                 read_back: None,
                 read_back_at: None,
+                delegated_from: None,
             });
         }
     }

@@ -4,6 +4,7 @@
 //! a clock ahead, calling `check_once` as the periodic task does.
 
 mod cli;
+mod delegate;
 mod input;
 mod manager;
 mod notify;

@@ -51,6 +51,7 @@ fn sample(n: usize) -> Report {
             remediated_at: Some(1_800_000_100_000),
             read_back: Some("present".into()),
             read_back_at: Some(1_800_000_200_000),
+            delegated_from: None,
         })
         .collect();
     Report {

@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/reviews/{id}/items/{item}/delegate", post(delegate_one))
         .route("/v1/reviews/{id}/delegations", post(delegate_bulk))
         .route("/v1/reviews/{id}/close", post(close))
+        .route("/v1/reviews/{id}/stop-recurring", post(stop_recurring))
         .route("/v1/reviews/{id}/report", get(report_of))
 }
 
@@ -244,6 +245,18 @@ async fn close(
     caller.require_any(&[Role::Admin])?;
     check_id(&id)?;
     Ok(Json(service(&state)?.close(&caller.name, &id).await?))
+}
+
+async fn stop_recurring(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Campaign>, ApiError> {
+    caller.require_any(&[Role::Admin])?;
+    check_id(&id)?;
+    Ok(Json(
+        service(&state)?.stop_recurring(&caller.name, &id).await?,
+    ))
 }
 
 #[derive(Deserialize)]

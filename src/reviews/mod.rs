@@ -192,6 +192,8 @@ pub enum ReviewError {
     Closed(String),
     #[error("the inventory is empty: run a sync before creating a campaign")]
     NoInventory,
+    #[error("campaign `{0}` does not recur")]
+    NotRecurring(String),
 }
 
 impl From<sqlx::Error> for ReviewError {
@@ -210,7 +212,9 @@ impl ErrorCode for ReviewError {
             }
             ReviewError::UnknownCampaign(_) | ReviewError::UnknownItem(..) => StatusCode::NOT_FOUND,
             ReviewError::NotYourItem(_) | ReviewError::SelfReview(_) => StatusCode::FORBIDDEN,
-            ReviewError::Closed(_) | ReviewError::NoInventory => StatusCode::CONFLICT,
+            ReviewError::Closed(_) | ReviewError::NoInventory | ReviewError::NotRecurring(_) => {
+                StatusCode::CONFLICT
+            }
         }
     }
     fn code(&self) -> &'static str {
@@ -225,6 +229,7 @@ impl ErrorCode for ReviewError {
             ReviewError::SelfReview(_) => "self_review",
             ReviewError::Closed(_) => "campaign_closed",
             ReviewError::NoInventory => "no_inventory",
+            ReviewError::NotRecurring(_) => "not_recurring",
         }
     }
 }

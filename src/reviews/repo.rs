@@ -226,6 +226,18 @@ pub async fn advance_run(
     Ok(r.rows_affected() == 1)
 }
 
+/// Clears a template's `next_run_at`; false when it had none (already stopped).
+pub async fn stop_runs(tx: &mut Tx, campaign: &str) -> Result<bool, ReviewError> {
+    let r = sqlx::query(
+        "UPDATE review_campaigns SET next_run_at = NULL \
+         WHERE id = $1 AND next_run_at IS NOT NULL",
+    )
+    .bind(campaign)
+    .execute(tx.conn())
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// A campaign's items, optionally only those of one reviewer (case-insensitive login).
 pub async fn items(
     conn: &mut AnyConnection,

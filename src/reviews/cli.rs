@@ -1,5 +1,6 @@
-//! `jit-broker reviews create|list|show|report` (report as JSON, CSV or PDF): access review campaigns from the command line,
-//! through the same [`ReviewService`] as the API (same checks, same audit entries).
+//! `jit-broker reviews create|list|show|report|stop-recurring` (report as JSON, CSV or PDF):
+//! access review campaigns from the command line, through the same [`ReviewService`] as the API
+//! (same checks, same audit entries).
 //!
 //! Exit codes: 0 done, 1 refused (unknown campaign, invalid campaign), 2 usage or error. The
 //! report goes to stdout (or `--output`), so it can be piped to an auditor's tooling.
@@ -70,6 +71,13 @@ pub enum ReviewsCommand {
     List,
     /// Print one campaign with its counts and audit range as JSON.
     Show { id: String },
+    /// Stop a recurring campaign's schedule: no further runs (idempotent).
+    StopRecurring {
+        id: String,
+        /// Recorded as the actor in the audit log.
+        #[arg(long = "as", default_value = "cli")]
+        as_login: String,
+    },
     /// Print a campaign's evidence report.
     Report {
         id: String,
@@ -142,6 +150,10 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
             }
             Ok(s.into_bytes())
         }),
+        ReviewsCommand::StopRecurring { id, as_login } => svc
+            .stop_recurring(&as_login, &id)
+            .await
+            .map(|c| serde_json::to_vec_pretty(&c)),
         ReviewsCommand::Show { id } => svc.report(&id).await.map(|mut r| {
             r.items.clear();
             serde_json::to_vec_pretty(&r)

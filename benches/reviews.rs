@@ -161,6 +161,8 @@ async fn main() {
     let create = |resources: Vec<String>| CreateCampaign {
         name: "bench".into(),
         resources,
+        include_unmanaged: false,
+        standing_only: false,
         reviewer: ReviewerRule::Person {
             login: "reviewer@example.com".into(),
         },

@@ -259,3 +259,31 @@ async fn user_lifecycle_and_delete_flow() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_users_manager_shows_in_the_profile_only_when_set() {
+    let sim = start().await;
+    let api = Api::new(&sim);
+    let before: Value = api
+        .get_json(&format!("/api/v1/users/{ALICE}"), READ_ONLY)
+        .await;
+    assert!(before["profile"].get("managerId").is_none(), "{before}");
+    assert!(before["profile"].get("manager").is_none(), "{before}");
+    sim.admin("admin@example.com")
+        .set_manager(ALICE, Some(BOB), Some("Bob Example"))
+        .unwrap();
+    let after: Value = api
+        .get_json(&format!("/api/v1/users/{ALICE}"), READ_ONLY)
+        .await;
+    assert_eq!(after["profile"]["managerId"], BOB);
+    assert_eq!(after["profile"]["manager"], "Bob Example");
+    assert!(after["lastUpdated"].as_str() > before["lastUpdated"].as_str());
+    sim.admin("admin@example.com")
+        .set_manager(ALICE, None, None)
+        .unwrap();
+    let cleared: Value = api
+        .get_json(&format!("/api/v1/users/{ALICE}"), READ_ONLY)
+        .await;
+    assert!(cleared["profile"].get("managerId").is_none(), "{cleared}");
+    sim.shutdown().await;
+}

@@ -59,6 +59,8 @@ pub struct InventoryUser {
     pub last_name: Option<String>,
     pub department: Option<String>,
     pub manager: Option<String>,
+    /// The profile's `managerId` (migration 0011).
+    pub manager_id: Option<String>,
     pub status: String,
     pub first_seen: i64,
     pub last_seen: i64,

@@ -32,12 +32,13 @@ pub async fn upsert_users(tx: &mut Tx, users: &[UserRecord], now: i64) -> Result
     for chunk in users.chunks(CHUNK) {
         let sql = format!(
             "INSERT INTO inventory_users (user_id, login, email, first_name, last_name, \
-             department, manager, status, first_seen, last_seen) VALUES {} \
+             department, manager, manager_id, status, first_seen, last_seen) VALUES {} \
              ON CONFLICT (user_id) DO UPDATE SET login = excluded.login, email = excluded.email, \
              first_name = excluded.first_name, last_name = excluded.last_name, \
              department = excluded.department, manager = excluded.manager, \
-             status = excluded.status, last_seen = excluded.last_seen",
-            placeholders(chunk.len(), 10)
+             manager_id = excluded.manager_id, status = excluded.status, \
+             last_seen = excluded.last_seen",
+            placeholders(chunk.len(), 11)
         );
         let mut q = sqlx::query(&sql);
         for u in chunk {
@@ -49,6 +50,7 @@ pub async fn upsert_users(tx: &mut Tx, users: &[UserRecord], now: i64) -> Result
                 .bind(u.last_name.clone())
                 .bind(u.department.clone())
                 .bind(u.manager.clone())
+                .bind(u.manager_id.clone())
                 .bind(u.status.clone())
                 .bind(now)
                 .bind(now);
@@ -337,8 +339,8 @@ pub async fn find_user(
     id_or_login: &str,
 ) -> Result<Option<InventoryUser>, StoreError> {
     let r = sqlx::query(
-        "SELECT user_id, login, email, first_name, last_name, department, manager, status, \
-         first_seen, last_seen FROM inventory_users WHERE user_id = $1 OR login = $1 \
+        "SELECT user_id, login, email, first_name, last_name, department, manager, manager_id, \
+         status, first_seen, last_seen FROM inventory_users WHERE user_id = $1 OR login = $1 \
          ORDER BY user_id LIMIT 1",
     )
     .bind(id_or_login)
@@ -353,6 +355,7 @@ pub async fn find_user(
             last_name: r.try_get("last_name")?,
             department: r.try_get("department")?,
             manager: r.try_get("manager")?,
+            manager_id: r.try_get("manager_id")?,
             status: r.try_get("status")?,
             first_seen: r.try_get("first_seen")?,
             last_seen: r.try_get("last_seen")?,

@@ -133,6 +133,9 @@ pub struct UserRecord {
     pub department: Option<String>,
     /// The profile's `manager` (a name or login, as the org fills it).
     pub manager: Option<String>,
+    /// The profile's `managerId` (the manager's login or Okta id, as the org fills it): what
+    /// the reviews' manager rule prefers, since a display name names no one unambiguously.
+    pub manager_id: Option<String>,
     pub last_updated: Option<DateTime<Utc>>,
 }
 
@@ -245,6 +248,8 @@ struct WireFullProfile {
     department: Option<String>,
     #[serde(default)]
     manager: Option<String>,
+    #[serde(default)]
+    manager_id: Option<String>,
 }
 
 impl From<WireUserRecord> for UserRecord {
@@ -258,6 +263,7 @@ impl From<WireUserRecord> for UserRecord {
             last_name: w.profile.last_name,
             department: w.profile.department,
             manager: w.profile.manager,
+            manager_id: w.profile.manager_id,
             last_updated: w.last_updated,
         }
     }

@@ -1,5 +1,6 @@
-//! `jit-broker reviews create|list|show|report` (report as JSON, CSV or PDF): access review campaigns from the command line,
-//! through the same [`ReviewService`] as the API (same checks, same audit entries).
+//! `jit-broker reviews create|list|show|report|stop-recurring` (report as JSON, CSV or PDF):
+//! access review campaigns from the command line, through the same [`ReviewService`] as the API
+//! (same checks, same audit entries).
 //!
 //! Exit codes: 0 done, 1 refused (unknown campaign, invalid campaign), 2 usage or error. The
 //! report goes to stdout (or `--output`), so it can be piped to an auditor's tooling.
@@ -38,7 +39,15 @@ pub enum ReviewsCommand {
         /// Policy resource names, comma-separated, or `*` for every managed resource.
         #[arg(long, value_delimiter = ',', required = true)]
         resources: Vec<String>,
-        /// `approvers` (the resource's approvers) or one person's Okta login.
+        /// Also review Okta groups and apps the policy does not manage (as the inventory lists
+        /// them with `sync.all_groups` / `sync.all_apps`).
+        #[arg(long)]
+        include_unmanaged: bool,
+        /// Leave out access a live grant explains.
+        #[arg(long)]
+        standing_only: bool,
+        /// `approvers` (the resource's approvers), `manager` (the holder's manager from the
+        /// Okta profile) or one person's Okta login.
         #[arg(long, default_value = "approvers")]
         reviewer: String,
         /// Reviews what the rule cannot assign, and every reviewer's own access.
@@ -62,6 +71,13 @@ pub enum ReviewsCommand {
     List,
     /// Print one campaign with its counts and audit range as JSON.
     Show { id: String },
+    /// Stop a recurring campaign's schedule: no further runs (idempotent).
+    StopRecurring {
+        id: String,
+        /// Recorded as the actor in the audit log.
+        #[arg(long = "as", default_value = "cli")]
+        as_login: String,
+    },
     /// Print a campaign's evidence report.
     Report {
         id: String,
@@ -87,6 +103,8 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
         ReviewsCommand::Create {
             name,
             resources,
+            include_unmanaged,
+            standing_only,
             reviewer,
             fallback,
             due,
@@ -94,10 +112,10 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
             recur,
             as_login,
         } => {
-            let reviewer = if reviewer == "approvers" {
-                ReviewerRule::Approvers
-            } else {
-                ReviewerRule::Person { login: reviewer }
+            let reviewer = match reviewer.as_str() {
+                "approvers" => ReviewerRule::Approvers,
+                "manager" => ReviewerRule::Manager {},
+                _ => ReviewerRule::Person { login: reviewer },
             };
             let default = match default {
                 DefaultArg::Keep => DefaultAction::Keep,
@@ -107,6 +125,8 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
             let req = CreateCampaign {
                 name,
                 resources,
+                include_unmanaged,
+                standing_only,
                 reviewer,
                 fallback,
                 due_at: due,
@@ -130,6 +150,10 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
             }
             Ok(s.into_bytes())
         }),
+        ReviewsCommand::StopRecurring { id, as_login } => svc
+            .stop_recurring(&as_login, &id)
+            .await
+            .map(|c| serde_json::to_vec_pretty(&c)),
         ReviewsCommand::Show { id } => svc.report(&id).await.map(|mut r| {
             r.items.clear();
             serde_json::to_vec_pretty(&r)

@@ -1,9 +1,10 @@
 //! `/v1/reviews…`: campaigns (admin creates and closes; admins and auditors read), a reviewer's
-//! items and decisions (single and bulk), and the evidence report. Thin: parse, check the role,
-//! call [`ReviewService`].
+//! items, decisions and delegations (single and bulk), and the evidence report. Thin: parse,
+//! check the role, call [`ReviewService`].
 //!
 //! What it must never do: decide for anyone but the caller (the token's name is the reviewer's
-//! login), or answer for an unknown campaign with an empty list (404).
+//! login), let anyone but the item's reviewer or an admin delegate it, or answer for an unknown
+//! campaign with an empty list (404).
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -13,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use super::delegate::DelegateItem;
 use super::service::{CreateCampaign, DecideItem};
 use super::{report, Campaign, Decision, Item, ReviewService};
 use crate::auth::{Caller, Role};
@@ -27,7 +29,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/reviews/{id}/items", get(items))
         .route("/v1/reviews/{id}/items/{item}/decide", post(decide_one))
         .route("/v1/reviews/{id}/decisions", post(decide_bulk))
+        .route("/v1/reviews/{id}/items/{item}/delegate", post(delegate_one))
+        .route("/v1/reviews/{id}/delegations", post(delegate_bulk))
         .route("/v1/reviews/{id}/close", post(close))
+        .route("/v1/reviews/{id}/stop-recurring", post(stop_recurring))
         .route("/v1/reviews/{id}/report", get(report_of))
 }
 
@@ -183,6 +188,55 @@ async fn decide_bulk(
     Ok(Json(Decided { items }))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DelegateBody {
+    to: String,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+async fn delegate_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, item)): Path<(String, i64)>,
+    b: Result<Json<DelegateBody>, JsonRejection>,
+) -> Result<Json<Item>, ApiError> {
+    check_id(&id)?;
+    let b = body(b)?;
+    let d = DelegateItem {
+        item,
+        to: b.to,
+        comment: b.comment,
+    };
+    let mut done = service(&state)?
+        .delegate(&caller.name, caller.has(Role::Admin), &id, &[d])
+        .await?;
+    done.pop()
+        .map(Json)
+        .ok_or_else(|| ApiError::bad_request("invalid_input", "no delegation recorded"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DelegateBulkBody {
+    delegations: Vec<DelegateItem>,
+}
+
+async fn delegate_bulk(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    b: Result<Json<DelegateBulkBody>, JsonRejection>,
+) -> Result<Json<Decided>, ApiError> {
+    check_id(&id)?;
+    let b = body(b)?;
+    let items = service(&state)?
+        .delegate(&caller.name, caller.has(Role::Admin), &id, &b.delegations)
+        .await?;
+    Ok(Json(Decided { items }))
+}
+
 async fn close(
     State(state): State<AppState>,
     caller: Caller,
@@ -191,6 +245,18 @@ async fn close(
     caller.require_any(&[Role::Admin])?;
     check_id(&id)?;
     Ok(Json(service(&state)?.close(&caller.name, &id).await?))
+}
+
+async fn stop_recurring(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Campaign>, ApiError> {
+    caller.require_any(&[Role::Admin])?;
+    check_id(&id)?;
+    Ok(Json(
+        service(&state)?.stop_recurring(&caller.name, &id).await?,
+    ))
 }
 
 #[derive(Deserialize)]

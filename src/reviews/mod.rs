@@ -12,6 +12,7 @@
 //! mark an access that cannot be removed per user (inherited from a group) as done.
 
 pub mod cli;
+pub mod delegate;
 pub mod http;
 pub mod pdf;
 pub mod recur;
@@ -19,6 +20,7 @@ pub mod remediation;
 pub mod repo;
 pub mod report;
 pub mod service;
+mod snapshot;
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -85,12 +87,16 @@ impl Decision {
 }
 
 /// Who reviews an item: the resource's approvers (named users; approver groups are not
-/// expanded, their items go to the fallback) or one named person.
+/// expanded, their items go to the fallback), one named person, or the holder's manager from
+/// the Okta profile as the sync stored it (none known: the fallback).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ReviewerRule {
     Approvers,
     Person { login: String },
+    // A struct variant, not a unit one: serde refuses unknown fields only for struct variants
+    // of an internally tagged enum, so `{"rule": "manager", "login": …}` is an error.
+    Manager {},
 }
 
 /// A campaign as stored.
@@ -101,6 +107,13 @@ pub struct Campaign {
     pub owner: String,
     /// Policy resource names under review.
     pub resources: Vec<String>,
+    /// Also Okta groups and apps the policy does not manage, as the inventory lists them
+    /// (`sync.all_groups` / `sync.all_apps`).
+    #[serde(default)]
+    pub include_unmanaged: bool,
+    /// Only access no live grant explains (`standing` and `unexplained`).
+    #[serde(default)]
+    pub standing_only: bool,
     pub reviewer: ReviewerRule,
     pub fallback: String,
     pub default: DefaultAction,
@@ -152,6 +165,9 @@ pub struct Item {
     /// `gone` or `present` after Okta was read back.
     pub read_back: Option<String>,
     pub read_back_at: Option<i64>,
+    /// The reviewer this item was last delegated from (`None`: never delegated).
+    #[serde(default)]
+    pub delegated_from: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +192,8 @@ pub enum ReviewError {
     Closed(String),
     #[error("the inventory is empty: run a sync before creating a campaign")]
     NoInventory,
+    #[error("campaign `{0}` does not recur")]
+    NotRecurring(String),
 }
 
 impl From<sqlx::Error> for ReviewError {
@@ -194,7 +212,9 @@ impl ErrorCode for ReviewError {
             }
             ReviewError::UnknownCampaign(_) | ReviewError::UnknownItem(..) => StatusCode::NOT_FOUND,
             ReviewError::NotYourItem(_) | ReviewError::SelfReview(_) => StatusCode::FORBIDDEN,
-            ReviewError::Closed(_) | ReviewError::NoInventory => StatusCode::CONFLICT,
+            ReviewError::Closed(_) | ReviewError::NoInventory | ReviewError::NotRecurring(_) => {
+                StatusCode::CONFLICT
+            }
         }
     }
     fn code(&self) -> &'static str {
@@ -209,6 +229,7 @@ impl ErrorCode for ReviewError {
             ReviewError::SelfReview(_) => "self_review",
             ReviewError::Closed(_) => "campaign_closed",
             ReviewError::NoInventory => "no_inventory",
+            ReviewError::NotRecurring(_) => "not_recurring",
         }
     }
 }

@@ -135,9 +135,20 @@ fn title_page(r: &Report) -> Page {
     p.field("Owner", &c.owner);
     p.field("State", &c.state);
     p.field("Resources", &c.resources.join(", "));
+    let mut scope = Vec::new();
+    if c.include_unmanaged {
+        scope.push("with unmanaged Okta groups and apps");
+    }
+    scope.push(if c.standing_only {
+        "standing access only"
+    } else {
+        "standing and granted access"
+    });
+    p.field("Scope", &scope.join("; "));
     let rule = match &c.reviewer {
         super::ReviewerRule::Approvers => "the resource's approvers".to_string(),
         super::ReviewerRule::Person { login } => login.clone(),
+        super::ReviewerRule::Manager {} => "the holder's manager (Okta profile)".to_string(),
     };
     p.field("Reviewers", &rule);
     p.field("Fallback reviewer", &c.fallback);

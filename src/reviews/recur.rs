@@ -10,6 +10,10 @@
 //! unique, so even a bug there could not store a run twice. Times missed while no broker ran
 //! collapse into one run: the next time is computed after now, not after the missed time.
 //!
+//! Stopping: `stop_recurring` clears the template's `next_run_at` (keeping `recur` for the
+//! record), audited once as `review.recur_stopped`; calling it again changes nothing. A check
+//! that read the old time before the stop loses the compare-and-set and creates nothing.
+//!
 //! What it must never do: create a run without its audit entries, or keep retrying a run that
 //! cannot be made (a resource gone from the policy, an empty inventory): it is skipped, audited
 //! as `review.run_skipped`, and the schedule moves on.
@@ -19,7 +23,7 @@ use std::str::FromStr;
 use serde_json::json;
 
 use super::service::Spec;
-use super::{repo, ReviewError, ReviewService, SYSTEM_ACTOR};
+use super::{repo, Campaign, ReviewError, ReviewService, SYSTEM_ACTOR};
 use crate::audit::{self, NewEntry};
 use crate::error::ErrorCode;
 
@@ -59,6 +63,35 @@ pub fn next_after(s: &cron::Schedule, ms: i64) -> Option<i64> {
 }
 
 impl ReviewService {
+    /// Stops a recurring campaign's schedule: no further runs are created (runs already made
+    /// are untouched). Idempotent: a stopped schedule is returned as is, without a new entry.
+    pub async fn stop_recurring(&self, actor: &str, id: &str) -> Result<Campaign, ReviewError> {
+        let mut tx = self.grants().store().begin().await?;
+        let c = repo::get_campaign(tx.conn(), id)
+            .await?
+            .ok_or_else(|| ReviewError::UnknownCampaign(id.into()))?;
+        if c.recur.is_none() {
+            return Err(ReviewError::NotRecurring(id.into()));
+        }
+        // Conditional on a time being set, so two concurrent stops write one entry: on
+        // PostgreSQL the second waits for the first's row lock, then matches no row.
+        if repo::stop_runs(&mut tx, id).await? {
+            audit::append(
+                &mut tx,
+                self.grants().clock(),
+                NewEntry::new(
+                    actor,
+                    "review.recur_stopped",
+                    format!("review:{id}"),
+                    json!({ "recur": c.recur, "next_run_at": c.next_run_at }),
+                ),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.get(id).await
+    }
+
     /// Creates the runs of every recurring campaign whose time has come. The periodic check
     /// calls it; returns the ids of the campaigns created.
     pub async fn run_recurring(&self) -> Result<Vec<String>, ReviewError> {
@@ -112,6 +145,8 @@ impl ReviewService {
                 crate::clock::ms_to_datetime(at).format("%Y-%m-%d")
             ),
             resources,
+            include_unmanaged: tpl.include_unmanaged,
+            standing_only: tpl.standing_only,
             reviewer: tpl.reviewer.clone(),
             fallback: tpl.fallback.clone(),
             default: tpl.default,

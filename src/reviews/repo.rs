@@ -3,8 +3,6 @@
 //!
 //! What it must never do: build SQL from a value (only placeholder numbers are formatted in).
 
-use std::collections::HashMap;
-
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -13,13 +11,20 @@ use crate::store::Tx;
 
 const ITEM_COLS: &str = "item_id, user_id, user_login, resource, kind, okta_id, resource_set, \
      scope, why, grant_id, grants_90d, last_granted_at, reviewer, decision, comment, decided_by, \
-     decided_at, remediation, remediation_detail, remediated_at, read_back, read_back_at";
+     decided_at, remediation, remediation_detail, remediated_at, read_back, read_back_at, delegated_from";
 
 /// Rows per multi-row INSERT of items (16 binds each): well under both engines' bind limits.
 const CHUNK: usize = 200;
 
 pub async fn insert_campaign(tx: &mut Tx, c: &Campaign) -> Result<(), ReviewError> {
-    let scope = serde_json::json!({ "resources": c.resources }).to_string();
+    // The scope column is JSON so scope options need no migration; a campaign stored before
+    // they existed reads as managed resources only, standing and granted access alike.
+    let scope = serde_json::json!({
+        "resources": c.resources,
+        "include_unmanaged": c.include_unmanaged,
+        "standing_only": c.standing_only,
+    })
+    .to_string();
     let rule =
         serde_json::to_string(&c.reviewer).map_err(|e| ReviewError::InvalidInput(e.to_string()))?;
     sqlx::query(
@@ -107,6 +112,8 @@ fn campaign(r: &AnyRow) -> Result<Campaign, ReviewError> {
         name: r.try_get("name")?,
         owner: r.try_get("owner")?,
         resources,
+        include_unmanaged: scope["include_unmanaged"].as_bool().unwrap_or(false),
+        standing_only: scope["standing_only"].as_bool().unwrap_or(false),
         reviewer,
         fallback: r.try_get("fallback")?,
         default: DefaultAction::parse(&default).ok_or_else(|| bad("default"))?,
@@ -146,6 +153,7 @@ fn item(r: &AnyRow) -> Result<Item, ReviewError> {
         remediated_at: r.try_get("remediated_at")?,
         read_back: r.try_get("read_back")?,
         read_back_at: r.try_get("read_back_at")?,
+        delegated_from: r.try_get("delegated_from")?,
     })
 }
 
@@ -213,6 +221,18 @@ pub async fn advance_run(
     .bind(campaign)
     .bind(from)
     .bind(to)
+    .execute(tx.conn())
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Clears a template's `next_run_at`; false when it had none (already stopped).
+pub async fn stop_runs(tx: &mut Tx, campaign: &str) -> Result<bool, ReviewError> {
+    let r = sqlx::query(
+        "UPDATE review_campaigns SET next_run_at = NULL \
+         WHERE id = $1 AND next_run_at IS NOT NULL",
+    )
+    .bind(campaign)
     .execute(tx.conn())
     .await?;
     Ok(r.rows_affected() == 1)
@@ -426,78 +446,6 @@ pub async fn set_read_back(
     .execute(tx.conn())
     .await?;
     Ok(())
-}
-
-/// One inventory holding of a managed resource, with the holder's login.
-pub struct Held {
-    pub user_id: String,
-    pub login: String,
-    pub scope: Option<String>,
-    pub why: String,
-    pub grant_id: Option<String>,
-}
-
-/// Everyone the inventory says holds one Okta object, by login.
-pub async fn holders(
-    tx: &mut Tx,
-    kind: &str,
-    okta_id: &str,
-    resource_set: &str,
-) -> Result<Vec<Held>, ReviewError> {
-    let rows = sqlx::query(
-        "SELECT a.user_id, u.login, a.scope, a.why, a.grant_id FROM inventory_access a \
-         JOIN inventory_users u ON u.user_id = a.user_id \
-         WHERE a.kind = $1 AND a.okta_id = $2 AND a.resource_set = $3 ORDER BY u.login",
-    )
-    .bind(kind)
-    .bind(okta_id)
-    .bind(resource_set)
-    .fetch_all(tx.conn())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Held {
-                user_id: r.try_get("user_id")?,
-                login: r.try_get("login")?,
-                scope: r.try_get("scope")?,
-                why: r.try_get("why")?,
-                grant_id: r.try_get("grant_id")?,
-            })
-        })
-        .collect()
-}
-
-pub async fn inventory_users(tx: &mut Tx) -> Result<i64, ReviewError> {
-    let r = sqlx::query("SELECT COUNT(*) FROM inventory_users")
-        .fetch_one(tx.conn())
-        .await?;
-    Ok(r.try_get::<i64, _>(0)?)
-}
-
-/// Grants since `since` per (user, kind, okta id): how many and the latest start.
-pub async fn grant_history(
-    tx: &mut Tx,
-    since: i64,
-) -> Result<HashMap<(String, String, String), (i64, i64)>, ReviewError> {
-    let rows = sqlx::query(
-        "SELECT user_id, kind, okta_id, COUNT(*) AS n, MAX(created_at) AS latest FROM grants \
-         WHERE created_at >= $1 GROUP BY user_id, kind, okta_id",
-    )
-    .bind(since)
-    .fetch_all(tx.conn())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                (
-                    r.try_get::<String, _>("user_id")?,
-                    r.try_get::<String, _>("kind")?,
-                    r.try_get::<String, _>("okta_id")?,
-                ),
-                (r.try_get::<i64, _>("n")?, r.try_get::<i64, _>("latest")?),
-            ))
-        })
-        .collect()
 }
 
 /// The campaign's audit range: the highest seq of an entry about it, and the chain's head.

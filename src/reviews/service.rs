@@ -7,6 +7,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use super::snapshot::{self, Target};
 use super::{
     repo, Campaign, Decision, DefaultAction, Item, ReviewError, ReviewerRule, SYSTEM_ACTOR,
 };
@@ -15,8 +16,6 @@ use crate::grants::GrantService;
 use crate::policy::Resource;
 use crate::store::Tx;
 
-/// How far back "grants in the last 90 days" looks.
-const HISTORY_MS: i64 = 90 * 24 * 3600 * 1000;
 /// Longest comment a reviewer may write.
 pub const MAX_COMMENT: usize = 2_000;
 /// Most decisions in one bulk call.
@@ -30,6 +29,12 @@ pub struct CreateCampaign {
     pub name: String,
     /// Policy resource names, or `["*"]` for every managed resource.
     pub resources: Vec<String>,
+    /// Also snapshot the inventory's Okta groups and apps the policy does not manage.
+    #[serde(default)]
+    pub include_unmanaged: bool,
+    /// Leave out access a live grant explains: review standing access only.
+    #[serde(default)]
+    pub standing_only: bool,
     pub reviewer: ReviewerRule,
     /// Who reviews what the rule cannot assign, and every reviewer's own access.
     pub fallback: String,
@@ -47,6 +52,8 @@ pub struct CreateCampaign {
 pub(super) struct Spec {
     pub name: String,
     pub resources: Vec<Resource>,
+    pub include_unmanaged: bool,
+    pub standing_only: bool,
     pub reviewer: ReviewerRule,
     pub fallback: String,
     pub default: DefaultAction,
@@ -73,13 +80,25 @@ pub struct ReviewService {
     grants: GrantService,
 }
 
-fn check_login(what: &str, s: &str) -> Result<(), ReviewError> {
+pub(super) fn check_login(what: &str, s: &str) -> Result<(), ReviewError> {
     if s.trim().is_empty() || s.len() > 255 || s.chars().any(char::is_control) {
         return Err(ReviewError::InvalidInput(format!(
             "{what} must be 1-255 characters without control characters"
         )));
     }
     Ok(())
+}
+
+/// A comment trimmed (empty is none), at most [`MAX_COMMENT`] bytes of text.
+pub(super) fn check_comment(c: Option<&str>) -> Result<Option<&str>, ReviewError> {
+    let c = c.map(str::trim).filter(|c| !c.is_empty());
+    if c.is_some_and(|c| c.len() > MAX_COMMENT || c.chars().any(|ch| ch.is_control() && ch != '\n'))
+    {
+        return Err(ReviewError::InvalidInput(format!(
+            "comment must be at most {MAX_COMMENT} bytes of text"
+        )));
+    }
+    Ok(c)
 }
 
 impl ReviewService {
@@ -124,6 +143,8 @@ impl ReviewService {
         };
         let spec = Spec {
             resources: self.resolve(&req.resources)?,
+            include_unmanaged: req.include_unmanaged,
+            standing_only: req.standing_only,
             name: req.name,
             reviewer: req.reviewer,
             fallback: req.fallback,
@@ -175,6 +196,8 @@ impl ReviewService {
         let Spec {
             name,
             resources,
+            include_unmanaged,
+            standing_only,
             reviewer: rule,
             fallback,
             default,
@@ -184,49 +207,12 @@ impl ReviewService {
             run_at,
         } = spec;
         let id = uuid::Uuid::now_v7().to_string();
-        if repo::inventory_users(tx).await? == 0 {
-            return Err(ReviewError::NoInventory);
+        let mut targets: Vec<Target> = resources.iter().map(Target::from).collect();
+        if include_unmanaged {
+            let policy = self.grants.policy().current();
+            targets.extend(snapshot::unmanaged(tx, &policy.resources).await?);
         }
-        let history = repo::grant_history(tx, now - HISTORY_MS).await?;
-        let mut items = Vec::new();
-        for res in &resources {
-            let rs = res.resource_set.clone().unwrap_or_default();
-            for h in repo::holders(tx, res.kind.as_str(), &res.okta_id, &rs).await? {
-                let (n, last) = history
-                    .get(&(
-                        h.user_id.clone(),
-                        res.kind.as_str().into(),
-                        res.okta_id.clone(),
-                    ))
-                    .map(|(n, l)| (*n, Some(*l)))
-                    .unwrap_or((0, None));
-                let reviewer = reviewer_for(&rule, res, &h.login, &fallback);
-                items.push(Item {
-                    item_id: items.len() as i64 + 1,
-                    user_id: h.user_id,
-                    user_login: h.login,
-                    resource: res.name.clone(),
-                    kind: res.kind.as_str().into(),
-                    okta_id: res.okta_id.clone(),
-                    resource_set: rs.clone(),
-                    scope: h.scope,
-                    why: h.why,
-                    grant_id: h.grant_id,
-                    grants_90d: n,
-                    last_granted_at: last,
-                    reviewer,
-                    decision: None,
-                    comment: None,
-                    decided_by: None,
-                    decided_at: None,
-                    remediation: None,
-                    remediation_detail: None,
-                    remediated_at: None,
-                    read_back: None,
-                    read_back_at: None,
-                });
-            }
-        }
+        let items = snapshot::items(tx, &targets, &rule, &fallback, standing_only, now).await?;
         // Who reviews how many: what the `review.opened` notice tells each reviewer.
         let mut reviewers = std::collections::BTreeMap::<&str, u64>::new();
         for i in &items {
@@ -242,6 +228,7 @@ impl ReviewService {
                 json!({
                     "campaign": id,
                     "name": name, "resources": resources.iter().map(|r| &r.name).collect::<Vec<_>>(),
+                    "include_unmanaged": include_unmanaged, "standing_only": standing_only,
                     "reviewer": rule, "fallback": fallback, "due_at": due_at,
                     "default": default.as_str(), "items": items.len(),
                     "reviewers": reviewers,
@@ -255,6 +242,8 @@ impl ReviewService {
             name,
             owner: actor.into(),
             resources: resources.iter().map(|r| r.name.clone()).collect(),
+            include_unmanaged,
+            standing_only,
             reviewer: rule,
             fallback,
             default,
@@ -354,18 +343,7 @@ impl ReviewService {
             if !item.reviewer.eq_ignore_ascii_case(reviewer) {
                 return Err(ReviewError::NotYourItem(d.item));
             }
-            let comment = d
-                .comment
-                .as_deref()
-                .map(str::trim)
-                .filter(|c| !c.is_empty());
-            if comment.is_some_and(|c| {
-                c.len() > MAX_COMMENT || c.chars().any(|ch| ch.is_control() && ch != '\n')
-            }) {
-                return Err(ReviewError::InvalidInput(format!(
-                    "comment must be at most {MAX_COMMENT} bytes of text"
-                )));
-            }
+            let comment = check_comment(d.comment.as_deref())?;
             if d.decision == Decision::Keep && item.why == "unexplained" && comment.is_none() {
                 return Err(ReviewError::InvalidInput(format!(
                     "item {}: keeping unexplained access needs a comment",
@@ -533,23 +511,5 @@ impl ReviewService {
         .await?;
         tx.commit().await?;
         self.get(id).await
-    }
-}
-
-/// The reviewer of one holding: the rule's choice unless that is the holder (no self-review),
-/// else the fallback.
-fn reviewer_for(rule: &ReviewerRule, res: &Resource, holder: &str, fallback: &str) -> String {
-    let chosen = match rule {
-        ReviewerRule::Person { login } => Some(login.as_str()),
-        ReviewerRule::Approvers => res
-            .approvers
-            .users
-            .iter()
-            .map(String::as_str)
-            .find(|u| !u.eq_ignore_ascii_case(holder)),
-    };
-    match chosen {
-        Some(r) if !r.eq_ignore_ascii_case(holder) => r.to_string(),
-        _ => fallback.to_string(),
     }
 }

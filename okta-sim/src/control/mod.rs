@@ -163,6 +163,17 @@ impl Admin {
             .map(|u| u.id)
     }
 
+    /// Sets a user's profile `managerId` and `manager` (display name); `None` clears them.
+    pub fn set_manager(
+        &self,
+        user_id: &str,
+        manager_id: Option<&str>,
+        manager: Option<&str>,
+    ) -> Result<(), OktaError> {
+        self.change(|o, a| o.set_manager(a, user_id, manager_id, manager))
+            .map(|_| ())
+    }
+
     /// Creates a group of `kind` (OKTA_GROUP, APP_GROUP); returns its id.
     pub fn create_group(&self, name: &str, kind: &str) -> Result<String, OktaError> {
         self.change(|o, a| o.create_group(a, name, None, kind))

@@ -57,6 +57,8 @@ impl Org {
             first_name: first.into(),
             last_name: last.into(),
             email: email.unwrap_or(login).into(),
+            manager: None,
+            manager_id: None,
         };
         self.logins.insert(login.to_ascii_lowercase(), id.clone());
         self.users.insert(id.clone(), u.clone());
@@ -112,6 +114,36 @@ impl Org {
         }
         let u = u.clone();
         self.push_event(actor, Event::new(ev.0, ev.1, ev.2, vec![user_target(&u)]));
+        Ok(u)
+    }
+
+    /// Sets the profile's `manager` (display name) and `managerId`, as an admin editing the
+    /// profile does; `lastUpdated` moves so a delta user sync reads the change.
+    pub fn set_manager(
+        &mut self,
+        actor: &Actor,
+        id: &str,
+        manager_id: Option<&str>,
+        manager: Option<&str>,
+    ) -> Result<User, OktaError> {
+        let ts = self.tick();
+        let uid = self.user_or_404(id)?.id.clone();
+        let Some(u) = self.users.get_mut(&uid) else {
+            return Err(OktaError::not_found(id, "User"));
+        };
+        u.manager_id = manager_id.map(str::to_string);
+        u.manager = manager.map(str::to_string);
+        u.last_updated = ts;
+        let u = u.clone();
+        self.push_event(
+            actor,
+            Event::new(
+                "user.account.update_profile",
+                "core.user.config.profile_update.success",
+                "Update user profile for Okta",
+                vec![user_target(&u)],
+            ),
+        );
         Ok(u)
     }
 

@@ -75,6 +75,8 @@ impl Org {
                     first_name: u.first_name.clone(),
                     last_name: u.last_name.clone(),
                     email: u.email.clone().unwrap_or_else(|| u.login.clone()),
+                    manager: None,
+                    manager_id: None,
                 },
             );
         }

@@ -35,6 +35,10 @@ pub struct User {
     pub first_name: String,
     pub last_name: String,
     pub email: String,
+    /// The profile's `manager` (a display name, as Okta's base profile holds it).
+    pub manager: Option<String>,
+    /// The profile's `managerId` (the manager's login or id, as the org fills it).
+    pub manager_id: Option<String>,
 }
 
 impl User {

@@ -15,6 +15,18 @@ fn opt_ms(v: Option<i64>) -> Value {
 }
 
 pub fn user(base: &str, u: &User) -> Value {
+    let mut v = user_base(base, u);
+    // Okta leaves unset profile attributes out; only a user given a manager shows them.
+    if let Some(m) = &u.manager {
+        v["profile"]["manager"] = json!(m);
+    }
+    if let Some(m) = &u.manager_id {
+        v["profile"]["managerId"] = json!(m);
+    }
+    v
+}
+
+fn user_base(base: &str, u: &User) -> Value {
     json!({
         "id": u.id,
         "status": u.status,

@@ -144,4 +144,67 @@ async fn reviews_cli_creates_lists_reports_and_refuses(db: Db) {
     assert_eq!(before, after);
 }
 
-both_backends!(reviews_cli_creates_lists_reports_and_refuses);
+async fn reviews_cli_scope_options_manager_rule_and_stop_recurring(db: Db) {
+    let e = env(db).await;
+    let due = due_in(Duration::from_secs(3 * 24 * 3600));
+    let (code, out, err) = cli(
+        &e,
+        &[
+            "create",
+            "--name",
+            "cli recurring",
+            "--resources",
+            "*",
+            "--reviewer",
+            "manager",
+            "--include-unmanaged",
+            "--standing-only",
+            "--fallback",
+            "dave@example.com",
+            "--due",
+            &due,
+            "--default",
+            "keep",
+            "--recur",
+            "0 0 9 * * Mon",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let c: Value = serde_json::from_str(&out).unwrap();
+    let id = c["id"].as_str().unwrap().to_string();
+    assert_eq!(c["reviewer"], json!({"rule": "manager"}));
+    assert_eq!(
+        (
+            c["include_unmanaged"].as_bool(),
+            c["standing_only"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
+    assert!(c["next_run_at"].is_i64());
+    for _ in 0..2 {
+        let (code, out, err) = cli(&e, &["stop-recurring", &id, "--as", "it-owner"]);
+        assert_eq!(code, 0, "{err}");
+        let s: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(s["next_run_at"], Value::Null);
+    }
+    let (_, a) = e.get("/v1/audit?limit=1000").await;
+    let stops: Vec<&Value> = a["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["action"] == "review.recur_stopped")
+        .collect();
+    assert_eq!(stops.len(), 1);
+    assert_eq!(stops[0]["actor"], "it-owner");
+    let (code, _, err) = cli(
+        &e,
+        &["stop-recurring", "01900000-0000-7000-8000-000000000000"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("unknown_campaign"), "{err}");
+}
+
+both_backends!(
+    reviews_cli_creates_lists_reports_and_refuses,
+    reviews_cli_scope_options_manager_rule_and_stop_recurring
+);

@@ -234,7 +234,17 @@ async fn bad_input_changes_nothing(db: Db) {
             "invalid_input",
         ),
         (with("default", json!("delete")), "invalid_json"),
-        (with("reviewer", json!({"rule": "manager"})), "invalid_json"),
+        (
+            with("reviewer", json!({"rule": "department"})),
+            "invalid_json",
+        ),
+        (
+            with(
+                "reviewer",
+                json!({"rule": "manager", "login": "x@example.com"}),
+            ),
+            "invalid_json",
+        ),
         (with("fallback", json!("")), "invalid_input"),
         (with("extra", json!(1)), "invalid_json"),
     ] {

@@ -5,10 +5,13 @@
 
 mod cli;
 mod console;
+mod delegate;
 mod input;
+mod manager;
 mod notify;
 mod pdf;
 mod recur;
+mod scope;
 
 use std::time::Duration;
 

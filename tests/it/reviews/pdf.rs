@@ -12,6 +12,8 @@ fn sample(n: usize) -> Report {
         name: "Q4 review".into(),
         owner: "owner@example.com".into(),
         resources: vec!["db-owners".into(), "payroll".into()],
+        include_unmanaged: false,
+        standing_only: false,
         reviewer: ReviewerRule::Approvers,
         fallback: "dave@example.com".into(),
         default: DefaultAction::Keep,
@@ -49,6 +51,7 @@ fn sample(n: usize) -> Report {
             remediated_at: Some(1_800_000_100_000),
             read_back: Some("present".into()),
             read_back_at: Some(1_800_000_200_000),
+            delegated_from: None,
         })
         .collect();
     Report {

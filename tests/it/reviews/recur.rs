@@ -143,7 +143,74 @@ async fn a_recurring_campaign_runs_once_per_time(db: Db) {
     e.audit_ok().await;
 }
 
+async fn a_stopped_schedule_makes_no_more_runs(db: Db) {
+    let e = env(db).await;
+    let (s, tpl) = e.post("/v1/reviews", body("0 0 9 * * Mon")).await;
+    assert_eq!(s, StatusCode::CREATED, "{tpl}");
+    let tid = tpl["id"].as_str().unwrap().to_string();
+    let next = tpl["next_run_at"].as_i64().unwrap();
+    let path = format!("/v1/reviews/{tid}/stop-recurring");
+
+    // Admins only; a reviewer's token changes nothing.
+    let (s, _) = post_as(&e, "carol@example.com", &path, json!({})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(audit_actions(&e, "review.recur_stopped").await.is_empty());
+
+    let (s, stopped) = e.post(&path, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{stopped}");
+    assert_eq!(stopped["next_run_at"], Value::Null);
+    assert_eq!(stopped["recur"], "0 0 9 * * Mon", "kept for the record");
+    // Idempotent: again is fine and writes no second entry.
+    let (s, again) = e.post(&path, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again["next_run_at"], Value::Null);
+    let entries = audit_actions(&e, "review.recur_stopped").await;
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+    assert_eq!(entries[0]["actor"], "admin");
+    assert_eq!(entries[0]["details"]["next_run_at"], next);
+
+    // Past the time it would have run, and a week later: nothing is created.
+    let now = chrono::Utc::now().timestamp_millis();
+    for extra in [1_000, 7 * 24 * 3600 * 1000 + 1_000] {
+        let ahead = Duration::from_millis((next - now + extra) as u64);
+        let svc = reviews_at(&e, ahead).await;
+        assert!(svc.run_recurring().await.unwrap().is_empty());
+        svc.check_once().await.unwrap();
+    }
+    assert_eq!(campaigns(&e).await.len(), 1);
+    assert!(audit_actions(&e, "review.recurred").await.is_empty());
+
+    // Unknown campaign; a campaign that does not recur: refused, nothing written.
+    let (s, v) = e
+        .post(
+            "/v1/reviews/01900000-0000-7000-8000-000000000000/stop-recurring",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_campaign"))
+    );
+    let once = campaign(&e, "keep").await;
+    let (s, v) = e
+        .post(
+            &format!(
+                "/v1/reviews/{}/stop-recurring",
+                once["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_recurring"))
+    );
+    assert_eq!(audit_actions(&e, "review.recur_stopped").await.len(), 1);
+    e.audit_ok().await;
+}
+
 both_backends!(
     bad_recur_is_refused_and_stores_nothing,
-    a_recurring_campaign_runs_once_per_time
+    a_recurring_campaign_runs_once_per_time,
+    a_stopped_schedule_makes_no_more_runs
 );

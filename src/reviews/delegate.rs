@@ -1,0 +1,136 @@
+//! Delegation: an item's reviewer (or an admin) hands it to another Okta login, who then
+//! decides it instead. The item keeps `delegated_from` (the reviewer it was taken from) and
+//! every delegation is a `review.delegated` audit entry in the same transaction, so the report
+//! and the audit chain show who was asked and who answered.
+//!
+//! What it must never do: let a reviewer hand away an item that is not theirs, give an item to
+//! its holder (self-review) — also not through a holder who is their own fallback reviewer — or
+//! change anything on a closed campaign. A bulk call is all or none.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::service::{check_comment, check_login, MAX_BULK};
+use super::{repo, Item, ReviewError, ReviewService};
+use crate::audit::{self, NewEntry};
+use crate::store::Tx;
+
+/// One delegation (single or in a bulk body).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegateItem {
+    pub item: i64,
+    /// The new reviewer's Okta login.
+    pub to: String,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+impl ReviewService {
+    /// Hands `delegations` to their new reviewers, all or none, each with its audit entry.
+    /// `caller` must be each item's reviewer unless `admin`.
+    pub async fn delegate(
+        &self,
+        caller: &str,
+        admin: bool,
+        id: &str,
+        delegations: &[DelegateItem],
+    ) -> Result<Vec<Item>, ReviewError> {
+        if delegations.is_empty() || delegations.len() > MAX_BULK {
+            return Err(ReviewError::InvalidInput(format!(
+                "delegations must hold 1-{MAX_BULK} items"
+            )));
+        }
+        let mut tx = self.grants().store().begin().await?;
+        let c = repo::get_campaign(tx.conn(), id)
+            .await?
+            .ok_or_else(|| ReviewError::UnknownCampaign(id.into()))?;
+        // The same row lock as a decision: a close cannot commit between this check and the
+        // delegations (see `decide`).
+        if c.state == "closed" || !repo::hold_open(&mut tx, id).await? {
+            return Err(ReviewError::Closed(id.into()));
+        }
+        let all = repo::items(tx.conn(), id, None).await?;
+        let mut seen = std::collections::HashSet::new();
+        let mut done = Vec::new();
+        for d in delegations {
+            if !seen.insert(d.item) {
+                return Err(ReviewError::InvalidInput(format!(
+                    "item {} appears twice",
+                    d.item
+                )));
+            }
+            let item = usize::try_from(d.item - 1)
+                .ok()
+                .and_then(|i| all.get(i))
+                .filter(|i| i.item_id == d.item)
+                .ok_or(ReviewError::UnknownItem(id.into(), d.item))?;
+            let to = d.to.trim();
+            check_login("to", to)?;
+            let comment = check_comment(d.comment.as_deref())?;
+            if !admin {
+                // A holder who is their own fallback reviewer still may not pick who reviews
+                // their access: that is an admin's call.
+                if item.user_login.eq_ignore_ascii_case(caller) {
+                    return Err(ReviewError::SelfReview(d.item));
+                }
+                if !item.reviewer.eq_ignore_ascii_case(caller) {
+                    return Err(ReviewError::NotYourItem(d.item));
+                }
+            }
+            if item.user_login.eq_ignore_ascii_case(to) {
+                return Err(ReviewError::SelfReview(d.item));
+            }
+            if item.reviewer.eq_ignore_ascii_case(to) {
+                return Err(ReviewError::InvalidInput(format!(
+                    "item {}: {to} already reviews it",
+                    d.item
+                )));
+            }
+            set_reviewer(&mut tx, id, d.item, to, &item.reviewer).await?;
+            audit::append(
+                &mut tx,
+                self.grants().clock(),
+                NewEntry::new(
+                    caller,
+                    "review.delegated",
+                    format!("review:{id}"),
+                    json!({
+                        "item": d.item, "user_id": item.user_id, "user_login": item.user_login,
+                        "resource": item.resource, "from": item.reviewer, "to": to,
+                        "comment": comment, "by_admin": admin,
+                    }),
+                ),
+            )
+            .await?;
+            let mut i = item.clone();
+            i.delegated_from = Some(item.reviewer.clone());
+            i.reviewer = to.to_string();
+            done.push(i);
+        }
+        tx.commit().await?;
+        metrics::counter!("jit_review_delegations_total").increment(done.len() as u64);
+        Ok(done)
+    }
+}
+
+/// Gives an item to `to`, remembering the reviewer it was taken from.
+async fn set_reviewer(
+    tx: &mut Tx,
+    campaign: &str,
+    item_id: i64,
+    to: &str,
+    from: &str,
+) -> Result<(), ReviewError> {
+    sqlx::query(
+        "UPDATE review_items SET reviewer = $3, delegated_from = $4 \
+         WHERE campaign_id = $1 AND item_id = $2",
+    )
+    .bind(campaign)
+    .bind(item_id)
+    .bind(to)
+    .bind(from)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}

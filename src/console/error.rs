@@ -115,6 +115,7 @@ pub fn sentence(code: &str) -> &'static str {
         "not_your_item" => "That item is not yours to review.",
         "self_review" => "You cannot review your own access; the campaign's fallback reviewer will.",
         "campaign_closed" => "This review campaign is closed: its decisions can no longer change.",
+        "not_recurring" => "This campaign does not recur.",
         "okta_not_configured" => "Okta is not configured on this broker.",
         "database_unavailable" | "redis_unavailable" => "The broker's storage is unavailable. Try again shortly.",
         _ => "Something went wrong. Try again, or give the request id below to an administrator.",

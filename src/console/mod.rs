@@ -169,6 +169,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/reviews", get(reviews::list))
         .route("/reviews/{id}", get(reviews::campaign))
         .route("/reviews/{id}/items/{item}/decide", post(reviews::decide))
+        .route(
+            "/reviews/{id}/items/{item}/delegate",
+            post(reviews::delegate),
+        )
         .route("/admin/grants", get(admin::grants))
         .route("/admin/failed", get(admin::failed))
         .route("/admin/grants/{id}/retry", post(admin::retry))

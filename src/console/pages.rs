@@ -98,6 +98,7 @@ pub fn notice(code: Option<&str>) -> Option<&'static str> {
         "signed_out" => "You are signed out.",
         "stepped_up" => "You signed in again. You can decide now.",
         "reviewed" => "Your review decision was recorded.",
+        "delegated" => "The item was handed to its new reviewer.",
         _ => return None,
     })
 }

@@ -18,6 +18,7 @@ use super::pages::{html, notice, see_other, Done, PageError};
 use super::session::Viewer;
 use super::views::{self, time, Layout};
 use crate::http::AppState;
+use crate::reviews::delegate::DelegateItem;
 use crate::reviews::service::DecideItem;
 use crate::reviews::{Decision, ReviewService};
 
@@ -139,4 +140,37 @@ pub async fn decide(
         )
         .await?;
     Ok(see_other(&format!("/reviews/{id}?done=reviewed")))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct DelegateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    to: String,
+}
+
+/// Hands one item to another reviewer (the reviews service checks who may, and to whom).
+pub async fn delegate(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path((id, item)): Path<(String, String)>,
+    Form(f): Form<DelegateForm>,
+) -> Result<Response, PageError> {
+    v.check_csrf(&f.csrf)?;
+    check_id(&id)?;
+    let item: i64 = item.parse().map_err(|_| ConsoleError::NotFound)?;
+    service(&state)?
+        .delegate(
+            &v.login,
+            v.admin,
+            &id,
+            &[DelegateItem {
+                item,
+                to: f.to.trim().to_string(),
+                comment: None,
+            }],
+        )
+        .await?;
+    Ok(see_other(&format!("/reviews/{id}?done=delegated")))
 }

@@ -78,6 +78,20 @@ pub enum ReviewsCommand {
         #[arg(long = "as", default_value = "cli")]
         as_login: String,
     },
+    /// Hand an item to another reviewer. The CLI runs with the database's credentials, so it
+    /// acts as an admin; `--as` names the operator in the audit log.
+    Delegate {
+        id: String,
+        #[arg(long)]
+        item: i64,
+        /// The new reviewer's Okta login.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long = "as", default_value = "cli")]
+        as_login: String,
+    },
     /// Print a campaign's evidence report.
     Report {
         id: String,
@@ -154,6 +168,21 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
             .stop_recurring(&as_login, &id)
             .await
             .map(|c| serde_json::to_vec_pretty(&c)),
+        ReviewsCommand::Delegate {
+            id,
+            item,
+            to,
+            comment,
+            as_login,
+        } => svc
+            .delegate(
+                &as_login,
+                true,
+                &id,
+                &[super::delegate::DelegateItem { item, to, comment }],
+            )
+            .await
+            .map(|items| serde_json::to_vec_pretty(&items)),
         ReviewsCommand::Show { id } => svc.report(&id).await.map(|mut r| {
             r.items.clear();
             serde_json::to_vec_pretty(&r)

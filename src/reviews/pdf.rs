@@ -214,7 +214,11 @@ fn outcome(i: &Item) -> String {
 fn cells(i: &Item) -> [String; 7] {
     [
         i.user_login.clone(),
-        i.reviewer.clone(),
+        // A delegated item names both: who decides it now, and who handed it over.
+        match &i.delegated_from {
+            Some(from) => format!("{} (from {from})", i.reviewer),
+            None => i.reviewer.clone(),
+        },
         i.decision.clone().unwrap_or_else(|| "undecided".into()),
         i.comment.clone().unwrap_or_default(),
         opt_date(i.decided_at),

@@ -46,7 +46,7 @@ pub struct Counts {
 }
 
 /// The CSV columns, in order.
-pub const CSV_HEADER: [&str; 18] = [
+pub const CSV_HEADER: [&str; 19] = [
     "item",
     "user_login",
     "user_id",
@@ -55,6 +55,7 @@ pub const CSV_HEADER: [&str; 18] = [
     "why",
     "grant_id",
     "reviewer",
+    "delegated_from",
     "decision",
     "comment",
     "decided_by",
@@ -136,6 +137,7 @@ pub fn to_csv(r: &Report) -> Result<Vec<u8>, csv::Error> {
             i.why.clone(),
             i.grant_id.clone().unwrap_or_default(),
             i.reviewer.clone(),
+            i.delegated_from.clone().unwrap_or_default(),
             i.decision.clone().unwrap_or_else(|| "undecided".into()),
             i.comment.clone().unwrap_or_default(),
             i.decided_by.clone().unwrap_or_default(),

@@ -95,6 +95,40 @@ async fn reviews_cli_creates_lists_reports_and_refuses(db: Db) {
         assert!(text.contains(&format!("({login})")), "{login}");
     }
 
+    // Delegation: an operator hands alice's db-owners item to dave; to its holder is refused.
+    let (_, items) = e.get(&format!("/v1/reviews/{id}/items")).await;
+    let n = item_no(&items, ALICE, "db-owners").to_string();
+    let (code, _, err) = cli(
+        &e,
+        &["delegate", &id, "--item", &n, "--to", "alice@example.com"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("self_review"), "{err}");
+    let (code, _, err) = cli(
+        &e,
+        &[
+            "delegate",
+            &id,
+            "--item",
+            &n,
+            "--to",
+            "dave@example.com",
+            "--as",
+            "it-ops",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, items) = e.get(&format!("/v1/reviews/{id}/items")).await;
+    assert_eq!(
+        item(&items, ALICE, "db-owners")["reviewer"],
+        "dave@example.com"
+    );
+    let (code, _, err) = cli(
+        &e,
+        &["delegate", &id, "--item", "x", "--to", "dave@example.com"],
+    );
+    assert_eq!(code, 2, "{err}");
+
     // Bad input: a clear message, exit 2 (usage) or 1 (refused), nothing created.
     let (_, before) = e.get("/v1/reviews").await;
     let (c1, _, err) = cli(&e, &["report", &id, "--format", "xls"]);

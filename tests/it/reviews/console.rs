@@ -131,6 +131,43 @@ async fn reviewer_decides_in_the_console(db: Db) {
         bob.get("/reviews/not-a-campaign").await.status,
         StatusCode::NOT_FOUND
     );
+
+    // bob hands alice's db-owners to dave; not to alice herself (her own access).
+    let bob_page = bob.get(&format!("/reviews/{id}")).await;
+    let to_holder = bob
+        .post(
+            &format!("/reviews/{id}/items/{alice_db}/delegate"),
+            &[("csrf", &bob_page.csrf()), ("to", "alice@example.com")],
+        )
+        .await;
+    assert_eq!(
+        to_holder.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        to_holder.body
+    );
+    let handed = bob
+        .post(
+            &format!("/reviews/{id}/items/{alice_db}/delegate"),
+            &[("csrf", &bob_page.csrf()), ("to", "dave@example.com")],
+        )
+        .await;
+    assert_eq!(handed.status, StatusCode::SEE_OTHER, "{}", handed.body);
+    assert_eq!(handed.location, format!("/reviews/{id}?done=delegated"));
+    let (_, all) = e.get(&format!("/v1/reviews/{id}/items")).await;
+    let moved = item(&all, ALICE, "db-owners");
+    assert_eq!(
+        (moved["reviewer"].as_str(), moved["delegated_from"].as_str()),
+        (Some("dave@example.com"), Some("bob@example.com"))
+    );
+    let dave = Browser::new(&e.app.base);
+    dave.sign_in("dave@example.com").await;
+    let page = dave.get(&format!("/reviews/{id}")).await;
+    assert!(
+        page.body.contains("alice@example.com: db-owners"),
+        "{}",
+        page.body
+    );
 }
 
 both_backends!(reviewer_decides_in_the_console);

@@ -10,8 +10,8 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::service::{check_comment, check_login, MAX_BULK};
-use super::{repo, Item, ReviewError, ReviewService};
+use super::service::{check_comment, check_login, items_held_open, pick, MAX_BULK};
+use super::{Item, ReviewError, ReviewService};
 use crate::audit::{self, NewEntry};
 use crate::store::Tx;
 
@@ -42,29 +42,12 @@ impl ReviewService {
             )));
         }
         let mut tx = self.grants().store().begin().await?;
-        let c = repo::get_campaign(tx.conn(), id)
-            .await?
-            .ok_or_else(|| ReviewError::UnknownCampaign(id.into()))?;
-        // The same row lock as a decision: a close cannot commit between this check and the
-        // delegations (see `decide`).
-        if c.state == "closed" || !repo::hold_open(&mut tx, id).await? {
-            return Err(ReviewError::Closed(id.into()));
-        }
-        let all = repo::items(tx.conn(), id, None).await?;
+        // The same row lock as a decision (see `items_held_open`).
+        let all = items_held_open(&mut tx, id).await?;
         let mut seen = std::collections::HashSet::new();
         let mut done = Vec::new();
         for d in delegations {
-            if !seen.insert(d.item) {
-                return Err(ReviewError::InvalidInput(format!(
-                    "item {} appears twice",
-                    d.item
-                )));
-            }
-            let item = usize::try_from(d.item - 1)
-                .ok()
-                .and_then(|i| all.get(i))
-                .filter(|i| i.item_id == d.item)
-                .ok_or(ReviewError::UnknownItem(id.into(), d.item))?;
+            let item = pick(&all, id, d.item, &mut seen)?;
             let to = d.to.trim();
             check_login("to", to)?;
             let comment = check_comment(d.comment.as_deref())?;

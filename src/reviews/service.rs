@@ -80,6 +80,37 @@ pub struct ReviewService {
     grants: GrantService,
 }
 
+/// The campaign's items, for a change that must not race its close: the campaign must exist and
+/// be open, and its row is locked in `tx` (PostgreSQL; SQLite has one writer anyway), so a close
+/// cannot commit between this check and the change. A decision or a delegation is either
+/// before the close (and remediated with it) or refused.
+pub(super) async fn items_held_open(tx: &mut Tx, id: &str) -> Result<Vec<Item>, ReviewError> {
+    let c = repo::get_campaign(tx.conn(), id)
+        .await?
+        .ok_or_else(|| ReviewError::UnknownCampaign(id.into()))?;
+    if c.state == "closed" || !repo::hold_open(tx, id).await? {
+        return Err(ReviewError::Closed(id.into()));
+    }
+    repo::items(tx.conn(), id, None).await
+}
+
+/// Item number `n` of a campaign's items (numbered from 1 in order), at most once per request.
+pub(super) fn pick<'a>(
+    all: &'a [Item],
+    id: &str,
+    n: i64,
+    seen: &mut std::collections::HashSet<i64>,
+) -> Result<&'a Item, ReviewError> {
+    if !seen.insert(n) {
+        return Err(ReviewError::InvalidInput(format!("item {n} appears twice")));
+    }
+    usize::try_from(n - 1)
+        .ok()
+        .and_then(|i| all.get(i))
+        .filter(|i| i.item_id == n)
+        .ok_or(ReviewError::UnknownItem(id.into(), n))
+}
+
 pub(super) fn check_login(what: &str, s: &str) -> Result<(), ReviewError> {
     if s.trim().is_empty() || s.len() > 255 || s.chars().any(char::is_control) {
         return Err(ReviewError::InvalidInput(format!(
@@ -312,31 +343,12 @@ impl ReviewService {
             )));
         }
         let mut tx = self.grants.store().begin().await?;
-        let c = repo::get_campaign(tx.conn(), id)
-            .await?
-            .ok_or_else(|| ReviewError::UnknownCampaign(id.into()))?;
-        // Takes the campaign row's lock (PostgreSQL; SQLite has one writer anyway) so a close
-        // cannot commit between this check and the decisions: a decision is either before the
-        // close (and remediated with it) or refused.
-        if c.state == "closed" || !repo::hold_open(&mut tx, id).await? {
-            return Err(ReviewError::Closed(id.into()));
-        }
-        let all = repo::items(tx.conn(), id, None).await?;
+        let all = items_held_open(&mut tx, id).await?;
         let now = self.grants.clock().now_ms();
         let mut seen = std::collections::HashSet::new();
         let mut decided = Vec::new();
         for d in decisions {
-            if !seen.insert(d.item) {
-                return Err(ReviewError::InvalidInput(format!(
-                    "item {} appears twice",
-                    d.item
-                )));
-            }
-            let item = usize::try_from(d.item - 1)
-                .ok()
-                .and_then(|i| all.get(i))
-                .filter(|i| i.item_id == d.item)
-                .ok_or(ReviewError::UnknownItem(id.into(), d.item))?;
+            let item = pick(&all, id, d.item, &mut seen)?;
             if item.user_login.eq_ignore_ascii_case(reviewer) {
                 return Err(ReviewError::SelfReview(d.item));
             }

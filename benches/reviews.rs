@@ -163,6 +163,7 @@ async fn main() {
         resources,
         include_unmanaged: false,
         standing_only: false,
+        allow_self_review: false,
         reviewer: ReviewerRule::Person {
             login: "reviewer@example.com".into(),
         },

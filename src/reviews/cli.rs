@@ -46,6 +46,9 @@ pub enum ReviewsCommand {
         /// Leave out access a live grant explains.
         #[arg(long)]
         standing_only: bool,
+        /// Let reviewers review their own access (default: never; it goes to the fallback).
+        #[arg(long)]
+        allow_self_review: bool,
         /// `approvers` (the resource's approvers), `manager` (the holder's manager from the
         /// Okta profile) or one person's Okta login.
         #[arg(long, default_value = "approvers")]
@@ -119,6 +122,7 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
             resources,
             include_unmanaged,
             standing_only,
+            allow_self_review,
             reviewer,
             fallback,
             due,
@@ -141,6 +145,7 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
                 resources,
                 include_unmanaged,
                 standing_only,
+                allow_self_review,
                 reviewer,
                 fallback,
                 due_at: due,

@@ -114,6 +114,10 @@ pub struct Campaign {
     /// Only access no live grant explains (`standing` and `unexplained`).
     #[serde(default)]
     pub standing_only: bool,
+    /// Whether a reviewer may review their own access. Never by default: such items go to the
+    /// fallback, and the holder can neither decide nor delegate them.
+    #[serde(default)]
+    pub allow_self_review: bool,
     pub reviewer: ReviewerRule,
     pub fallback: String,
     pub default: DefaultAction,

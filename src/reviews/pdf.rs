@@ -145,6 +145,14 @@ fn title_page(r: &Report) -> Page {
         "standing and granted access"
     });
     p.field("Scope", &scope.join("; "));
+    p.field(
+        "Self-review",
+        if c.allow_self_review {
+            "allowed"
+        } else {
+            "never (own access goes to the fallback)"
+        },
+    );
     let rule = match &c.reviewer {
         super::ReviewerRule::Approvers => "the resource's approvers".to_string(),
         super::ReviewerRule::Person { login } => login.clone(),

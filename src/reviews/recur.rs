@@ -147,6 +147,7 @@ impl ReviewService {
             resources,
             include_unmanaged: tpl.include_unmanaged,
             standing_only: tpl.standing_only,
+            allow_self_review: tpl.allow_self_review,
             reviewer: tpl.reviewer.clone(),
             fallback: tpl.fallback.clone(),
             default: tpl.default,

@@ -23,6 +23,7 @@ pub async fn insert_campaign(tx: &mut Tx, c: &Campaign) -> Result<(), ReviewErro
         "resources": c.resources,
         "include_unmanaged": c.include_unmanaged,
         "standing_only": c.standing_only,
+        "allow_self_review": c.allow_self_review,
     })
     .to_string();
     let rule =
@@ -114,6 +115,7 @@ fn campaign(r: &AnyRow) -> Result<Campaign, ReviewError> {
         resources,
         include_unmanaged: scope["include_unmanaged"].as_bool().unwrap_or(false),
         standing_only: scope["standing_only"].as_bool().unwrap_or(false),
+        allow_self_review: scope["allow_self_review"].as_bool().unwrap_or(false),
         reviewer,
         fallback: r.try_get("fallback")?,
         default: DefaultAction::parse(&default).ok_or_else(|| bad("default"))?,

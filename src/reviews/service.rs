@@ -35,6 +35,9 @@ pub struct CreateCampaign {
     /// Leave out access a live grant explains: review standing access only.
     #[serde(default)]
     pub standing_only: bool,
+    /// Let reviewers review their own access (default: never; it goes to the fallback).
+    #[serde(default)]
+    pub allow_self_review: bool,
     pub reviewer: ReviewerRule,
     /// Who reviews what the rule cannot assign, and every reviewer's own access.
     pub fallback: String,
@@ -54,6 +57,7 @@ pub(super) struct Spec {
     pub resources: Vec<Resource>,
     pub include_unmanaged: bool,
     pub standing_only: bool,
+    pub allow_self_review: bool,
     pub reviewer: ReviewerRule,
     pub fallback: String,
     pub default: DefaultAction,
@@ -84,14 +88,18 @@ pub struct ReviewService {
 /// be open, and its row is locked in `tx` (PostgreSQL; SQLite has one writer anyway), so a close
 /// cannot commit between this check and the change. A decision or a delegation is either
 /// before the close (and remediated with it) or refused.
-pub(super) async fn items_held_open(tx: &mut Tx, id: &str) -> Result<Vec<Item>, ReviewError> {
+pub(super) async fn items_held_open(
+    tx: &mut Tx,
+    id: &str,
+) -> Result<(Campaign, Vec<Item>), ReviewError> {
     let c = repo::get_campaign(tx.conn(), id)
         .await?
         .ok_or_else(|| ReviewError::UnknownCampaign(id.into()))?;
     if c.state == "closed" || !repo::hold_open(tx, id).await? {
         return Err(ReviewError::Closed(id.into()));
     }
-    repo::items(tx.conn(), id, None).await
+    let items = repo::items(tx.conn(), id, None).await?;
+    Ok((c, items))
 }
 
 /// Item number `n` of a campaign's items (numbered from 1 in order), at most once per request.
@@ -176,6 +184,7 @@ impl ReviewService {
             resources: self.resolve(&req.resources)?,
             include_unmanaged: req.include_unmanaged,
             standing_only: req.standing_only,
+            allow_self_review: req.allow_self_review,
             name: req.name,
             reviewer: req.reviewer,
             fallback: req.fallback,
@@ -229,6 +238,7 @@ impl ReviewService {
             resources,
             include_unmanaged,
             standing_only,
+            allow_self_review,
             reviewer: rule,
             fallback,
             default,
@@ -243,7 +253,18 @@ impl ReviewService {
             let policy = self.grants.policy().current();
             targets.extend(snapshot::unmanaged(tx, &policy.resources).await?);
         }
-        let items = snapshot::items(tx, &targets, &rule, &fallback, standing_only, now).await?;
+        let items = snapshot::items(
+            tx,
+            &targets,
+            &rule,
+            &fallback,
+            snapshot::Options {
+                standing_only,
+                allow_self_review,
+            },
+            now,
+        )
+        .await?;
         // Who reviews how many: what the `review.opened` notice tells each reviewer.
         let mut reviewers = std::collections::BTreeMap::<&str, u64>::new();
         for i in &items {
@@ -260,6 +281,7 @@ impl ReviewService {
                     "campaign": id,
                     "name": name, "resources": resources.iter().map(|r| &r.name).collect::<Vec<_>>(),
                     "include_unmanaged": include_unmanaged, "standing_only": standing_only,
+                    "allow_self_review": allow_self_review,
                     "reviewer": rule, "fallback": fallback, "due_at": due_at,
                     "default": default.as_str(), "items": items.len(),
                     "reviewers": reviewers,
@@ -275,6 +297,7 @@ impl ReviewService {
             resources: resources.iter().map(|r| r.name.clone()).collect(),
             include_unmanaged,
             standing_only,
+            allow_self_review,
             reviewer: rule,
             fallback,
             default,
@@ -343,13 +366,13 @@ impl ReviewService {
             )));
         }
         let mut tx = self.grants.store().begin().await?;
-        let all = items_held_open(&mut tx, id).await?;
+        let (c, all) = items_held_open(&mut tx, id).await?;
         let now = self.grants.clock().now_ms();
         let mut seen = std::collections::HashSet::new();
         let mut decided = Vec::new();
         for d in decisions {
             let item = pick(&all, id, d.item, &mut seen)?;
-            if item.user_login.eq_ignore_ascii_case(reviewer) {
+            if !c.allow_self_review && item.user_login.eq_ignore_ascii_case(reviewer) {
                 return Err(ReviewError::SelfReview(d.item));
             }
             if !item.reviewer.eq_ignore_ascii_case(reviewer) {

@@ -43,15 +43,28 @@ impl From<&Resource> for Target {
     }
 }
 
+/// A campaign's options that shape its items.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Options {
+    /// Leave out access a live grant explains.
+    pub standing_only: bool,
+    /// The rule's choice stands even when it is the holder.
+    pub allow_self_review: bool,
+}
+
 /// The items of `targets`, numbered from 1 in target then login order.
 pub(super) async fn items(
     tx: &mut Tx,
     targets: &[Target],
     rule: &ReviewerRule,
     fallback: &str,
-    standing_only: bool,
+    opts: Options,
     now: i64,
 ) -> Result<Vec<Item>, ReviewError> {
+    let Options {
+        standing_only,
+        allow_self_review,
+    } = opts;
     if inventory_users(tx).await? == 0 {
         return Err(ReviewError::NoInventory);
     }
@@ -74,7 +87,13 @@ pub(super) async fn items(
                 .map(|(n, l)| (*n, Some(*l)))
                 .unwrap_or((0, None));
             let manager = managers.as_ref().and_then(|m| m.of(&h.user_id));
-            let reviewer = reviewer_for(rule, &t.approvers, &h.login, manager, fallback);
+            let reviewer = if allow_self_review {
+                chosen(rule, &t.approvers, manager)
+                    .unwrap_or(fallback)
+                    .to_string()
+            } else {
+                reviewer_for(rule, &t.approvers, &h.login, manager, fallback)
+            };
             items.push(Item {
                 item_id: items.len() as i64 + 1,
                 user_id: h.user_id,
@@ -158,6 +177,19 @@ pub(super) fn reviewer_for(
     match chosen {
         Some(r) if !r.eq_ignore_ascii_case(holder) => r.to_string(),
         _ => fallback.to_string(),
+    }
+}
+
+/// The rule's first choice, the holder included (campaigns that allow self-review).
+fn chosen<'a>(
+    rule: &'a ReviewerRule,
+    approvers: &'a [String],
+    manager: Option<&'a str>,
+) -> Option<&'a str> {
+    match rule {
+        ReviewerRule::Person { login } => Some(login.as_str()),
+        ReviewerRule::Approvers => approvers.first().map(String::as_str),
+        ReviewerRule::Manager {} => manager,
     }
 }
 

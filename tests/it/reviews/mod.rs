@@ -569,3 +569,69 @@ both_backends!(
     campaign_snapshot_decide_remediate_report,
     undecided_items_follow_keep_and_escalate,
 );
+
+/// A campaign that allows self-review: the rule's choice stands even for the reviewer's own
+/// access, and they may decide it; without the option the same item goes to the fallback.
+async fn self_review_only_when_the_campaign_allows_it(db: Db) {
+    let e = env(db).await;
+    let (s, c) = e
+        .post(
+            "/v1/reviews",
+            json!({
+                "name": "self-review allowed",
+                "resources": ["db-owners", "user-admin"],
+                "allow_self_review": true,
+                "reviewer": { "rule": "approvers" },
+                "fallback": "dave@example.com",
+                "due_at": due_in(Duration::from_secs(3600)),
+                "default": "keep",
+            }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    assert_eq!(c["allow_self_review"], true);
+    let id = c["id"].as_str().unwrap();
+    let (_, all) = e.get(&format!("/v1/reviews/{id}/items")).await;
+    assert_eq!(item(&all, BOB, "db-owners")["reviewer"], "bob@example.com");
+    assert_eq!(
+        item(&all, CAROL, "user-admin")["reviewer"],
+        "carol@example.com"
+    );
+    let n = item_no(&all, CAROL, "user-admin");
+    let (s, d) = post_as(
+        &e,
+        "carol@example.com",
+        &format!("/v1/reviews/{id}/items/{n}/decide"),
+        json!({"decision": "keep", "comment": "still on call for user admin"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["decision"], "keep");
+
+    // The default: never. carol's own item went to the fallback, and she cannot decide it.
+    let c = campaign(&e, "keep").await;
+    assert_eq!(c["allow_self_review"], false);
+    let id = c["id"].as_str().unwrap();
+    let (_, all) = e.get(&format!("/v1/reviews/{id}/items")).await;
+    assert_eq!(
+        item(&all, CAROL, "user-admin")["reviewer"],
+        "dave@example.com"
+    );
+    let n = item_no(&all, CAROL, "user-admin");
+    let (s, d) = post_as(
+        &e,
+        "carol@example.com",
+        &format!("/v1/reviews/{id}/items/{n}/decide"),
+        json!({"decision": "keep"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{d}");
+    assert!(item(
+        &e.get(&format!("/v1/reviews/{id}/items")).await.1,
+        CAROL,
+        "user-admin"
+    )["decision"]
+        .is_null());
+}
+
+both_backends!(self_review_only_when_the_campaign_allows_it);

@@ -14,6 +14,7 @@ fn sample(n: usize) -> Report {
         resources: vec!["db-owners".into(), "payroll".into()],
         include_unmanaged: false,
         standing_only: false,
+        allow_self_review: false,
         reviewer: ReviewerRule::Approvers,
         fallback: "dave@example.com".into(),
         default: DefaultAction::Keep,

@@ -144,8 +144,25 @@ async fn method_not_allowed() -> ApiError {
 
 /// tower-http's body-limit and timeout layers answer with empty bodies; clients script against
 /// `{code, message}`, so those two are rewritten here, once.
+///
+/// Both answers leave part of the request body unread, so the server closes the connection
+/// after them. They say so (`Connection: close`): a client that pooled the connection would
+/// otherwise send its next request on a socket the server is closing and see it cut off.
 async fn json_errors(req: Request<Body>, next: Next) -> Response {
-    let resp = next.run(req).await;
+    let mut resp = json_error_body(next.run(req).await);
+    if matches!(
+        resp.status(),
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    ) {
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
+fn json_error_body(resp: Response) -> Response {
     let is_json = resp
         .headers()
         .get(axum::http::header::CONTENT_TYPE)

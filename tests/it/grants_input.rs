@@ -113,6 +113,9 @@ async fn bad_input_changes_nothing(db: Db) {
     );
     let r = raw(big.into_bytes()).await.unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // The unread rest of the body ends the connection, and the answer says so: a pooled
+    // client must not send its next request on it.
+    assert_eq!(r.headers()["connection"], "close");
     // A reason over 1000 bytes fits the body limit but not the field.
     let (s, r) = e
         .post(

@@ -181,6 +181,19 @@ fn title_page(r: &Report) -> Page {
     p.field("Pending", &n.remediation_pending.to_string());
     p.field("Read back: gone", &n.read_back_gone.to_string());
     p.field("Read back: present", &n.read_back_present.to_string());
+    p.field(
+        "Complete",
+        &if n.complete {
+            "yes: closed, every revoke confirmed gone or flagged".to_string()
+        } else if c.state == "closed" {
+            format!(
+                "no: {} revokes not yet confirmed or flagged",
+                n.revokes_unsettled
+            )
+        } else {
+            "no: the campaign is still open".to_string()
+        },
+    );
     p.y -= 8.0;
     p.line(BOLD, 12.0, "Audit chain");
     let a = &r.audit;

@@ -11,6 +11,7 @@
 //! removed per user (an app assignment inherited from a group) as done: it is `flagged` with the
 //! reason, for a person to act on.
 
+use futures::StreamExt;
 use serde_json::json;
 
 use super::{repo, Item, ReviewError, ReviewService, SYSTEM_ACTOR};
@@ -25,6 +26,10 @@ use crate::policy::ResourceKind;
 
 /// Pending revokes handled per pass; the next pass takes the rest.
 const BATCH: i64 = 500;
+
+/// Revokes carried out at once. Okta's rate limit, not this, bounds the pace: the client paces
+/// each bucket's budget, and the revocation lane goes first.
+const CONCURRENCY: usize = 16;
 
 /// What carrying out one revoke came to.
 enum Outcome {
@@ -49,39 +54,52 @@ impl ReviewService {
                 .map_err(crate::store::StoreError::Query)?;
             repo::pending_remediations(&mut conn, BATCH).await?
         };
+        // Several at once: each waits mostly on Okta (and its rate limit's pacing), and the
+        // per-access lock keeps two removals of one access apart.
+        let results: Vec<Result<bool, ReviewError>> = futures::stream::iter(pending)
+            .map(|(campaign, item)| async move { self.settle(&campaign, &item).await })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
         let mut n = 0;
-        for (campaign, item) in pending {
-            let outcome = self.remediate(&campaign, &item).await;
-            let (state, detail) = match outcome {
-                Outcome::Later => continue,
-                Outcome::Done(d) => ("done", d),
-                Outcome::Flagged(d) => ("flagged", d),
-                Outcome::Failed(d) => ("failed", d),
-            };
-            let now = self.grants().clock().now_ms();
-            let mut tx = self.grants().store().begin().await?;
-            repo::set_remediation(&mut tx, &campaign, item.item_id, state, Some(&detail), now)
-                .await?;
-            audit::append(
-                &mut tx,
-                self.grants().clock(),
-                NewEntry::new(
-                    SYSTEM_ACTOR,
-                    "review.remediated",
-                    format!("review:{campaign}"),
-                    json!({
-                        "item": item.item_id, "user_id": item.user_id, "resource": item.resource,
-                        "why": item.why, "outcome": state, "detail": detail,
-                        "decided_by": item.decided_by,
-                    }),
-                ),
-            )
-            .await?;
-            tx.commit().await?;
-            metrics::counter!("jit_review_remediations_total", "outcome" => state).increment(1);
-            n += 1;
+        for r in results {
+            if r? {
+                n += 1;
+            }
         }
         Ok(n)
+    }
+
+    /// Carries out one revoke and records its outcome with its audit entry; `false` when it is
+    /// left `pending` for the next pass.
+    async fn settle(&self, campaign: &str, item: &Item) -> Result<bool, ReviewError> {
+        let (state, detail) = match self.remediate(campaign, item).await {
+            Outcome::Later => return Ok(false),
+            Outcome::Done(d) => ("done", d),
+            Outcome::Flagged(d) => ("flagged", d),
+            Outcome::Failed(d) => ("failed", d),
+        };
+        let now = self.grants().clock().now_ms();
+        let mut tx = self.grants().store().begin().await?;
+        repo::set_remediation(&mut tx, campaign, item.item_id, state, Some(&detail), now).await?;
+        audit::append(
+            &mut tx,
+            self.grants().clock(),
+            NewEntry::new(
+                SYSTEM_ACTOR,
+                "review.remediated",
+                format!("review:{campaign}"),
+                json!({
+                    "item": item.item_id, "user_id": item.user_id, "resource": item.resource,
+                    "why": item.why, "outcome": state, "detail": detail,
+                    "decided_by": item.decided_by,
+                }),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        metrics::counter!("jit_review_remediations_total", "outcome" => state).increment(1);
+        Ok(true)
     }
 
     /// Reads Okta back for carried-out and flagged revokes not yet confirmed, and records

@@ -43,6 +43,12 @@ pub struct Counts {
     pub remediation_pending: usize,
     pub read_back_gone: usize,
     pub read_back_present: usize,
+    /// Revoked items not yet settled: neither confirmed gone by the read-back nor flagged for
+    /// manual action (pending, failed, or read back as still present).
+    pub revokes_unsettled: usize,
+    /// The campaign is closed and every revoke is confirmed gone or flagged: what an auditor
+    /// signs off on.
+    pub complete: bool,
 }
 
 /// The CSV columns, in order.
@@ -101,7 +107,14 @@ impl ReviewService {
                 Some("present") => c.read_back_present += 1,
                 _ => {}
             }
+            let settled = i.remediation.as_deref() == Some("flagged")
+                || (i.remediation.as_deref() == Some("done")
+                    && i.read_back.as_deref() == Some("gone"));
+            if i.decision.as_deref() == Some("revoke") && !settled {
+                c.revokes_unsettled += 1;
+            }
         }
+        c.complete = campaign.state == "closed" && c.revokes_unsettled == 0;
         Ok(Report {
             audit: Evidence {
                 seq_start: campaign.audit_seq_start,

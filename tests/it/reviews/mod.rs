@@ -415,6 +415,9 @@ async fn campaign_snapshot_decide_remediate_report(db: Db) {
     assert!(item(&r, BOB, "db-owners")["read_back_at"].is_i64());
     assert_eq!(r["counts"]["remediation_flagged"], 1);
     assert_eq!(r["counts"]["read_back_gone"], 3);
+    // Every revoke is confirmed gone or flagged: the campaign is complete.
+    assert_eq!(r["counts"]["revokes_unsettled"], 0);
+    assert_eq!(r["counts"]["complete"], true);
     let (start, end, head) = (
         r["audit"]["seq_start"].as_i64().unwrap(),
         r["audit"]["seq_end"].as_i64().unwrap(),
@@ -562,6 +565,7 @@ async fn undecided_items_follow_keep_and_escalate(db: Db) {
         assert!(m.contains(name), "{name} missing from /metrics");
     }
     assert_eq!(r["counts"]["read_back_gone"], 1);
+    assert_eq!(r["counts"]["complete"], true);
     e.audit_ok().await;
 }
 

@@ -241,6 +241,31 @@ pub async fn stop_runs(tx: &mut Tx, campaign: &str) -> Result<bool, ReviewError>
 }
 
 /// A campaign's items, optionally only those of one reviewer (case-insensitive login).
+/// Items and undecided items per campaign, of one reviewer or of everyone: one grouped read
+/// for a list of campaigns, instead of loading every campaign's items to count them.
+pub async fn item_counts(
+    conn: &mut AnyConnection,
+    reviewer: Option<&str>,
+) -> Result<std::collections::HashMap<String, (i64, i64)>, ReviewError> {
+    let rows = sqlx::query(
+        "SELECT campaign_id, COUNT(*) AS n, \
+         SUM(CASE WHEN decision IS NULL THEN 1 ELSE 0 END) AS undecided \
+         FROM review_items WHERE ($1 = '' OR LOWER(reviewer) = LOWER($1)) \
+         GROUP BY campaign_id",
+    )
+    .bind(reviewer.unwrap_or(""))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>("campaign_id")?,
+                (r.try_get::<i64, _>("n")?, r.try_get::<i64, _>("undecided")?),
+            ))
+        })
+        .collect()
+}
+
 pub async fn items(
     conn: &mut AnyConnection,
     campaign: &str,

@@ -328,6 +328,15 @@ impl ReviewService {
         repo::list_campaigns(&mut conn).await
     }
 
+    /// `(items, undecided)` per campaign id, of `reviewer`'s items or of all.
+    pub async fn item_counts(
+        &self,
+        reviewer: Option<&str>,
+    ) -> Result<std::collections::HashMap<String, (i64, i64)>, ReviewError> {
+        let mut conn = self.conn().await?;
+        repo::item_counts(&mut conn, reviewer).await
+    }
+
     pub async fn items(
         &self,
         id: &str,

@@ -37,6 +37,8 @@ async fn reviewer_decides_in_the_console(db: Db) {
     let list = carol.get("/reviews").await;
     assert_eq!(list.status, StatusCode::OK);
     assert!(list.body.contains("Q4 access review"), "{}", list.body);
+    // carol's row: three items, none decided yet.
+    assert!(list.body.contains("<td>3</td><td>3</td>"), "{}", list.body);
     assert!(
         list.body.contains(&format!("/reviews/{id}")),
         "{}",
@@ -90,6 +92,8 @@ async fn reviewer_decides_in_the_console(db: Db) {
     let after = carol.get(&done.location).await;
     assert!(after.body.contains("Your review decision was recorded."));
     assert!(after.body.contains("left the team"));
+    let list = carol.get("/reviews").await;
+    assert!(list.body.contains("<td>3</td><td>2</td>"), "{}", list.body);
 
     // bob may not decide carol's item, nor anything with a bad id or decision.
     let bob = Browser::new(&e.app.base);

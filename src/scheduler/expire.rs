@@ -29,6 +29,12 @@ pub(crate) fn hold_limit(lease: Duration) -> Duration {
     MIN_HOLD.max(lease * MIN_HOLD_LEASES)
 }
 
+/// How often a running chunk's leases are renewed: every third of a lease, so two renewals can
+/// fail before the lease runs out.
+pub(crate) fn renew_every(lease: Duration) -> Duration {
+    (lease / 3).max(Duration::from_millis(50))
+}
+
 impl Inner {
     /// Settles a claim; a Redis error is logged, not retried: the lease runs out and the grant
     /// comes back to be expired again (the handler is idempotent).
@@ -172,7 +178,7 @@ impl Inner {
     /// which is harmless if this one wakes up later (I4). A claim also stops being renewed as
     /// soon as its score is no longer ours (an extension or early revoke re-scheduled the grant).
     async fn run_handler(&self, claims: &mut [Claim]) -> Vec<ExpiryOutcome> {
-        let every = (self.config.lease / 3).max(Duration::from_millis(50));
+        let every = renew_every(self.config.lease);
         let limit = hold_limit(self.config.lease);
         let started = tokio::time::Instant::now();
         let items: Vec<ExpiryItem> = claims

@@ -21,6 +21,9 @@ pub const REBUILDS: &str = "jit_expiry_rebuilds_total";
 pub const SWEEP_REPAIRED: &str = "jit_expiry_sweep_repaired_total";
 /// Counter: lease renewal rounds (one script call each, for a chunk still running).
 pub const RENEWALS: &str = "jit_expiry_lease_renewals_total";
+/// Gauge: how many grants this replica lets itself hold claimed at once (the adaptive window,
+/// at most `scheduler.concurrency`; low while Okta throttles removals).
+pub const WINDOW: &str = "jit_expiry_claim_window";
 
 pub(crate) fn describe() {
     metrics::describe_histogram!(
@@ -36,6 +39,7 @@ pub(crate) fn describe() {
     metrics::describe_counter!(REBUILDS, "Expiry index rebuilds from SQL");
     metrics::describe_counter!(SWEEP_REPAIRED, "Grants the SQL sweep put back in the index");
     metrics::describe_counter!(RENEWALS, "Lease renewal rounds for expiries still running");
+    metrics::describe_gauge!(WINDOW, "Grants this replica may hold claimed at once");
     // Counters the alerts and dashboard watch for increases are exported at 0 from the start:
     // a series that first appears at 1 shows no increase.
     for name in [FAILED, RETRIES, RENEWALS, CLAIMS] {

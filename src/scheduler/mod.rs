@@ -28,6 +28,7 @@ mod maintenance;
 pub mod metrics;
 mod scripts;
 mod wake;
+mod window;
 mod worker;
 
 pub use scripts::Claim;

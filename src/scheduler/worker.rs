@@ -24,7 +24,7 @@
 //! expiries. (Paused tokio time does not mix with real Redis I/O: the runtime auto-advances
 //! while waiting on sockets, so these tests anchor the clock instead and let it run.)
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::scripts::{Claim, ClaimBatch, Scripts};
+use super::window::Window;
 use super::{
     backoff, maintenance, metrics as m, wake, ExpiryHandler, ExpiryIndex, SchedulerConfig,
     SchedulerError,
@@ -107,6 +108,8 @@ pub(crate) struct Inner {
     pub(crate) next_wake_ms: AtomicI64,
     wakeups: AtomicU64,
     pub(crate) rebuilds: AtomicU64,
+    /// The worker's current claim window (see `window`), for operators and tests.
+    window: AtomicUsize,
 }
 
 impl Scheduler {
@@ -144,6 +147,7 @@ impl Scheduler {
                 next_wake_ms: AtomicI64::new(i64::MAX),
                 wakeups: AtomicU64::new(0),
                 rebuilds: AtomicU64::new(0),
+                window: AtomicUsize::new(0),
             }),
         }
     }
@@ -191,6 +195,12 @@ impl Scheduler {
     /// Redis commands).
     pub fn wakeups(&self) -> u64 {
         self.inner.wakeups.load(Ordering::Relaxed)
+    }
+
+    /// How many grants this replica's worker currently lets itself hold claimed at once (0
+    /// before the worker starts). No Redis call.
+    pub fn claim_window(&self) -> usize {
+        self.inner.window.load(Ordering::Relaxed)
     }
 
     /// Rebuilds from SQL completed by this replica (no Redis call).
@@ -252,6 +262,22 @@ impl Inner {
     }
 }
 
+/// Feeds a finished chunk to the window (a panicked one only logs: its lease runs out).
+fn finished(
+    inner: &Inner,
+    window: &mut Window,
+    r: Result<(usize, Duration), tokio::task::JoinError>,
+) {
+    match r {
+        Ok((n, took)) => {
+            window.finished(n, took);
+            inner.window.store(window.size(), Ordering::Relaxed);
+        }
+        Err(e) => tracing::error!(error = %e,
+            "an expiry task panicked; its lease will run out and it will be retried"),
+    }
+}
+
 /// Sleeps for `d` unless woken or cancelled first. Returns false when cancelled.
 async fn pause(inner: &Inner, cancel: &CancellationToken, d: Duration) -> bool {
     tokio::select! {
@@ -268,32 +294,44 @@ pub(crate) async fn run_worker(inner: Arc<Inner>, cancel: CancellationToken) {
         .min(inner.config.lease * 10)
         .max(Duration::from_millis(50));
     let permits = Arc::new(Semaphore::new(concurrency));
+    // How many of the `concurrency` slots may be claimed at once (see `window`): grows while
+    // chunks finish quickly, shrinks while Okta's rate limit makes them wait.
+    let mut window = Window::new(
+        concurrency,
+        CHUNK,
+        super::expire::renew_every(inner.config.lease),
+    );
+    inner.window.store(window.size(), Ordering::Relaxed);
     // In-flight expiries are owned by this tracked task (not detached): shutdown waits for them.
-    let mut inflight: JoinSet<()> = JoinSet::new();
+    // Each chunk's task returns its size and how long it took, which is what sizes the window.
+    let mut inflight: JoinSet<(usize, Duration)> = JoinSet::new();
     let mut redis_failures: u32 = 0;
-    let refill = (concurrency / 4).clamp(1, batch_size);
     let mut backlog = false;
     loop {
         while let Some(r) = inflight.try_join_next() {
-            if let Err(e) = r {
-                tracing::error!(error = %e, "an expiry task panicked; its lease will run out and it will be retried");
-            }
+            finished(&inner, &mut window, r);
         }
         if cancel.is_cancelled() {
             break;
         }
-        // In a backlog (the last claim was full), wait until a quarter of the slots are free
+        // In a backlog (the last claim was full), wait until a quarter of the window is free
         // before claiming again: claiming one grant per freed slot would cost a claim round trip
         // per grant, and the wait is a fraction of one expiry's duration.
-        let want = if backlog { refill } else { 1 };
-        if permits.available_permits() < want {
+        let in_flight = concurrency - permits.available_permits().min(concurrency);
+        let free = window.size().saturating_sub(in_flight);
+        let want = if backlog {
+            (window.size() / 4).clamp(1, batch_size)
+        } else {
+            1
+        };
+        if free < want && !inflight.is_empty() {
+            // Every claimed grant is in a chunk task, so a free slot means a finished chunk.
             tokio::select! {
-                p = permits.clone().acquire_many_owned(want as u32) => drop(p),
+                Some(r) = inflight.join_next() => finished(&inner, &mut window, r),
                 _ = cancel.cancelled() => break,
             }
             continue;
         }
-        let free = permits.available_permits();
         let limit = free.min(batch_size);
         inner.wakeups.fetch_add(1, Ordering::Relaxed);
         let batch = match inner.claim(limit).await {
@@ -336,8 +374,10 @@ pub(crate) async fn run_worker(inner: Arc<Inner>, cancel: CancellationToken) {
             };
             let inner = inner.clone();
             inflight.spawn(async move {
+                let (n, started) = (chunk.len(), tokio::time::Instant::now());
                 inner.process(chunk).await;
                 drop(permit);
+                (n, started.elapsed())
             });
         }
         if full {

@@ -14,6 +14,7 @@ mod handover;
 mod private_redis;
 mod replicas;
 mod rig;
+mod throttle;
 
 use std::time::Duration;
 

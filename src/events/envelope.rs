@@ -106,26 +106,48 @@ pub enum EnvelopeError {
     NotADelivery,
 }
 
-/// A delivery's events, each with its raw JSON: events without a `uuid` are counted in
-/// `unusable` and skipped.
-pub struct Delivery {
-    pub events: Vec<(OktaEvent, Value)>,
+/// A delivery's events, each with its JSON exactly as Okta sent it (what the inbox stores):
+/// events without a `uuid` are counted in `unusable` and skipped.
+pub struct Delivery<'a> {
+    pub events: Vec<(OktaEvent, &'a str)>,
     pub unusable: usize,
 }
 
+/// The envelope's shape, borrowing each event's bytes from the body: an event is parsed once
+/// to read its fields and stored as received, never serialized again (re-serializing every
+/// event was most of a 50-event delivery's cost).
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    data: Option<Data<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Data<'a> {
+    #[serde(borrow)]
+    events: Option<Vec<&'a serde_json::value::RawValue>>,
+}
+
 /// Parses a delivery body (already authenticated).
-pub fn parse(body: &[u8]) -> Result<Delivery, EnvelopeError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| EnvelopeError::Json(e.to_string()))?;
-    let events = v
-        .get("data")
-        .and_then(|d| d.get("events"))
-        .and_then(Value::as_array)
+pub fn parse(body: &[u8]) -> Result<Delivery<'_>, EnvelopeError> {
+    // Syntax first, so that a body that is not JSON says so, and a JSON body of another shape
+    // says it is not a delivery.
+    let _: &serde_json::value::RawValue =
+        serde_json::from_slice(body).map_err(|e| EnvelopeError::Json(e.to_string()))?;
+    let envelope: Envelope<'_> =
+        serde_json::from_slice(body).map_err(|_| EnvelopeError::NotADelivery)?;
+    let events = envelope
+        .data
+        .and_then(|d| d.events)
         .ok_or(EnvelopeError::NotADelivery)?;
     let mut out = Vec::with_capacity(events.len());
     let mut unusable = 0;
-    for e in events {
-        match OktaEvent::from_value(e) {
-            Some(ev) => out.push((ev, e.clone())),
+    for raw in events {
+        let parsed = serde_json::from_str::<Value>(raw.get())
+            .ok()
+            .and_then(|v| OktaEvent::from_value(&v));
+        match parsed {
+            Some(ev) => out.push((ev, raw.get())),
             None => unusable += 1,
         }
     }
@@ -151,7 +173,8 @@ mod tests {
             {"eventType": "no uuid"},
             null
         ]}});
-        let d = parse(body.to_string().as_bytes()).unwrap();
+        let body = body.to_string();
+        let d = parse(body.as_bytes()).unwrap();
         assert_eq!(d.events.len(), 2);
         assert_eq!(d.unusable, 2);
         let (e, _) = &d.events[0];

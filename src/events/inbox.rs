@@ -54,6 +54,10 @@ pub struct Intake {
     slot: tokio::sync::Mutex<()>,
 }
 
+/// One inbox row as the intake INSERT reads it: `[uuid, event_type, published, user_key, body,
+/// state]` (a tuple serializes as a JSON array).
+type InboxRow<'a> = (&'a str, &'a str, i64, &'a str, Option<&'a str>, &'a str);
+
 /// Rows per INSERT statement.
 const INSERT_ROWS: usize = 500;
 
@@ -93,12 +97,19 @@ impl Intake {
             .unwrap_or_else(|p| p.into_inner())
             .push(Pending { events, done });
         loop {
-            let _slot = self.slot.lock().await;
+            // Whichever comes first: this delivery's answer (another delivery's write carried
+            // it), or the writer slot. Waiting for the slot alone would keep a delivery whose
+            // events are already committed queued behind the *next* batch's write, a whole
+            // transaction late, and its client could not send its next delivery meanwhile:
+            // batches stayed small and latency doubled.
+            let _slot = tokio::select! {
+                biased;
+                r = &mut rx => return r.map_err(|_| stopped())?.map_err(StoreError::Corrupt),
+                slot = self.slot.lock() => slot,
+            };
             match rx.try_recv() {
                 Ok(r) => return r.map_err(StoreError::Corrupt),
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    return Err(StoreError::Corrupt("the intake writer stopped".into()))
-                }
+                Err(oneshot::error::TryRecvError::Closed) => return Err(stopped()),
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
             let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
@@ -113,6 +124,10 @@ impl Intake {
             let _ = tokio::spawn(write(store, now, batch)).await;
         }
     }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Corrupt("the intake writer stopped".into())
 }
 
 async fn write(store: Store, now: i64, batch: Vec<Pending>) {
@@ -157,7 +172,9 @@ async fn insert(
     };
     let mut tx = store.begin().await?;
     for chunk in unique.chunks(INSERT_ROWS) {
-        let rows: Vec<serde_json::Value> = chunk
+        // Serialized straight from the rows (tuples are JSON arrays), without building a
+        // `Value` tree that copies every body first.
+        let rows: Vec<InboxRow<'_>> = chunk
             .iter()
             .map(|e| {
                 let state = if e.body.is_some() {
@@ -165,12 +182,20 @@ async fn insert(
                 } else {
                     "dropped"
                 };
-                serde_json::json!([e.uuid, e.event_type, e.published, e.user_key, e.body, state])
+                let body = e.body.as_deref();
+                (
+                    &*e.uuid,
+                    &*e.event_type,
+                    e.published,
+                    &*e.user_key,
+                    body,
+                    state,
+                )
             })
             .collect();
-        let q = sqlx::query(sql)
-            .bind(serde_json::Value::Array(rows).to_string())
-            .bind(now);
+        let rows = serde_json::to_string(&rows)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode inbox rows: {e}")))?;
+        let q = sqlx::query(sql).bind(rows).bind(now);
         for r in q.fetch_all(tx.conn()).await? {
             inserted.insert(r.try_get::<String, _>(0)?);
         }

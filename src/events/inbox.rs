@@ -170,38 +170,51 @@ async fn insert(
         Backend::Sqlite => INSERT_JSON_SQLITE,
         Backend::Postgres => INSERT_JSON_POSTGRES,
     };
+    // One statement is its own transaction, atomic and committed when it completes: the usual
+    // batch (up to `INSERT_ROWS` events) skips BEGIN and COMMIT, two of its three round trips
+    // to the database (SQLite's worker thread, or PostgreSQL's server).
+    if unique.len() <= INSERT_ROWS {
+        let q = sqlx::query(sql).bind(rows_json(&unique)?).bind(now);
+        for r in q.fetch_all(store.pool()).await? {
+            inserted.insert(r.try_get::<String, _>(0)?);
+        }
+        return Ok(inserted);
+    }
     let mut tx = store.begin().await?;
     for chunk in unique.chunks(INSERT_ROWS) {
-        // Serialized straight from the rows (tuples are JSON arrays), without building a
-        // `Value` tree that copies every body first.
-        let rows: Vec<InboxRow<'_>> = chunk
-            .iter()
-            .map(|e| {
-                let state = if e.body.is_some() {
-                    "pending"
-                } else {
-                    "dropped"
-                };
-                let body = e.body.as_deref();
-                (
-                    &*e.uuid,
-                    &*e.event_type,
-                    e.published,
-                    &*e.user_key,
-                    body,
-                    state,
-                )
-            })
-            .collect();
-        let rows = serde_json::to_string(&rows)
-            .map_err(|e| StoreError::Corrupt(format!("cannot encode inbox rows: {e}")))?;
-        let q = sqlx::query(sql).bind(rows).bind(now);
+        let q = sqlx::query(sql).bind(rows_json(chunk)?).bind(now);
         for r in q.fetch_all(tx.conn()).await? {
             inserted.insert(r.try_get::<String, _>(0)?);
         }
     }
     tx.commit().await?;
     Ok(inserted)
+}
+
+/// The INSERT's one bound value, serialized straight from the rows (tuples are JSON arrays),
+/// without building a `Value` tree that copies every body first.
+fn rows_json(events: &[&NewEvent]) -> Result<String, StoreError> {
+    let rows: Vec<InboxRow<'_>> = events
+        .iter()
+        .map(|e| {
+            let state = if e.body.is_some() {
+                "pending"
+            } else {
+                "dropped"
+            };
+            let body = e.body.as_deref();
+            (
+                &*e.uuid,
+                &*e.event_type,
+                e.published,
+                &*e.user_key,
+                body,
+                state,
+            )
+        })
+        .collect();
+    serde_json::to_string(&rows)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode inbox rows: {e}")))
 }
 
 /// A claimed event.

@@ -46,27 +46,38 @@ for f in files:
         problems.append(f"kustomization.yaml names {f}, which does not exist")
 
 broker = sys.argv[1]
-with tempfile.TemporaryDirectory() as tmp:
-    secret = os.path.join(tmp, "secret")
-    with open(secret, "w") as f:
-        f.write("placeholder\n")
-    for name in kust["resources"]:
-        for doc in docs(os.path.join(K8S, name)):
-            for c in containers(doc):
-                env = {"PATH": os.environ.get("PATH", "")}
-                for e in c.get("env", []):
-                    if not e["name"].startswith("JIT_"):
-                        problems.append(f"{name}: {e['name']} is not a broker setting")
-                        continue
-                    value = e.get("value", "")
-                    # Mounted files do not exist here: point *_FILE at a stand-in.
-                    env[e["name"]] = secret if e["name"].endswith("_FILE") else value
-                env["JIT_POLICY__FILE"] = os.path.join(K8S, "policy.toml")
-                r = subprocess.run(
-                    [broker, "--config", os.path.join(K8S, "config.toml"), "check-config"],
-                    env=env, capture_output=True, text=True)
-                if r.returncode != 0:
-                    problems.append(f"{name} ({c['name']}): check-config failed:\n{r.stdout}{r.stderr}")
+tmp = tempfile.TemporaryDirectory()
+# Mounted files do not exist here: every *_FILE setting points at this stand-in.
+secret = os.path.join(tmp.name, "secret")
+with open(secret, "w") as f:
+    f.write("placeholder\n")
+
+
+def check_config(where, settings, extra=None):
+    """Runs `check-config` on deploy/kubernetes/config.toml with `settings` (name, value) as the
+    environment; a name that is not a JIT_* setting, or a setting the broker refuses, is a
+    problem named after `where`."""
+    env = {"PATH": os.environ.get("PATH", "")}
+    for name, value in settings:
+        if not name.startswith("JIT_"):
+            problems.append(f"{where}: {name} is not a broker setting")
+            continue
+        env[name] = secret if name.endswith("_FILE") else str(value)
+    env["JIT_POLICY__FILE"] = os.path.join(K8S, "policy.toml")
+    for k, v in (extra or {}).items():
+        env.setdefault(k, v)
+    r = subprocess.run(
+        [broker, "--config", os.path.join(K8S, "config.toml"), "check-config"],
+        env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        problems.append(f"{where}: check-config failed:\n{r.stdout}{r.stderr}")
+
+
+for name in kust["resources"]:
+    for doc in docs(os.path.join(K8S, name)):
+        for c in containers(doc):
+            check_config(f"{name} ({c['name']})",
+                         [(e["name"], e.get("value", "")) for e in c.get("env", [])])
 
 compose_path = os.path.join(ROOT, "docker-compose.yml")
 compose = docs(compose_path)[0]
@@ -84,25 +95,11 @@ for dep in broker_svc.get("depends_on", {}):
 for name, sec in compose.get("secrets", {}).items():
     if not os.path.exists(os.path.join(ROOT, sec.get("file", ""))):
         problems.append(f"docker-compose.yml: secret {name} names a missing file")
-with tempfile.TemporaryDirectory() as tmp:
-    secret = os.path.join(tmp, "secret")
-    with open(secret, "w") as f:
-        f.write("placeholder\n")
-    env = {"PATH": os.environ.get("PATH", "")}
-    for k, v in broker_svc.get("environment", {}).items():
-        if not k.startswith("JIT_"):
-            problems.append(f"docker-compose.yml: {k} is not a broker setting")
-            continue
-        env[k] = secret if k.endswith("_FILE") else str(v)
-    env["JIT_POLICY__FILE"] = os.path.join(K8S, "policy.toml")
-    # The demo brings its own simulated Okta and token; the production config checked against
-    # here asks for one.
-    env.setdefault("JIT_OKTA__API_TOKEN_FILE", secret)
-    r = subprocess.run(
-        [broker, "--config", os.path.join(K8S, "config.toml"), "check-config"],
-        env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        problems.append(f"docker-compose.yml: check-config failed:\n{r.stdout}{r.stderr}")
+# The demo brings its own simulated Okta and token; the production config checked against here
+# asks for one.
+check_config("docker-compose.yml", broker_svc.get("environment", {}).items(),
+             {"JIT_OKTA__API_TOKEN_FILE": secret})
+tmp.cleanup()
 
 if problems:
     print("deploy check failed:", *problems, sep="\n  ")

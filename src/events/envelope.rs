@@ -7,6 +7,7 @@
 //! What it must never do: fail a whole delivery because one event lacks an optional field, or
 //! pick a target by its index in `target[]`.
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// An `actor` or a `target[]` entry.
@@ -113,33 +114,31 @@ pub struct Delivery<'a> {
     pub unusable: usize,
 }
 
-/// The envelope's shape, borrowing each event's bytes from the body: an event is parsed once
-/// to read its fields and stored as received, never serialized again (re-serializing every
-/// event was most of a 50-event delivery's cost).
-#[derive(serde::Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    data: Option<Data<'a>>,
-}
+/// A JSON object's members, each value left as its raw bytes. A map, unlike a derived struct,
+/// accepts only `{…}`: serde lets a struct be written as an array, which would let
+/// `[{"events": […]}]` pass for a delivery.
+type Members<'a> = std::collections::BTreeMap<std::borrow::Cow<'a, str>, &'a RawValue>;
 
-#[derive(serde::Deserialize)]
-struct Data<'a> {
-    #[serde(borrow)]
-    events: Option<Vec<&'a serde_json::value::RawValue>>,
-}
-
-/// Parses a delivery body (already authenticated).
+/// Parses a delivery body (already authenticated). Each event's bytes are borrowed from the
+/// body: an event is parsed once to read its fields and stored as received, never serialized
+/// again (re-serializing every event was most of a 50-event delivery's cost).
 pub fn parse(body: &[u8]) -> Result<Delivery<'_>, EnvelopeError> {
-    // Syntax first, so that a body that is not JSON says so, and a JSON body of another shape
-    // says it is not a delivery.
-    let _: &serde_json::value::RawValue =
-        serde_json::from_slice(body).map_err(|e| EnvelopeError::Json(e.to_string()))?;
-    let envelope: Envelope<'_> =
-        serde_json::from_slice(body).map_err(|_| EnvelopeError::NotADelivery)?;
-    let events = envelope
-        .data
-        .and_then(|d| d.events)
-        .ok_or(EnvelopeError::NotADelivery)?;
+    // A syntax error says the body is not JSON; JSON of another shape is not a delivery.
+    let shape = |e: serde_json::Error| match e.classify() {
+        serde_json::error::Category::Data => EnvelopeError::NotADelivery,
+        _ => EnvelopeError::Json(e.to_string()),
+    };
+    let top: Members<'_> = serde_json::from_slice(body).map_err(shape)?;
+    let data: Members<'_> = top
+        .get("data")
+        .map(|d| serde_json::from_str(d.get()))
+        .ok_or(EnvelopeError::NotADelivery)?
+        .map_err(shape)?;
+    let events: Vec<&RawValue> = data
+        .get("events")
+        .map(|e| serde_json::from_str(e.get()))
+        .ok_or(EnvelopeError::NotADelivery)?
+        .map_err(shape)?;
     let mut out = Vec::with_capacity(events.len());
     let mut unusable = 0;
     for raw in events {
@@ -193,5 +192,24 @@ mod tests {
             Some(EnvelopeError::NotADelivery)
         );
         assert_eq!(parse(b"[]").err(), Some(EnvelopeError::NotADelivery));
+        // Objects only: serde would read a struct written as an array.
+        let ev = r#"{"uuid": "a", "eventType": "x"}"#;
+        for body in [
+            format!(r#"[{{"events": [{ev}]}}]"#),
+            format!(r#"{{"data": [[{ev}]]}}"#),
+            r#"{"data": null}"#.to_string(),
+            r#"{"data": {"events": null}}"#.to_string(),
+            r#"{"data": {"events": {"0": 1}}}"#.to_string(),
+        ] {
+            assert_eq!(
+                parse(body.as_bytes()).err(),
+                Some(EnvelopeError::NotADelivery),
+                "{body}"
+            );
+        }
+        assert!(matches!(
+            parse(br#"{"data": {"events": [}}"#),
+            Err(EnvelopeError::Json(_))
+        ));
     }
 }

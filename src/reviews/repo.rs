@@ -240,7 +240,6 @@ pub async fn stop_runs(tx: &mut Tx, campaign: &str) -> Result<bool, ReviewError>
     Ok(r.rows_affected() == 1)
 }
 
-/// A campaign's items, optionally only those of one reviewer (case-insensitive login).
 /// Items and undecided items per campaign, of one reviewer or of everyone: one grouped read
 /// for a list of campaigns, instead of loading every campaign's items to count them.
 pub async fn item_counts(
@@ -266,6 +265,7 @@ pub async fn item_counts(
         .collect()
 }
 
+/// A campaign's items, optionally only those of one reviewer (case-insensitive login).
 pub async fn items(
     conn: &mut AnyConnection,
     campaign: &str,

@@ -327,6 +327,15 @@ async fn queued_events_survive_kill_9(db: Db) {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), users.len(), "{:?}", rx.ids());
+    // The receiver records a delivery when it arrives; the broker marks it delivered after the
+    // answer, a moment later.
+    wait_until(Duration::from_secs(10), || async {
+        let (_, v) = b.get("/v1/outbox?state=delivered").await;
+        v["deliveries"]
+            .as_array()
+            .is_some_and(|d| d.len() >= users.len())
+    })
+    .await;
     let (_, v) = b.get("/v1/outbox?state=delivered").await;
     assert_eq!(
         v["deliveries"].as_array().unwrap().len(),

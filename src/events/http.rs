@@ -167,14 +167,15 @@ async fn deliver(
         .iter()
         .map(|r| (r.uuid.clone(), metric_type(&r.event_type), r.body.is_some()))
         .collect();
-    let stored = events.inner.intake.store(rows).await?;
+    let mut stored = events.inner.intake.store(rows).await?;
     // Counted per type, once per delivery: a 50-event delivery is 50 events of a few types.
     let mut counts: std::collections::HashMap<&'static str, [u64; 3]> = Default::default();
     let mut woke = false;
     for (uuid, ty, has_body) in &kept {
         let c = counts.entry(ty).or_default();
         c[0] += 1;
-        if !stored.inserted.contains(uuid) {
+        // `remove`: a uuid twice in one delivery is new once, then a duplicate.
+        if !stored.inserted.remove(uuid) {
             c[1] += 1;
         } else if !has_body {
             c[2] += 1;

@@ -4,8 +4,10 @@
 //! Why it exists: an event hook delivery is answered only after its events are durable, and
 //! Okta's bursts must not make every delivery its own transaction (on SQLite there is one
 //! writer; on PostgreSQL every commit is a round trip). [`Intake`] queues concurrent deliveries
-//! and whoever takes the writer slot inserts everything queued in one transaction
+//! and whoever takes a writer slot inserts everything queued in one transaction
 //! (`INSERT … ON CONFLICT (uuid) DO NOTHING RETURNING uuid`: duplicates are found, not failed).
+//! SQLite has one writer slot (its one writer connection); PostgreSQL has a few, so that one
+//! batch's commit round trip overlaps the next batch's instead of queueing it.
 //! Claims are one `UPDATE … RETURNING` whose condition is re-checked per row, so two replicas
 //! never claim the same event, and an event is claimable only when no earlier event of the same
 //! user is still pending or in process.
@@ -51,8 +53,14 @@ pub struct Intake {
     store: Store,
     clock: Clock,
     queue: Mutex<Vec<Pending>>,
-    slot: tokio::sync::Mutex<()>,
+    /// Writes in flight at once.
+    slots: tokio::sync::Semaphore,
 }
+
+/// Concurrent intake writes on PostgreSQL. Each holds a pooled connection for one statement;
+/// a few overlap the commits' round trips and WAL flushes (PostgreSQL merges concurrent
+/// flushes), more would only take connections from the rest of the broker.
+const POSTGRES_WRITERS: u32 = 4;
 
 /// One inbox row as the intake INSERT reads it: `[uuid, event_type, published, user_key, body,
 /// state]` (a tuple serializes as a JSON array).
@@ -80,11 +88,19 @@ const INSERT_JSON_POSTGRES: &str = "INSERT INTO okta_events (uuid, event_type, p
 
 impl Intake {
     pub fn new(store: Store, clock: Clock) -> Self {
+        // PostgreSQL's writers leave at least half of the pool to the rest of the broker.
+        let writers = match store.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => {
+                let pool = store.pool().options().get_max_connections();
+                POSTGRES_WRITERS.min(pool / 2).max(1)
+            }
+        };
         Intake {
             store,
             clock,
             queue: Mutex::new(Vec::new()),
-            slot: tokio::sync::Mutex::new(()),
+            slots: tokio::sync::Semaphore::new(writers as usize),
         }
     }
 
@@ -98,14 +114,14 @@ impl Intake {
             .push(Pending { events, done });
         loop {
             // Whichever comes first: this delivery's answer (another delivery's write carried
-            // it), or the writer slot. Waiting for the slot alone would keep a delivery whose
+            // it), or a writer slot. Waiting for a slot alone would keep a delivery whose
             // events are already committed queued behind the *next* batch's write, a whole
             // transaction late, and its client could not send its next delivery meanwhile:
             // batches stayed small and latency doubled.
-            let _slot = tokio::select! {
+            let slot = tokio::select! {
                 biased;
                 r = &mut rx => return r.map_err(|_| stopped())?.map_err(StoreError::Corrupt),
-                slot = self.slot.lock() => slot,
+                slot = self.slots.acquire() => slot.map_err(|_| stopped())?,
             };
             match rx.try_recv() {
                 Ok(r) => return r.map_err(StoreError::Corrupt),
@@ -114,14 +130,23 @@ impl Intake {
             }
             let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
             if batch.is_empty() {
-                continue;
+                // Only a writer empties the queue, so this delivery is in a write in flight
+                // on another slot: its answer is coming.
+                drop(slot);
+                return rx
+                    .await
+                    .map_err(|_| stopped())?
+                    .map_err(StoreError::Corrupt);
             }
             // The write runs in its own task so that a delivery whose client went away (its
             // future dropped while it leads) cannot abandon the other deliveries of the batch.
             // It is awaited here, and short (one transaction), so shutdown waits for it through
-            // the in-flight request that leads it.
+            // the in-flight request that leads it. The slot is held until it is done: a
+            // delivery that waits for a slot while its events are in this write answers
+            // through `rx` instead of starting an empty one.
             let (store, now) = (self.store.clone(), self.clock.now_ms());
             let _ = tokio::spawn(write(store, now, batch)).await;
+            drop(slot);
         }
     }
 }
@@ -132,15 +157,22 @@ fn stopped() -> StoreError {
 
 async fn write(store: Store, now: i64, batch: Vec<Pending>) {
     let all: Vec<&NewEvent> = batch.iter().flat_map(|p| p.events.iter()).collect();
+    let started = std::time::Instant::now();
     let r = insert(&store, now, &all).await;
+    // Deliveries per write is `jit_events_intake_deliveries_total` over this histogram's count:
+    // how well group commit is sharing transactions.
+    metrics::histogram!("jit_events_intake_write_seconds").record(started.elapsed().as_secs_f64());
+    metrics::counter!("jit_events_intake_deliveries_total").increment(batch.len() as u64);
+    // A uuid named by two deliveries of one batch is new to the first of them only; the other
+    // learns it was a duplicate, as it would have in a later write.
+    let mut unclaimed = r;
     for p in batch {
-        let answer = match &r {
+        let answer = match &mut unclaimed {
             Ok(inserted) => Ok(Stored {
                 inserted: p
                     .events
                     .iter()
-                    .filter(|e| inserted.contains(&e.uuid))
-                    .map(|e| e.uuid.clone())
+                    .filter_map(|e| inserted.take(&e.uuid))
                     .collect(),
             }),
             Err(e) => Err(crate::error::chain(e)),
@@ -149,8 +181,7 @@ async fn write(store: Store, now: i64, batch: Vec<Pending>) {
     }
 }
 
-/// One transaction; returns the uuids inserted. A uuid twice in one batch is inserted once
-/// (and counted once: the first delivery to name it gets it).
+/// One transaction; returns the uuids inserted. A uuid twice in one batch is inserted once.
 async fn insert(
     store: &Store,
     now: i64,

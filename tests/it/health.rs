@@ -216,5 +216,16 @@ async fn sqlite_file_is_created_in_wal_mode_by_migrate() {
         .await
         .unwrap();
     assert_eq!(mode, "wal");
+    // The writer checkpoints every 64 MiB of WAL, not SQLite's 1,000 pages (see store docs).
+    let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(pages, 16384);
+    let limit: i64 = sqlx::query_scalar("PRAGMA journal_size_limit")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(limit, 64 << 20);
     assert!(jit_broker::audit::verify(&store).await.unwrap().ok());
 }

@@ -2,4 +2,5 @@
 
 mod drift;
 mod hooks;
+mod intake;
 mod register;

@@ -1,4 +1,4 @@
-//! `jit-broker demo` (cargo feature `demo`: `cargo test --features demo --test it demo`): the
+//! `jit-broker demo` (cargo feature `demo`, which the README's `cargo test --workspace --all-features` turns on): the
 //! binary started as a user would, its printed admin token used to take a grant through it, and
 //! the grant seen revoked in the simulated org.
 

@@ -6,7 +6,8 @@
 //!    before the 204; the broker runs without Okta so no worker competes) side by side with a
 //!    bare axum handler that reads the body and answers 204, at `BENCH_CONCURRENCY` (default
 //!    16) clients for `BENCH_SECS` (default 3) seconds each: requests/s, events/s, p50/p99
-//!    latency, and the ratio of requests/s.
+//!    latency, the process's CPU, the ratio of requests/s, and from the broker's metrics how
+//!    many deliveries shared each write and how busy the writer was.
 //! 2. Processing lag (`published` → processed, from the inbox rows) of drift events on a
 //!    `report` resource sent at `BENCH_RATE` events/s (default 200) for `BENCH_LAG_SECS`
 //!    (default 15) seconds, in deliveries every 50 ms, to a broker with okta-sim.
@@ -172,6 +173,27 @@ fn show(label: &str, n: usize, l: &Load) -> f64 {
     rps
 }
 
+/// The intake's group-commit counters from the broker's `/metrics`: deliveries written, writes,
+/// and seconds spent writing.
+async fn intake_counters(base: &str) -> (f64, f64, f64) {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("jit_events_intake_deliveries_total"),
+        value("jit_events_intake_write_seconds_count"),
+        value("jit_events_intake_write_seconds_sum"),
+    )
+}
+
 async fn bare_server() -> String {
     let app = axum::Router::new().route(
         "/",
@@ -217,10 +239,24 @@ async fn main() {
     );
     for n in [1usize, 50] {
         let b = load(&bare, n, conc, secs).await;
+        let before = intake_counters(&app.base).await;
         let h = load(&hook, n, conc, secs).await;
+        let after = intake_counters(&app.base).await;
         let rb = show(&format!("bare axum, {n} ev"), n, &b);
         let rh = show(&format!("/hooks/okta, {n} ev"), n, &h);
-        println!("  ratio hook/bare (req/s): {:.2}", rh / rb);
+        let (deliveries, writes, write_secs) = (
+            after.0 - before.0,
+            (after.1 - before.1).max(1.0),
+            after.2 - before.2,
+        );
+        println!(
+            "  ratio hook/bare (req/s): {:.2}   group commit: {:.1} deliveries per write, \
+             {:.0} µs per write, writer busy {:.0} %",
+            rh / rb,
+            deliveries / writes,
+            write_secs * 1e6 / writes,
+            write_secs * 100.0 / h.wall.as_secs_f64()
+        );
     }
     app.stop().await;
     // With `BENCH_DATABASE_URL` the phases share one database, and the intake's events (no

@@ -3,11 +3,13 @@
 //!
 //! Why it exists: an event hook delivery is answered only after its events are durable, and
 //! Okta's bursts must not make every delivery its own transaction (on SQLite there is one
-//! writer; on PostgreSQL every commit is a round trip). [`Intake`] queues concurrent deliveries
-//! and whoever takes a writer slot inserts everything queued in one transaction
-//! (`INSERT … ON CONFLICT (uuid) DO NOTHING RETURNING uuid`: duplicates are found, not failed).
-//! SQLite has one writer slot (its one writer connection); PostgreSQL has a few, so that one
-//! batch's commit round trip overlaps the next batch's instead of queueing it.
+//! writer; on PostgreSQL every commit is a round trip). [`Intake`] queues concurrent deliveries;
+//! a delivery that finds a writer slot free starts a drain task on it, which inserts everything
+//! queued in one transaction (`INSERT … ON CONFLICT (uuid) DO NOTHING RETURNING uuid`:
+//! duplicates are found, not failed), answers each delivery of the batch, and goes straight on
+//! to whatever queued meanwhile until the queue is empty. SQLite has one writer slot (its one
+//! writer connection); PostgreSQL has a few, so that one batch's commit round trip overlaps the
+//! next batch's instead of queueing it.
 //! Claims are one `UPDATE … RETURNING` whose condition is re-checked per row, so two replicas
 //! never claim the same event, and an event is claimable only when no earlier event of the same
 //! user is still pending or in process.
@@ -16,10 +18,10 @@
 //! two live workers, or let a finished claim be recorded by a worker whose lease was taken over.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sqlx::Row;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::audit::{self, NewEntry};
 use crate::clock::Clock;
@@ -48,13 +50,16 @@ struct Pending {
     done: oneshot::Sender<Result<Stored, String>>,
 }
 
+/// Deliveries waiting for a write.
+type Queue = Arc<Mutex<Vec<Pending>>>;
+
 /// Group commit for deliveries (see the module docs).
 pub struct Intake {
     store: Store,
     clock: Clock,
-    queue: Mutex<Vec<Pending>>,
-    /// Writes in flight at once.
-    slots: tokio::sync::Semaphore,
+    queue: Queue,
+    /// Drain tasks (so writes in flight) at once.
+    slots: Arc<Semaphore>,
 }
 
 /// Concurrent intake writes on PostgreSQL. Each holds a pooled connection for one statement;
@@ -99,8 +104,8 @@ impl Intake {
         Intake {
             store,
             clock,
-            queue: Mutex::new(Vec::new()),
-            slots: tokio::sync::Semaphore::new(writers as usize),
+            queue: Arc::new(Mutex::new(Vec::new())),
+            slots: Arc::new(Semaphore::new(writers as usize)),
         }
     }
 
@@ -112,42 +117,59 @@ impl Intake {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(Pending { events, done });
-        loop {
-            // Whichever comes first: this delivery's answer (another delivery's write carried
-            // it), or a writer slot. Waiting for a slot alone would keep a delivery whose
-            // events are already committed queued behind the *next* batch's write, a whole
-            // transaction late, and its client could not send its next delivery meanwhile:
-            // batches stayed small and latency doubled.
-            let slot = tokio::select! {
-                biased;
-                r = &mut rx => return r.map_err(|_| stopped())?.map_err(StoreError::Corrupt),
-                slot = self.slots.acquire() => slot.map_err(|_| stopped())?,
-            };
-            match rx.try_recv() {
-                Ok(r) => return r.map_err(StoreError::Corrupt),
-                Err(oneshot::error::TryRecvError::Closed) => return Err(stopped()),
-                Err(oneshot::error::TryRecvError::Empty) => {}
-            }
-            let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-            if batch.is_empty() {
-                // Only a writer empties the queue, so this delivery is in a write in flight
-                // on another slot: its answer is coming.
-                drop(slot);
-                return rx
-                    .await
-                    .map_err(|_| stopped())?
-                    .map_err(StoreError::Corrupt);
-            }
-            // The write runs in its own task so that a delivery whose client went away (its
-            // future dropped while it leads) cannot abandon the other deliveries of the batch.
-            // It is awaited here, and short (one transaction), so shutdown waits for it through
-            // the in-flight request that leads it. The slot is held until it is done: a
-            // delivery that waits for a slot while its events are in this write answers
-            // through `rx` instead of starting an empty one.
-            let (store, now) = (self.store.clone(), self.clock.now_ms());
-            let _ = tokio::spawn(write(store, now, batch)).await;
+        // Whichever comes first: this delivery's answer (a drain task already running took
+        // it), or a free slot to start one. Waiting for a slot alone would keep a delivery
+        // whose events are already committed queued behind the next write.
+        let slot = tokio::select! {
+            biased;
+            r = &mut rx => return answer(r),
+            slot = self.slots.clone().acquire_owned() => slot.map_err(|_| stopped())?,
+        };
+        let batch = take(&self.queue);
+        if batch.is_empty() {
+            // Only a drain task empties the queue: this delivery is in a write in flight.
             drop(slot);
+        } else {
+            // Its own task, so that a client that goes away (this future dropped) cannot
+            // abandon the other deliveries of the batch. Every batch belongs to requests still
+            // waiting here for their answers, so a graceful shutdown, which waits for in-flight
+            // requests, waits for the drain task's writes too.
+            tokio::spawn(drain(
+                self.store.clone(),
+                self.clock.clone(),
+                self.queue.clone(),
+                slot,
+                batch,
+            ));
         }
+        answer(rx.await)
+    }
+}
+
+fn answer(
+    r: Result<Result<Stored, String>, oneshot::error::RecvError>,
+) -> Result<Stored, StoreError> {
+    r.map_err(|_| stopped())?.map_err(StoreError::Corrupt)
+}
+
+fn take(queue: &Queue) -> Vec<Pending> {
+    std::mem::take(&mut *queue.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Writes `batch`, then whatever queued while it was written, until the queue is empty; the
+/// slot is held throughout. Going on from one write to the next here, instead of handing the slot
+/// to a waiting delivery that then starts a task of its own, keeps the writer connection busy
+/// through a burst.
+async fn drain(
+    store: Store,
+    clock: Clock,
+    queue: Queue,
+    _slot: OwnedSemaphorePermit,
+    mut batch: Vec<Pending>,
+) {
+    while !batch.is_empty() {
+        write(&store, clock.now_ms(), batch).await;
+        batch = take(&queue);
     }
 }
 
@@ -155,10 +177,10 @@ fn stopped() -> StoreError {
     StoreError::Corrupt("the intake writer stopped".into())
 }
 
-async fn write(store: Store, now: i64, batch: Vec<Pending>) {
+async fn write(store: &Store, now: i64, batch: Vec<Pending>) {
     let all: Vec<&NewEvent> = batch.iter().flat_map(|p| p.events.iter()).collect();
     let started = std::time::Instant::now();
-    let r = insert(&store, now, &all).await;
+    let r = insert(store, now, &all).await;
     // Deliveries per write is `jit_events_intake_deliveries_total` over this histogram's count:
     // how well group commit is sharing transactions.
     metrics::histogram!("jit_events_intake_write_seconds").record(started.elapsed().as_secs_f64());

@@ -44,6 +44,10 @@ pub struct EventsConfig {
     /// How often an idle worker looks at the inbox (deliveries wake it at once on this replica).
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// How long processed and dropped events are kept (for deduplication and `GET /v1/events`)
+    /// before they are deleted. Pending, in-process and dead events are never deleted.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
 }
 
 impl EventsConfig {
@@ -94,6 +98,14 @@ impl EventsConfig {
             !self.poll_interval.is_zero() && self.poll_interval <= Duration::from_secs(60),
             "poll_interval",
             "must be greater than zero and at most 60s",
+        );
+        // Okta retries a failed delivery once and may deliver late: at least a day, so that a
+        // late redelivery is still recognised as one; beyond ten years is a typo.
+        need(
+            self.retention >= Duration::from_secs(86_400)
+                && self.retention <= Duration::from_secs(10 * 366 * 86_400),
+            "retention",
+            "must be between 1d and 10 years",
         );
         errors
     }

@@ -481,6 +481,27 @@ pub async fn retry_dead(
     Ok(won)
 }
 
+/// Rows one purge statement deletes at most: each is its own short transaction, so a backlog of
+/// millions never holds SQLite's writer for long.
+pub const PURGE_CHUNK: i64 = 1_000;
+
+/// Deletes up to [`PURGE_CHUNK`] processed or dropped events whose last attempt (or receipt) was
+/// before `cutoff`; returns how many. Through the `(state, next_attempt_at)` index.
+/// `next_attempt_at` is the receipt for a dropped event and the start of the last attempt for a
+/// processed one.
+pub async fn purge(store: &Store, cutoff: i64) -> Result<u64, StoreError> {
+    let r = sqlx::query(
+        "DELETE FROM okta_events WHERE uuid IN ( \
+           SELECT uuid FROM okta_events \
+           WHERE state IN ('done', 'dropped') AND next_attempt_at < $1 LIMIT $2)",
+    )
+    .bind(cutoff)
+    .bind(PURGE_CHUNK)
+    .execute(store.pool())
+    .await?;
+    Ok(r.rows_affected())
+}
+
 /// Events per state, for the `jit_events` gauge.
 pub async fn count_by_state(store: &Store) -> Result<Vec<(String, i64)>, StoreError> {
     let rows = sqlx::query("SELECT state, COUNT(*) FROM okta_events GROUP BY state")

@@ -23,6 +23,9 @@ use super::EventsConfig;
 use crate::clock::Clock;
 use crate::store::Store;
 
+/// How often a worker deletes events past `events.retention`.
+const PURGE_EVERY_MS: i64 = 10 * 60 * 1000;
+
 pub struct Worker {
     pub store: Store,
     pub clock: Clock,
@@ -35,6 +38,7 @@ impl Worker {
     /// Runs until `cancel` fires; the batch in hand is finished first.
     pub async fn run(self, cancel: CancellationToken) {
         let mut last_gauge = 0_i64;
+        let mut last_purge = i64::MIN;
         loop {
             if cancel.is_cancelled() {
                 return;
@@ -50,6 +54,12 @@ impl Worker {
             if now - last_gauge > 10_000 {
                 last_gauge = now;
                 self.refresh_gauge().await;
+            }
+            if now.saturating_sub(last_purge) > PURGE_EVERY_MS {
+                last_purge = now;
+                if let Err(e) = self.purge(&cancel).await {
+                    tracing::warn!(error = %crate::error::chain(&e), "event inbox purge failed");
+                }
             }
             if !worked {
                 tokio::select! {
@@ -136,6 +146,32 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Deletes processed and dropped events older than `events.retention`, a chunk at a time
+    /// (every replica may run it: a row two replicas both pick is deleted once). Stops early on
+    /// shutdown; the next round goes on.
+    pub async fn purge(&self, cancel: &CancellationToken) -> Result<u64, crate::store::StoreError> {
+        let retention = i64::try_from(self.config.retention.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = self.clock.now_ms().saturating_sub(retention);
+        let mut total = 0;
+        while !cancel.is_cancelled() {
+            let n = inbox::purge(&self.store, cutoff).await?;
+            total += n;
+            if n < inbox::PURGE_CHUNK as u64 {
+                break;
+            }
+            // Between chunks, let the writer serve deliveries and grants.
+            tokio::task::yield_now().await;
+        }
+        if total > 0 {
+            metrics::counter!("jit_events_purged_total").increment(total);
+            tracing::info!(
+                deleted = total,
+                "purged processed and dropped events past retention"
+            );
+        }
+        Ok(total)
     }
 
     /// Capped exponential backoff with full jitter over its upper half.

@@ -142,6 +142,30 @@ fn bad_values_name_the_key_and_what_is_expected() {
 }
 
 #[test]
+fn events_retention_is_between_a_day_and_ten_years() {
+    for bad in ["1h", "23h 59m", "11years", "0s"] {
+        let e = errors(None, &[("JIT_EVENTS__RETENTION", bad)]);
+        assert!(
+            e.contains("`events.retention`") && e.contains("between 1d and 10 years"),
+            "{bad}: {e}"
+        );
+    }
+    let e = errors(None, &[("JIT_EVENTS__RETENTION", "forever")]);
+    assert!(
+        e.contains("`events.retention`") && e.contains("expected a duration"),
+        "{e}"
+    );
+    for good in ["1d", "30d", "365d"] {
+        let c = Config::load_with_env(None, env(&[("JIT_EVENTS__RETENTION", good)])).unwrap();
+        assert_eq!(
+            c.events.retention,
+            humantime::parse_duration(good).unwrap(),
+            "{good}"
+        );
+    }
+}
+
+#[test]
 fn secret_from_file() {
     let secret = file("s3cr3t-from-file\n");
     let f = file(&format!(

@@ -33,12 +33,18 @@ fn event(n: usize) -> NewEvent {
     }
 }
 
-async fn concurrent_deliveries_store_each_event_once(db: Db) {
+/// A fresh, migrated database (kept alive by the returned `TestDb`).
+async fn migrated(db: Db) -> (TestDb, Store) {
     let test_db = TestDb::new(db).await;
     let store = Store::connect(&base_config(&test_db).database)
         .await
         .unwrap();
     store.migrate().await.unwrap();
+    (test_db, store)
+}
+
+async fn concurrent_deliveries_store_each_event_once(db: Db) {
+    let (_db, store) = migrated(db).await;
     let intake = Arc::new(Intake::new(store.clone(), Clock::system()));
 
     // 64 deliveries of 3 events over 40 uuids, all in flight at once: most uuids arrive in
@@ -60,13 +66,8 @@ async fn concurrent_deliveries_store_each_event_once(db: Db) {
         new_to.values().all(|&n| n == 1),
         "each uuid reported new to exactly one delivery: {new_to:?}"
     );
-    let rows = sqlx::query("SELECT state, COUNT(*) FROM okta_events GROUP BY state ORDER BY state")
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
-    let states: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(
-        states,
+        states(&store).await,
         vec![("dropped".to_string(), 20), ("pending".to_string(), 20)]
     );
 
@@ -91,11 +92,7 @@ async fn states(store: &Store) -> Vec<(String, i64)> {
 /// `inbox::purge` deletes processed and dropped events older than the cutoff, a chunk per call,
 /// and nothing pending, in process or dead; a purged uuid delivered again is new.
 async fn purge_deletes_only_finished_events_in_chunks(db: Db) {
-    let test_db = TestDb::new(db).await;
-    let store = Store::connect(&base_config(&test_db).database)
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let (_db, store) = migrated(db).await;
     let intake = Intake::new(store.clone(), Clock::system());
     // 2,400 dropped events (no body) and 60 with a body, of which some are then finished.
     let dropped: Vec<NewEvent> = (0..2_400)

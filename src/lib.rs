@@ -117,6 +117,7 @@ pub async fn run_with(
     }
     let redis = RedisConn::connect(&config.redis).await?;
     let tasks = Tasks::new();
+    store::spawn_checkpointer(&store, &tasks);
     let okta = if config.okta.is_configured() {
         Some(okta::OktaClient::new(&config.okta, options.clock.clone())?)
     } else {

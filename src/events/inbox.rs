@@ -210,11 +210,16 @@ async fn insert(
     events: &[&NewEvent],
 ) -> Result<HashSet<String>, StoreError> {
     let mut seen = HashSet::new();
-    let unique: Vec<&NewEvent> = events
+    let mut unique: Vec<&NewEvent> = events
         .iter()
         .copied()
         .filter(|e| seen.insert(e.uuid.as_str()))
         .collect();
+    // One lock order for every writer. On PostgreSQL an INSERT that meets another transaction's
+    // uncommitted row with the same uuid waits for it: two concurrent batches inserting the same
+    // uuids in opposite orders (Okta's retry of a delivery beside the original) would each wait
+    // for the other, a deadlock. Answers do not depend on the order.
+    unique.sort_unstable_by(|a, b| a.uuid.cmp(&b.uuid));
     let mut inserted = HashSet::new();
     if unique.is_empty() {
         return Ok(inserted);
@@ -483,22 +488,26 @@ pub async fn retry_dead(
 
 /// Rows one purge statement deletes at most: each is its own short transaction, so a backlog of
 /// millions never holds SQLite's writer for long.
-pub const PURGE_CHUNK: i64 = 1_000;
+pub const PURGE_CHUNK: u64 = 1_000;
 
-/// Deletes up to [`PURGE_CHUNK`] processed or dropped events whose last attempt (or receipt) was
-/// before `cutoff`; returns how many. Through the `(state, next_attempt_at)` index.
-/// `next_attempt_at` is the receipt for a dropped event and the start of the last attempt for a
-/// processed one.
+/// Deletes up to [`PURGE_CHUNK`] processed or dropped events whose `next_attempt_at` is before
+/// `cutoff`; returns how many. `next_attempt_at` is the receipt for a dropped event and the time
+/// its last attempt was due for a processed one; the `(state, next_attempt_at)` index finds
+/// them. The limit is written into the statement, not bound: PostgreSQL plans a bound `LIMIT`
+/// generically and might scan the table. On PostgreSQL rows another replica's purge holds are
+/// skipped instead of waited for.
 pub async fn purge(store: &Store, cutoff: i64) -> Result<u64, StoreError> {
-    let r = sqlx::query(
+    let skip_locked = match store.backend() {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+    };
+    let sql = format!(
         "DELETE FROM okta_events WHERE uuid IN ( \
            SELECT uuid FROM okta_events \
-           WHERE state IN ('done', 'dropped') AND next_attempt_at < $1 LIMIT $2)",
-    )
-    .bind(cutoff)
-    .bind(PURGE_CHUNK)
-    .execute(store.pool())
-    .await?;
+           WHERE state IN ('done', 'dropped') AND next_attempt_at < $1 \
+           LIMIT {PURGE_CHUNK}{skip_locked})"
+    );
+    let r = sqlx::query(&sql).bind(cutoff).execute(store.pool()).await?;
     Ok(r.rows_affected())
 }
 

@@ -25,6 +25,8 @@ use crate::store::Store;
 
 /// How often a worker deletes events past `events.retention`.
 const PURGE_EVERY_MS: i64 = 10 * 60 * 1000;
+/// Purge statements per round (1,000 rows each); a round that reaches it goes on a second later.
+const PURGE_CHUNKS_PER_ROUND: usize = 20;
 
 pub struct Worker {
     pub store: Store,
@@ -57,8 +59,13 @@ impl Worker {
             }
             if now.saturating_sub(last_purge) > PURGE_EVERY_MS {
                 last_purge = now;
-                if let Err(e) = self.purge(&cancel).await {
-                    tracing::warn!(error = %crate::error::chain(&e), "event inbox purge failed");
+                match self.purge(&cancel).await {
+                    // More is due: the next round in a second, claims in between.
+                    Ok(more) if more => last_purge = now - PURGE_EVERY_MS + 1_000,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %crate::error::chain(&e), "event inbox purge failed")
+                    }
                 }
             }
             if !worked {
@@ -148,17 +155,25 @@ impl Worker {
         }
     }
 
-    /// Deletes processed and dropped events older than `events.retention`, a chunk at a time
-    /// (every replica may run it: a row two replicas both pick is deleted once). Stops early on
-    /// shutdown; the next round goes on.
-    pub async fn purge(&self, cancel: &CancellationToken) -> Result<u64, crate::store::StoreError> {
+    /// Deletes processed and dropped events older than `events.retention`, a chunk at a time and
+    /// at most [`PURGE_CHUNKS_PER_ROUND`] chunks, so that a first purge of a large inbox does not
+    /// hold up claims (every replica may run it). Returns whether more may be due.
+    pub async fn purge(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<bool, crate::store::StoreError> {
         let retention = i64::try_from(self.config.retention.as_millis()).unwrap_or(i64::MAX);
         let cutoff = self.clock.now_ms().saturating_sub(retention);
         let mut total = 0;
-        while !cancel.is_cancelled() {
+        let mut more = false;
+        for _ in 0..PURGE_CHUNKS_PER_ROUND {
+            if cancel.is_cancelled() {
+                break;
+            }
             let n = inbox::purge(&self.store, cutoff).await?;
             total += n;
-            if n < inbox::PURGE_CHUNK as u64 {
+            more = n == inbox::PURGE_CHUNK;
+            if !more {
                 break;
             }
             // Between chunks, let the writer serve deliveries and grants.
@@ -171,7 +186,7 @@ impl Worker {
                 "purged processed and dropped events past retention"
             );
         }
-        Ok(total)
+        Ok(more)
     }
 
     /// Capped exponential backoff with full jitter over its upper half.

@@ -70,6 +70,8 @@ pub struct Store {
     /// Read-only connections on a SQLite file; the same pool as `pool` otherwise.
     reads: AnyPool,
     backend: Backend,
+    /// A SQLite file (WAL) rather than PostgreSQL or an in-memory database.
+    sqlite_file: bool,
 }
 
 /// Read connections beside SQLite's one writer: a few suffice (reads are short), and each is an
@@ -83,8 +85,15 @@ const SQLITE_READERS: u32 = 4;
 /// of event hook deliveries paid for a checkpoint every few hundred events; a bigger WAL copies
 /// each page once however often it changed. Measured: 1-event deliveries 14.5k → 19.6k/s, 50-event
 /// 34k → 58k events/s (docs/events.md). The price is one longer stall (tens of milliseconds) per
-/// 64 MiB written, and a WAL file of that size beside the database.
+/// 64 MiB written, and a WAL file of that size beside the database. How long a commit may wait
+/// for its sync is bounded by time instead, by [`spawn_checkpointer`].
 const WAL_AUTOCHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 16384";
+/// How often [`spawn_checkpointer`] syncs the WAL. With `synchronous = NORMAL` a commit is
+/// written to the WAL but synced only at a checkpoint: a process crash loses nothing, and this
+/// bounds what a power cut or an OS crash can take back to about this long, however little was
+/// written (the 64 MiB threshold alone would leave a quiet broker's commits unsynced for hours).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
 /// After a checkpoint resets the WAL, a file grown past this by one large transaction is
 /// truncated back to it instead of keeping its high-water mark on disk.
 const JOURNAL_SIZE_LIMIT: &str = "PRAGMA journal_size_limit = 67108864";
@@ -185,6 +194,7 @@ impl Store {
             pool,
             reads,
             backend,
+            sqlite_file: separate_reads,
         })
     }
 
@@ -229,6 +239,21 @@ impl Store {
         self.backend
     }
 
+    /// On a SQLite file: syncs the WAL and copies what it can into the database file
+    /// (`PRAGMA wal_checkpoint(PASSIVE)`) on a read connection, beside the writer and without
+    /// waiting for it. Returns whether there was anything to do it on (not on PostgreSQL or an
+    /// in-memory database). The writer's own checkpoint at [`WAL_AUTOCHECKPOINT`] still resets
+    /// the WAL: a passive checkpoint cannot while commits keep coming.
+    pub async fn checkpoint(&self) -> Result<bool, StoreError> {
+        if !self.sqlite_file {
+            return Ok(false);
+        }
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.reads)
+            .await?;
+        Ok(true)
+    }
+
     /// Readiness probe.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -239,6 +264,29 @@ impl Store {
         self.reads.close().await;
         self.pool.close().await;
     }
+}
+
+/// Starts `store.checkpoint`: [`Store::checkpoint`] every [`CHECKPOINT_EVERY`] on a SQLite file,
+/// and once more on shutdown; nothing otherwise.
+pub fn spawn_checkpointer(store: &Store, tasks: &crate::tasks::Tasks) {
+    if !store.sqlite_file {
+        return;
+    }
+    let (store, cancel) = (store.clone(), tasks.cancel_token());
+    tasks.spawn("store.checkpoint", async move {
+        loop {
+            let stop = tokio::select! {
+                _ = cancel.cancelled() => true,
+                _ = tokio::time::sleep(CHECKPOINT_EVERY) => false,
+            };
+            if let Err(e) = store.checkpoint().await {
+                tracing::warn!(error = %crate::error::chain(&e), "SQLite checkpoint failed");
+            }
+            if stop {
+                return;
+            }
+        }
+    });
 }
 
 /// `sqlite://file` → create the file when missing; in-memory URLs pass through.

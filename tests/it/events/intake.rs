@@ -123,7 +123,7 @@ async fn purge_deletes_only_finished_events_in_chunks(db: Db) {
     loop {
         let n = inbox::purge(&store, cutoff).await.unwrap();
         chunks.push(n);
-        if n < inbox::PURGE_CHUNK as u64 {
+        if n < inbox::PURGE_CHUNK {
             break;
         }
     }

@@ -186,6 +186,7 @@ pub async fn run_with(
         config.events.clone(),
         policy.clone(),
     );
+    events.start_retention(&tasks);
     if let Some(g) = &grants {
         events.start(g.clone(), requests.clone(), &tasks);
     }

@@ -180,16 +180,15 @@ fn stopped() -> StoreError {
 async fn write(store: &Store, now: i64, batch: Vec<Pending>) {
     let all: Vec<&NewEvent> = batch.iter().flat_map(|p| p.events.iter()).collect();
     let started = std::time::Instant::now();
-    let r = insert(store, now, &all).await;
+    let mut r = insert(store, now, &all).await;
     // Deliveries per write is `jit_events_intake_deliveries_total` over this histogram's count:
     // how well group commit is sharing transactions.
     metrics::histogram!("jit_events_intake_write_seconds").record(started.elapsed().as_secs_f64());
     metrics::counter!("jit_events_intake_deliveries_total").increment(batch.len() as u64);
-    // A uuid named by two deliveries of one batch is new to the first of them only; the other
-    // learns it was a duplicate, as it would have in a later write.
-    let mut unclaimed = r;
+    // A uuid named by two deliveries of one batch is new to the first of them only (`take`); the
+    // other learns it was a duplicate, as it would have in a later write.
     for p in batch {
-        let answer = match &mut unclaimed {
+        let answer = match &mut r {
             Ok(inserted) => Ok(Stored {
                 inserted: p
                     .events

@@ -7,7 +7,8 @@
 //! after); [`inbox`] stores every event once (deduplicated on its `uuid`) before the 204, in
 //! transactions shared by concurrent deliveries; [`worker`] processes the inbox on any number
 //! of replicas with leases, retries and dead letters; [`reactions`] maps each event onto the
-//! grants service and the drift reaction ([`crate::drift`]); [`cli`] registers the hook in Okta.
+//! grants service and the drift reaction ([`crate::drift`]); `retention` deletes finished events
+//! after `events.retention`; [`cli`] registers the hook in Okta.
 //!
 //! What it must never do: change anything for a delivery that is not authenticated, answer a
 //! delivery before its events are durable, process one event twice in effect, or mistake the
@@ -19,6 +20,7 @@ pub mod envelope;
 pub mod http;
 pub mod inbox;
 pub mod reactions;
+mod retention;
 pub mod worker;
 
 use std::sync::Arc;
@@ -94,6 +96,17 @@ impl Events {
     }
     pub fn config(&self) -> &EventsConfig {
         &self.inner.config
+    }
+
+    /// Starts `events.purge` (see [`retention`]) on `tasks`: on every replica, with or without
+    /// Okta.
+    pub fn start_retention(&self, tasks: &Tasks) {
+        retention::spawn(
+            self.inner.store.clone(),
+            self.inner.clock.clone(),
+            self.inner.config.retention,
+            tasks,
+        );
     }
 
     /// Starts the inbox worker (`events.worker`) on `tasks`. It needs the grants service: a

@@ -23,11 +23,6 @@ use super::EventsConfig;
 use crate::clock::Clock;
 use crate::store::Store;
 
-/// How often a worker deletes events past `events.retention`.
-const PURGE_EVERY_MS: i64 = 10 * 60 * 1000;
-/// Purge statements per round (1,000 rows each); a round that reaches it goes on a second later.
-const PURGE_CHUNKS_PER_ROUND: usize = 20;
-
 pub struct Worker {
     pub store: Store,
     pub clock: Clock,
@@ -40,7 +35,6 @@ impl Worker {
     /// Runs until `cancel` fires; the batch in hand is finished first.
     pub async fn run(self, cancel: CancellationToken) {
         let mut last_gauge = 0_i64;
-        let mut last_purge = i64::MIN;
         loop {
             if cancel.is_cancelled() {
                 return;
@@ -56,17 +50,6 @@ impl Worker {
             if now - last_gauge > 10_000 {
                 last_gauge = now;
                 self.refresh_gauge().await;
-            }
-            if now.saturating_sub(last_purge) > PURGE_EVERY_MS {
-                last_purge = now;
-                match self.purge(&cancel).await {
-                    // More is due: the next round in a second, claims in between.
-                    Ok(more) if more => last_purge = now - PURGE_EVERY_MS + 1_000,
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %crate::error::chain(&e), "event inbox purge failed")
-                    }
-                }
             }
             if !worked {
                 tokio::select! {
@@ -153,40 +136,6 @@ impl Worker {
                 }
             }
         }
-    }
-
-    /// Deletes processed and dropped events older than `events.retention`, a chunk at a time and
-    /// at most [`PURGE_CHUNKS_PER_ROUND`] chunks, so that a first purge of a large inbox does not
-    /// hold up claims (every replica may run it). Returns whether more may be due.
-    pub async fn purge(
-        &self,
-        cancel: &CancellationToken,
-    ) -> Result<bool, crate::store::StoreError> {
-        let retention = i64::try_from(self.config.retention.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = self.clock.now_ms().saturating_sub(retention);
-        let mut total = 0;
-        let mut more = false;
-        for _ in 0..PURGE_CHUNKS_PER_ROUND {
-            if cancel.is_cancelled() {
-                break;
-            }
-            let n = inbox::purge(&self.store, cutoff).await?;
-            total += n;
-            more = n == inbox::PURGE_CHUNK;
-            if !more {
-                break;
-            }
-            // Between chunks, let the writer serve deliveries and grants.
-            tokio::task::yield_now().await;
-        }
-        if total > 0 {
-            metrics::counter!("jit_events_purged_total").increment(total);
-            tracing::info!(
-                deleted = total,
-                "purged processed and dropped events past retention"
-            );
-        }
-        Ok(more)
     }
 
     /// Capped exponential backoff with full jitter over its upper half.

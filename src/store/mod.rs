@@ -241,17 +241,16 @@ impl Store {
 
     /// On a SQLite file: syncs the WAL and copies what it can into the database file
     /// (`PRAGMA wal_checkpoint(PASSIVE)`) on a read connection, beside the writer and without
-    /// waiting for it. Returns whether there was anything to do it on (not on PostgreSQL or an
-    /// in-memory database). The writer's own checkpoint at [`WAL_AUTOCHECKPOINT`] still resets
-    /// the WAL: a passive checkpoint cannot while commits keep coming.
-    pub async fn checkpoint(&self) -> Result<bool, StoreError> {
-        if !self.sqlite_file {
-            return Ok(false);
+    /// waiting for it; nothing on PostgreSQL or an in-memory database. The writer's own
+    /// checkpoint at [`WAL_AUTOCHECKPOINT`] still resets the WAL: a passive checkpoint cannot
+    /// while commits keep coming.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.sqlite_file {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.reads)
+                .await?;
         }
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&self.reads)
-            .await?;
-        Ok(true)
+        Ok(())
     }
 
     /// Readiness probe.

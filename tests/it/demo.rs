@@ -1,6 +1,6 @@
-//! `jit-broker demo` (cargo feature `demo`, which the README's `cargo test --workspace --all-features` turns on): the
-//! binary started as a user would, its printed admin token used to take a grant through it, and
-//! the grant seen revoked in the simulated org.
+//! `jit-broker demo` (cargo feature `demo`, which the README's `cargo test --workspace
+//! --all-features` turns on): the binary started as a user would, its printed admin token used to
+//! take a grant through it, and the grant seen revoked in the simulated org.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

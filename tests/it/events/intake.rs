@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use jit_broker::clock::Clock;
@@ -145,9 +144,9 @@ async fn purge_deletes_only_finished_events_in_chunks(db: Db) {
     );
 }
 
-/// The worker purges past `events.retention` (here at start-up, on a replica whose clock is 31
-/// days on): processed and dropped events go, a dead one stays.
-async fn the_worker_purges_past_retention(db: Db) {
+/// `events.purge` deletes past `events.retention` (here at start-up, on a replica whose clock is
+/// 31 days on): processed and dropped events go, a dead one stays.
+async fn the_purge_task_deletes_past_retention(db: Db) {
     let e = hooked(db).await;
     // Processed (a drift report on a managed group) and dropped (a group nobody manages).
     let d = delivery(vec![
@@ -191,5 +190,5 @@ async fn the_worker_purges_past_retention(db: Db) {
 both_backends!(
     concurrent_deliveries_store_each_event_once,
     purge_deletes_only_finished_events_in_chunks,
-    the_worker_purges_past_retention,
+    the_purge_task_deletes_past_retention,
 );

@@ -20,12 +20,12 @@ use super::pages::{html, notice, see_other, CsrfOnly, Done, PageError};
 use super::session::{self, NewSession, PendingLogin, Viewer};
 use super::views::{Landing, Layout};
 use super::Console;
-use crate::http::AppState;
+use super::ConsoleState;
 
 /// The longest `max_age` a step-up may ask for.
 const MAX_AGE_LIMIT_S: i64 = 86_400;
 
-fn console(state: &AppState) -> Result<&Console, PageError> {
+fn console(state: &ConsoleState) -> Result<&Console, PageError> {
     state
         .console
         .as_ref()
@@ -33,7 +33,7 @@ fn console(state: &AppState) -> Result<&Console, PageError> {
 }
 
 pub async fn home(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Result<Viewer, PageError>,
     Query(q): Query<Done>,
 ) -> Result<Response, PageError> {
@@ -70,7 +70,7 @@ fn safe_return(r: Option<&str>) -> String {
 }
 
 pub async fn login(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, PageError> {
     let c = console(&state)?;
@@ -113,7 +113,7 @@ pub struct CallbackQuery {
 }
 
 pub async fn callback(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     old: Result<Viewer, PageError>,
     Query(q): Query<CallbackQuery>,
 ) -> Result<Response, PageError> {
@@ -181,7 +181,7 @@ pub async fn callback(
 }
 
 pub async fn logout(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Form(f): Form<CsrfOnly>,
 ) -> Result<Response, PageError> {

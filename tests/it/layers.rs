@@ -78,8 +78,17 @@ fn module_of(src: &Path, file: &Path) -> String {
 /// Every `crate::name` the file's code refers to outside its `#[cfg(test)]` module, including
 /// the names inside `use crate::{a, b::c}`.
 fn imports(text: &str) -> BTreeSet<String> {
-    let text = match text.find("#[cfg(test)]\nmod tests") {
-        Some(i) => &text[..i],
+    // The test module (by convention the file's last item, `#[cfg(test)]` then maybe more
+    // attributes, then `mod`) may use anything, as the integration tests do.
+    let test_mod = text.match_indices("#[cfg(test)]").find(|(i, m)| {
+        text[i + m.len()..]
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("#["))
+            .is_some_and(|l| l.starts_with("mod "))
+    });
+    let text = match test_mod {
+        Some((i, _)) => &text[..i],
         None => text,
     };
     // Comments (doc links included) name modules without depending on them.
@@ -105,11 +114,20 @@ fn imports(text: &str) -> BTreeSet<String> {
         }
         let rest = &text[i + "crate::".len()..];
         if let Some(group) = rest.strip_prefix('{') {
-            let end = group.find('}').unwrap_or(group.len());
-            for part in group[..end].split(',') {
-                let name = ident(part.trim());
-                if !name.is_empty() {
-                    out.insert(name);
+            // Top-level items of the group: the first name of each, at brace depth 0.
+            let mut depth = 0usize;
+            let mut start = true;
+            for (j, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => start = true,
+                    c if start && (c.is_ascii_alphanumeric() || c == '_') => {
+                        start = false;
+                        out.insert(ident(&group[j..]));
+                    }
+                    _ => {}
                 }
             }
         } else {

@@ -132,10 +132,11 @@ mod tests {
 [[resource]]
 name = "r"
 kind = "okta_group"
-okta_id = "00g1"
+okta_id = "00g1prodadmins000001"
 default_duration = "1h"
 max_duration = "4h"
 require_reason = true
+approvals_required = 0
 "#,
         )
         .unwrap()

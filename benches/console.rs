@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 
 use jit_broker::audit::{self, NewEntry};
 use jit_broker::clock::Clock;
-use jit_broker::grants::{repo, Grant, GrantState};
-use jit_broker::policy::ResourceKind;
 use jit_broker::store::Store;
 use jit_broker::Config;
 
@@ -52,38 +50,26 @@ async fn seed(store: &Store, grants: usize, entries: usize) {
         } else {
             (format!("00ubench{i:012}"), format!("user{i}@example.com"))
         };
-        let g = Grant {
-            id: uuid::Uuid::now_v7().to_string(),
-            user_id: uid,
-            user_login: login,
-            resource: "prod-admins".into(),
-            kind: ResourceKind::OktaGroup,
-            okta_id: "00g1prodadmins000001".into(),
-            resource_set: None,
-            state: if i % 100 == 7 {
-                GrantState::Failed
-            } else {
-                GrantState::Active
-            },
-            standing: Some(false),
-            duration_ms: 3_600_000,
-            reason: "bench seed".into(),
-            requested_by: "bench".into(),
-            request_id: None,
-            end_sessions: false,
-            created_at: now,
-            activated_at: Some(now),
-            expires_at: now + 86_400_000,
-            ended_at: None,
-            role_assignment_id: None,
-            last_error: (i % 100 == 7).then(|| "E0000047 rate limited".to_string()),
-            next_retry_at: None,
-            attempts: 0,
-            ended_by: None,
-            end_reason: None,
-            version: 0,
-        };
-        repo::insert(&mut tx, &g).await.unwrap();
+        // Seeded as stored rows (the grants service's own SQL is private to it): only the
+        // columns the console reads and filters on, the rest at their defaults.
+        let failed = i % 100 == 7;
+        sqlx::query(
+            "INSERT INTO grants (id, user_id, user_login, resource, kind, okta_id, state, \
+             standing, duration_ms, reason, requested_by, end_sessions, created_at, \
+             activated_at, expires_at, last_error, attempts, version) \
+             VALUES ($1, $2, $3, 'prod-admins', 'okta_group', '00g1prodadmins000001', $4, 0, \
+             3600000, 'bench seed', 'bench', 0, $5, $5, $6, $7, 0, 0)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(uid)
+        .bind(login)
+        .bind(if failed { "failed" } else { "active" })
+        .bind(now)
+        .bind(now + 86_400_000)
+        .bind(failed.then(|| "E0000047 rate limited".to_string()))
+        .execute(tx.conn())
+        .await
+        .unwrap();
         if i % 1000 == 999 {
             tx.commit().await.unwrap();
             tx = store.begin().await.unwrap();

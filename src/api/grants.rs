@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{Caller, Role};
 use super::ApiState;
 use crate::error::ApiError;
-use crate::grants::repo::ListFilter;
-use crate::grants::{CreateGrant, Grant, GrantError, GrantService, GrantState};
+use crate::grants::{CreateGrant, Grant, GrantError, GrantService, GrantState, ListFilter};
 
 const MAX_LIMIT: i64 = 500;
 const DEFAULT_LIMIT: i64 = 100;
@@ -160,9 +159,11 @@ pub struct ExtendBody {
     pub reason: Option<String>,
 }
 
-/// An admin extends directly (200 with the grant). The holder asks through the requests domain:
-/// 200 with `{request, grant}` when approved at once (within `auto_approve.max_duration` of
-/// total time, or a resource needing no approval), 202 while the extension waits for approvals.
+/// Every extension goes through the requests domain, so the history is the same whichever
+/// channel asked. An admin's is approved at once (200 with the grant, recorded as an extension
+/// request approved by that admin). The holder's: 200 with `{request, grant}` when approved at
+/// once (within `auto_approve.max_duration` of total time, or a resource needing no approval),
+/// 202 while the extension waits for approvals.
 async fn extend(
     State(state): State<ApiState>,
     caller: Caller,
@@ -171,12 +172,8 @@ async fn extend(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     caller.require_any(&[Role::Admin, Role::Approver, Role::Requester, Role::Portal])?;
-    let svc = service(&state)?;
     let b = body(b)?;
     valid_id(&id)?;
-    if caller.has(Role::Admin) {
-        return Ok(Json(svc.extend(&caller.name, &id, &b.duration).await?).into_response());
-    }
     let requests = super::requests::service(&state)?;
     let created = requests
         .extend(
@@ -186,7 +183,13 @@ async fn extend(
             b.reason.as_deref(),
         )
         .await?;
-    let status = if created.request.state == crate::requests::RequestState::Pending {
+    let pending = created.request.state == crate::requests::RequestState::Pending;
+    if caller.has(Role::Admin) && !pending {
+        if let Some(g) = created.grant {
+            return Ok(Json(g).into_response());
+        }
+    }
+    let status = if pending {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK

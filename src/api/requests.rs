@@ -16,7 +16,6 @@ use super::auth::{Caller, Role};
 use super::ApiState;
 use crate::error::ApiError;
 use crate::grants::GrantError;
-use crate::requests::model::same_person;
 use crate::requests::repo::ListFilter;
 use crate::requests::{
     Actor, Channel, Created, NewRequest, Request, RequestService, RequestState, RequestView,
@@ -52,6 +51,7 @@ pub(crate) fn actor(caller: &Caller) -> Actor {
     let mut a = Actor::new(caller.name.clone(), Channel::Api);
     a.is_admin = caller.has(Role::Admin);
     a.may_request_for_others = caller.has(Role::Admin) || caller.roles.contains(&Role::Portal);
+    a.reads_all = caller.has(Role::Auditor) || caller.has(Role::Approver);
     a
 }
 
@@ -169,14 +169,6 @@ async fn list(
     }))
 }
 
-fn may_read(caller: &Caller, r: &Request) -> bool {
-    caller.has(Role::Auditor)
-        || caller.has(Role::Approver)
-        || same_person(&caller.name, &r.user_login)
-        || caller.name == r.user_id
-        || same_person(&caller.name, &r.requested_by)
-}
-
 async fn show(
     State(state): State<ApiState>,
     caller: Caller,
@@ -185,7 +177,7 @@ async fn show(
     caller.require_any(&[Role::Auditor, Role::Approver, Role::Requester, Role::Portal])?;
     let svc = service(&state)?;
     let view = svc.get(&id).await?;
-    if !may_read(&caller, &view.request) {
+    if !svc.may_read(&view, &actor(&caller), None).await? {
         return Err(ApiError::not_found(format!("no request `{id}`")));
     }
     Ok(Json(view))

@@ -14,6 +14,7 @@
 //! or serialize an entry for hashing in a way that depends on map order or float formatting.
 
 pub mod export;
+pub mod query;
 
 use axum::http::StatusCode;
 use futures::{Stream, StreamExt, TryStreamExt};

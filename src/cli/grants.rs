@@ -11,7 +11,7 @@ use clap::Subcommand;
 
 use super::Settings;
 use crate::clock::{ms_to_datetime, Clock};
-use crate::grants::repo::ListFilter;
+use crate::grants::ListFilter;
 use crate::grants::{GrantService, GrantState};
 use crate::okta::OktaClient;
 use crate::policy::PolicyHandle;
@@ -68,7 +68,7 @@ pub async fn run(config: Settings, cmd: GrantsCommand) -> anyhow::Result<ExitCod
                 ),
                 None => None,
             };
-            let grants = crate::grants::repo::list(
+            let grants = crate::grants::list(
                 &store,
                 &ListFilter {
                     user,
@@ -101,7 +101,7 @@ pub async fn run(config: Settings, cmd: GrantsCommand) -> anyhow::Result<ExitCod
             eprintln!("{} grant(s)", grants.len());
             Ok(ExitCode::SUCCESS)
         }
-        GrantsCommand::Show { id } => match crate::grants::repo::get(&store, &id).await? {
+        GrantsCommand::Show { id } => match crate::grants::find(&store, &id).await? {
             Some(g) => {
                 println!("{}", serde_json::to_string_pretty(&g)?);
                 Ok(ExitCode::SUCCESS)

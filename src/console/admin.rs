@@ -12,7 +12,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
-use sqlx::Row;
 
 use super::error::ConsoleError;
 use super::pages::{grant_row, html, notice, requests, see_other, CsrfOnly, PageError};
@@ -75,7 +74,7 @@ async fn grant_list(
     let svc = requests(state)?;
     let grants = svc
         .grants()
-        .list(&crate::grants::repo::ListFilter {
+        .list(&crate::grants::ListFilter {
             user: opt(&q.user),
             resource: opt(&q.resource),
             state: st,
@@ -215,71 +214,32 @@ pub async fn audit(
             return Err(ConsoleError::InvalidInput("since must be before until".into()).into());
         }
     }
-    // Newest first, filtered; read-only over the audit table. The action filter is a prefix
-    // (`grant.` for every grant event); `%` and `_` typed by a person are matched literally.
-    let action_like = opt(&q.action).map(|a| {
-        let escaped = a
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        format!("{escaped}%")
-    });
-    // Only the filters given become predicates: a predicate like `at_ms >= <minimum>` would
-    // make the planner prefer the time index and sort the whole table instead of walking the
-    // primary key backwards from the newest entry.
-    let mut sql = String::from(
-        "SELECT seq, at_ms, actor, action, subject, details FROM audit_log WHERE seq < $1",
-    );
-    let mut ints: Vec<i64> = Vec::new();
-    let mut texts: Vec<String> = Vec::new();
-    if let Some(t) = since {
-        ints.push(t);
-        sql.push_str(&format!(" AND at_ms >= ${}", 1 + ints.len()));
-    }
-    if let Some(t) = until {
-        ints.push(t);
-        sql.push_str(&format!(" AND at_ms < ${}", 1 + ints.len()));
-    }
-    let first_text = 2 + ints.len();
-    for (col, v) in [
-        ("actor", opt(&q.actor)),
-        ("action", action_like),
-        ("subject", opt(&q.subject)),
-    ] {
-        if let Some(v) = v {
-            let n = first_text + texts.len();
-            if col == "action" {
-                sql.push_str(&format!(" AND action LIKE ${n} ESCAPE '\\'"));
-            } else {
-                sql.push_str(&format!(" AND {col} = ${n}"));
-            }
-            texts.push(v);
-        }
-    }
-    sql.push_str(&format!(" ORDER BY seq DESC LIMIT {PAGE}"));
-    let mut query = sqlx::query(&sql).bind(q.before.unwrap_or(i64::MAX));
-    for i in &ints {
-        query = query.bind(*i);
-    }
-    for t in &texts {
-        query = query.bind(t.as_str());
-    }
-    let rows = query
-        .fetch_all(state.store.reads())
-        .await
-        .map_err(ConsoleError::from)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let get = |e: sqlx::Error| PageError::from(ConsoleError::from(e));
-        out.push(AuditRow {
-            seq: r.try_get("seq").map_err(get)?,
-            at: time(r.try_get("at_ms").map_err(get)?),
-            actor: r.try_get("actor").map_err(get)?,
-            action: r.try_get("action").map_err(get)?,
-            subject: r.try_get("subject").map_err(get)?,
-            details: r.try_get("details").map_err(get)?,
-        });
-    }
+    // Newest first, filtered, through the audit module's reader. The action filter is a prefix
+    // (`grant.` for every grant event).
+    let rows = crate::audit::query::search(
+        &state.store,
+        &crate::audit::query::Search {
+            before: q.before,
+            since_ms: since,
+            until_ms: until,
+            actor: opt(&q.actor),
+            action_prefix: opt(&q.action),
+            subject: opt(&q.subject),
+            limit: PAGE,
+        },
+    )
+    .await?;
+    let out: Vec<AuditRow> = rows
+        .into_iter()
+        .map(|r| AuditRow {
+            seq: r.seq,
+            at: time(r.at_ms),
+            actor: r.actor,
+            action: r.action,
+            subject: r.subject,
+            details: r.details,
+        })
+        .collect();
     let older = match out.last() {
         Some(e) if out.len() as i64 == PAGE => {
             let mut u = url::form_urlencoded::Serializer::new(String::new());
@@ -310,10 +270,7 @@ pub async fn audit(
         },
     };
     // The head moves with every change; verification runs every 10 minutes or on demand.
-    let head: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
-        .fetch_one(state.store.reads())
-        .await
-        .map_err(ConsoleError::from)?;
+    let head = crate::audit::query::head_seq(&state.store).await?;
     let verified_to = last.as_ref().map(|(_, r)| r.head_seq).unwrap_or(0);
     let pending = match head {
         Some(h) if h > verified_to => format!(

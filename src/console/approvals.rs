@@ -67,14 +67,8 @@ pub async fn detail(
     let svc = requests(&state)?;
     let view = svc.get(&id).await?;
     let r = &view.request;
-    let mine = r.user_id == v.user_id;
-    let decided = view
-        .decisions
-        .iter()
-        .any(|d| d.approver.eq_ignore_ascii_case(&v.login));
     let may_decide = svc.may_decide(r, &v.login).await?;
-    // Who may look: the requester, anyone who decided or may decide, auditors and admins.
-    if !(mine || decided || may_decide || v.admin || v.auditor) {
+    if !svc.may_read(&view, &v.actor(), Some(may_decide)).await? {
         return Err(super::error::ConsoleError::Forbidden("its requester and approvers").into());
     }
     let now = state.clock.now_ms();

@@ -19,7 +19,7 @@ use super::error::{sentence, ConsoleError, Shown};
 use super::session::Viewer;
 use super::views::{self, time, GrantRow, Layout, RequestRow, ResourceRow};
 use super::ConsoleState;
-use crate::grants::{Grant, GrantState};
+use crate::grants::{Grant, Holder};
 use crate::requests::{Request, RequestService};
 
 /// A console handler's failure: back to sign-in (a GET without a session), or an error page.
@@ -137,28 +137,10 @@ pub fn request_row(r: &Request) -> RequestRow {
 
 /// The grants a person holds or is losing (not the ended ones).
 pub async fn live_grants(svc: &RequestService, user_id: &str) -> Result<Vec<Grant>, PageError> {
-    let all = svc
+    Ok(svc
         .grants()
-        .list(&crate::grants::repo::ListFilter {
-            user: Some(user_id.to_string()),
-            resource: None,
-            state: None,
-            after: None,
-            limit: 500,
-        })
-        .await?;
-    Ok(all
-        .into_iter()
-        .filter(|g| {
-            matches!(
-                g.state,
-                GrantState::Active
-                    | GrantState::Provisioning
-                    | GrantState::Revoking
-                    | GrantState::Failed
-            )
-        })
-        .collect())
+        .live_of_user(Holder::Id(user_id), None, true)
+        .await?)
 }
 
 pub async fn access(
@@ -258,17 +240,10 @@ pub async fn request_form(
     v: Viewer,
 ) -> Result<Response, PageError> {
     let svc = requests(&state)?;
-    let me = svc.directory().user(&v.user_id).await?;
-    let groups = svc.directory().groups_cached(&me.id).await?;
-    let policy = svc.policy().current();
-    let resources = policy
-        .resources
+    let resources = svc
+        .requestable(&v.user_id)
+        .await?
         .iter()
-        .filter(|r| {
-            r.requesters
-                .as_ref()
-                .is_none_or(|p| crate::requests::directory::is_named(p, &me, &groups))
-        })
         .map(|r| {
             let stages = r.approval_stages();
             let mut approvers = if stages.is_empty() {

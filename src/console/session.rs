@@ -53,6 +53,7 @@ impl Viewer {
         let mut a = crate::requests::Actor::new(&self.login, crate::requests::Channel::Console);
         a.authenticated_at = Some(self.auth_time_ms);
         a.is_admin = self.admin;
+        a.reads_all = self.admin || self.auditor;
         a
     }
 

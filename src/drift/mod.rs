@@ -7,25 +7,22 @@
 //! nor is access covered by `allow_standing` or by one of our grants (including the write-ahead
 //! `provisioning` row of an add whose event arrived before the broker recorded it, and a grant
 //! that was live when the change happened). Drift is then reported (`drift = "report"`: the
-//! audit entry `drift.detected`) or removed (`drift = "enforce"`: through the Okta client's
-//! revocation lane, audited as `drift.reverted`). Alerts are derived from those audit entries
-//! by the notification layer; this module calls no channel itself.
+//! audit entry `drift.detected`) or removed (`drift = "enforce"`: audited as `drift.reverted`),
+//! both through the grants service's [`GrantService::remove_unexplained`] /
+//! [`GrantService::report_unexplained`], which re-judge the grants and `allow_standing` under
+//! the per-(user, access) lock. Alerts are derived from those audit entries by the notification
+//! layer; this module calls no channel itself.
 //!
-//! What it must never do: remove access while a grant for the same user and Okta object may be
-//! provisioning (every decision and removal runs under the grants service's per-(user, access)
-//! Redis lock), remove access that a grant or `allow_standing` explains, or act on a resource
-//! that is not `jit_only`.
+//! What it must never do: call Okta to change access itself (only the grants service does),
+//! remove access that a grant or `allow_standing` explains, or act on a resource that is not
+//! `jit_only`.
 
 use serde_json::json;
 
 use crate::audit::{self, NewEntry};
 use crate::error::ErrorCode;
-use crate::grants::lock::{AccessLock, LockError};
-use crate::grants::model::access_key;
-use crate::grants::provision::{self, Removed};
-use crate::grants::{repo, GrantService};
-use crate::okta::{OktaError, Priority};
-use crate::policy::{Drift, Resource, ResourceKind};
+use crate::grants::{Access, AuditNote, GrantError, GrantService, Removed, Settled, Unexplained};
+use crate::policy::{Drift, Resource};
 use crate::store::StoreError;
 
 /// The audit actor of drift entries: the broker noticed; the Okta actor is in the details.
@@ -134,11 +131,9 @@ pub enum DriftError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    /// The lock, Redis, or a retryable Okta failure (the caller tries again later).
     #[error(transparent)]
-    Lock(#[from] LockError),
-    /// A retryable Okta failure (the caller tries again later).
-    #[error("Okta failed the drift check or removal")]
-    Okta(#[from] OktaError),
+    Grant(#[from] GrantError),
 }
 
 impl From<sqlx::Error> for DriftError {
@@ -152,17 +147,14 @@ impl ErrorCode for DriftError {
         match self {
             DriftError::Store(e) => e.status(),
             DriftError::Audit(e) => e.status(),
-            DriftError::Lock(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            DriftError::Okta(e) => ErrorCode::status(e),
+            DriftError::Grant(e) => e.status(),
         }
     }
     fn code(&self) -> &'static str {
         match self {
             DriftError::Store(e) => e.code(),
             DriftError::Audit(e) => e.code(),
-            DriftError::Lock(LockError::Busy) => "access_busy",
-            DriftError::Lock(LockError::Redis(_)) => "redis_unavailable",
-            DriftError::Okta(e) => ErrorCode::code(e),
+            DriftError::Grant(e) => e.code(),
         }
     }
 }
@@ -202,20 +194,10 @@ impl DriftReactor {
             Some(_) if f.actor.as_ref().is_some_and(|a| self.is_own_actor(&a.id)) => {
                 Outcome::OwnChange
             }
-            Some(res) if self.allowed_standing(res, f) => Outcome::AllowedStanding,
-            Some(res) => {
-                let key = access_key(
-                    &f.user_id,
-                    res.kind,
-                    &res.okta_id,
-                    res.resource_set.as_deref(),
-                );
-                let lock =
-                    AccessLock::acquire(self.grants.redis(), &key, self.grants.clock()).await?;
-                let r = lock.hold(self.react_locked(res, f)).await;
-                lock.release().await;
-                r?
+            Some(res) if res.allows_standing(&f.user_id, f.user_login.as_deref()) => {
+                Outcome::AllowedStanding
             }
+            Some(res) => self.settle(res, f).await?,
         };
         metrics::counter!("jit_drift_findings_total",
             "source" => f.detected.source(), "outcome" => outcome.as_str())
@@ -223,50 +205,10 @@ impl DriftReactor {
         Ok(outcome)
     }
 
-    fn allowed_standing(&self, res: &Resource, f: &Finding) -> bool {
-        res.allow_standing.iter().any(|a| {
-            a == &f.user_id
-                || f.user_login
-                    .as_deref()
-                    .is_some_and(|l| a.eq_ignore_ascii_case(l))
-        })
-    }
-
-    /// Under the access lock: no grant can be provisioning this access meanwhile, so "no grant
-    /// explains it" stays true until the removal is done.
-    async fn react_locked(&self, res: &Resource, f: &Finding) -> Result<Outcome, DriftError> {
-        let explaining = repo::explaining(
-            self.grants.store(),
-            &f.user_id,
-            res.kind,
-            &res.okta_id,
-            res.resource_set.as_deref(),
-            f.changed_at.map(|t| t.saturating_sub(CLOCK_SKEW_MS)),
-        )
-        .await?;
-        if let Some(g) = explaining.first() {
-            return Ok(Outcome::Explained {
-                grant_id: g.id.clone(),
-            });
-        }
+    /// Hands the finding to the grants service, which re-judges it under the access lock (a
+    /// grant or an allowance since the detector looked explains it) and reports or removes it.
+    async fn settle(&self, res: &Resource, f: &Finding) -> Result<Outcome, DriftError> {
         let enforce = res.drift == Drift::Enforce;
-        // A role event does not name the role in a stable form: look at which one is there.
-        let role_assignment = match res.role_target() {
-            Some(target) if res.kind == ResourceKind::OktaRole => {
-                let p = if enforce {
-                    Priority::Revoke
-                } else {
-                    Priority::Read
-                };
-                match provision::find_role_of(self.grants.okta(), &f.user_id, &target, p).await {
-                    Ok(Some(id)) => Some(id),
-                    Ok(None) => return Ok(Outcome::NotPresent),
-                    Err(e) if provision::is_not_found(&e) => return Ok(Outcome::NotPresent),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            _ => None,
-        };
         let base = json!({
             "resource": res.name, "kind": res.kind.as_str(), "okta_id": res.okta_id,
             "user_id": f.user_id, "user_login": f.user_login,
@@ -274,24 +216,38 @@ impl DriftReactor {
             "okta_actor": f.actor.as_ref().map(|a| json!({ "id": a.id, "alternate_id": a.alternate_id })),
             "changed_at": f.changed_at, "mode": if enforce { "enforce" } else { "report" },
         });
-        if !enforce {
-            self.record("drift.detected", &f.user_id, base).await?;
-            tracing::warn!(resource = %res.name, user = %f.user_id, "drift reported");
-            return Ok(Outcome::Reported);
-        }
-        let removed = provision::remove_access(
-            self.grants.okta(),
-            &f.user_id,
-            res.kind,
-            &res.okta_id,
-            role_assignment.as_deref(),
-        )
-        .await;
-        match removed {
-            Ok(r) => {
-                let mut d = base;
-                d["okta_change"] = json!(r.as_str());
-                self.record("drift.reverted", &f.user_id, d).await?;
+        let u = Unexplained {
+            access: Access::of_resource(&f.user_id, res),
+            user_login: f.user_login.clone(),
+            resource: Some(res.name.clone()),
+            ended_since: f.changed_at.map(|t| t.saturating_sub(CLOCK_SKEW_MS)),
+            role_assignment: None,
+            note: AuditNote {
+                actor: DRIFT_ACTOR.into(),
+                action: if enforce {
+                    "drift.reverted"
+                } else {
+                    "drift.detected"
+                }
+                .into(),
+                subject: format!("user:{}", f.user_id),
+                details: base.clone(),
+            },
+        };
+        let settled = if enforce {
+            self.grants.remove_unexplained(&u).await
+        } else {
+            self.grants.report_unexplained(&u).await
+        };
+        match settled {
+            Ok(Settled::Explained { grant_id }) => Ok(Outcome::Explained { grant_id }),
+            Ok(Settled::AllowedStanding) => Ok(Outcome::AllowedStanding),
+            Ok(Settled::NotPresent) => Ok(Outcome::NotPresent),
+            Ok(Settled::Reported) => {
+                tracing::warn!(resource = %res.name, user = %f.user_id, "drift reported");
+                Ok(Outcome::Reported)
+            }
+            Ok(Settled::Removed(r)) => {
                 tracing::warn!(resource = %res.name, user = %f.user_id, change = r.as_str(), "drift reverted");
                 Ok(Outcome::Reverted {
                     okta_change: match r {
@@ -300,8 +256,7 @@ impl DriftReactor {
                     },
                 })
             }
-            Err(e) if e.is_retryable() => Err(e.into()),
-            Err(e) => {
+            Err(GrantError::Okta(e)) if !e.is_retryable() => {
                 let msg = crate::error::chain(&e);
                 let mut d = base;
                 d["error"] = json!(msg);
@@ -311,6 +266,7 @@ impl DriftReactor {
                     "drift could not be reverted: access remains in Okta");
                 Ok(Outcome::RevertFailed { error: msg })
             }
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -14,8 +14,8 @@ use serde_json::json;
 use super::envelope::OktaEvent;
 use crate::drift::{Detection, DriftError, DriftReactor, Finding, OktaActor};
 use crate::error::ErrorCode;
-use crate::grants::provision;
-use crate::grants::{repo, GrantError, GrantService, GrantState};
+use crate::grants::{Access, GrantError, GrantService, GrantState};
+use crate::okta::Priority;
 use crate::policy::ResourceKind;
 
 /// Event types that end all of a user's access.
@@ -245,15 +245,10 @@ impl Reactions {
         let user = self.need_user(ev)?;
         let mut ended = 0;
         for res in self.resources_of(ev)? {
-            let grants = repo::explaining(
-                self.grants.store(),
-                &user,
-                res.kind,
-                &res.okta_id,
-                res.resource_set.as_deref(),
-                None,
-            )
-            .await?;
+            let grants = self
+                .grants
+                .explaining(&Access::of_resource(&user, &res), None)
+                .await?;
             for g in grants.into_iter().filter(|g| g.state == GrantState::Active) {
                 let after_event = match (g.activated_at, ev.published_ms) {
                     (Some(a), Some(p)) => a > p.saturating_add(SKEW_MS),
@@ -264,7 +259,7 @@ impl Reactions {
                 }
                 // Out-of-order deliveries: the access may have come back since (our own add
                 // of a later grant); only what is really gone is ended.
-                match provision::current(self.grants.okta(), &g).await {
+                match self.grants.holds(&g.access(), Priority::Grant).await {
                     Ok(h) if h.holds() => continue,
                     Ok(_) => {}
                     Err(e) => return Err(GrantError::from(e).into()),

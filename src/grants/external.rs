@@ -17,6 +17,7 @@ use serde_json::json;
 use super::error::GrantError;
 use super::model::{Grant, GrantState};
 use super::repo::{self, Bind};
+use super::service::Holder;
 use super::GrantService;
 
 /// How many of one user's grants are revoked at once: a departure with many grants should not
@@ -83,7 +84,7 @@ impl GrantService {
         reason: &str,
     ) -> Result<Vec<Grant>, GrantError> {
         use futures::StreamExt;
-        let live = repo::live_for_user(self.store(), user_id).await?;
+        let live = repo::live_of(self.store(), Holder::Id(user_id), None, false).await?;
         let results: Vec<Result<Grant, GrantError>> = futures::stream::iter(live)
             .map(|g| async move { self.revoke(actor, &g.id, reason).await })
             .buffer_unordered(REVOKE_ALL_CONCURRENCY)

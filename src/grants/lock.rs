@@ -195,3 +195,83 @@ impl AccessLock {
         inv.invoke_async(&mut c).await
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// A batch's locks are renewed together; losing one of them (its TTL ran out during a Redis
+    /// outage, and someone else may hold it now) must not stop the renewal of the others, whose
+    /// grants are still mid-revocation under them (I5).
+    #[tokio::test]
+    async fn losing_one_batch_lock_keeps_renewing_the_others() {
+        let mut config = crate::app::Config::load_with_env(None, Vec::new())
+            .unwrap()
+            .redis;
+        // The Redis the integration tests use, under a prefix of this test's own.
+        config.url = std::env::var("TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+        config.key_prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+        let redis = RedisConn::connect(&config).await.unwrap();
+        let (lock, taken) = AccessLock::try_acquire_many(&redis, &["lost", "kept"])
+            .await
+            .unwrap();
+        assert_eq!(taken, [true, true]);
+        let (lost, kept) = (redis.key("lock:access:lost"), redis.key("lock:access:kept"));
+        let mut c = redis.conn();
+        let _: () = redis::cmd("DEL")
+            .arg(&lost)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        // Far beyond the lock TTL, so a renewal shows as the TTL coming back down to it.
+        let _: () = redis::cmd("PEXPIRE")
+            .arg(&kept)
+            .arg(600_000)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        // Far beyond the lock TTL, so each renewal shows as the TTL coming back down to it. The
+        // first renewal after the loss is the one that notices it; the second must still come.
+        let ttl_ms = LOCK_TTL.as_millis() as i64;
+        let renewed = || async {
+            let mut c = redis.conn();
+            let _: () = redis::cmd("PEXPIRE")
+                .arg(&kept)
+                .arg(600_000)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            // Polled with a deadline (renewals come every third of the TTL).
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+            loop {
+                let pttl: i64 = redis::cmd("PTTL")
+                    .arg(&kept)
+                    .query_async(&mut redis.conn())
+                    .await
+                    .unwrap();
+                if pttl > 0 && pttl <= ttl_ms {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the kept lock was not renewed"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        lock.hold(async {
+            renewed().await;
+            renewed().await;
+        })
+        .await;
+        lock.release().await;
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(&kept)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(exists, 0, "the kept lock is released with the batch");
+    }
+}

@@ -1,29 +1,40 @@
 //! Grants: time-bounded Okta access for one user (flows 4 and 5; invariants I2, I4, I5, I6, I8).
 //!
-//! Why it exists: this is where access is given and taken. [`GrantService`] creates, extends and
-//! revokes grants ([`service`]) and implements the scheduler's [`crate::scheduler::ExpiryHandler`]
-//! ([`handler`]); [`provision`] talks to Okta, [`repo`] to SQL, [`lock`] to Redis.
+//! Why it exists: this is where access is given and taken, and the only module that adds or
+//! removes access in Okta (I9). [`GrantService`] creates, extends and revokes grants
+//! ([`service`]), implements the scheduler's [`crate::scheduler::ExpiryHandler`] ([`handler`]),
+//! removes access no grant explains and restores a grant's lost access for the drift reaction,
+//! the sync and the reviews ([`access`]), and checks the input of a grant or a request
+//! ([`input`]). Its Okta calls (`provision`), SQL (`repo`) and Redis lock (`lock`) are private:
+//! every other module goes through the service.
 //!
 //! What it must never do: call Okta for a grant that is not yet durable and scheduled, or take
-//! access it did not give (see the module docs of `service` and `handler`).
+//! access it did not give (see the module docs of `service`, `handler` and `access`).
 
+pub mod access;
 mod batch;
 mod commit;
 pub mod error;
 pub mod external;
 pub mod handler;
-pub mod lock;
+pub mod input;
+mod lock;
 pub mod model;
-pub mod provision;
-pub mod repo;
+mod provision;
+mod repo;
 pub mod service;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use access::{is_not_found, Access, AuditNote, Restored, Settled, Unexplained};
 pub use error::GrantError;
+pub use input::MAX_REASON;
+pub use lock::{LockError, LOCK_TTL};
 pub use model::{Grant, GrantState};
-pub use service::CreateGrant;
+pub use provision::{Holding, Removed};
+pub use repo::ListFilter;
+pub use service::{CreateGrant, Holder};
 
 use crate::clock::Clock;
 use crate::okta::OktaClient;
@@ -52,6 +63,9 @@ struct Inner {
     tasks: Option<Tasks>,
     /// Batches the expiry path's state changes into shared transactions (see `commit`).
     commits: commit::GroupCommit,
+    /// Tests only: a pause before the unexplained-access lock (see `access::BeforeLockHook`).
+    #[cfg(feature = "test-hooks")]
+    before_lock: std::sync::Mutex<Option<access::BeforeLockHook>>,
 }
 
 impl GrantService {
@@ -77,6 +91,8 @@ impl GrantService {
                 failed_retry_interval,
                 tasks: None,
                 commits: commit::GroupCommit::default(),
+                #[cfg(feature = "test-hooks")]
+                before_lock: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -128,4 +144,23 @@ impl GrantService {
     pub(crate) fn count(&self, state: &'static str) {
         metrics::counter!("jit_grants_total", "state" => state).increment(1);
     }
+}
+
+/// Reads one grant inside a caller's transaction (the notification layer derives what to tell
+/// people from the grant as committed with its audit entry).
+pub async fn get_in(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+) -> Result<Option<Grant>, crate::store::StoreError> {
+    repo::get_conn(conn, id).await
+}
+
+/// Grants matching `f`, read straight from SQL (the command line lists grants without Okta).
+pub async fn list(store: &Store, f: &ListFilter) -> Result<Vec<Grant>, crate::store::StoreError> {
+    repo::list(store, f).await
+}
+
+/// One grant by id, read straight from SQL; `None` when there is none.
+pub async fn find(store: &Store, id: &str) -> Result<Option<Grant>, crate::store::StoreError> {
+    repo::get(store, id).await
 }

@@ -102,6 +102,16 @@ impl Grant {
         RoleTarget::of(self.kind, &self.okta_id, self.resource_set.as_deref())
     }
 
+    /// The Okta access this grant gives.
+    pub fn access(&self) -> super::access::Access {
+        super::access::Access::new(
+            &self.user_id,
+            self.kind,
+            &self.okta_id,
+            self.resource_set.as_deref(),
+        )
+    }
+
     /// The per-(user, resource) lock name. Keyed on the Okta object, not the policy name, so two
     /// policy resources pointing at the same group still serialize.
     pub fn access_key(&self) -> String {

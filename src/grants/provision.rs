@@ -8,7 +8,8 @@
 //! What it must never do: decide on standing access or overlapping grants (the service does, under
 //! the access lock), or treat "already gone" as a failure (I4).
 
-use crate::grants::model::Grant;
+use super::access::Access;
+use super::model::Grant;
 use crate::okta::{OktaClient, OktaError, Priority, Removal, RoleSpec};
 use crate::policy::{ResourceKind, RoleTarget};
 
@@ -61,42 +62,49 @@ fn role_spec(t: &RoleTarget) -> RoleSpec {
     }
 }
 
-/// The user's active assignment of the grant's role, if any.
-async fn find_role(okta: &OktaClient, g: &Grant, p: Priority) -> Result<Option<String>, OktaError> {
-    match g.role_target() {
-        Some(target) => find_role_of(okta, &g.user_id, &target, p).await,
-        None => Ok(None),
-    }
-}
-
-/// The user's active assignment of `target`, if any.
-pub async fn find_role_of(
+/// The user's active assignment of the access's role: `hint` (an assignment id seen before)
+/// if the user still has it, otherwise the one of the same role type (or custom role and
+/// resource set). `None` for other kinds, or when there is none.
+pub(super) async fn find_role(
     okta: &OktaClient,
-    user_id: &str,
-    target: &RoleTarget,
+    access: &Access,
+    hint: Option<&str>,
     p: Priority,
 ) -> Result<Option<String>, OktaError> {
-    let roles = okta.list_user_roles(user_id, p).await?;
+    let Some(target) = access.role_target() else {
+        return Ok(None);
+    };
+    let roles = okta.list_user_roles(&access.user_id, p).await?;
     Ok(roles
         .into_iter()
-        .find(|r| match target {
-            RoleTarget::Standard(t) => &r.role_type == t,
-            RoleTarget::Custom {
-                role_id,
-                resource_set,
-            } => {
-                r.role_id.as_deref() == Some(role_id.as_str())
-                    && r.resource_set.as_deref() == Some(resource_set.as_str())
-            }
+        .find(|r| {
+            hint == Some(r.id.as_str())
+                || match &target {
+                    RoleTarget::Standard(t) => &r.role_type == t,
+                    RoleTarget::Custom {
+                        role_id,
+                        resource_set,
+                    } => {
+                        r.role_id.as_deref() == Some(role_id.as_str())
+                            && r.resource_set.as_deref() == Some(resource_set.as_str())
+                    }
+                }
         })
         .map(|r| r.id))
 }
 
-pub async fn current(okta: &OktaClient, g: &Grant) -> Result<Holding, OktaError> {
-    let p = Priority::Grant;
-    Ok(match g.kind {
+/// Whether the user holds `access` right now, read on lane `p`. For roles, `hint` is an
+/// assignment id seen before (see [`find_role`]).
+pub(super) async fn current(
+    okta: &OktaClient,
+    access: &Access,
+    hint: Option<&str>,
+    p: Priority,
+) -> Result<Holding, OktaError> {
+    let (user, object) = (access.user_id.as_str(), access.okta_id.as_str());
+    Ok(match access.kind {
         ResourceKind::OktaGroup => {
-            if okta.is_group_member(&g.okta_id, &g.user_id, p).await? {
+            if okta.is_group_member(object, user, p).await? {
                 Holding::Yes {
                     role_assignment_id: None,
                     inherited: false,
@@ -105,14 +113,14 @@ pub async fn current(okta: &OktaClient, g: &Grant) -> Result<Holding, OktaError>
                 Holding::No
             }
         }
-        ResourceKind::OktaApp => match okta.get_app_user(&g.okta_id, &g.user_id, p).await? {
+        ResourceKind::OktaApp => match okta.get_app_user(object, user, p).await? {
             Some(au) => Holding::Yes {
                 role_assignment_id: None,
                 inherited: au.scope.eq_ignore_ascii_case("GROUP"),
             },
             None => Holding::No,
         },
-        ResourceKind::OktaRole => match find_role(okta, g, p).await? {
+        ResourceKind::OktaRole => match find_role(okta, access, hint, p).await? {
             Some(id) => Holding::Yes {
                 role_assignment_id: Some(id),
                 inherited: false,
@@ -123,7 +131,7 @@ pub async fn current(okta: &OktaClient, g: &Grant) -> Result<Holding, OktaError>
 }
 
 /// Adds the access. Returns the role assignment id for roles.
-pub async fn add(okta: &OktaClient, g: &Grant) -> Result<Option<String>, OktaError> {
+pub(super) async fn add(okta: &OktaClient, g: &Grant) -> Result<Option<String>, OktaError> {
     let p = Priority::Grant;
     match g.kind {
         ResourceKind::OktaGroup => {
@@ -145,25 +153,28 @@ pub async fn add(okta: &OktaClient, g: &Grant) -> Result<Option<String>, OktaErr
 }
 
 /// Removes the access; a 404 (user deleted, membership gone) counts as gone (I4).
-pub async fn remove(okta: &OktaClient, g: &Grant) -> Result<Removed, OktaError> {
+pub(super) async fn remove(okta: &OktaClient, g: &Grant) -> Result<Removed, OktaError> {
     let role_id = match (&g.role_assignment_id, g.kind) {
         (Some(id), _) => Some(id.clone()),
         // Crashed between Okta's answer and our record: find it.
-        (None, ResourceKind::OktaRole) => match find_role(okta, g, Priority::Revoke).await {
-            Ok(id) => id,
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => return Err(e),
-        },
+        (None, ResourceKind::OktaRole) => {
+            match find_role(okta, &g.access(), None, Priority::Revoke).await {
+                Ok(id) => id,
+                Err(e) if is_not_found(&e) => None,
+                Err(e) => return Err(e),
+            }
+        }
         (None, _) => None,
     };
     remove_access(okta, &g.user_id, g.kind, &g.okta_id, role_id.as_deref()).await
 }
 
 /// Removes one user's access to one Okta object through the revocation lane
-/// (`Priority::Revoke`), whoever gave it: the grant path above and the drift reaction share it.
+/// (`Priority::Revoke`), whoever gave it: a grant's expiry and the removal of unexplained access
+/// (`access`) share it.
 /// For roles `role_assignment_id` is the assignment to delete; `None` means there is none
 /// (already gone). A 404 counts as gone (I4).
-pub async fn remove_access(
+pub(super) async fn remove_access(
     okta: &OktaClient,
     user_id: &str,
     kind: ResourceKind,
@@ -188,13 +199,13 @@ pub async fn remove_access(
 }
 
 /// Ends the user's Okta sessions; a deleted user has none.
-pub async fn end_sessions(okta: &OktaClient, g: &Grant) -> Result<(), OktaError> {
+pub(super) async fn end_sessions(okta: &OktaClient, g: &Grant) -> Result<(), OktaError> {
     match okta.end_sessions(&g.user_id, Priority::Revoke).await {
         Err(e) if is_not_found(&e) => Ok(()),
         r => r,
     }
 }
 
-pub fn is_not_found(e: &OktaError) -> bool {
+pub(super) fn is_not_found(e: &OktaError) -> bool {
     matches!(e, OktaError::Api { status, .. } if *status == 404)
 }

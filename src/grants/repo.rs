@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::model::{Grant, GrantState};
+use super::service::Holder;
 use crate::policy::ResourceKind;
 use crate::store::{Store, StoreError, Tx};
 
@@ -124,13 +125,30 @@ pub async fn get_many(store: &Store, ids: &[&str]) -> Result<Vec<Grant>, StoreEr
     Ok(out)
 }
 
-/// The user's live grants (`provisioning` or `active`): what a departure must revoke.
-pub async fn live_for_user(store: &Store, user_id: &str) -> Result<Vec<Grant>, StoreError> {
+/// A user's grants in `provisioning` or `active` (and, with `ending`, `revoking` or `failed`),
+/// on `resource` when given, by id. Read from the writer pool: a grant made a moment ago counts.
+pub async fn live_of(
+    store: &Store,
+    who: Holder<'_>,
+    resource: Option<&str>,
+    ending: bool,
+) -> Result<Vec<Grant>, StoreError> {
+    // One fixed statement per (column, ending): the id form seeks `grants_user_access`.
+    let (col, user) = match who {
+        Holder::Id(u) => ("user_id", u),
+        Holder::Login(u) => ("user_login", u),
+    };
+    let states = if ending {
+        "'provisioning', 'active', 'revoking', 'failed'"
+    } else {
+        "'provisioning', 'active'"
+    };
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM grants WHERE user_id = $1 \
-         AND state IN ('provisioning', 'active') ORDER BY id"
+        "SELECT {COLUMNS} FROM grants WHERE {col} = $1 AND state IN ({states}) \
+         AND ($2 IS NULL OR resource = $2) ORDER BY id"
     ))
-    .bind(user_id)
+    .bind(user)
+    .bind(resource)
     .fetch_all(store.pool())
     .await?;
     rows.iter().map(from_row).collect()

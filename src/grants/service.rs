@@ -9,20 +9,26 @@
 //! What it must never do: hold a SQL transaction across an Okta call, call Okta before the grant
 //! is durable and scheduled, or change anything when the input is invalid.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use super::error::GrantError;
+use super::input::{self, MAX_REASON};
 use super::lock::AccessLock;
 use super::model::{Grant, GrantState};
 use super::provision::{self, Holding};
 use super::repo::{self, Bind};
 use super::GrantService;
 use crate::audit::{self, NewEntry};
-use crate::clock::ms_to_datetime;
 use crate::okta::{OktaError, Priority};
 use crate::policy::parse_duration;
+
+/// Whose grants [`GrantService::live_of_user`] reads: by Okta user id (indexed), or by login
+/// (what a Slack user is known by).
+#[derive(Debug, Clone, Copy)]
+pub enum Holder<'a> {
+    Id(&'a str),
+    Login(&'a str),
+}
 
 /// A direct grant (admin API, or an approved request).
 #[derive(Debug, Clone)]
@@ -34,12 +40,6 @@ pub struct CreateGrant {
     pub duration: Option<String>,
     pub reason: Option<String>,
     pub request_id: Option<String>,
-}
-
-const MAX_REASON: usize = 1000;
-
-fn fmt_duration(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
 }
 
 impl GrantService {
@@ -80,53 +80,31 @@ impl GrantService {
         Ok(repo::list(self.store(), f).await?)
     }
 
+    /// The grants `who` holds now (`provisioning`, `active`), on `resource` when given, oldest
+    /// first; with `ending`, also those whose access is being removed (`revoking`, `failed`).
+    /// What a departure revokes, what makes a new request redundant, and what "my access"
+    /// shows, from one query.
+    pub async fn live_of_user(
+        &self,
+        who: Holder<'_>,
+        resource: Option<&str>,
+        ending: bool,
+    ) -> Result<Vec<Grant>, GrantError> {
+        Ok(repo::live_of(self.store(), who, resource, ending).await?)
+    }
+
     /// Validates, records, schedules, then provisions. Invalid input changes nothing.
     pub async fn create(&self, actor: &str, req: CreateGrant) -> Result<Grant, GrantError> {
-        let policy = self.policy().current();
-        let res = policy
-            .get(&req.resource)
-            .ok_or_else(|| GrantError::UnknownResource(req.resource.clone()))?;
-        let duration = match &req.duration {
-            Some(s) => parse_duration(s).map_err(GrantError::InvalidDuration)?,
-            None => res.default_duration,
-        };
-        if duration > res.max_duration {
-            return Err(GrantError::DurationTooLong {
-                requested: fmt_duration(duration),
-                max: fmt_duration(res.max_duration),
-            });
-        }
-        let reason = req.reason.as_deref().unwrap_or("").trim().to_string();
-        if res.require_reason && reason.is_empty() {
-            return Err(GrantError::ReasonRequired(res.name.clone()));
-        }
-        if reason.len() > MAX_REASON {
-            return Err(GrantError::InvalidInput(format!(
-                "reason is longer than {MAX_REASON} bytes"
-            )));
-        }
-        let u = req.user.trim();
-        if u.is_empty() || u.len() > 255 || u.chars().any(|c| c.is_control() || c == '/') {
-            return Err(GrantError::InvalidInput(
-                "user must be an Okta user id or login".into(),
-            ));
-        }
+        let res = input::resource(&self.policy().current(), &req.resource)?;
+        let duration = input::duration(&res, req.duration.as_deref())?;
+        let reason = input::reason(&res, req.reason.as_deref(), res.require_reason)?;
+        let u = input::user_ref(&req.user)?;
         let user = self
             .okta()
             .get_user(u, Priority::Grant)
             .await?
             .ok_or_else(|| GrantError::UnknownUser(u.to_string()))?;
-        // Temporary states of an active account (password reset, lockout) still take grants;
-        // staged, suspended and deactivated accounts do not.
-        if !matches!(
-            user.status.as_str(),
-            "ACTIVE" | "RECOVERY" | "PASSWORD_EXPIRED" | "LOCKED_OUT"
-        ) {
-            return Err(GrantError::UserNotActive {
-                user: u.to_string(),
-                status: user.status,
-            });
-        }
+        input::user_status(&user, u)?;
         let now = self.clock().now_ms();
         let duration_ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
         let g = Grant {
@@ -247,14 +225,15 @@ impl GrantService {
         if g.state != GrantState::Provisioning {
             return Ok(g);
         }
-        let holding = match provision::current(self.okta(), &g).await {
-            Ok(h) => h,
-            Err(e) => {
-                self.abort(&g, &format!("cannot read the access in Okta: {e}"))
-                    .await;
-                return Err(e.into());
-            }
-        };
+        let holding =
+            match provision::current(self.okta(), &g.access(), None, Priority::Grant).await {
+                Ok(h) => h,
+                Err(e) => {
+                    self.abort(&g, &format!("cannot read the access in Okta: {e}"))
+                        .await;
+                    return Err(e.into());
+                }
+            };
         let mut conn = self.store().reads().acquire().await?;
         let ours = repo::count_ours(
             &mut conn,
@@ -383,21 +362,9 @@ impl GrantService {
         if g.state != GrantState::Active {
             return Err(GrantError::NotActive(g.state.as_str()));
         }
-        let policy = self.policy().current();
-        let res = policy
-            .get(&g.resource)
-            .ok_or_else(|| GrantError::UnknownResource(g.resource.clone()))?;
-        let now = self.clock().now_ms();
-        let d_ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        let new_expiry = g.expires_at.saturating_add(d_ms);
-        let max_ms = i64::try_from(res.max_duration.as_millis()).unwrap_or(i64::MAX);
-        let latest = now.saturating_add(max_ms);
-        if new_expiry > latest {
-            return Err(GrantError::ExtensionTooLong {
-                latest: ms_to_datetime(latest).to_rfc3339(),
-                max: fmt_duration(res.max_duration),
-            });
-        }
+        let res = input::resource(&self.policy().current(), &g.resource)?;
+        let d_ms = input::ms(d);
+        let new_expiry = input::extension(&res, g.expires_at, d, self.clock().now_ms())?;
         let won = self
             .transition(
                 &g,
@@ -423,7 +390,7 @@ impl GrantService {
     pub async fn revoke(&self, actor: &str, id: &str, reason: &str) -> Result<Grant, GrantError> {
         if reason.len() > MAX_REASON {
             return Err(GrantError::InvalidInput(format!(
-                "reason is longer than {MAX_REASON} bytes"
+                "reason must be at most {MAX_REASON} bytes of text"
             )));
         }
         for _ in 0..5 {

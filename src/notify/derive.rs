@@ -162,7 +162,7 @@ async fn subject_state(
             _ => None,
         };
         let g = match &gid {
-            Some(g) => crate::grants::repo::get_conn(tx.conn(), g).await?,
+            Some(g) => crate::grants::get_in(tx.conn(), g).await?,
             None => None,
         };
         return Ok((
@@ -173,7 +173,7 @@ async fn subject_state(
         ));
     }
     if let Some(id) = subject.strip_prefix("grant:") {
-        let g = crate::grants::repo::get_conn(tx.conn(), id).await?;
+        let g = crate::grants::get_in(tx.conn(), id).await?;
         let rid = g.as_ref().and_then(|g| g.request_id.clone());
         let r = match &rid {
             Some(r) => crate::requests::repo::get_conn(tx.conn(), r).await?,

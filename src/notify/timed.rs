@@ -60,7 +60,7 @@ pub async fn check_once(
         for r in &rows {
             let id: String = r.try_get("id")?;
             let expires_at: i64 = r.try_get("expires_at")?;
-            let Some(g) = crate::grants::repo::get_conn(tx.conn(), &id).await? else {
+            let Some(g) = crate::grants::get_in(tx.conn(), &id).await? else {
                 continue;
             };
             let n = Notification {

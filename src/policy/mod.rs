@@ -259,6 +259,14 @@ impl RoleTarget {
 }
 
 impl Resource {
+    /// Whether `allow_standing` names the user (by Okta id, or by login in any case): standing
+    /// access the drift reaction and the sync leave alone on a `jit_only` resource.
+    pub fn allows_standing(&self, user_id: &str, login: Option<&str>) -> bool {
+        self.allow_standing
+            .iter()
+            .any(|a| a == user_id || login.is_some_and(|l| a.eq_ignore_ascii_case(l)))
+    }
+
     /// For `okta_role` resources: which role. `None` for other kinds.
     pub fn role_target(&self) -> Option<RoleTarget> {
         RoleTarget::of(self.kind, &self.okta_id, self.resource_set.as_deref())

@@ -16,6 +16,7 @@ mod decide;
 pub mod directory;
 pub mod error;
 pub mod model;
+mod read;
 pub mod repo;
 mod service;
 pub mod tasks;

@@ -199,6 +199,10 @@ pub struct Actor {
     /// Admins (and `portal` tokens) may request on behalf of someone else and cancel any request.
     pub is_admin: bool,
     pub may_request_for_others: bool,
+    /// Reads every request, whoever it concerns (auditors and admins; the API's approver
+    /// tokens). Everyone else reads the requests they relate to (see
+    /// `RequestService::may_read`).
+    pub reads_all: bool,
 }
 
 impl Actor {
@@ -210,6 +214,7 @@ impl Actor {
             trusted_for_step_up: false,
             is_admin: false,
             may_request_for_others: false,
+            reads_all: false,
         }
     }
 

@@ -20,11 +20,11 @@ use super::model::{
 use super::repo::{self, Bind};
 use super::RequestService;
 use crate::audit::{self, NewEntry};
-use crate::grants::{CreateGrant, Grant, GrantError, GrantState};
+use crate::grants::input::{self, ms};
+use crate::grants::{CreateGrant, Grant, GrantError, GrantState, Holder};
 use crate::okta::User;
 use crate::policy::{parse_duration, Resource};
 
-const MAX_REASON: usize = 1000;
 const MAX_TICKET: usize = 128;
 
 /// What a person asks for.
@@ -50,59 +50,37 @@ pub struct Created {
     pub grant: Option<Grant>,
 }
 
-fn fmt_duration(d: std::time::Duration) -> String {
-    humantime::format_duration(d).to_string()
-}
-
-fn ms(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
+/// A decision comment (see [`input::text`]).
 pub(super) fn check_comment(c: Option<&str>) -> Result<String, RequestError> {
-    let c = c.unwrap_or("").trim().to_string();
-    if c.len() > MAX_REASON || c.chars().any(|ch| ch.is_control() && ch != '\n') {
-        return Err(RequestError::InvalidInput(format!(
-            "comment must be at most {MAX_REASON} bytes of text"
-        )));
-    }
-    Ok(c)
+    Ok(input::text("comment", c)?)
 }
 
 impl RequestService {
     /// Checks, records and (when policy or break-glass approves it) grants. Invalid input changes
     /// nothing.
     pub async fn create(&self, actor: &Actor, req: NewRequest) -> Result<Created, RequestError> {
-        let policy = self.policy().current();
-        let res = policy
-            .get(req.resource.trim())
-            .ok_or_else(|| RequestError::UnknownResource(req.resource.clone()))?
-            .clone();
-        let mut duration = match req.duration.as_deref().map(str::trim) {
-            Some(s) if !s.is_empty() => parse_duration(s).map_err(RequestError::InvalidDuration)?,
-            _ => res.default_duration,
-        };
-        if duration > res.max_duration {
-            return Err(RequestError::DurationTooLong {
-                requested: fmt_duration(duration),
-                max: fmt_duration(res.max_duration),
-            });
-        }
-        let reason = check_comment(req.reason.as_deref()).map_err(|_| {
-            RequestError::InvalidInput(format!("reason must be at most {MAX_REASON} bytes of text"))
-        })?;
-        if (res.require_reason || req.break_glass) && reason.is_empty() {
-            return Err(RequestError::ReasonRequired(res.name.clone()));
-        }
+        let res = input::resource(&self.policy().current(), &req.resource)?;
+        let asked = req
+            .duration
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let mut duration = input::duration(&res, asked)?;
+        let reason = input::reason(
+            &res,
+            req.reason.as_deref(),
+            res.require_reason || req.break_glass,
+        )?;
         let ticket = check_ticket(&res, req.ticket.as_deref())?;
         if req.break_glass {
             let max = match (res.break_glass, res.break_glass_max_duration) {
                 (true, Some(m)) => m,
                 _ => return Err(RequestError::BreakGlassNotAllowed(res.name.clone())),
             };
-            if req.duration.is_some() && duration > max {
+            if asked.is_some() && duration > max {
                 return Err(RequestError::BreakGlassTooLong {
-                    requested: fmt_duration(duration),
-                    max: fmt_duration(max),
+                    requested: input::fmt_duration(duration),
+                    max: input::fmt_duration(max),
                 });
             }
             duration = duration.min(max);
@@ -123,15 +101,7 @@ impl RequestService {
             _ => actor.login.clone(),
         };
         let user = self.directory().user(&target).await?;
-        if !matches!(
-            user.status.as_str(),
-            "ACTIVE" | "RECOVERY" | "PASSWORD_EXPIRED" | "LOCKED_OUT"
-        ) {
-            return Err(RequestError::UserNotActive {
-                user: target,
-                status: user.status,
-            });
-        }
+        input::user_status(&user, &target)?;
         // Okta is asked for the user's groups only when a rule names groups.
         let needs_groups = res
             .requesters
@@ -327,19 +297,11 @@ impl RequestService {
         user_id: &str,
         resource: &str,
     ) -> Result<Option<String>, RequestError> {
-        let mut conn = self.store().reads().acquire().await?;
-        let row = sqlx::query(
-            "SELECT id FROM grants WHERE user_id = $1 AND resource = $2 \
-             AND state IN ('provisioning', 'active') ORDER BY id LIMIT 1",
-        )
-        .bind(user_id)
-        .bind(resource)
-        .fetch_optional(&mut *conn)
-        .await?;
-        Ok(match row {
-            Some(r) => Some(r.try_get::<String, _>("id")?),
-            None => None,
-        })
+        let live = self
+            .grants()
+            .live_of_user(Holder::Id(user_id), Some(resource), false)
+            .await?;
+        Ok(live.into_iter().next().map(|g| g.id))
     }
 
     /// Makes the grant an approved access request is owed, or extends the grant of an approved
@@ -684,7 +646,7 @@ impl RequestService {
         reason: Option<&str>,
     ) -> Result<Created, RequestError> {
         let g = self.grants().get(grant_id).await?;
-        let d = parse_duration(duration).map_err(RequestError::InvalidDuration)?;
+        let d = parse_duration(duration).map_err(GrantError::InvalidDuration)?;
         let holder = same_person(&actor.login, &g.user_login) || actor.login == g.user_id;
         // An admin extends someone else's grant directly: recorded as an extension request
         // approved by that admin, so the history shows who gave the extra time.
@@ -695,15 +657,10 @@ impl RequestService {
         if g.state != GrantState::Active {
             return Err(GrantError::NotActive(g.state.as_str()).into());
         }
-        let policy = self.policy().current();
-        let res = policy
-            .get(&g.resource)
-            .ok_or_else(|| RequestError::UnknownResource(g.resource.clone()))?
-            .clone();
-        let reason = check_comment(reason)?;
-        if res.require_reason && reason.is_empty() {
-            return Err(RequestError::ReasonRequired(res.name.clone()));
-        }
+        let res = input::resource(&self.policy().current(), &g.resource)?;
+        // The holder explains why they need more time; an admin giving it is recorded as the
+        // approver, and their reason is optional (as the admin API's extension always was).
+        let reason = input::reason(&res, reason, res.require_reason && !by_admin)?;
         let user = self.directory().user(&g.user_id).await?;
         let groups = self.directory().groups_cached(&user.id).await?;
         let total = g.duration_ms.saturating_add(ms(d));
@@ -741,14 +698,7 @@ impl RequestService {
         if approved {
             // Checked before anything is written: an extension past the resource's maximum is
             // refused, not recorded as approved and then failed.
-            let latest = now.saturating_add(ms(res.max_duration));
-            if g.expires_at.saturating_add(ms(d)) > latest {
-                return Err(GrantError::ExtensionTooLong {
-                    latest: crate::clock::ms_to_datetime(latest).to_rfc3339(),
-                    max: fmt_duration(res.max_duration),
-                }
-                .into());
-            }
+            input::extension(&res, g.expires_at, d, now)?;
         }
         let mut tx = self
             .begin_with_request(&r, &actor.audit_name(), json!({ "grant_id": g.id }))

@@ -2,14 +2,15 @@
 //!
 //! Why it exists: a review is worth nothing if a rejected access stays. A live grant is ended
 //! through the grants service (the same path as an expiry); standing or unexplained access is
-//! removed through `grants::provision::remove_access` (the revocation lane the drift reaction
-//! uses) under the grants' per-(user, access) lock, so no grant can be provisioning it meanwhile.
-//! Then Okta is read again (a separate pass, [`ReviewService::read_back_pending`]) and the item
-//! records whether the access is really gone.
+//! removed by the grants service's `remove_unexplained` (the path the drift reaction and the
+//! sync use), which re-checks under the per-(user, access) lock that no grant made since the
+//! snapshot explains it. Then Okta is read again (a separate pass,
+//! [`ReviewService::read_back_pending`]) and the item records whether the access is really gone.
 //!
-//! What it must never do: remove access through any other path, or mark an access that cannot be
-//! removed per user (an app assignment inherited from a group) as done: it is `flagged` with the
-//! reason, for a person to act on.
+//! What it must never do: remove access through any other path, remove access a grant made
+//! since the snapshot explains (it is `flagged` for a person instead), or mark an access that
+//! cannot be removed per user (an app assignment inherited from a group) as done: it is
+//! `flagged` with the reason, for a person to act on.
 
 use futures::StreamExt;
 use serde_json::json;
@@ -17,10 +18,7 @@ use serde_json::json;
 use super::{repo, Item, ReviewError, ReviewService, SYSTEM_ACTOR};
 use crate::audit::{self, NewEntry};
 use crate::error::ErrorCode;
-use crate::grants::lock::AccessLock;
-use crate::grants::model::access_key;
-use crate::grants::provision;
-use crate::grants::GrantError;
+use crate::grants::{is_not_found, Access, AuditNote, GrantError, Removed, Settled, Unexplained};
 use crate::okta::{OktaError, Priority};
 use crate::policy::ResourceKind;
 
@@ -167,7 +165,7 @@ impl ReviewService {
             return match self.grants().revoke(SYSTEM_ACTOR, gid, &reason).await {
                 Ok(g) => Outcome::Done(format!("grant {gid} {}", g.state.as_str())),
                 // The grant row is gone (should not happen): the access is treated as standing.
-                Err(GrantError::NotFound(_)) => self.remove_standing(kind, item).await,
+                Err(GrantError::NotFound(_)) => self.remove_standing(campaign, kind, item).await,
                 Err(e) if e.status().is_client_error() => Outcome::Failed(e.to_string()),
                 Err(e) => {
                     tracing::warn!(grant = %gid, error = %e, "review revoke of a grant failed; retrying later");
@@ -175,85 +173,79 @@ impl ReviewService {
                 }
             };
         }
-        self.remove_standing(kind, item).await
+        self.remove_standing(campaign, kind, item).await
     }
 
-    /// Standing or unexplained access: the drift reaction's removal path, under the access lock.
-    async fn remove_standing(&self, kind: ResourceKind, item: &Item) -> Outcome {
-        let rs = (!item.resource_set.is_empty()).then_some(item.resource_set.as_str());
-        let key = access_key(&item.user_id, kind, &item.okta_id, rs);
-        let g = self.grants();
-        let lock = match AccessLock::acquire(g.redis(), &key, g.clock()).await {
-            Ok(l) => l,
-            Err(_) => return Outcome::Later,
+    /// Standing or unexplained access: the grants service's removal of unexplained access. The
+    /// reviewer's decision is about exactly this access, so `allow_standing` does not keep it;
+    /// a grant made since the snapshot does (flagged: end it or review it again).
+    async fn remove_standing(&self, campaign: &str, kind: ResourceKind, item: &Item) -> Outcome {
+        let u = Unexplained {
+            access: self.access_of(kind, item),
+            user_login: Some(item.user_login.clone()),
+            resource: None,
+            ended_since: None,
+            role_assignment: item
+                .scope
+                .clone()
+                .filter(|_| kind == ResourceKind::OktaRole),
+            note: AuditNote {
+                actor: SYSTEM_ACTOR.into(),
+                action: "review.access_removed".into(),
+                subject: format!("review:{campaign}"),
+                details: json!({
+                    "item": item.item_id, "user_id": item.user_id, "resource": item.resource,
+                    "kind": item.kind, "okta_id": item.okta_id, "why": item.why,
+                    "decided_by": item.decided_by,
+                }),
+            },
         };
-        let r = lock
-            .hold(async {
-                let role = match kind {
-                    ResourceKind::OktaRole => self.role_assignment(item, Priority::Revoke).await?,
-                    _ => None,
-                };
-                provision::remove_access(
-                    g.okta(),
-                    &item.user_id,
-                    kind,
-                    &item.okta_id,
-                    role.as_deref(),
-                )
-                .await
-            })
-            .await;
-        lock.release().await;
-        match r {
-            Ok(removed) => Outcome::Done(format!("okta {}", removed.as_str())),
-            Err(e) if e.is_retryable() => Outcome::Later,
-            Err(e) => Outcome::Failed(crate::error::chain(&e)),
+        match self.grants().remove_unexplained(&u).await {
+            Ok(Settled::Removed(r)) => Outcome::Done(format!("okta {}", r.as_str())),
+            Ok(Settled::NotPresent) => {
+                Outcome::Done(format!("okta {}", Removed::AlreadyGone.as_str()))
+            }
+            Ok(Settled::Explained { grant_id }) => Outcome::Flagged(format!(
+                "grant {grant_id}, made since the review's snapshot, explains this access: it \
+                 was left in place; end that grant or review the access again"
+            )),
+            // Not asked for (no resource given), but a settled answer all the same.
+            Ok(Settled::AllowedStanding | Settled::Reported) => {
+                Outcome::Flagged("the access was left in place".into())
+            }
+            Err(GrantError::Okta(e)) if !e.is_retryable() => {
+                Outcome::Failed(crate::error::chain(&e))
+            }
+            Err(e) => {
+                tracing::warn!(campaign = %campaign, item = item.item_id, error = %e,
+                    "review removal failed; retrying on the next pass");
+                Outcome::Later
+            }
         }
     }
 
-    /// The user's assignment of the item's role, if still there.
-    async fn role_assignment(&self, item: &Item, p: Priority) -> Result<Option<String>, OktaError> {
-        let roles = match self.grants().okta().list_user_roles(&item.user_id, p).await {
-            Ok(r) => r,
-            Err(e) if provision::is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(e),
-        };
+    fn access_of(&self, kind: ResourceKind, item: &Item) -> Access {
         let rs = (!item.resource_set.is_empty()).then_some(item.resource_set.as_str());
-        Ok(roles
-            .into_iter()
-            .find(|r| {
-                item.scope.as_deref() == Some(r.id.as_str())
-                    || match rs {
-                        Some(rs) => {
-                            r.role_id.as_deref() == Some(item.okta_id.as_str())
-                                && r.resource_set.as_deref() == Some(rs)
-                        }
-                        None => r.role_type == item.okta_id,
-                    }
-            })
-            .map(|r| r.id))
+        Access::new(&item.user_id, kind, &item.okta_id, rs)
     }
 
     /// Whether Okta says the user still holds the item's access (read lane).
     async fn holds(&self, item: &Item) -> Result<bool, OktaError> {
-        let okta = self.grants().okta();
-        let r = match ResourceKind::parse(&item.kind) {
-            Some(ResourceKind::OktaGroup) => {
-                okta.is_group_member(&item.okta_id, &item.user_id, Priority::Read)
-                    .await
-            }
-            Some(ResourceKind::OktaApp) => okta
-                .get_app_user(&item.okta_id, &item.user_id, Priority::Read)
+        let Some(kind) = ResourceKind::parse(&item.kind) else {
+            return Ok(false);
+        };
+        let access = self.access_of(kind, item);
+        let g = self.grants();
+        let r = match kind {
+            // The assignment the snapshot saw, or any of the same role.
+            ResourceKind::OktaRole => g
+                .find_role_assignment(&access, item.scope.as_deref(), Priority::Read)
                 .await
                 .map(|a| a.is_some()),
-            Some(ResourceKind::OktaRole) => self
-                .role_assignment(item, Priority::Read)
-                .await
-                .map(|a| a.is_some()),
-            None => Ok(false),
+            _ => g.holds(&access, Priority::Read).await.map(|h| h.holds()),
         };
         match r {
-            Err(e) if provision::is_not_found(&e) => Ok(false),
+            Err(e) if is_not_found(&e) => Ok(false),
             r => r,
         }
     }

@@ -13,8 +13,7 @@ use serde_json::json;
 
 use super::blocks::{self, esc, fmt_ms};
 use super::{InboundError, Slack};
-use crate::grants::GrantState;
-use crate::requests::directory::is_named;
+use crate::grants::Holder;
 use crate::requests::{Actor, Channel, Created, NewRequest, RequestState};
 
 const MAX_TEXT: usize = 4000;
@@ -186,12 +185,7 @@ impl Slack {
         let grants = self
             .requests()
             .grants()
-            .list(&crate::grants::repo::ListFilter {
-                user: Some(login.to_string()),
-                state: Some(GrantState::Active),
-                limit: 50,
-                ..Default::default()
-            })
+            .live_of_user(Holder::Login(login), None, false)
             .await;
         let pending = self
             .requests()
@@ -233,30 +227,8 @@ impl Slack {
         out
     }
 
-    /// Resources `login` may request (the policy's `requesters`, read through the domain's
-    /// directory), for `/jit resources` and the request form.
-    pub(super) async fn requestable(
-        &self,
-        login: &str,
-    ) -> Result<Vec<crate::policy::Resource>, crate::requests::RequestError> {
-        let policy = self.requests().policy().current();
-        let dir = self.requests().directory();
-        let user = dir.user(login).await?;
-        let groups = dir.groups_cached(&user.id).await?;
-        Ok(policy
-            .resources
-            .iter()
-            .filter(|r| {
-                r.requesters
-                    .as_ref()
-                    .is_none_or(|p| is_named(p, &user, &groups))
-            })
-            .cloned()
-            .collect())
-    }
-
     async fn resources_text(&self, login: &str) -> String {
-        match self.requestable(login).await {
+        match self.requests().requestable(login).await {
             Ok(list) if list.is_empty() => "There is nothing you may request.".into(),
             Ok(list) => {
                 let mut out = String::from("*You may request*\n");
@@ -279,7 +251,7 @@ impl Slack {
     }
 
     async fn open_request_form(&self, login: &str, cmd: &Command) {
-        let list = match self.requestable(login).await {
+        let list = match self.requests().requestable(login).await {
             Ok(l) if l.is_empty() => {
                 self.answer(&cmd.response_url, "There is nothing you may request.")
                     .await;

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use super::blocks::{self, esc, MessageContext};
 use super::client::SlackError;
 use super::Slack;
-use crate::grants::{Grant, GrantState};
+use crate::grants::{Grant, GrantState, Holder};
 use crate::notify::{kinds, Deliverer, DeliveryError, Notification};
 use crate::requests::{RequestError, RequestState};
 
@@ -376,21 +376,12 @@ impl Slack {
         user_id: &str,
         resource: &str,
     ) -> Result<Vec<Grant>, DeliverError> {
-        let list = self
+        Ok(self
             .requests()
             .grants()
-            .list(&crate::grants::repo::ListFilter {
-                user: Some(user_id.to_string()),
-                resource: Some(resource.to_string()),
-                limit: 20,
-                ..Default::default()
-            })
+            .live_of_user(Holder::Id(user_id), Some(resource), false)
             .await
-            .map_err(RequestError::from)?;
-        Ok(list
-            .into_iter()
-            .filter(|g| matches!(g.state, GrantState::Active | GrantState::Provisioning))
-            .collect())
+            .map_err(RequestError::from)?)
     }
 
     /// A direct message to the Slack user of an Okta login, once per notification.

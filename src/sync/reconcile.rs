@@ -3,12 +3,13 @@
 //!
 //! Findings, per managed resource:
 //! - `ended_grant_present`: access still there after its grant ended (a lost removal) and not
-//!   seen absent since: removed on the revocation lane (`grants::provision::remove_access`).
+//!   seen absent since: removed by the grants service's `remove_unexplained` (which re-checks
+//!   under the access lock that no grant explains it).
 //! - `overdue_grant`: a live grant well past its expiry (the scheduler missed it): expired
 //!   through the grants service's expiry path.
 //! - `grant_missing`: an active grant whose access is gone from Okta: `end` (the grants service's
-//!   `end_removed_externally`) or `restore` (re-added, only before its expiry), per the
-//!   resource's `on_external_removal`.
+//!   `end_removed_externally`) or `restore` (the grants service's `restore`: re-added only
+//!   before its expiry, audited, scheduled), per the resource's `on_external_removal`.
 //! - `unexplained`: a `jit_only` resource's member with neither a live grant nor
 //!   `allow_standing`: handed to the drift reaction (`crate::drift`, shared with the event
 //!   hooks), which reports it or removes it per the resource's `drift`.
@@ -27,9 +28,7 @@ use super::lock::{fenced, SyncLock};
 use super::read::Seen;
 use super::{Counts, SyncError, Syncer};
 use crate::audit::{self, NewEntry};
-use crate::grants::lock::AccessLock;
-use crate::grants::model::access_key;
-use crate::grants::{GrantError, GrantState};
+use crate::grants::{Access, AuditNote, GrantState, Restored, Settled, Unexplained};
 use crate::inventory::{repo, Why};
 use crate::policy::{Drift, ExternalRemoval, ResourceKind};
 use crate::scheduler::{ExpiryHandler, ExpiryOutcome};
@@ -131,7 +130,6 @@ pub(crate) async fn plan(
         let rows = repo::holders(&mut conn, r.kind.as_str(), &r.okta_id, &rs, "", i64::MAX).await?;
         let grants = grants_of(&mut conn, r.kind, &r.okta_id, &rs).await?;
         drop(conn);
-        let allow: HashSet<&str> = r.allow_standing.iter().map(String::as_str).collect();
         let mut by_user: HashMap<&str, Vec<&GrantLite>> = HashMap::new();
         for g in &grants {
             by_user.entry(g.user_id.as_str()).or_default().push(g);
@@ -150,8 +148,7 @@ pub(crate) async fn plan(
             let winding = gs
                 .iter()
                 .find(|g| matches!(g.state, GrantState::Revoking | GrantState::Failed));
-            let allowed = allow.contains(row.user_id.as_str())
-                || login.as_deref().is_some_and(|l| allow.contains(l));
+            let allowed = r.allows_standing(&row.user_id, login.as_deref());
             let inherited = row.scope.as_deref() == Some("GROUP");
             let (why, gid) = match (live, winding) {
                 (Some(g), _) if g.standing == Some(true) => (Why::Standing, Some(g.id.clone())),
@@ -305,6 +302,29 @@ pub(crate) async fn apply(
     Ok(())
 }
 
+/// The subject of a finding's audit entries: its grant, or the user.
+fn subject(f: &Finding) -> String {
+    match &f.grant_id {
+        Some(g) => format!("grant:{g}"),
+        None => format!("user:{}", f.user_id),
+    }
+}
+
+/// The details of a finding's audit entries, with this run's id and, when known before acting,
+/// the outcome (the grants service adds `okta_change` to the entries of what it did).
+fn details(run_id: &str, f: &Finding, outcome: Option<&str>) -> serde_json::Value {
+    let mut d = json!({
+        "run_id": run_id, "finding": f.finding, "resource": f.resource,
+        "kind": f.kind.as_str(), "okta_id": f.okta_id, "user_id": f.user_id,
+        "login": f.login, "grant_id": f.grant_id,
+    });
+    if let (Some(o), Some(m)) = (outcome, d.as_object_mut()) {
+        m.insert("outcome".into(), json!(o));
+    }
+    d
+}
+
+/// A sync action of its own (not an access change), audited in a fenced transaction.
 async fn audit_action(
     s: &Syncer,
     lock: &SyncLock,
@@ -312,34 +332,16 @@ async fn audit_action(
     f: &Finding,
     action: &str,
     outcome: &str,
-    forget_row: bool,
 ) -> Result<(), SyncError> {
     let mut tx = fenced(&s.store, lock.fence()).await?;
-    if forget_row {
-        repo::delete_access(
-            &mut tx,
-            &f.user_id,
-            f.kind.as_str(),
-            &f.okta_id,
-            &f.resource_set,
-        )
-        .await?;
-    }
     audit::append(
         &mut tx,
         &s.clock,
         NewEntry::new(
             SYNC_ACTOR,
             action,
-            match &f.grant_id {
-                Some(g) => format!("grant:{g}"),
-                None => format!("user:{}", f.user_id),
-            },
-            json!({
-                "run_id": run_id, "finding": f.finding, "resource": f.resource,
-                "kind": f.kind.as_str(), "okta_id": f.okta_id, "user_id": f.user_id,
-                "login": f.login, "grant_id": f.grant_id, "outcome": outcome,
-            }),
+            subject(f),
+            details(run_id, f, Some(outcome)),
         ),
     )
     .await?;
@@ -371,16 +373,7 @@ async fn drift(
         .react(&finding)
         .await?;
     if matches!(outcome, crate::drift::Outcome::Reverted { .. }) {
-        let mut tx = fenced(&s.store, lock.fence()).await?;
-        repo::delete_access(
-            &mut tx,
-            &f.user_id,
-            f.kind.as_str(),
-            &f.okta_id,
-            &f.resource_set,
-        )
-        .await?;
-        tx.commit().await?;
+        forget(s, lock, f).await?;
     }
     Ok(match outcome {
         crate::drift::Outcome::Reverted { okta_change } => match okta_change {
@@ -393,54 +386,54 @@ async fn drift(
     })
 }
 
-/// Access an ended grant of ours left behind: under the access lock, re-check that no grant
-/// explains it now, remove it on the revocation lane through the grants service's removal
-/// (gone counts as done, I4), forget the row and audit it with the run id.
+/// Access an ended grant of ours left behind: the grants service re-checks under the access
+/// lock that no grant (or allowance) explains it, removes it on the revocation lane (gone counts
+/// as done, I4) and audits it with the run id; the inventory row is then forgotten.
 async fn remove_left_over(
     s: &Syncer,
     lock: &SyncLock,
     run_id: &str,
     f: &Finding,
 ) -> Result<String, SyncError> {
+    lock.check()?;
     let rs = (!f.resource_set.is_empty()).then_some(f.resource_set.as_str());
-    let key = access_key(&f.user_id, f.kind, &f.okta_id, rs);
-    let alock = AccessLock::acquire(&s.redis, &key, &s.clock)
-        .await
-        .map_err(GrantError::from)?;
-    let r = alock
-        .hold(remove_left_over_locked(s, lock, run_id, f))
-        .await;
-    alock.release().await;
-    r
+    let u = Unexplained {
+        access: Access::new(&f.user_id, f.kind, &f.okta_id, rs),
+        user_login: f.login.clone(),
+        resource: Some(f.resource.clone()),
+        ended_since: None,
+        role_assignment: f.scope.clone().filter(|_| f.kind == ResourceKind::OktaRole),
+        note: AuditNote {
+            actor: SYNC_ACTOR.into(),
+            action: "sync.access_removed".into(),
+            subject: subject(f),
+            details: details(run_id, f, None),
+        },
+    };
+    let outcome = match s.grants.remove_unexplained(&u).await? {
+        Settled::Explained { .. } => return Ok("skipped: a grant explains the access now".into()),
+        Settled::AllowedStanding => return Ok("skipped: allow_standing names the user now".into()),
+        Settled::Reported => return Ok("reported".into()),
+        Settled::NotPresent => "already_gone",
+        Settled::Removed(r) => r.as_str(),
+    };
+    forget(s, lock, f).await?;
+    Ok(outcome.into())
 }
 
-async fn remove_left_over_locked(
-    s: &Syncer,
-    lock: &SyncLock,
-    run_id: &str,
-    f: &Finding,
-) -> Result<String, SyncError> {
-    let rs = (!f.resource_set.is_empty()).then_some(f.resource_set.as_str());
-    let explaining =
-        crate::grants::repo::explaining(&s.store, &f.user_id, f.kind, &f.okta_id, rs, None).await?;
-    if !explaining.is_empty() {
-        return Ok("skipped: a grant explains the access now".into());
-    }
-    lock.check()?;
-    let removal = crate::grants::provision::remove_access(
-        &s.okta,
+/// Forgets the inventory row of access that is gone (fenced: only while the run holds its lock).
+async fn forget(s: &Syncer, lock: &SyncLock, f: &Finding) -> Result<(), SyncError> {
+    let mut tx = fenced(&s.store, lock.fence()).await?;
+    repo::delete_access(
+        &mut tx,
         &f.user_id,
-        f.kind,
+        f.kind.as_str(),
         &f.okta_id,
-        f.scope
-            .as_deref()
-            .filter(|_| f.kind == ResourceKind::OktaRole),
+        &f.resource_set,
     )
-    .await
-    .map_err(GrantError::from)?;
-    let outcome = removal.as_str();
-    audit_action(s, lock, run_id, f, "sync.access_removed", outcome, true).await?;
-    Ok(outcome.into())
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// A live grant the scheduler missed: the grants service's own expiry path ends it.
@@ -453,7 +446,7 @@ async fn expire(
     let Some(id) = &f.grant_id else {
         return Ok("skipped: no grant".into());
     };
-    audit_action(s, lock, run_id, f, "sync.overdue_expiry", "started", false).await?;
+    audit_action(s, lock, run_id, f, "sync.overdue_expiry", "started").await?;
     Ok(match s.grants.expire(id, 1).await {
         ExpiryOutcome::Done => "expired".into(),
         ExpiryOutcome::Reschedule { .. } => "skipped: the grant was extended".into(),
@@ -487,9 +480,10 @@ async fn end_grant(
     })
 }
 
-/// Re-adds an active grant's access, only while the grant is active and unexpired (checked
-/// under the access lock: a sync never re-adds expired access). Roles are not restored: a new
-/// role assignment would not be the one the grant records, and expiry would miss it.
+/// Re-adds an active grant's access through the grants service's `restore`: only while the
+/// grant is active and unexpired (re-checked under the access lock: a sync never re-adds
+/// expired access), scheduled like any grant, audited once with the run id. Roles are not
+/// restored: a new role assignment would not be the one the grant records.
 async fn restore(
     s: &Syncer,
     lock: &SyncLock,
@@ -499,34 +493,18 @@ async fn restore(
     let Some(id) = &f.grant_id else {
         return Ok("skipped: no grant".into());
     };
-    if f.kind == ResourceKind::OktaRole {
-        return Ok("skipped: admin roles are not restored; end or re-request the grant".into());
-    }
-    let g = s.grants.get(id).await?;
-    let alock = AccessLock::acquire(&s.redis, &g.access_key(), &s.clock)
-        .await
-        .map_err(GrantError::from)?;
-    let r = alock
-        .hold(async {
-            let g = s.grants.get(id).await?;
-            if g.state != GrantState::Active || g.expires_at <= s.clock.now_ms() {
-                return Ok::<_, SyncError>("skipped: the grant is no longer active".to_string());
-            }
-            lock.check()?;
-            crate::grants::provision::add(&s.okta, &g).await?;
-            audit_action(
-                s,
-                lock,
-                run_id,
-                f,
-                "sync.access_restored",
-                "restored",
-                false,
-            )
-            .await?;
-            Ok("restored".to_string())
-        })
-        .await;
-    alock.release().await;
-    r
+    lock.check()?;
+    let note = AuditNote {
+        actor: SYNC_ACTOR.into(),
+        action: "sync.access_restored".into(),
+        subject: subject(f),
+        details: details(run_id, f, Some("restored")),
+    };
+    Ok(match s.grants.restore(id, &note).await? {
+        Restored::Restored => "restored".into(),
+        Restored::NotActive => "skipped: the grant is no longer active".into(),
+        Restored::RoleNotRestored => {
+            "skipped: admin roles are not restored; end or re-request the grant".into()
+        }
+    })
 }

@@ -6,8 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::grants::id;
-use crate::helpers::{redis_url, unique_prefix, wait_until};
+use crate::helpers::*;
 
 /// The demo process (killed on drop) and its log, printed when the test fails.
 struct Running(Child, std::path::PathBuf);

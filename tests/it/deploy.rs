@@ -11,8 +11,7 @@ use okta_sim::{FaultConfig, FaultSpec, RateLimitConfig};
 use serde_json::Value;
 
 use crate::e2e_faults::child::{ChildBroker, MEMBERSHIP};
-use crate::grants::id;
-use crate::helpers::{wait_until, Db, TestDb};
+use crate::helpers::*;
 
 const DASHBOARD: &str = include_str!("../../deploy/grafana/jit-broker.json");
 const ALERTS: &str = include_str!("../../deploy/prometheus/alerts.yaml");
@@ -126,7 +125,7 @@ async fn every_dashboard_and_alert_metric_is_exported() {
     let b = ChildBroker::start_with_config(
         TestDb::new(Db::Sqlite).await,
         &sim.base_url(),
-        crate::grants::POLICY,
+        crate::helpers::GRANTS_POLICY,
         "[[outbound.endpoints]]\nname = \"siem\"\nurl = \"http://127.0.0.1:9/events\"\n\
          secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n",
         vec![("JIT_SCHEDULER__SWEEP_INTERVAL", "1s".into())],

@@ -18,23 +18,20 @@ use serde_json::Value;
 
 use self::child::{metric, removals_of, sim_memberships, ChildBroker, MEMBERSHIP};
 use self::private_redis::PrivateRedis;
-use crate::grants::{
-    env_with, id, ALICE, BOB, CAROL, DAVE, ENGINEERING, ONCALL, PAYROLL, POLICY, PRODADMINS,
-};
-use crate::helpers::{wait_until, Db, TestDb};
+use crate::helpers::*;
 
 const SESSIONS: &str = "/api/v1/users/{userId}/sessions";
 
 /// The (user, resource, group) triples the default seed has no standing membership for
 /// (also used by `scheduler::crash`).
 pub(crate) const PAIRS: [(&str, &str, &str); 7] = [
-    (ALICE, "prod-db-admin", PRODADMINS),
-    (BOB, "prod-db-admin", PRODADMINS),
-    (CAROL, "prod-db-admin", PRODADMINS),
-    (DAVE, "prod-db-admin", PRODADMINS),
-    (ALICE, "oncall", ONCALL),
-    (BOB, "oncall", ONCALL),
-    (DAVE, "oncall", ONCALL),
+    (ALICE, "prod-db-admin", PROD_ADMINS),
+    (BOB, "prod-db-admin", PROD_ADMINS),
+    (CAROL, "prod-db-admin", PROD_ADMINS),
+    (DAVE, "prod-db-admin", PROD_ADMINS),
+    (ALICE, "oncall", ON_CALL),
+    (BOB, "oncall", ON_CALL),
+    (DAVE, "oncall", ON_CALL),
 ];
 
 fn faults(routes: Vec<(&str, &str, FaultSpec)>) -> FaultConfig {
@@ -219,7 +216,7 @@ async fn okta_faults_are_retried_until_revoked_and_permanent_ones_fail(db: Db) {
 /// kept and visible over the API, access still flagged in Okta, `jit_grants_failed_total` rises,
 /// it is retried periodically rather than forgotten, and ends `revoked` once Okta accepts.
 async fn a_persistent_403_on_removal_ends_failed_with_its_error(db: Db) {
-    let e = env_with(db, POLICY, |c| {
+    let e = env_with(db, GRANTS_POLICY, |c| {
         c.scheduler.failed_retry_interval = Duration::from_secs(1);
     })
     .await;
@@ -242,7 +239,7 @@ async fn a_persistent_403_on_removal_ends_failed_with_its_error(db: Db) {
     let err = g["last_error"].as_str().unwrap_or_default();
     assert!(err.contains("403"), "last_error kept: {g}");
     assert!(g["next_retry_at"].is_i64(), "{g}");
-    assert!(e.sim.is_member(PRODADMINS, BOB));
+    assert!(e.sim.is_member(PROD_ADMINS, BOB));
     let failed_after = metric(&e.app.metrics().await, "jit_grants_failed_total", &[]);
     assert!(
         failed_after >= failed_before + 1.0,
@@ -260,11 +257,11 @@ async fn a_persistent_403_on_removal_ends_failed_with_its_error(db: Db) {
         e.state(&gid).await == "revoked"
     })
     .await;
-    assert!(!e.sim.is_member(PRODADMINS, BOB));
+    assert!(!e.sim.is_member(PROD_ADMINS, BOB));
     e.audit_ok().await;
 }
 
-async fn revoked(e: &crate::grants::Env, ids: &[String]) -> usize {
+async fn revoked(e: &crate::helpers::Env, ids: &[String]) -> usize {
     let mut n = 0;
     for gid in ids {
         if e.state(gid).await == "revoked" {
@@ -281,7 +278,7 @@ async fn revoked(e: &crate::grants::Env, ids: &[String]) -> usize {
 async fn flushall_mid_run_misses_nothing(db: Db) {
     let server = PrivateRedis::start();
     let url = server.url.clone();
-    let e = env_with(db, POLICY, move |c| {
+    let e = env_with(db, GRANTS_POLICY, move |c| {
         c.redis.url = url;
         c.scheduler.lease = Duration::from_secs(2);
     })
@@ -331,16 +328,16 @@ async fn flushall_mid_run_misses_nothing(db: Db) {
     let members = sim_memberships(&e.sim.base_url()).await;
     let expected: Vec<(String, String)> = users
         .iter()
-        .map(|u| (PRODADMINS.to_string(), u.clone()))
+        .map(|u| (PROD_ADMINS.to_string(), u.clone()))
         .collect();
     let removed = removals_of(&e.sim, &expected).await;
     for u in &users {
         assert!(
-            !members.contains(&(PRODADMINS.to_string(), u.clone())),
+            !members.contains(&(PROD_ADMINS.to_string(), u.clone())),
             "{u} kept access"
         );
         assert_eq!(
-            removed.get(&(PRODADMINS.to_string(), u.clone())).copied(),
+            removed.get(&(PROD_ADMINS.to_string(), u.clone())).copied(),
             Some(1),
             "{u} removed more than once or never"
         );

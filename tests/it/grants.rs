@@ -4,206 +4,24 @@
 
 use std::time::Duration;
 
-use jit_broker::clock::Clock;
-use jit_broker::grants::GrantService;
-use jit_broker::okta::{OktaAuthMethod, OktaClient};
-use jit_broker::policy::{Policy, PolicyHandle};
-use jit_broker::redis_conn::RedisConn;
 use jit_broker::scheduler::{ExpiryHandler, ExpiryOutcome};
-use jit_broker::RunOptions;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::*;
 
-pub const ALICE: &str = "00u1alice00000000001";
-pub const BOB: &str = "00u1bob0000000000002";
-pub const CAROL: &str = "00u1carol00000000003";
-pub const DAVE: &str = "00u1dave000000000004";
-pub const PRODADMINS: &str = "00g1prodadmins000001";
-pub const ENGINEERING: &str = "00g1engineering00004";
-pub const ONCALL: &str = "00g1oncall0000000003";
-pub const PAYROLL: &str = "0oa1payroll000000001";
-pub const AWSPROD: &str = "0oa1awsprod000000002";
-
-pub const POLICY: &str = r#"
-[[resource]]
-name = "prod-db-admin"
-kind = "okta_group"
-okta_id = "00g1prodadmins000001"
-default_duration = "1h"
-max_duration = "4h"
-require_reason = true
-approvals_required = 0
-
-[[resource]]
-name = "engineering"
-kind = "okta_group"
-okta_id = "00g1engineering00004"
-default_duration = "1h"
-max_duration = "4h"
-approvals_required = 0
-
-[[resource]]
-name = "oncall"
-kind = "okta_group"
-okta_id = "00g1oncall0000000003"
-default_duration = "1h"
-max_duration = "4h"
-approvals_required = 0
-end_sessions_on_expiry = true
-
-[[resource]]
-name = "payroll"
-kind = "okta_app"
-okta_id = "0oa1payroll000000001"
-default_duration = "1h"
-max_duration = "8h"
-approvals_required = 0
-
-[[resource]]
-name = "aws-prod"
-kind = "okta_app"
-okta_id = "0oa1awsprod000000002"
-default_duration = "1h"
-max_duration = "8h"
-approvals_required = 0
-
-[[resource]]
-name = "user-admin"
-kind = "okta_role"
-okta_id = "USER_ADMIN"
-default_duration = "30m"
-max_duration = "2h"
-approvals_required = 0
-
-[[resource]]
-name = "custom-admin"
-kind = "okta_role"
-okta_id = "cr0custom00000000001"
-resource_set = "iam1resourceset00001"
-default_duration = "30m"
-max_duration = "2h"
-approvals_required = 0
-"#;
-
-/// The app, the simulator, and a second grants service ("replica") for driving expiry.
-pub struct Env {
-    pub app: TestApp,
-    pub sim: okta_sim::SimHandle,
-    pub _policy_dir: tempfile::TempDir,
-}
-
-pub fn okta_config(config: &mut jit_broker::Config, base_url: &str) {
-    config.okta.base_url = base_url.to_string();
-    config.okta.auth = OktaAuthMethod::Ssws;
-    config.okta.api_token = Some(secrecy::SecretString::from("sim-super-admin-token"));
-}
-
-pub async fn env_with_policy(db: Db, policy: &str) -> Env {
-    env_with(db, policy, |_| {}).await
-}
-
-pub async fn env_with(db: Db, policy: &str, tweak: impl FnOnce(&mut jit_broker::Config)) -> Env {
-    let sim = okta_sim::spawn(okta_sim::SimConfig::default())
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.toml");
-    std::fs::write(&path, policy).unwrap();
-    let tdb = TestDb::new(db).await;
-    let mut config = base_config(&tdb);
-    okta_config(&mut config, &sim.base_url());
-    config.policy.file = Some(path);
-    tweak(&mut config);
-    let app = spawn_app_with(tdb, config, RunOptions::default()).await;
-    Env {
-        app,
-        sim,
-        _policy_dir: dir,
-    }
-}
-
+/// The grants env: okta-sim, and the policy with every kind of resource and no approvals.
 pub async fn env(db: Db) -> Env {
-    env_with_policy(db, POLICY).await
-}
-
-impl Env {
-    /// Another replica whose clock reads `ahead` later than the wall clock.
-    pub async fn replica(&self, ahead: Duration) -> GrantService {
-        Self::replica_of(&self.app, ahead).await
-    }
-
-    /// A grants service on `app`'s database, Redis and Okta whose clock reads `ahead` later than
-    /// the wall clock (another "replica"), with `app`'s policy file.
-    pub async fn replica_of(app: &TestApp, ahead: Duration) -> GrantService {
-        let clock =
-            Clock::tokio_at(chrono::Utc::now().timestamp_millis() + ahead.as_millis() as i64);
-        let cfg = &app.config;
-        let okta = OktaClient::new(&cfg.okta, clock.clone()).unwrap();
-        // Learn the credential's capabilities like `serve` does; okta-sim may not serve the
-        // probe's `GET /api/v1/users/me`, and an unprobed client lets Okta answer per call.
-        let _ = okta.probe_capabilities().await;
-        let policy = match &cfg.policy.file {
-            Some(p) => Policy::load(p).unwrap(),
-            None => Policy::parse(POLICY).unwrap(),
-        };
-        GrantService::new(
-            app.store().await,
-            RedisConn::connect(&cfg.redis).await.unwrap(),
-            clock,
-            okta,
-            PolicyHandle::new(policy, None),
-            Duration::from_secs(600),
-        )
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        admin_post(&self.app.http, &self.app.base, path, body).await
-    }
-
-    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        admin_get(&self.app.http, &self.app.base, path).await
-    }
-
-    /// Creates a grant and expects it active.
-    pub async fn grant(&self, user: &str, resource: &str, duration: &str) -> Value {
-        create_active_grant(
-            &self.app.http,
-            &self.app.base,
-            user,
-            resource,
-            duration,
-            "test",
-        )
-        .await
-    }
-
-    pub async fn state(&self, id: &str) -> String {
-        let (s, g) = self.get(&format!("/v1/grants/{id}")).await;
-        assert_eq!(s, StatusCode::OK, "{g}");
-        g["state"].as_str().unwrap().to_string()
-    }
-
-    pub async fn audit_ok(&self) {
-        let report = jit_broker::audit::verify(&self.app.store().await)
-            .await
-            .unwrap();
-        assert!(report.ok(), "audit chain broken: {:?}", report.first_broken);
-    }
-}
-
-pub fn id(g: &Value) -> String {
-    g["id"].as_str().unwrap().to_string()
+    env_with_policy(db, GRANTS_POLICY).await
 }
 
 async fn group_grant_lifecycle(db: Db) {
     let e = env(db).await;
-    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    assert!(!e.sim.is_member(PROD_ADMINS, ALICE));
     let g = e.grant("alice@example.com", "prod-db-admin", "1h").await;
     assert_eq!(g["user_id"], ALICE);
     assert_eq!(g["standing"], false);
-    assert!(e.sim.is_member(PRODADMINS, ALICE));
+    assert!(e.sim.is_member(PROD_ADMINS, ALICE));
     let gid = id(&g);
     // The clock starts at activation: expires_at = activated_at + 1h.
     assert_eq!(
@@ -223,7 +41,7 @@ async fn group_grant_lifecycle(db: Db) {
         x["expires_at"].as_i64().unwrap(),
         g["expires_at"].as_i64().unwrap() + 3_600_000
     );
-    assert!(e.sim.is_member(PRODADMINS, ALICE));
+    assert!(e.sim.is_member(PROD_ADMINS, ALICE));
     // Past now + max_duration (4h): refused, nothing changes.
     let (s, x2) = e
         .post(
@@ -242,11 +60,11 @@ async fn group_grant_lifecycle(db: Db) {
         }
         o => panic!("expected Reschedule, got {o:?}"),
     }
-    assert!(e.sim.is_member(PRODADMINS, ALICE));
+    assert!(e.sim.is_member(PROD_ADMINS, ALICE));
 
     let late = e.replica(Duration::from_secs(3 * 3600)).await;
     assert_eq!(late.expire(&gid, 1).await, ExpiryOutcome::Done);
-    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    assert!(!e.sim.is_member(PROD_ADMINS, ALICE));
     assert_eq!(e.state(&gid).await, "revoked");
     // Idempotent: again is harmless and calls no Okta write.
     let deletes = e
@@ -266,11 +84,15 @@ async fn group_grant_lifecycle(db: Db) {
         .iter()
         .map(|a| a["action"].as_str().unwrap())
         .collect();
+    // The admin's extension is recorded as the requests service records any extension: an
+    // extension request approved by that admin, then the grant's new expiry.
     assert_eq!(
         actions,
         [
             "grant.provisioning",
             "grant.activated",
+            "request.created",
+            "request.approved",
             "grant.extended",
             "grant.revoking",
             "grant.revoked"
@@ -331,7 +153,7 @@ async fn overlapping_grants_are_counted(db: Db) {
     assert_eq!(r.expire(&id(&a), 1).await, ExpiryOutcome::Done);
     assert_eq!(e.state(&id(&a)).await, "revoked");
     assert!(
-        e.sim.is_member(PRODADMINS, ALICE),
+        e.sim.is_member(PROD_ADMINS, ALICE),
         "first expiry must leave access"
     );
     assert!(matches!(
@@ -341,7 +163,7 @@ async fn overlapping_grants_are_counted(db: Db) {
     let r = e.replica(Duration::from_secs(4 * 3600)).await;
     assert_eq!(r.expire(&id(&b), 1).await, ExpiryOutcome::Done);
     assert!(
-        !e.sim.is_member(PRODADMINS, ALICE),
+        !e.sim.is_member(PROD_ADMINS, ALICE),
         "last expiry removes access"
     );
     e.audit_ok().await;
@@ -367,14 +189,14 @@ async fn standing_access_survives(db: Db) {
 
     // Inherited app access (dave holds aws-prod through a group): standing, left alone.
     assert_eq!(
-        e.sim.app_assignment_scope(AWSPROD, DAVE).as_deref(),
+        e.sim.app_assignment_scope(AWS_PROD, DAVE).as_deref(),
         Some("GROUP")
     );
     let g = e.grant(DAVE, "aws-prod", "1h").await;
     assert_eq!(g["standing"], true);
     assert_eq!(r.expire(&id(&g), 1).await, ExpiryOutcome::Done);
     assert_eq!(
-        e.sim.app_assignment_scope(AWSPROD, DAVE).as_deref(),
+        e.sim.app_assignment_scope(AWS_PROD, DAVE).as_deref(),
         Some("GROUP")
     );
 
@@ -429,7 +251,7 @@ async fn inherited_at_revoke_fails_permanently(db: Db) {
 async fn deleted_user_counts_as_gone(db: Db) {
     let e = env(db).await;
     let g = e.grant(BOB, "oncall", "1h").await;
-    assert!(e.sim.is_member(ONCALL, BOB));
+    assert!(e.sim.is_member(ON_CALL, BOB));
     let admin = e.sim.admin("admin@example.com");
     admin.deactivate_user(BOB).unwrap();
     admin.delete_user(BOB).unwrap();
@@ -444,7 +266,7 @@ async fn end_sessions_on_expiry(db: Db) {
     let g = e.grant(ALICE, "oncall", "1h").await;
     let r = e.replica(Duration::from_secs(2 * 3600)).await;
     assert_eq!(r.expire(&id(&g), 1).await, ExpiryOutcome::Done);
-    assert!(!e.sim.is_member(ONCALL, ALICE));
+    assert!(!e.sim.is_member(ON_CALL, ALICE));
     assert_eq!(e.sim.sessions_cleared(ALICE), 1);
 }
 

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::grants::*;
+use crate::grants::env;
 use crate::helpers::*;
 
 async fn count(e: &Env, table: &str) -> i64 {

@@ -9,7 +9,7 @@ use jit_broker::scheduler::{ExpiryHandler, ExpiryOutcome};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::grants::*;
+use crate::grants::env;
 use crate::helpers::*;
 
 const GROUP_USER: &str = "/api/v1/groups/{groupId}/users/{userId}";
@@ -32,7 +32,7 @@ async fn crashed_provisioning_is_still_expired(db: Db) {
         .unwrap();
     assert!(due.iter().any(|d| d.grant_id == id(&g)));
     assert_eq!(r.expire(&id(&g), 1).await, ExpiryOutcome::Done);
-    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    assert!(!e.sim.is_member(PROD_ADMINS, ALICE));
     assert_eq!(e.state(&id(&g)).await, GrantState::Revoked.as_str());
 }
 
@@ -56,7 +56,7 @@ async fn retryable_okta_errors_are_retried(db: Db) {
     assert_eq!(e.state(&id(&g)).await, "revoking");
     e.sim.set_faults(okta_sim::faults::FaultConfig::default());
     assert_eq!(r.expire(&id(&g), 2).await, ExpiryOutcome::Done);
-    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    assert!(!e.sim.is_member(PROD_ADMINS, ALICE));
 }
 
 async fn concurrent_expiries_remove_once(db: Db) {
@@ -74,7 +74,7 @@ async fn concurrent_expiries_remove_once(db: Db) {
         1,
         "exactly one removal"
     );
-    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    assert!(!e.sim.is_member(PROD_ADMINS, ALICE));
     e.audit_ok().await;
     let store = e.app.store().await;
     let revoked: i64 = sqlx::Row::get(
@@ -111,7 +111,7 @@ async fn revoke_racing_expiry_and_a_new_grant(db: Db) {
     // Whatever the interleaving, the live grant b keeps its access.
     assert_eq!(e.state(&id(&b.1)).await, "active");
     assert!(
-        e.sim.is_member(PRODADMINS, ALICE),
+        e.sim.is_member(PROD_ADMINS, ALICE),
         "grant b must keep access"
     );
     e.audit_ok().await;
@@ -120,9 +120,9 @@ async fn revoke_racing_expiry_and_a_new_grant(db: Db) {
 async fn scheduler_expires_a_short_grant(db: Db) {
     let e = env(db).await;
     let g = e.grant(BOB, "prod-db-admin", "1s").await;
-    assert!(e.sim.is_member(PRODADMINS, BOB));
+    assert!(e.sim.is_member(PROD_ADMINS, BOB));
     wait_until(Duration::from_secs(15), || async {
-        !e.sim.is_member(PRODADMINS, BOB)
+        !e.sim.is_member(PROD_ADMINS, BOB)
     })
     .await;
     wait_until(Duration::from_secs(5), || async {
@@ -207,7 +207,7 @@ async fn failed_provisioning(db: Db) {
     let g = list["grants"][0].clone();
     assert!(g["last_error"].is_string(), "{list}");
     assert!(g["next_retry_at"].is_null(), "{g}");
-    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    assert!(!e.sim.is_member(PROD_ADMINS, ALICE));
     // Ambiguous failures (5xx after the client's retries): failed, cleanup runs at once through
     // the scheduler and ends the grant revoked.
     e.sim.set_faults(fault(503));
@@ -224,12 +224,12 @@ async fn failed_provisioning(db: Db) {
         l["grants"][0]["state"] == "revoked"
     })
     .await;
-    assert!(!e.sim.is_member(PRODADMINS, BOB));
+    assert!(!e.sim.is_member(PROD_ADMINS, BOB));
     e.audit_ok().await;
 }
 
 async fn provisioning_survives_the_request_timing_out(db: Db) {
-    let e = env_with(db, POLICY, |c| {
+    let e = env_with(db, GRANTS_POLICY, |c| {
         c.server.request_timeout = Duration::from_millis(500);
     })
     .await;
@@ -254,14 +254,14 @@ async fn provisioning_survives_the_request_timing_out(db: Db) {
         l["grants"][0]["state"] == "active"
     })
     .await;
-    assert!(e.sim.is_member(PRODADMINS, ALICE));
+    assert!(e.sim.is_member(PROD_ADMINS, ALICE));
     e.audit_ok().await;
 }
 
 async fn redis_losing_its_keys_loses_no_expiry(db: Db) {
     // I3: every key under our prefix vanishes (a failover without persistence); SQL is the
     // record, and the scheduler's sweep finds the overdue grant through `overdue`.
-    let e = env_with(db, POLICY, |c| {
+    let e = env_with(db, GRANTS_POLICY, |c| {
         c.scheduler.sweep_interval = Duration::from_millis(500);
     })
     .await;
@@ -281,7 +281,7 @@ async fn redis_losing_its_keys_loses_no_expiry(db: Db) {
         .await
         .unwrap();
     wait_until(Duration::from_secs(20), || async {
-        !e.sim.is_member(PRODADMINS, BOB)
+        !e.sim.is_member(PROD_ADMINS, BOB)
     })
     .await;
     wait_until(Duration::from_secs(5), || async {

@@ -16,6 +16,9 @@ mod deploy;
 mod e2e_faults;
 mod events;
 mod grants;
+// The re-check under the access lock is raced through a hook compiled only with `test-hooks`.
+#[cfg(feature = "test-hooks")]
+mod grants_access;
 mod grants_batch;
 mod grants_input;
 mod grants_races;

@@ -14,17 +14,10 @@ use jit_broker::okta::{
 use jit_broker::Config;
 use okta_sim::{SimConfig, SimHandle};
 
-pub const ALICE: &str = "00u1alice00000000001";
-pub const BOB: &str = "00u1bob0000000000002";
-pub const CAROL: &str = "00u1carol00000000003";
-pub const DAVE: &str = "00u1dave000000000004";
-pub const PROD_ADMINS: &str = "00g1prodadmins000001";
-pub const DB_OWNERS: &str = "00g1dbowners00000002";
-pub const APP_GROUP: &str = "00g1appgroup00000005";
-pub const PAYROLL: &str = "0oa1payroll000000001";
-pub const AWS_PROD: &str = "0oa1awsprod000000002";
-pub const CUSTOM_ROLE: &str = "cr0custom00000000001";
-pub const RESOURCE_SET: &str = "iam1resourceset00001";
+pub use crate::helpers::{
+    ALICE, APP_GROUP, AWS_PROD, BOB, CAROL, CUSTOM_ROLE, DAVE, DB_OWNERS, PAYROLL, PROD_ADMINS,
+    RESOURCE_SET,
+};
 
 pub const T_MEMBER: &str = "/api/v1/groups/{groupId}/users/{userId}";
 pub const T_GROUP: &str = "/api/v1/groups/{groupId}";

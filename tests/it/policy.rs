@@ -10,7 +10,6 @@ use jit_broker::policy::{Policy, PolicyError, PolicyHandle};
 use jit_broker::{RunError, RunOptions};
 use tokio::net::TcpListener;
 
-use crate::grants::{okta_config, POLICY};
 use crate::helpers::*;
 
 fn resource(extra: &str) -> String {
@@ -38,7 +37,7 @@ fn errors_of(text: &str) -> Vec<String> {
 
 #[test]
 fn offline_errors_name_resource_and_key() {
-    assert_eq!(Policy::parse(POLICY).unwrap().resources.len(), 7);
+    assert_eq!(Policy::parse(GRANTS_POLICY).unwrap().resources.len(), 7);
     let cases = [
         (resource("drift = \"revert\""), "drift"),
         (resource("jit_onyl = true"), "jit_onyl"),
@@ -103,7 +102,7 @@ fn policy_errors(r: Result<(), RunError>) -> String {
 }
 
 async fn start_checks_resources_in_okta(db: Db) {
-    let (r, _sim) = start(db, POLICY, None).await;
+    let (r, _sim) = start(db, GRANTS_POLICY, None).await;
     assert!(r.is_ok(), "{r:?}");
     for (group, needle) in [
         ("00g1appgroup00000005", "APP_GROUP"),
@@ -128,13 +127,21 @@ async fn start_checks_resources_in_okta(db: Db) {
 async fn kinds_the_token_cannot_change_are_refused() {
     let db = Db::Sqlite;
     // The group/app admin token cannot assign admin roles.
-    let msg = policy_errors(start(db, POLICY, Some("sim-group-app-admin-token")).await.0);
+    let msg = policy_errors(
+        start(db, GRANTS_POLICY, Some("sim-group-app-admin-token"))
+            .await
+            .0,
+    );
     assert!(
         msg.contains("user-admin") && msg.contains("admin roles"),
         "{msg}"
     );
     assert!(!msg.contains("prod-db-admin"), "{msg}");
-    let msg = policy_errors(start(db, POLICY, Some("sim-read-only-token")).await.0);
+    let msg = policy_errors(
+        start(db, GRANTS_POLICY, Some("sim-read-only-token"))
+            .await
+            .0,
+    );
     assert!(
         msg.contains("prod-db-admin") && msg.contains("group membership"),
         "{msg}"
@@ -155,7 +162,7 @@ async fn reload_keeps_old_policy_on_error() {
     std::fs::write(&path, resource("")).unwrap();
     let handle = PolicyHandle::new(Policy::load(&path).unwrap(), Some(path.clone()));
 
-    std::fs::write(&path, POLICY).unwrap();
+    std::fs::write(&path, GRANTS_POLICY).unwrap();
     assert_eq!(handle.reload(Some(&okta)).await.unwrap(), 7);
     assert!(handle.current().get("custom-admin").is_some());
 
@@ -185,9 +192,9 @@ async fn sighup_reloads_the_policy() {
     // Installed first, so the signal can never hit the default action (terminate) even if the
     // broker's own listener were not registered yet.
     let mut own = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap();
-    let e = crate::grants::env_with_policy(Db::Sqlite, &resource("")).await;
+    let e = crate::helpers::env_with_policy(Db::Sqlite, &resource("")).await;
     let path = e.app.config.policy.file.clone().unwrap();
-    let body = serde_json::json!({"user": crate::grants::ALICE, "resource": "payroll"});
+    let body = serde_json::json!({"user": crate::helpers::ALICE, "resource": "payroll"});
     let (s, r) = e.post("/v1/grants", body.clone()).await;
     assert_eq!(r["code"], "unknown_resource", "{s} {r}");
     let hup = || {
@@ -198,7 +205,7 @@ async fn sighup_reloads_the_policy() {
             .success();
         assert!(ok);
     };
-    std::fs::write(&path, POLICY).unwrap();
+    std::fs::write(&path, GRANTS_POLICY).unwrap();
     hup();
     own.recv().await;
     wait_until(Duration::from_secs(10), || async {
@@ -215,7 +222,7 @@ async fn sighup_reloads_the_policy() {
             .any(|l| l.starts_with("jit_policy_reloads_total{outcome=\"error\"}"))
     })
     .await;
-    let body2 = serde_json::json!({"user": crate::grants::BOB, "resource": "user-admin"});
+    let body2 = serde_json::json!({"user": crate::helpers::BOB, "resource": "user-admin"});
     assert_eq!(
         e.post("/v1/grants", body2).await.0,
         reqwest::StatusCode::CREATED
@@ -239,7 +246,7 @@ fn check_config_validates_the_policy_file() {
         stderr.contains("r1") && stderr.contains("drift"),
         "{stderr}"
     );
-    std::fs::write(&path, POLICY).unwrap();
+    std::fs::write(&path, GRANTS_POLICY).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_jit-broker"))
         .arg("check-config")
         .env("JIT_POLICY__FILE", &path)

@@ -17,8 +17,7 @@ use servers::{Cluster, SentinelSet};
 
 use crate::e2e_faults::child::{removals, MEMBERSHIP};
 use crate::e2e_faults::PAIRS;
-use crate::grants::{env_with, id, Env, POLICY};
-use crate::helpers::{unique_prefix, wait_until, Db};
+use crate::helpers::*;
 
 /// Every PAIRS grant, created through the API with `duration`.
 async fn grant_all(env: &Env, duration: &str) -> Vec<String> {
@@ -80,7 +79,7 @@ async fn sentinel_failover_mid_burst_loses_nothing() {
     let url = set.url();
     // The sweep is what finds a grant whose index entry the promoted replica never received
     // (asynchronous replication); 2 s instead of 30 s keeps the test short.
-    let env = env_with(Db::Postgres, POLICY, |c| {
+    let env = env_with(Db::Postgres, GRANTS_POLICY, |c| {
         c.redis.url = url.clone();
         c.scheduler.sweep_interval = Duration::from_secs(2);
     })
@@ -131,7 +130,7 @@ async fn sentinel_failover_mid_burst_loses_nothing() {
 async fn a_three_node_cluster_runs_the_scheduler_and_locks_unchanged() {
     let cluster = Cluster::start();
     let url = cluster.url();
-    let env = env_with(Db::Sqlite, POLICY, |c| c.redis.url = url.clone()).await;
+    let env = env_with(Db::Sqlite, GRANTS_POLICY, |c| c.redis.url = url.clone()).await;
     let ids = grant_all(&env, "2s").await;
     let grants = wait_revoked(&env, &ids).await;
     let late = lateness_ms(&grants);

@@ -13,20 +13,14 @@ mod inbound;
 use std::time::Duration;
 
 use jit_broker::clock::Clock;
-use jit_broker::grants::GrantService;
 use jit_broker::notify::Notification;
-use jit_broker::okta::OktaClient;
-use jit_broker::policy::{Policy, PolicyHandle};
-use jit_broker::redis_conn::RedisConn;
 use jit_broker::requests::RequestService;
 use jit_broker::slack::verify::sign;
 use jit_broker::slack::Slack;
 use jit_broker::tasks::Tasks;
-use jit_broker::RunOptions;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::grants::okta_config;
 use crate::helpers::*;
 use fake::FakeSlack;
 
@@ -38,119 +32,77 @@ pub const CAROL_S: &str = "U0CAROL";
 pub const APPROVALS: &str = "C0APPROVALS";
 pub const WAIT: Duration = Duration::from_secs(20);
 
-pub const POLICY: &str = r#"
-[[resource]]
-name = "prod-admins"
-kind = "okta_group"
-okta_id = "00g1prodadmins000001"
-default_duration = "1h"
-max_duration = "4h"
-require_reason = true
-approvals_required = 1
-approvers = { users = ["bob@example.com"] }
-slack_channel = "C0APPROVALS"
-
-[[resource]]
-name = "payroll"
-kind = "okta_app"
-okta_id = "0oa1payroll000000001"
-default_duration = "1h"
-max_duration = "8h"
-approvals_required = 1
-approvers = { users = ["bob@example.com"] }
-approval_step_up = "5m"
-
-[[resource]]
-name = "oncall"
-kind = "okta_group"
-okta_id = "00g1oncall0000000003"
-default_duration = "1h"
-max_duration = "4h"
-approvals_required = 1
-approvers = { users = ["bob@example.com"] }
-break_glass = true
-break_glass_max_duration = "1h"
-slack_channel = "C0APPROVALS"
-
-[[resource]]
-name = "engineering"
-kind = "okta_group"
-okta_id = "00g1engineering00004"
-default_duration = "1h"
-max_duration = "4h"
-approvals_required = 0
-"#;
-
+/// The shared test env (`crate::helpers::Env`) with Slack: a fake Web API, and a second Slack on
+/// the same database for driving the deliverer directly. Derefs to the shared env (`e.app`,
+/// `e.sim`, the API helpers).
 pub struct Env {
-    pub app: TestApp,
-    pub sim: okta_sim::SimHandle,
+    pub env: crate::helpers::Env,
     pub fake: FakeSlack,
     /// A second Slack channel on the same database, for driving the deliverer directly.
     pub slack: Slack,
     pub requests: RequestService,
-    pub _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Env {
+    type Target = crate::helpers::Env;
+    fn deref(&self) -> &crate::helpers::Env {
+        &self.env
+    }
+}
+
+impl std::ops::DerefMut for Env {
+    fn deref_mut(&mut self) -> &mut crate::helpers::Env {
+        &mut self.env
+    }
 }
 
 pub async fn env(db: Db) -> Env {
     env_with(db, |_| {}).await
 }
 
-pub async fn env_with(db: Db, tweak: impl FnOnce(&mut jit_broker::Config)) -> Env {
+pub async fn env_with(db: Db, tweak: impl FnOnce(&mut jit_broker::Config) + Send) -> Env {
     env_full(db, true, tweak).await
 }
 
 /// `app_slack = false`: the application runs without Slack (no hooks, no Slack outbox), so a
 /// test drives the deliverer alone and sees every Slack call it makes.
-pub async fn env_full(db: Db, app_slack: bool, tweak: impl FnOnce(&mut jit_broker::Config)) -> Env {
-    let sim = okta_sim::spawn(okta_sim::SimConfig::default())
-        .await
-        .unwrap();
+pub async fn env_full(
+    db: Db,
+    app_slack: bool,
+    tweak: impl FnOnce(&mut jit_broker::Config) + Send,
+) -> Env {
     let fake = FakeSlack::start().await;
     fake.add_user(ALICE_S, "alice@example.com");
     fake.add_user(BOB_S, "bob@example.com");
     fake.add_user(CAROL_S, "carol@example.com");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.toml");
-    std::fs::write(&path, POLICY).unwrap();
-    let tdb = TestDb::new(db).await;
-    let mut config = base_config(&tdb);
-    okta_config(&mut config, &sim.base_url());
-    config.policy.file = Some(path);
-    config.slack.bot_token = Some(secrecy::SecretString::from("xoxb-test-token"));
-    config.slack.signing_secrets = vec![
-        secrecy::SecretString::from(SECRET),
-        secrecy::SecretString::from(OLD_SECRET),
-    ];
-    config.slack.api_base_url = fake.api_url();
-    config.slack.default_channel = "C0DEFAULT".into();
-    config.slack.channel_interval = Duration::from_millis(50);
-    tweak(&mut config);
-    let mut app_config = config.clone();
-    if !app_slack {
-        app_config.slack.bot_token = None;
-        app_config.slack.signing_secrets.clear();
-    }
-    let app = spawn_app_with(tdb, app_config, RunOptions::default()).await;
-    let clock = Clock::system();
-    let okta = OktaClient::new(&config.okta, clock.clone()).unwrap();
-    let _ = okta.probe_capabilities().await;
-    let grants = GrantService::new(
-        app.store().await,
-        RedisConn::connect(&config.redis).await.unwrap(),
-        clock,
-        okta,
-        PolicyHandle::new(Policy::parse(POLICY).unwrap(), None),
-        Duration::from_secs(600),
-    );
+    let api = fake.api_url();
+    let (env, config) = EnvBuilder::new(db, SLACK_POLICY)
+        .tweak(move |c| {
+            c.slack.bot_token = Some(secrecy::SecretString::from("xoxb-test-token"));
+            c.slack.signing_secrets = vec![
+                secrecy::SecretString::from(SECRET),
+                secrecy::SecretString::from(OLD_SECRET),
+            ];
+            c.slack.api_base_url = api;
+            c.slack.default_channel = "C0DEFAULT".into();
+            c.slack.channel_interval = Duration::from_millis(50);
+        })
+        .tweak(tweak)
+        .start_split(|c| {
+            if !app_slack {
+                c.slack.bot_token = None;
+                c.slack.signing_secrets.clear();
+            }
+        })
+        .await;
+    let grants = grants_service(&env.app, Clock::system(), |_| {}).await;
     let requests = RequestService::new(grants, &config.requests, None);
     let slack = Slack::new(&config.slack, requests.clone(), Tasks::new()).unwrap();
     Env {
-        app,
-        sim,
+        env,
         fake,
         slack,
         requests,
-        _dir: dir,
     }
 }
 

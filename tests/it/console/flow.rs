@@ -3,7 +3,6 @@
 use reqwest::StatusCode;
 
 use super::*;
-use crate::grants::{ALICE, PRODADMINS};
 use crate::helpers::*;
 
 both_backends!(
@@ -63,7 +62,7 @@ async fn request_approve_and_revoke_through_the_console(db: Db) {
         .await;
     assert_eq!(decided.status, StatusCode::SEE_OTHER, "{}", decided.body);
     assert_eq!(decided.location, "/approvals?done=approved");
-    wait_until(WAIT, || async { env.sim.is_member(PRODADMINS, ALICE) }).await;
+    wait_until(WAIT, || async { env.sim.is_member(PROD_ADMINS, ALICE) }).await;
 
     let access = alice.get("/access").await;
     assert!(access.body.contains("state-active"), "{}", access.body);
@@ -78,7 +77,7 @@ async fn request_approve_and_revoke_through_the_console(db: Db) {
         )
         .await;
     assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
-    wait_until(WAIT, || async { !env.sim.is_member(PRODADMINS, ALICE) }).await;
+    wait_until(WAIT, || async { !env.sim.is_member(PROD_ADMINS, ALICE) }).await;
     // Bob's decision history shows it.
     assert!(bob.get("/approvals").await.body.contains("approve"));
 }

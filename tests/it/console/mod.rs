@@ -11,10 +11,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::grants::{env_with, Env};
-
-pub const DB_OWNERS: &str = "00g1dbowners00000002";
-pub const ON_CALL: &str = "00g1oncall0000000003";
+use crate::helpers::*;
 
 /// bob approves `prod-admins`; `on-call` needs a step-up (an Okta sign-in within 10 minutes).
 /// bob is a console admin (db-owners), carol an auditor (on-call), alice and dave requesters.
@@ -50,7 +47,7 @@ approval_step_up = "10m"
 
 pub async fn console_env(
     db: crate::helpers::Db,
-    tweak: impl FnOnce(&mut jit_broker::Config),
+    tweak: impl FnOnce(&mut jit_broker::Config) + Send,
 ) -> Env {
     env_with(db, POLICY, |c| {
         c.console.issuer = c.okta.base_url.clone();

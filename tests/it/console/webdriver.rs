@@ -15,7 +15,6 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use super::*;
-use crate::grants::{ALICE, PRODADMINS};
 use crate::helpers::*;
 
 struct Driver {
@@ -236,7 +235,7 @@ async fn request_approve_see_and_revoke_in_real_browsers() {
         .unwrap();
     wait_for_path(&bob, "/approvals").await;
     shot(&bob, "07-approvals-decided").await;
-    wait_until(WAIT, || async { env.sim.is_member(PRODADMINS, ALICE) }).await;
+    wait_until(WAIT, || async { env.sim.is_member(PROD_ADMINS, ALICE) }).await;
 
     alice.goto(&format!("{base}/access")).await.unwrap();
     shot(&alice, "08-access-active").await;
@@ -253,7 +252,7 @@ async fn request_approve_see_and_revoke_in_real_browsers() {
         .unwrap();
     wait_for_path(&alice, "/access").await;
     shot(&alice, "10-access-revoked").await;
-    wait_until(WAIT, || async { !env.sim.is_member(PRODADMINS, ALICE) }).await;
+    wait_until(WAIT, || async { !env.sim.is_member(PROD_ADMINS, ALICE) }).await;
 
     // Bob is an admin: the admin pages, for the screenshots and a look at their contents.
     for (path, name) in [

@@ -12,11 +12,7 @@ use jit_broker::api::auth::hash_token;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::grants::POLICY;
-use crate::helpers::{
-    admin_get, base_config, create_active_grant, redis_url, unique_prefix, wait_until, TestDb,
-    ADMIN_TOKEN,
-};
+use crate::helpers::*;
 
 pub const MEMBERSHIP: &str = "/api/v1/groups/{groupId}/users/{userId}";
 
@@ -48,7 +44,7 @@ pub struct ChildBroker {
 impl ChildBroker {
     /// Writes the config file and starts the broker; returns once `/healthz` answers.
     pub async fn start(db: TestDb, okta_base: &str, overrides: Overrides) -> ChildBroker {
-        Self::start_with_policy(db, okta_base, POLICY, overrides).await
+        Self::start_with_policy(db, okta_base, GRANTS_POLICY, overrides).await
     }
 
     pub async fn start_with_policy(
@@ -142,7 +138,7 @@ impl ChildBroker {
         let file = dir.path().join("broker.toml");
         std::fs::copy(&self.file, &file).unwrap();
         let mut b = ChildBroker {
-            db: self.db.same(),
+            db: self.db.shared(),
             base: String::new(),
             http: reqwest::Client::new(),
             dir,

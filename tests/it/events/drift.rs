@@ -1,95 +1,16 @@
 //! The shared drift reaction and the grants service's external endings, driven directly (the
 //! event hook and sync tests drive them through their detectors).
 
-use std::time::Duration;
-
 use jit_broker::clock::Clock;
 use jit_broker::drift::{Detection, DriftReactor, Finding, OktaActor, Outcome};
 use jit_broker::grants::GrantService;
-use jit_broker::okta::OktaClient;
-use jit_broker::policy::{Policy, PolicyHandle};
-use jit_broker::redis_conn::RedisConn;
 use serde_json::json;
 
-use crate::grants::{env_with_policy, id, Env, ALICE, BOB, CAROL, PAYROLL, PRODADMINS};
 use crate::helpers::*;
-
-pub const DRIFT_POLICY: &str = r#"
-[[resource]]
-name = "needs-approval"
-kind = "okta_group"
-okta_id = "00g1dbowners00000002"
-default_duration = "1h"
-max_duration = "4h"
-approvers = { users = ["carol@example.com"] }
-approvals_required = 1
-[[resource]]
-name = "prod-db-admin"
-kind = "okta_group"
-okta_id = "00g1prodadmins000001"
-default_duration = "1h"
-max_duration = "4h"
-approvals_required = 0
-jit_only = true
-drift = "enforce"
-allow_standing = ["carol@example.com"]
-
-[[resource]]
-name = "engineering"
-kind = "okta_group"
-okta_id = "00g1engineering00004"
-default_duration = "1h"
-max_duration = "4h"
-approvals_required = 0
-
-[[resource]]
-name = "oncall"
-kind = "okta_group"
-okta_id = "00g1oncall0000000003"
-default_duration = "1h"
-max_duration = "4h"
-approvals_required = 0
-jit_only = true
-drift = "report"
-
-[[resource]]
-name = "payroll"
-kind = "okta_app"
-okta_id = "0oa1payroll000000001"
-default_duration = "1h"
-max_duration = "8h"
-approvals_required = 0
-jit_only = true
-drift = "enforce"
-
-[[resource]]
-name = "user-admin"
-kind = "okta_role"
-okta_id = "USER_ADMIN"
-default_duration = "30m"
-max_duration = "2h"
-approvals_required = 0
-jit_only = true
-drift = "enforce"
-"#;
-
-pub const ENGINEERING: &str = "00g1engineering00004";
-pub const ONCALL: &str = "00g1oncall0000000003";
 
 /// A grants service on the app's database, Redis prefix and okta-sim, with the drift policy.
 pub async fn service(e: &Env) -> GrantService {
-    let cfg = &e.app.config;
-    let clock = Clock::system();
-    let okta = OktaClient::new(&cfg.okta, clock.clone()).unwrap();
-    let _ = okta.probe_capabilities().await;
-    GrantService::new(
-        e.app.store().await,
-        RedisConn::connect(&cfg.redis).await.unwrap(),
-        clock,
-        okta,
-        PolicyHandle::new(Policy::parse(DRIFT_POLICY).unwrap(), None),
-        Duration::from_secs(600),
-    )
+    grants_service(&e.app, Clock::system(), |_| {}).await
 }
 
 fn finding(resource: &str, user: &str, actor: Option<&str>) -> Finding {
@@ -130,7 +51,7 @@ async fn drift_verdicts(db: Db) {
     let admin = e.sim.admin("admin@example.com");
 
     // Enforce: an out-of-band member is removed through the revocation lane and audited.
-    admin.add_member(PRODADMINS, BOB).unwrap();
+    admin.add_member(PROD_ADMINS, BOB).unwrap();
     let o = drift
         .react(&finding("prod-db-admin", BOB, Some("00uadmin")))
         .await
@@ -141,7 +62,7 @@ async fn drift_verdicts(db: Db) {
             okta_change: "removed"
         }
     );
-    assert!(!e.sim.is_member(PRODADMINS, BOB));
+    assert!(!e.sim.is_member(PROD_ADMINS, BOB));
     // Again: harmless (Okta answers 204 or 404 for a non-member; both count as gone).
     let o = drift
         .react(&finding("prod-db-admin", BOB, None))
@@ -150,10 +71,10 @@ async fn drift_verdicts(db: Db) {
     assert!(matches!(o, Outcome::Reverted { .. }), "{o:?}");
 
     // Report: recorded, access left alone.
-    admin.add_member(ONCALL, BOB).unwrap();
+    admin.add_member(ON_CALL, BOB).unwrap();
     let o = drift.react(&finding("oncall", BOB, None)).await.unwrap();
     assert_eq!(o, Outcome::Reported);
-    assert!(e.sim.is_member(ONCALL, BOB));
+    assert!(e.sim.is_member(ON_CALL, BOB));
 
     // Not jit_only (everyone is in engineering), or not in the policy: not judged.
     assert_eq!(
@@ -170,11 +91,11 @@ async fn drift_verdicts(db: Db) {
     assert!(e.sim.is_member(ENGINEERING, BOB));
 
     // allow_standing (by login).
-    admin.add_member(PRODADMINS, CAROL).unwrap();
+    admin.add_member(PROD_ADMINS, CAROL).unwrap();
     let mut f = finding("prod-db-admin", CAROL, None);
     f.user_login = Some("carol@example.com".into());
     assert_eq!(drift.react(&f).await.unwrap(), Outcome::AllowedStanding);
-    assert!(e.sim.is_member(PRODADMINS, CAROL));
+    assert!(e.sim.is_member(PROD_ADMINS, CAROL));
 
     // A live grant explains the access.
     let g = e.grant("alice@example.com", "prod-db-admin", "1h").await;
@@ -183,19 +104,19 @@ async fn drift_verdicts(db: Db) {
         .await
         .unwrap();
     assert_eq!(o, Outcome::Explained { grant_id: id(&g) });
-    assert!(e.sim.is_member(PRODADMINS, ALICE));
+    assert!(e.sim.is_member(PROD_ADMINS, ALICE));
 
     // The broker's own principal is never drift, whatever the grants say.
     let principal = drift
         .principal_id()
         .expect("the probe learns the principal");
-    admin.add_member(PRODADMINS, BOB).unwrap();
+    admin.add_member(PROD_ADMINS, BOB).unwrap();
     let o = drift
         .react(&finding("prod-db-admin", BOB, Some(&principal)))
         .await
         .unwrap();
     assert_eq!(o, Outcome::OwnChange);
-    assert!(e.sim.is_member(PRODADMINS, BOB));
+    assert!(e.sim.is_member(PROD_ADMINS, BOB));
 
     // A grant that ended after the change happened explains it (a delayed event of our add).
     let g2 = e.grant("bob@example.com", "oncall", "1h").await;
@@ -258,7 +179,7 @@ async fn external_removal_and_departure(db: Db) {
 
     // Someone removes the membership: the grant ends as removed_externally, nothing re-added.
     let g = e.grant("alice@example.com", "prod-db-admin", "1h").await;
-    admin.remove_member(PRODADMINS, ALICE).unwrap();
+    admin.remove_member(PROD_ADMINS, ALICE).unwrap();
     let puts = e
         .sim
         .counter("PUT", "/api/v1/groups/{groupId}/users/{userId}");
@@ -287,7 +208,7 @@ async fn external_removal_and_departure(db: Db) {
             .counter("PUT", "/api/v1/groups/{groupId}/users/{userId}"),
         puts
     );
-    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    assert!(!e.sim.is_member(PROD_ADMINS, ALICE));
 
     // A departure revokes every live grant of the user: group, app and role.
     let g1 = e.grant("bob@example.com", "prod-db-admin", "1h").await;
@@ -303,7 +224,7 @@ async fn external_removal_and_departure(db: Db) {
         assert_eq!(e.state(&id(g)).await, "revoked");
     }
     assert_eq!(e.state(&id(&other)).await, "active");
-    assert!(!e.sim.is_member(PRODADMINS, BOB));
+    assert!(!e.sim.is_member(PROD_ADMINS, BOB));
     assert!(e.sim.app_assignment_scope(PAYROLL, BOB).is_none());
     assert!(e.sim.user_roles(BOB).is_empty());
     let (_, g1v) = e.get(&format!("/v1/grants/{}", id(&g1))).await;

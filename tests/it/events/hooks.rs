@@ -7,8 +7,6 @@ use jit_broker::RunOptions;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use super::drift::{DRIFT_POLICY, ONCALL};
-use crate::grants::{env_with, id, Env, ALICE, BOB, CAROL, DAVE, PAYROLL, PRODADMINS};
 use crate::helpers::*;
 
 pub const SECRET: &str = "hook-secret-for-tests";
@@ -131,11 +129,11 @@ async fn verification_challenge(db: Db) {
 async fn drift_enforced_and_reported(db: Db) {
     let e = hooked(db).await;
     let admin = e.sim.admin("admin@example.com");
-    admin.add_member(PRODADMINS, BOB).unwrap();
-    admin.add_member(ONCALL, BOB).unwrap();
+    admin.add_member(PROD_ADMINS, BOB).unwrap();
+    admin.add_member(ON_CALL, BOB).unwrap();
     // Enforce: removed within 5 s of the out-of-band add.
     wait_until(Duration::from_secs(5), || async {
-        !e.sim.is_member(PRODADMINS, BOB)
+        !e.sim.is_member(PROD_ADMINS, BOB)
     })
     .await;
     // Report: left in place, recorded.
@@ -143,7 +141,7 @@ async fn drift_enforced_and_reported(db: Db) {
         audit_count(&e, "drift.detected").await == 1
     })
     .await;
-    assert!(e.sim.is_member(ONCALL, BOB));
+    assert!(e.sim.is_member(ON_CALL, BOB));
     // The broker's own removal comes back as an event, recognised as ours.
     wait_until(Duration::from_secs(5), || async {
         events_in(&e, "done").await.iter().any(|v| {
@@ -188,7 +186,7 @@ async fn departure_revokes_everything(db: Db) {
     })
     .await;
     assert_eq!(e.state(&id(&keep)).await, "active");
-    assert!(!e.sim.is_member(PRODADMINS, BOB));
+    assert!(!e.sim.is_member(PROD_ADMINS, BOB));
     assert!(e.sim.app_assignment_scope(PAYROLL, BOB).is_none());
     let (_, g) = e.get(&format!("/v1/grants/{}", id(&g1))).await;
     assert!(
@@ -216,7 +214,7 @@ async fn external_removal_ends_grant(db: Db) {
     let g = e.grant("alice@example.com", "prod-db-admin", "1h").await;
     e.sim
         .admin("admin@example.com")
-        .remove_member(PRODADMINS, ALICE)
+        .remove_member(PROD_ADMINS, ALICE)
         .unwrap();
     wait_until(Duration::from_secs(10), || async {
         e.state(&id(&g)).await == "removed_externally"
@@ -224,7 +222,7 @@ async fn external_removal_ends_grant(db: Db) {
     .await;
     settled(&e).await;
     // Not re-added.
-    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    assert!(!e.sim.is_member(PROD_ADMINS, ALICE));
     assert_eq!(audit_count(&e, "grant.removed_externally").await, 1);
 }
 
@@ -232,7 +230,7 @@ async fn duplicates_processed_once(db: Db) {
     let e = hooked(db).await;
     e.sim
         .admin("admin@example.com")
-        .add_member(ONCALL, DAVE)
+        .add_member(ON_CALL, DAVE)
         .unwrap();
     settled(&e).await;
     wait_until(Duration::from_secs(5), || async {
@@ -240,8 +238,8 @@ async fn duplicates_processed_once(db: Db) {
     })
     .await;
     let d = delivery(vec![
-        group_add("dup-1", ONCALL, CAROL, Some("00uother")),
-        group_add("dup-1", ONCALL, CAROL, Some("00uother")),
+        group_add("dup-1", ON_CALL, CAROL, Some("00uother")),
+        group_add("dup-1", ON_CALL, CAROL, Some("00uother")),
     ]);
     for _ in 0..3 {
         assert_eq!(deliver(&e, &d).await, StatusCode::NO_CONTENT);
@@ -294,7 +292,7 @@ async fn own_changes_are_not_drift_even_early(db: Db) {
     )
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(DAVE)
-    .bind(PRODADMINS)
+    .bind(PROD_ADMINS)
     .bind(chrono::Utc::now().timestamp_millis())
     .bind(chrono::Utc::now().timestamp_millis() + 3_600_000)
     .execute(store.pool())
@@ -302,10 +300,10 @@ async fn own_changes_are_not_drift_even_early(db: Db) {
     .unwrap();
     e.sim
         .admin("replica-b")
-        .add_member(PRODADMINS, DAVE)
+        .add_member(PROD_ADMINS, DAVE)
         .unwrap();
     settled(&e).await;
-    assert!(e.sim.is_member(PRODADMINS, DAVE));
+    assert!(e.sim.is_member(PROD_ADMINS, DAVE));
     assert_eq!(audit_count(&e, "drift.reverted").await, 0);
 }
 
@@ -346,7 +344,7 @@ async fn fixtures_parse(db: Db) {
 
 async fn bad_input_changes_nothing(db: Db) {
     let e = hooked(db).await;
-    let good = delivery(vec![group_add("bad-1", ONCALL, CAROL, None)]).to_string();
+    let good = delivery(vec![group_add("bad-1", ON_CALL, CAROL, None)]).to_string();
     let json = "application/json";
     assert_eq!(
         post_raw(&e, None, json, good.clone()).await,
@@ -414,7 +412,7 @@ async fn poison_is_dead_lettered_and_retryable(db: Db) {
         Some("00uhr"),
         json!([]),
     );
-    let next = group_add("after-poison", ONCALL, CAROL, Some("00uother"));
+    let next = group_add("after-poison", ON_CALL, CAROL, Some("00uother"));
     assert_eq!(
         deliver(&e, &delivery(vec![poison, next])).await,
         StatusCode::NO_CONTENT
@@ -454,7 +452,7 @@ async fn stored_events_survive_a_crash(db: Db) {
     let mut first = spawn_app_with(tdb, config, RunOptions::default()).await;
     let d = delivery(vec![group_add(
         "crash-1",
-        PRODADMINS,
+        PROD_ADMINS,
         BOB,
         Some("00uother"),
     )]);
@@ -476,15 +474,15 @@ async fn stored_events_survive_a_crash(db: Db) {
         .await
         .unwrap();
     sim.admin("admin@example.com")
-        .add_member(PRODADMINS, BOB)
+        .add_member(PROD_ADMINS, BOB)
         .unwrap();
     let mut config = base_config(&tdb);
     events_config(&mut config);
-    crate::grants::okta_config(&mut config, &sim.base_url());
+    crate::helpers::okta_config(&mut config, &sim.base_url());
     config.policy.file = Some(path);
     let second = spawn_app_with(tdb, config, RunOptions::default()).await;
     wait_until(Duration::from_secs(10), || async {
-        !sim.is_member(PRODADMINS, BOB)
+        !sim.is_member(PROD_ADMINS, BOB)
     })
     .await;
     wait_until(Duration::from_secs(10), || async {
@@ -508,7 +506,7 @@ async fn two_replicas_process_each_event_once(db: Db) {
         let user = [ALICE, BOB, CAROL, DAVE][i % 4];
         let d = delivery(vec![group_add(
             &format!("rep-{i}"),
-            ONCALL,
+            ON_CALL,
             user,
             Some("00uother"),
         )]);

@@ -14,9 +14,7 @@ use jit_broker::RunOptions;
 use reqwest::StatusCode;
 use sqlx::Row;
 
-use super::drift::ONCALL;
 use super::hooks::{deliver, delivery, events_in, group_add, hooked, settled};
-use crate::grants::CAROL;
 use crate::helpers::*;
 
 const UUIDS: usize = 40;
@@ -150,7 +148,7 @@ async fn the_purge_task_deletes_past_retention(db: Db) {
     let e = hooked(db).await;
     // Processed (a drift report on a managed group) and dropped (a group nobody manages).
     let d = delivery(vec![
-        group_add("ret-done", ONCALL, CAROL, Some("00uother")),
+        group_add("ret-done", ON_CALL, CAROL, Some("00uother")),
         group_add(
             "ret-dropped",
             "00gunmanaged0000001",

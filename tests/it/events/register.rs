@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use super::drift::DRIFT_POLICY;
 use super::hooks::SECRET;
-use crate::grants::{env_with, BOB, PRODADMINS};
 use crate::helpers::*;
 
-fn cli(e: &crate::grants::Env, args: &[&str], secret: Option<&str>) -> std::process::Output {
+fn cli(e: &crate::helpers::Env, args: &[&str], secret: Option<&str>) -> std::process::Output {
     let mut cmd = broker_cmd();
     cmd.env("JIT_OKTA__BASE_URL", e.sim.base_url())
         .env("JIT_OKTA__API_TOKEN", "sim-super-admin-token")
@@ -78,10 +76,10 @@ async fn register_status_and_trial(db: Db) {
     // The trial: an out-of-band add to a jit_only group is reverted within seconds.
     e.sim
         .admin("admin@example.com")
-        .add_member(PRODADMINS, BOB)
+        .add_member(PROD_ADMINS, BOB)
         .unwrap();
     wait_until(Duration::from_secs(5), || async {
-        !e.sim.is_member(PRODADMINS, BOB)
+        !e.sim.is_member(PROD_ADMINS, BOB)
     })
     .await;
 }

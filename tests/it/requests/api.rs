@@ -525,7 +525,7 @@ async fn pending_requests_expire_and_cannot_be_decided(db: Db) {
         )
         .await;
     // Another replica whose clock is a day and a minute ahead runs the pending-timeout check.
-    let g = crate::grants::Env::replica_of(&e.app, std::time::Duration::from_secs(24 * 3600 + 60))
+    let g = crate::helpers::Env::replica_of(&e.app, std::time::Duration::from_secs(24 * 3600 + 60))
         .await;
     let svc = jit_broker::requests::RequestService::new(g, &e.app.config.requests, None);
     let (expired, _) = svc.check_once().await.unwrap();

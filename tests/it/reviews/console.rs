@@ -14,7 +14,7 @@ async fn console_reviews_env(db: Db) -> Env {
         c.console.client_secret = Some(secrecy::SecretString::from(
             okta_sim::oidc::DEFAULT_CLIENT_SECRET,
         ));
-        c.console.auditor_groups = vec![crate::console::ON_CALL.into()];
+        c.console.auditor_groups = vec![ON_CALL.into()];
     })
     .await
 }

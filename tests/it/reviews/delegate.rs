@@ -27,44 +27,44 @@ async fn delegation_moves_the_item_and_is_audited(db: Db) {
     let carol_ua = item_no(&all, CAROL, "user-admin");
 
     // carol hands alice's payroll item to bob.
-    let (s, d) = post_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/items/{pay}/delegate"),
-        json!({"to": "bob@example.com", "comment": "bob runs finance now"}),
-    )
-    .await;
+    let (s, d) = e
+        .post_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/items/{pay}/delegate"),
+            json!({"to": "bob@example.com", "comment": "bob runs finance now"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{d}");
     assert_eq!(
         (d["reviewer"].as_str(), d["delegated_from"].as_str()),
         (Some("bob@example.com"), Some("carol@example.com"))
     );
     // The old reviewer cannot decide it any more; the new one can.
-    let (s, err) = post_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/items/{pay}/decide"),
-        json!({"decision": "keep"}),
-    )
-    .await;
+    let (s, err) = e
+        .post_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/items/{pay}/decide"),
+            json!({"decision": "keep"}),
+        )
+        .await;
     assert_eq!(
         (s, err["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("not_your_item"))
     );
-    let (s, d) = post_as(
-        &e,
-        "bob@example.com",
-        &format!("/v1/reviews/{id}/items/{pay}/decide"),
-        json!({"decision": "keep"}),
-    )
-    .await;
+    let (s, d) = e
+        .post_as(
+            "bob@example.com",
+            &format!("/v1/reviews/{id}/items/{pay}/decide"),
+            json!({"decision": "keep"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{d}");
-    let (_, bobs) = get_as(
-        &e,
-        "bob@example.com",
-        &format!("/v1/reviews/{id}/items?reviewer=me"),
-    )
-    .await;
+    let (_, bobs) = e
+        .get_as(
+            "bob@example.com",
+            &format!("/v1/reviews/{id}/items?reviewer=me"),
+        )
+        .await;
     assert!(bobs["items"]
         .as_array()
         .unwrap()
@@ -72,16 +72,16 @@ async fn delegation_moves_the_item_and_is_audited(db: Db) {
         .any(|i| i["item_id"] == pay));
 
     // In bulk: carol's other two to alice.
-    let (s, d) = post_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/delegations"),
-        json!({"delegations": [
-            {"item": bob_db, "to": "alice@example.com"},
-            {"item": dave_aws, "to": "alice@example.com", "comment": "owns aws"},
-        ]}),
-    )
-    .await;
+    let (s, d) = e
+        .post_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/delegations"),
+            json!({"delegations": [
+                {"item": bob_db, "to": "alice@example.com"},
+                {"item": dave_aws, "to": "alice@example.com", "comment": "owns aws"},
+            ]}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{d}");
     assert_eq!(d["items"].as_array().unwrap().len(), 2);
 
@@ -216,7 +216,7 @@ async fn bad_delegations_change_nothing(db: Db) {
         ),
     ];
     for (who, path, body, status, code) in &cases {
-        let (s, v) = post_as(&e, who, path, body.clone()).await;
+        let (s, v) = e.post_as(who, path, body.clone()).await;
         assert_eq!(
             (s, v["code"].as_str()),
             (*status, Some(*code)),
@@ -231,13 +231,13 @@ async fn bad_delegations_change_nothing(db: Db) {
     let (s, _) = e.post(&format!("/v1/reviews/{id}/close"), json!({})).await;
     assert_eq!(s, StatusCode::OK);
     let (_, closed) = e.get(&format!("/v1/reviews/{id}/items")).await;
-    let (s, v) = post_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/items/{bob_db}/delegate"),
-        json!({"to": "dave@example.com"}),
-    )
-    .await;
+    let (s, v) = e
+        .post_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/items/{bob_db}/delegate"),
+            json!({"to": "dave@example.com"}),
+        )
+        .await;
     assert_eq!(
         (s, v["code"].as_str()),
         (StatusCode::CONFLICT, Some("campaign_closed"))

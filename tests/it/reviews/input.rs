@@ -180,7 +180,7 @@ async fn bad_input_changes_nothing(db: Db) {
         ),
     ];
     for (who, path, body, status, code) in cases {
-        let (s, v) = post_as(&e, who, &path, body.clone()).await;
+        let (s, v) = e.post_as(who, &path, body.clone()).await;
         assert_eq!(
             (s, v["code"].as_str()),
             (status, Some(code)),
@@ -188,12 +188,12 @@ async fn bad_input_changes_nothing(db: Db) {
         );
     }
     // The reviewer filter is the caller's only, unless admin or auditor.
-    let (s, v) = get_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/items?reviewer=bob@example.com"),
-    )
-    .await;
+    let (s, v) = e
+        .get_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/items?reviewer=bob@example.com"),
+        )
+        .await;
     assert_eq!(
         (s, v["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("forbidden"))
@@ -265,13 +265,13 @@ async fn bad_input_changes_nothing(db: Db) {
         .unwrap();
     let closed = items_of(&e, &id).await;
     let audit_closed = audit_len(&e).await;
-    let (s, v) = post_as(
-        &e,
-        "carol@example.com",
-        &bulk,
-        json!({"decisions": [{"item": dave_no, "decision": "revoke"}]}),
-    )
-    .await;
+    let (s, v) = e
+        .post_as(
+            "carol@example.com",
+            &bulk,
+            json!({"decisions": [{"item": dave_no, "decision": "revoke"}]}),
+        )
+        .await;
     assert_eq!(
         (s, v["code"].as_str()),
         (StatusCode::CONFLICT, Some("campaign_closed"))

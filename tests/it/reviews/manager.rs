@@ -68,24 +68,24 @@ async fn the_manager_rule_follows_the_okta_profile(db: Db) {
 
     // The manager decides; someone else (bob, alice's db-owners approver) cannot.
     let pay = item_no(&all, ALICE, "payroll");
-    let (s, err) = post_as(
-        &e,
-        "bob@example.com",
-        &format!("/v1/reviews/{id}/items/{pay}/decide"),
-        json!({"decision": "keep"}),
-    )
-    .await;
+    let (s, err) = e
+        .post_as(
+            "bob@example.com",
+            &format!("/v1/reviews/{id}/items/{pay}/decide"),
+            json!({"decision": "keep"}),
+        )
+        .await;
     assert_eq!(
         (s, err["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("not_your_item"))
     );
-    let (s, d) = post_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/items/{pay}/decide"),
-        json!({"decision": "keep"}),
-    )
-    .await;
+    let (s, d) = e
+        .post_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/items/{pay}/decide"),
+            json!({"decision": "keep"}),
+        )
+        .await;
     assert_eq!(
         (s, d["decided_by"].as_str()),
         (StatusCode::OK, Some("carol@example.com"))

@@ -15,22 +15,13 @@ mod scope;
 
 use std::time::Duration;
 
-use jit_broker::api::auth::TokenConfig;
-use jit_broker::api::auth::{hash_token, Role};
-use jit_broker::clock::Clock;
-use jit_broker::okta::OktaClient;
-use jit_broker::policy::{Policy, PolicyHandle};
-use jit_broker::redis_conn::RedisConn;
+use jit_broker::api::auth::Role;
 use jit_broker::reviews::ReviewService;
 use jit_broker::sync::{SyncOptions, Syncer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::grants::{env_with, Env, ALICE, BOB, CAROL, DAVE, PAYROLL};
 use crate::helpers::*;
-
-pub const DB_OWNERS: &str = "00g1dbowners00000002";
-pub const AWS_PROD: &str = "0oa1awsprod000000002";
 
 /// db-owners: jit_only reporting drift, so bob's seeded membership is `unexplained` and alice's
 /// (allowed) is `standing`; aws-prod: dave holds it through the group aws-users (inherited);
@@ -77,33 +68,30 @@ allow_standing = ["carol@example.com"]
 approvers = { users = ["carol@example.com"] }
 "#;
 
-pub fn token_of(login: &str) -> String {
-    format!("tok-{login}")
-}
-
-/// The app with person tokens, the Okta org set up, one sync run, and a grant of payroll to
-/// alice (before the sync, so the inventory explains it by the grant).
+/// The app with person tokens (every seeded person approves and requests), the Okta org set up,
+/// one sync run, and a grant of payroll to alice (before the sync, so the inventory explains it
+/// by the grant).
 pub async fn env(db: Db) -> Env {
     env_tweaked(db, |_| {}).await
 }
 
-pub async fn env_tweaked(db: Db, tweak: impl FnOnce(&mut jit_broker::Config)) -> Env {
-    let e = env_with(db, POLICY, |c| {
-        tweak(c);
-        for login in [
-            "alice@example.com",
-            "bob@example.com",
-            "carol@example.com",
-            "dave@example.com",
-        ] {
-            c.auth.tokens.push(TokenConfig {
-                name: login.into(),
-                roles: vec![Role::Approver, Role::Requester],
-                sha256: hash_token(&token_of(login)),
-            });
-        }
-    })
-    .await;
+pub async fn env_tweaked(db: Db, tweak: impl FnOnce(&mut jit_broker::Config) + Send) -> Env {
+    let e = EnvBuilder::new(db, POLICY)
+        .tweak(tweak)
+        .tweak(|c| {
+            for login in [
+                "alice@example.com",
+                "bob@example.com",
+                "carol@example.com",
+                "dave@example.com",
+            ] {
+                c.auth
+                    .tokens
+                    .push(person(login, &[Role::Approver, Role::Requester]));
+            }
+        })
+        .start()
+        .await;
     let admin = e.sim.admin("it-admin@example.com");
     admin.add_member(DB_OWNERS, ALICE).unwrap();
     admin.assign_role(CAROL, "USER_ADMIN").unwrap();
@@ -119,19 +107,7 @@ pub async fn env_tweaked(db: Db, tweak: impl FnOnce(&mut jit_broker::Config)) ->
 
 /// A grants service on the app's database, Redis and Okta with a clock `ahead` of now.
 pub async fn grants_at(e: &Env, ahead: Duration) -> jit_broker::grants::GrantService {
-    let clock = Clock::tokio_at(chrono::Utc::now().timestamp_millis() + ahead.as_millis() as i64);
-    let cfg = &e.app.config;
-    let okta = OktaClient::new(&cfg.okta, clock.clone()).unwrap();
-    let _ = okta.probe_capabilities().await;
-    let policy = Policy::load(cfg.policy.file.as_ref().unwrap()).unwrap();
-    jit_broker::grants::GrantService::new(
-        e.app.store().await,
-        RedisConn::connect(&cfg.redis).await.unwrap(),
-        clock,
-        okta,
-        PolicyHandle::new(policy, None),
-        Duration::from_secs(600),
-    )
+    grants_service(&e.app, clock_ahead(ahead), |_| {}).await
 }
 
 pub async fn syncer(e: &Env, ahead: Duration) -> Syncer {
@@ -141,33 +117,6 @@ pub async fn syncer(e: &Env, ahead: Duration) -> Syncer {
 /// The review service as the periodic task on a replica `ahead` of now would run it.
 pub async fn reviews_at(e: &Env, ahead: Duration) -> ReviewService {
     ReviewService::new(grants_at(e, ahead).await)
-}
-
-pub async fn post_as(e: &Env, login: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    let r = e
-        .app
-        .http
-        .post(e.app.url(path))
-        .bearer_auth(token_of(login))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let s = r.status();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
-pub async fn get_as(e: &Env, login: &str, path: &str) -> (StatusCode, Value) {
-    let r = e
-        .app
-        .http
-        .get(e.app.url(path))
-        .bearer_auth(token_of(login))
-        .send()
-        .await
-        .unwrap();
-    let s = r.status();
-    (s, r.json().await.unwrap_or(Value::Null))
 }
 
 pub fn due_in(d: Duration) -> String {
@@ -251,12 +200,12 @@ async fn campaign_snapshot_decide_remediate_report(db: Db) {
     assert_eq!(again["items"], all["items"]);
 
     // carol's own items.
-    let (s, mine) = get_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/items?reviewer=me"),
-    )
-    .await;
+    let (s, mine) = e
+        .get_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/items?reviewer=me"),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{mine}");
     assert_eq!(mine["items"].as_array().unwrap().len(), 3);
     assert!(mine["items"]
@@ -267,38 +216,38 @@ async fn campaign_snapshot_decide_remediate_report(db: Db) {
 
     // carol cannot decide her own access (its reviewer is dave), nor bob's item.
     let carol_item = item_no(&all, CAROL, "user-admin");
-    let (s, err) = post_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/items/{carol_item}/decide"),
-        json!({"decision": "keep", "comment": "mine"}),
-    )
-    .await;
+    let (s, err) = e
+        .post_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/items/{carol_item}/decide"),
+            json!({"decision": "keep", "comment": "mine"}),
+        )
+        .await;
     assert_eq!(
         (s, err["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("self_review"))
     );
     let alice_db_no = item_no(&all, ALICE, "db-owners");
-    let (s, err) = post_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/items/{alice_db_no}/decide"),
-        json!({"decision": "keep"}),
-    )
-    .await;
+    let (s, err) = e
+        .post_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/items/{alice_db_no}/decide"),
+            json!({"decision": "keep"}),
+        )
+        .await;
     assert_eq!(
         (s, err["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("not_your_item"))
     );
 
     // bob keeps alice's standing membership (a comment is optional for standing access).
-    let (s, d) = post_as(
-        &e,
-        "bob@example.com",
-        &format!("/v1/reviews/{id}/items/{alice_db_no}/decide"),
-        json!({"decision": "keep"}),
-    )
-    .await;
+    let (s, d) = e
+        .post_as(
+            "bob@example.com",
+            &format!("/v1/reviews/{id}/items/{alice_db_no}/decide"),
+            json!({"decision": "keep"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{d}");
     assert_eq!(d["decision"], "keep");
 
@@ -306,26 +255,26 @@ async fn campaign_snapshot_decide_remediate_report(db: Db) {
     let bob_no = item_no(&all, BOB, "db-owners");
     let dave_no = item_no(&all, DAVE, "aws-prod");
     let pay_no = item_no(&all, ALICE, "payroll");
-    let (s, d) = post_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/decisions"),
-        json!({"decisions": [
-            {"item": bob_no, "decision": "keep", "comment": "on-call this quarter"},
-            {"item": dave_no, "decision": "revoke"},
-            {"item": pay_no, "decision": "revoke", "comment": "no longer in finance"},
-        ]}),
-    )
-    .await;
+    let (s, d) = e
+        .post_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/decisions"),
+            json!({"decisions": [
+                {"item": bob_no, "decision": "keep", "comment": "on-call this quarter"},
+                {"item": dave_no, "decision": "revoke"},
+                {"item": pay_no, "decision": "revoke", "comment": "no longer in finance"},
+            ]}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{d}");
     assert_eq!(d["items"].as_array().unwrap().len(), 3);
-    let (s, d) = post_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/items/{bob_no}/decide"),
-        json!({"decision": "revoke", "comment": "not needed"}),
-    )
-    .await;
+    let (s, d) = e
+        .post_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/items/{bob_no}/decide"),
+            json!({"decision": "revoke", "comment": "not needed"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{d}");
 
     // Nothing is removed before the campaign closes.
@@ -359,13 +308,13 @@ async fn campaign_snapshot_decide_remediate_report(db: Db) {
     assert_eq!(e.state(gid).await, "revoked");
 
     // Decisions are closed now.
-    let (s, err) = post_as(
-        &e,
-        "bob@example.com",
-        &format!("/v1/reviews/{id}/items/{alice_db_no}/decide"),
-        json!({"decision": "revoke"}),
-    )
-    .await;
+    let (s, err) = e
+        .post_as(
+            "bob@example.com",
+            &format!("/v1/reviews/{id}/items/{alice_db_no}/decide"),
+            json!({"decision": "revoke"}),
+        )
+        .await;
     assert_eq!(
         (s, err["code"].as_str()),
         (StatusCode::CONFLICT, Some("campaign_closed"))
@@ -537,13 +486,13 @@ async fn undecided_items_follow_keep_and_escalate(db: Db) {
         .iter()
         .all(|i| i["reviewer"] == "dave@example.com"));
     let bob_no = item_no(&r, BOB, "db-owners");
-    let (s, d) = post_as(
-        &e,
-        "dave@example.com",
-        &format!("/v1/reviews/{eid}/items/{bob_no}/decide"),
-        json!({"decision": "revoke"}),
-    )
-    .await;
+    let (s, d) = e
+        .post_as(
+            "dave@example.com",
+            &format!("/v1/reviews/{eid}/items/{bob_no}/decide"),
+            json!({"decision": "revoke"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{d}");
     // The owner closes it; the revoke then takes effect on the next check.
     let (s, c) = e.post(&format!("/v1/reviews/{eid}/close"), json!({})).await;
@@ -602,13 +551,13 @@ async fn self_review_only_when_the_campaign_allows_it(db: Db) {
         "carol@example.com"
     );
     let n = item_no(&all, CAROL, "user-admin");
-    let (s, d) = post_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/items/{n}/decide"),
-        json!({"decision": "keep", "comment": "still on call for user admin"}),
-    )
-    .await;
+    let (s, d) = e
+        .post_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/items/{n}/decide"),
+            json!({"decision": "keep", "comment": "still on call for user admin"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{d}");
     assert_eq!(d["decision"], "keep");
 
@@ -622,13 +571,13 @@ async fn self_review_only_when_the_campaign_allows_it(db: Db) {
         "dave@example.com"
     );
     let n = item_no(&all, CAROL, "user-admin");
-    let (s, d) = post_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/items/{n}/decide"),
-        json!({"decision": "keep"}),
-    )
-    .await;
+    let (s, d) = e
+        .post_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/items/{n}/decide"),
+            json!({"decision": "keep"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{d}");
     assert!(item(
         &e.get(&format!("/v1/reviews/{id}/items")).await.1,

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode as AxStatus};
+use jit_broker::clock::Clock;
 use jit_broker::outbox::webhook::EndpointConfig;
 use jit_broker::webhooks::{verify, Signed, WebhookSecret};
 use serde_json::Value;
@@ -280,12 +281,12 @@ async fn review_reminders_once_per_reviewer_before_the_due_date(db: Db) {
     assert_eq!(check(at(Duration::ZERO)).await, 0);
 
     // Carol decides all of hers; the other reviewers do not.
-    let (_, mine) = get_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/items?reviewer=me"),
-    )
-    .await;
+    let (_, mine) = e
+        .get_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/items?reviewer=me"),
+        )
+        .await;
     let decisions: Vec<Value> = mine["items"]
         .as_array()
         .unwrap()
@@ -293,13 +294,13 @@ async fn review_reminders_once_per_reviewer_before_the_due_date(db: Db) {
         .map(|i| json!({"item": i["item_id"], "decision": "keep", "comment": "still needed"}))
         .collect();
     assert!(!decisions.is_empty());
-    let (s, v) = post_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/decisions"),
-        json!({ "decisions": decisions }),
-    )
-    .await;
+    let (s, v) = e
+        .post_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/decisions"),
+            json!({ "decisions": decisions }),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (_, all) = e.get(&format!("/v1/reviews/{id}/items")).await;
     let mut waiting: Vec<(String, i64)> = Vec::new();

@@ -152,7 +152,7 @@ async fn a_stopped_schedule_makes_no_more_runs(db: Db) {
     let path = format!("/v1/reviews/{tid}/stop-recurring");
 
     // Admins only; a reviewer's token changes nothing.
-    let (s, _) = post_as(&e, "carol@example.com", &path, json!({})).await;
+    let (s, _) = e.post_as("carol@example.com", &path, json!({})).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(audit_actions(&e, "review.recur_stopped").await.is_empty());
 

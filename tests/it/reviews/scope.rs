@@ -5,9 +5,6 @@
 
 use super::*;
 
-const ENGINEERING: &str = "00g1engineering00004";
-const AWS_USERS: &str = "00g1appgroup00000005";
-
 fn find<'a>(items: &'a Value, user: &str, resource: &str) -> Option<&'a Value> {
     items["items"]
         .as_array()
@@ -28,7 +25,7 @@ async fn unmanaged_groups_and_apps_are_reviewed_and_revoked(db: Db) {
     let wiki = admin.create_app("wiki").unwrap();
     admin.assign_app(&wiki, BOB).unwrap();
     let crm = admin.create_app("crm").unwrap();
-    admin.assign_app_group(&crm, AWS_USERS).unwrap();
+    admin.assign_app_group(&crm, APP_GROUP).unwrap();
     let r = syncer(&e, Duration::ZERO)
         .await
         .run(SyncOptions {
@@ -99,13 +96,13 @@ async fn unmanaged_groups_and_apps_are_reviewed_and_revoked(db: Db) {
         .iter()
         .map(|(u, r)| json!({"item": item_no(&all, u, r), "decision": "revoke"}))
         .collect();
-    let (s, d) = post_as(
-        &e,
-        "carol@example.com",
-        &format!("/v1/reviews/{id}/decisions"),
-        json!({ "decisions": decisions }),
-    )
-    .await;
+    let (s, d) = e
+        .post_as(
+            "carol@example.com",
+            &format!("/v1/reviews/{id}/decisions"),
+            json!({ "decisions": decisions }),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{d}");
     let (s, closed) = e.post(&format!("/v1/reviews/{id}/close"), json!({})).await;
     assert_eq!(s, StatusCode::OK, "{closed}");

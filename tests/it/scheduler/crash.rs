@@ -17,8 +17,7 @@ use crate::e2e_faults::child::{
     removals, removals_of, sim_memberships, unexplained_access, ChildBroker, Overrides,
 };
 use crate::e2e_faults::PAIRS;
-use crate::grants::{id, okta_config, ALICE, CAROL, ONCALL, PAYROLL, POLICY, PRODADMINS};
-use crate::helpers::{admin_get, base_config, wait_until, Db, TestDb, ADMIN_TOKEN};
+use crate::helpers::*;
 
 const MEMBERSHIP: &str = "/api/v1/groups/{groupId}/users/{userId}";
 
@@ -54,7 +53,7 @@ async fn an_expiry_killed_mid_flight_is_finished_by_another_replica() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, POLICY).unwrap();
+    std::fs::write(&policy, GRANTS_POLICY).unwrap();
     let tdb = TestDb::new(Db::Postgres).await;
     let mut config = base_config(&tdb);
     okta_config(&mut config, &sim.base_url());
@@ -112,7 +111,7 @@ async fn an_expiry_killed_mid_flight_is_finished_by_another_replica() {
     assert_eq!(r.status(), reqwest::StatusCode::CREATED);
     let g: Value = r.json().await.unwrap();
     let gid = id(&g);
-    assert!(sim.is_member(PRODADMINS, ALICE));
+    assert!(sim.is_member(PROD_ADMINS, ALICE));
 
     // The broker's expiry is now waiting on Okta: kill it there.
     wait_until(Duration::from_secs(30), || async {
@@ -149,9 +148,9 @@ async fn an_expiry_killed_mid_flight_is_finished_by_another_replica() {
         }
     };
     // Bounded by the grants service's access lock: the killed process held it, and it lapses
-    // only after `grants::lock::LOCK_TTL` (a few seconds) once the dead holder stops renewing it.
+    // only after `grants::LOCK_TTL` (a few seconds) once the dead holder stops renewing it.
     wait_until(
-        jit_broker::grants::lock::LOCK_TTL + Duration::from_secs(90),
+        jit_broker::grants::LOCK_TTL + Duration::from_secs(90),
         || async { state().await == "revoked" },
     )
     .await;
@@ -165,7 +164,7 @@ async fn an_expiry_killed_mid_flight_is_finished_by_another_replica() {
         "kill -9 mid-expiry: revoked {} ms after expires_at",
         g["ended_at"].as_i64().unwrap() - g["expires_at"].as_i64().unwrap()
     );
-    assert!(!sim.is_member(PRODADMINS, ALICE));
+    assert!(!sim.is_member(PROD_ADMINS, ALICE));
     // The killed call may or may not have reached the simulator's state; the removal that
     // counted happened at most twice and the second was harmless (I4).
     let removals = sim.mutation_count("DELETE", MEMBERSHIP);
@@ -192,7 +191,7 @@ fn pairs() -> Vec<(String, String)> {
 
 /// Standing membership in the managed groups before any grant: carol is on call.
 fn seed_standing() -> BTreeSet<(String, String)> {
-    BTreeSet::from([(ONCALL.to_string(), CAROL.to_string())])
+    BTreeSet::from([(ON_CALL.to_string(), CAROL.to_string())])
 }
 
 fn slow(method: &str, ms: u64) -> FaultConfig {
@@ -281,7 +280,7 @@ async fn killed_mid_provisioning_then_restarted(db: Db) {
         .collect();
     // Whatever the killed PUTs did, every membership is explained by a live grant.
     let members = sim_memberships(&sim.base_url()).await;
-    let left = unexplained_access(&members, &ours, &[PRODADMINS, ONCALL], &seed_standing());
+    let left = unexplained_access(&members, &ours, &[PROD_ADMINS, ON_CALL], &seed_standing());
     assert!(left.is_empty(), "access without a live grant: {left:?}");
     eprintln!(
         "kill -9 mid-provisioning: {provisioning} of {} grants provisioning, {} memberships added",
@@ -296,13 +295,13 @@ async fn killed_mid_provisioning_then_restarted(db: Db) {
 
     let grants = b.grants().await;
     let members = sim_memberships(&sim.base_url()).await;
-    let left = unexplained_access(&members, &grants, &[PRODADMINS, ONCALL], &seed_standing());
+    let left = unexplained_access(&members, &grants, &[PROD_ADMINS, ON_CALL], &seed_standing());
     assert!(left.is_empty(), "access without a live grant: {left:?}");
     for (user, _, group) in PAIRS {
         assert!(!sim.is_member(group, user), "{user} still in {group}");
     }
     assert!(
-        sim.is_member(ONCALL, CAROL),
+        sim.is_member(ON_CALL, CAROL),
         "standing membership survives (I5)"
     );
     for ((group, user), n) in removals(&sim) {
@@ -382,7 +381,7 @@ async fn killed_mid_revocation_then_restarted(db: Db) {
     let left = unexplained_access(
         &members,
         &b.grants().await,
-        &[PRODADMINS, ONCALL],
+        &[PROD_ADMINS, ON_CALL],
         &seed_standing(),
     );
     assert!(left.is_empty(), "access without a live grant: {left:?}");

@@ -8,8 +8,8 @@ use jit_broker::RunOptions;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::grants::{env, env_with, id, Env, ALICE, ONCALL, POLICY, PRODADMINS};
-use crate::helpers::{wait_until, Db};
+use crate::grants::env;
+use crate::helpers::*;
 
 const MEMBERSHIP: &str = "/api/v1/groups/{groupId}/users/{userId}";
 
@@ -50,13 +50,13 @@ async fn grant_json(e: &Env, gid: &str) -> Value {
 async fn a_grant_expires_in_okta_on_its_own(db: Db) {
     let e = env(db).await;
     let g = e.grant("alice@example.com", "prod-db-admin", "2s").await;
-    assert!(e.sim.is_member(PRODADMINS, ALICE));
+    assert!(e.sim.is_member(PROD_ADMINS, ALICE));
     let gid = id(&g);
     wait_until(Duration::from_secs(30), || async {
         e.state(&gid).await == "revoked"
     })
     .await;
-    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    assert!(!e.sim.is_member(PROD_ADMINS, ALICE));
     let g = grant_json(&e, &gid).await;
     assert!(g["ended_at"].as_i64().unwrap() >= g["expires_at"].as_i64().unwrap());
     assert_eq!(e.sim.mutation_count("DELETE", MEMBERSHIP), 1);
@@ -72,7 +72,7 @@ both_backends!(a_grant_expires_in_okta_on_its_own);
 async fn replicas_remove_each_membership_exactly_once(k: usize, users_per_group: usize) {
     // Small claims, so the expiries due at once are spread over the replicas rather than taken
     // in one batch by whichever claims first.
-    let e = env_with(Db::Postgres, POLICY, |c| {
+    let e = env_with(Db::Postgres, GRANTS_POLICY, |c| {
         c.scheduler.batch_size = 4;
         c.scheduler.concurrency = 4;
     })
@@ -86,8 +86,8 @@ async fn replicas_remove_each_membership_exactly_once(k: usize, users_per_group:
     for i in 0..users_per_group {
         let login = format!("r{k}u{i}@example.com");
         let uid = admin.create_user(&login, "Rep", &format!("U{i}")).unwrap();
-        pairs.push((login.clone(), uid.clone(), "prod-db-admin", PRODADMINS));
-        pairs.push((login, uid, "oncall", ONCALL));
+        pairs.push((login.clone(), uid.clone(), "prod-db-admin", PROD_ADMINS));
+        pairs.push((login, uid, "oncall", ON_CALL));
     }
     // Created concurrently, round-robin over the replicas' APIs, all with the same duration.
     let bases: Vec<String> = std::iter::once(e.app.base.clone())

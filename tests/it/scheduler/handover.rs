@@ -12,8 +12,7 @@ use std::time::Duration;
 use okta_sim::{FaultConfig, FaultSpec};
 
 use crate::e2e_faults::child::{metric, removals, ChildBroker, MEMBERSHIP};
-use crate::grants::{id, ALICE, BOB, CAROL, DAVE, PRODADMINS};
-use crate::helpers::{wait_until, Db, TestDb};
+use crate::helpers::*;
 
 const USERS: [&str; 4] = [ALICE, BOB, CAROL, DAVE];
 
@@ -93,11 +92,11 @@ async fn killed_replica_hands_over_within_5s(db: Db) {
         let g = survivor.get(&format!("/v1/grants/{gid}")).await.1;
         took.push(g["ended_at"].as_i64().unwrap() - g["expires_at"].as_i64().unwrap());
         assert!(
-            !sim.is_member(PRODADMINS, user),
+            !sim.is_member(PROD_ADMINS, user),
             "run {run}: access left in Okta"
         );
         // The killed call may or may not have landed; in effect the access went once (I4).
-        let pair = (PRODADMINS.to_string(), user.to_string());
+        let pair = (PROD_ADMINS.to_string(), user.to_string());
         let round = run / USERS.len() + 1;
         // okta-sim logs the event a moment after the change: wait for this run's.
         wait_until(Duration::from_secs(10), || async {

@@ -4,6 +4,7 @@
 
 use super::*;
 use jit_broker::notify::{kinds, Deliverer, DeliveryError};
+use jit_broker::RunOptions;
 
 async fn failures_map_to_retry_or_permanent(db: Db) {
     let e = env_full(db, false, |_| {}).await;

@@ -5,9 +5,6 @@
 use super::*;
 use jit_broker::notify::kinds;
 
-const PRODADMINS: &str = "00g1prodadmins000001";
-const ALICE: &str = "00u1alice00000000001";
-
 /// The last approval message posted or updated in `channel`: (text, blocks).
 fn last_message(e: &Env, channel: &str) -> Value {
     e.fake
@@ -52,7 +49,7 @@ async fn command_request_approve_by_button(db: Db) {
     // Bob approves with the button: membership in okta-sim, message updated without buttons.
     let r = e.click(BOB_S, "approve", &id, "bob").await;
     assert_eq!(r.status(), StatusCode::OK);
-    wait_until(WAIT, || async { e.sim.is_member(PRODADMINS, ALICE) }).await;
+    wait_until(WAIT, || async { e.sim.is_member(PROD_ADMINS, ALICE) }).await;
     assert_eq!(e.request_state(&id).await, "approved");
     wait_until(WAIT, || async {
         let m = last_message(&e, APPROVALS);
@@ -120,7 +117,7 @@ async fn refused_clicks_change_nothing(db: Db) {
         "{t}"
     );
     assert_eq!(e.request_state(&id).await, "pending");
-    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    assert!(!e.sim.is_member(PROD_ADMINS, ALICE));
     assert!(e.requests.get(&id).await.unwrap().decisions.is_empty());
 }
 
@@ -134,7 +131,7 @@ async fn double_click_makes_one_grant(db: Db) {
     );
     assert_eq!(a.status(), StatusCode::OK);
     assert_eq!(b.status(), StatusCode::OK);
-    wait_until(WAIT, || async { e.sim.is_member(PRODADMINS, ALICE) }).await;
+    wait_until(WAIT, || async { e.sim.is_member(PROD_ADMINS, ALICE) }).await;
     // One of the two clicks is told it already counted (or that the request is decided).
     let t = e.answer_any(&["c1", "c2"]).await;
     assert!(t.contains("already"), "{t}");
@@ -143,7 +140,7 @@ async fn double_click_makes_one_grant(db: Db) {
     let grants = e
         .requests
         .grants()
-        .list(&jit_broker::grants::repo::ListFilter {
+        .list(&jit_broker::grants::ListFilter {
             user: Some(ALICE.into()),
             limit: 10,
             ..Default::default()
@@ -211,7 +208,7 @@ async fn deny_asks_for_a_reason(db: Db) {
         t.contains("was denied by bob@example.com: not during the freeze"),
         "{dm}"
     );
-    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    assert!(!e.sim.is_member(PROD_ADMINS, ALICE));
 }
 
 pub fn submission(user: &str, view: &Value, values: Value) -> Value {

@@ -2,69 +2,20 @@
 //! hook is registered, so only the sync can notice out-of-band changes (made through the
 //! simulator's admin control, as an admin clicking in the Admin Console would).
 
-use std::time::Duration;
-
 use jit_broker::clock::Clock;
-use jit_broker::grants::GrantService;
-use jit_broker::okta::OktaClient;
-use jit_broker::policy::{Policy, PolicyHandle};
-use jit_broker::redis_conn::RedisConn;
 use jit_broker::sync::{RunRecord, SyncOptions, Syncer};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::grants::{env_with, Env};
 use crate::helpers::*;
 
 mod reconcile;
 mod runs;
 
-pub const DBOWNERS: &str = "00g1dbowners00000002";
-
-pub const POLICY: &str = r#"
-[[resource]]
-name = "prod-db-admin"
-kind = "okta_group"
-okta_id = "00g1prodadmins000001"
-default_duration = "1h"
-max_duration = "4h"
-approvals_required = 0
-jit_only = true
-drift = "enforce"
-on_external_removal = "end"
-
-[[resource]]
-name = "db-owners"
-kind = "okta_group"
-okta_id = "00g1dbowners00000002"
-default_duration = "1h"
-max_duration = "4h"
-approvals_required = 0
-jit_only = true
-drift = "report"
-
-[[resource]]
-name = "payroll"
-kind = "okta_app"
-okta_id = "0oa1payroll000000001"
-default_duration = "1h"
-max_duration = "8h"
-approvals_required = 0
-on_external_removal = "restore"
-
-[[resource]]
-name = "user-admin"
-kind = "okta_role"
-okta_id = "USER_ADMIN"
-default_duration = "30m"
-max_duration = "2h"
-approvals_required = 0
-"#;
-
 pub const MEMBER_LIST: &str = "/api/v1/groups/{groupId}/users";
 
 pub async fn env(db: Db) -> Env {
-    env_with(db, POLICY, |_| {}).await
+    env_with_policy(db, SYNC_POLICY).await
 }
 
 /// A sync runner on the app's database, Redis prefix and Okta, like a second replica.
@@ -83,17 +34,9 @@ pub async fn syncer_at(
 ) -> Syncer {
     let mut cfg = e.app.config.clone();
     tweak(&mut cfg);
-    let okta = OktaClient::new(&cfg.okta, clock.clone()).unwrap();
-    let _ = okta.probe_capabilities().await;
-    let grants = GrantService::new(
-        e.app.store().await,
-        RedisConn::connect(&cfg.redis).await.unwrap(),
-        clock,
-        okta,
-        PolicyHandle::new(Policy::parse(POLICY).unwrap(), None),
-        Duration::from_secs(600),
-    );
-    Syncer::new(grants, cfg.sync.clone())
+    let sync_cfg = cfg.sync.clone();
+    let grants = grants_service(&e.app, clock, |c| *c = cfg).await;
+    Syncer::new(grants, sync_cfg)
 }
 
 pub async fn sync(s: &Syncer) -> RunRecord {

@@ -9,14 +9,13 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use super::*;
-use crate::grants::{id, ALICE, BOB, CAROL, DAVE, PAYROLL, PRODADMINS};
 
 async fn hand_added_member_enforced_or_reported(db: Db) {
     let e = env(db).await;
     let s = syncer(&e).await;
     e.sim
         .admin("it-admin@example.com")
-        .add_member(PRODADMINS, DAVE)
+        .add_member(PROD_ADMINS, DAVE)
         .unwrap();
     let r = sync(&s).await;
     assert_eq!(r.outcome, "succeeded");
@@ -27,13 +26,13 @@ async fn hand_added_member_enforced_or_reported(db: Db) {
         (f.action.as_str(), f.outcome.as_deref()),
         ("remove", Some("removed"))
     );
-    assert!(!e.sim.is_member(PRODADMINS, DAVE));
+    assert!(!e.sim.is_member(PROD_ADMINS, DAVE));
     let f = finding(&r, "unexplained", BOB);
     assert_eq!(
         (f.resource.as_str(), f.outcome.as_deref()),
         ("db-owners", Some("reported"))
     );
-    assert!(e.sim.is_member(DBOWNERS, BOB));
+    assert!(e.sim.is_member(DB_OWNERS, BOB));
     assert_eq!(r.counts.changed, 1);
     assert!(r.okta_calls.read.values().sum::<u64>() > 0);
     assert_eq!(r.okta_calls.revoke.get("groups"), Some(&1));
@@ -93,7 +92,7 @@ async fn hand_added_member_enforced_or_reported(db: Db) {
     let (_, res) = e.get("/v1/inventory/resources/prod-db-admin").await;
     assert_eq!(res["holders"][0]["why"], "grant");
     assert_eq!(res["holders"][0]["grant_id"], id(&gr).as_str());
-    assert!(e.sim.is_member(PRODADMINS, ALICE));
+    assert!(e.sim.is_member(PROD_ADMINS, ALICE));
     e.audit_ok().await;
 }
 
@@ -107,7 +106,7 @@ async fn expired_grant_whose_removal_was_lost_is_removed(db: Db) {
     // The removal is lost: the membership is back before any sync saw it gone.
     e.sim
         .admin("it-admin@example.com")
-        .add_member(PRODADMINS, ALICE)
+        .add_member(PROD_ADMINS, ALICE)
         .unwrap();
     // The next sync runs on a replica whose clock is as far ahead as the one that expired it.
     let ahead = Clock::tokio_at(chrono::Utc::now().timestamp_millis() + 2 * 3600 * 1000 + 60_000);
@@ -116,7 +115,7 @@ async fn expired_grant_whose_removal_was_lost_is_removed(db: Db) {
     let f = finding(&r, "ended_grant_present", ALICE);
     assert_eq!(f.grant_id.as_deref(), Some(id(&g).as_str()));
     assert_eq!(f.outcome.as_deref(), Some("removed"));
-    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    assert!(!e.sim.is_member(PROD_ADMINS, ALICE));
     // Nothing re-adds it: the next sync has nothing to do.
     let r = sync(&s).await;
     assert!(
@@ -124,7 +123,7 @@ async fn expired_grant_whose_removal_was_lost_is_removed(db: Db) {
         "{:#?}",
         r.report
     );
-    assert!(!e.sim.is_member(PRODADMINS, ALICE));
+    assert!(!e.sim.is_member(PROD_ADMINS, ALICE));
     assert_eq!(e.state(&id(&g)).await, "revoked");
 }
 
@@ -134,7 +133,7 @@ async fn active_grant_removed_by_hand_is_ended_or_restored(db: Db) {
     let group = e.grant("alice@example.com", "prod-db-admin", "1h").await;
     let app = e.grant("alice@example.com", "payroll", "1h").await;
     let admin = e.sim.admin("it-admin@example.com");
-    admin.remove_member(PRODADMINS, ALICE).unwrap();
+    admin.remove_member(PROD_ADMINS, ALICE).unwrap();
     admin.unassign_app(PAYROLL, ALICE).unwrap();
     let r = sync(&s).await;
     // prod-db-admin: on_external_removal = "end".
@@ -176,7 +175,7 @@ async fn read_only_token_warns_and_changes_nothing(db: Db) {
     .await;
     e.sim
         .admin("it-admin@example.com")
-        .add_member(PRODADMINS, DAVE)
+        .add_member(PROD_ADMINS, DAVE)
         .unwrap();
     let before = audit_actions(&e).await.len();
     let r = sync(&s).await;
@@ -184,7 +183,7 @@ async fn read_only_token_warns_and_changes_nothing(db: Db) {
     assert!(!r.warnings.is_empty(), "{r:#?}");
     let f = finding(&r, "unexplained", DAVE);
     assert_ne!(f.outcome.as_deref(), Some("removed"));
-    assert!(e.sim.is_member(PRODADMINS, DAVE));
+    assert!(e.sim.is_member(PROD_ADMINS, DAVE));
     assert_eq!(r.counts.changed, 0);
     // Only reports were written (db-owners' bob); nothing was removed or ended.
     let audit = audit_actions(&e).await;

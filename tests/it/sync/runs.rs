@@ -10,7 +10,6 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::grants::{env_with, id, ALICE, BOB, DAVE, PAYROLL, PRODADMINS};
 
 async fn no_change_sync_costs_far_fewer_calls(db: Db) {
     let e = env(db).await;
@@ -33,7 +32,7 @@ async fn no_change_sync_costs_far_fewer_calls(db: Db) {
     // A change to one group re-lists that group only.
     e.sim
         .admin("it-admin@example.com")
-        .add_member(DBOWNERS, DAVE)
+        .add_member(DB_OWNERS, DAVE)
         .unwrap();
     let third = sync(&s).await;
     assert_eq!(member_lists(&e) - l2, 1);
@@ -81,7 +80,7 @@ async fn one_replica_at_a_time_and_a_fenced_out_one_stops(db: Db) {
     ));
     e.sim
         .admin("it-admin@example.com")
-        .add_member(PRODADMINS, DAVE)
+        .add_member(PROD_ADMINS, DAVE)
         .unwrap();
     let slow = syncer_with(&e, |c| c.sync.lock_ttl = Duration::from_secs(3)).await;
     let run = tokio::spawn(async move { slow.run(SyncOptions::default()).await });
@@ -118,7 +117,7 @@ async fn one_replica_at_a_time_and_a_fenced_out_one_stops(db: Db) {
         r.map(|r| r.id)
     );
     assert!(
-        e.sim.is_member(PRODADMINS, DAVE),
+        e.sim.is_member(PROD_ADMINS, DAVE),
         "a fenced-out run changed Okta"
     );
     // A write with the older token is refused outright.
@@ -144,7 +143,7 @@ async fn dry_run_changes_nothing(db: Db) {
     let s = syncer(&e).await;
     e.sim
         .admin("it-admin@example.com")
-        .add_member(PRODADMINS, DAVE)
+        .add_member(PROD_ADMINS, DAVE)
         .unwrap();
     let g = e.grant("alice@example.com", "payroll", "1h").await;
     e.sim
@@ -163,7 +162,7 @@ async fn dry_run_changes_nothing(db: Db) {
     let f = finding(&r, "unexplained", DAVE);
     assert_eq!((f.action.as_str(), f.outcome.as_deref()), ("remove", None));
     assert_eq!(finding(&r, "grant_missing", ALICE).action, "restore");
-    assert!(e.sim.is_member(PRODADMINS, DAVE));
+    assert!(e.sim.is_member(PROD_ADMINS, DAVE));
     assert_eq!(e.sim.app_assignment_scope(PAYROLL, ALICE), None);
     assert_eq!(e.state(&id(&g)).await, "active");
     assert_eq!(audit_actions(&e).await.len(), before);
@@ -176,7 +175,7 @@ async fn dry_run_changes_nothing(db: Db) {
     // The command line: `sync --dry-run --json` prints the report and changes nothing.
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, POLICY).unwrap();
+    std::fs::write(&policy, SYNC_POLICY).unwrap();
     let cfg = &e.app.config;
     let cmd = |args: &[&str]| {
         broker_cmd()
@@ -202,14 +201,14 @@ async fn dry_run_changes_nothing(db: Db) {
     let out = cmd(&["sync", "--dry-run"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("dave@example.com"));
-    assert!(e.sim.is_member(PRODADMINS, DAVE));
+    assert!(e.sim.is_member(PROD_ADMINS, DAVE));
     assert_eq!(audit_actions(&e).await.len(), before);
     // Bad flags are a usage error.
     assert_eq!(cmd(&["sync", "--dry-rn"]).status.code(), Some(2));
 }
 
 async fn interrupted_sync_then_new_run_converges(db: Db) {
-    let e = env_with(db, POLICY, |c| c.okta.max_retries = 0).await;
+    let e = env_with(db, SYNC_POLICY, |c| c.okta.max_retries = 0).await;
     let s = syncer_with(&e, |c| {
         c.okta.max_retries = 0;
         c.sync.lock_ttl = Duration::from_secs(3);
@@ -217,7 +216,7 @@ async fn interrupted_sync_then_new_run_converges(db: Db) {
     .await;
     e.sim
         .admin("it-admin@example.com")
-        .add_member(PRODADMINS, DAVE)
+        .add_member(PROD_ADMINS, DAVE)
         .unwrap();
     // A run that fails half way (member listings answer 500): users and groups are written,
     // no group's members are.
@@ -231,7 +230,7 @@ async fn interrupted_sync_then_new_run_converges(db: Db) {
         },
     ));
     assert!(s.run(SyncOptions::default()).await.is_err());
-    assert!(e.sim.is_member(PRODADMINS, DAVE));
+    assert!(e.sim.is_member(PROD_ADMINS, DAVE));
     // A run dropped where it stood (a crash): its lock is left to expire.
     e.sim.set_faults(FaultConfig::default());
     let crashed = SyncLock::acquire(

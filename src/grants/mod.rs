@@ -1,12 +1,14 @@
 //! Grants: time-bounded Okta access for one user (flows 4 and 5; invariants I2, I4, I5, I6, I8).
 //!
 //! Why it exists: this is where access is given and taken. [`GrantService`] creates, extends and
-//! revokes grants ([`service`]) and implements the scheduler's [`crate::scheduler::ExpiryHandler`]
+//! revokes grants ([`service`]), answers people who ask through a channel after asking
+//! [`crate::authz`] (`access`), and implements the scheduler's [`crate::scheduler::ExpiryHandler`]
 //! ([`handler`]); [`provision`] talks to Okta, [`repo`] to SQL, [`lock`] to Redis.
 //!
 //! What it must never do: call Okta for a grant that is not yet durable and scheduled, or take
 //! access it did not give (see the module docs of `service` and `handler`).
 
+mod access;
 mod batch;
 mod commit;
 pub mod error;

@@ -19,3 +19,36 @@ pub mod table;
 
 pub use actor::{same_person, Actor, Channel, Role};
 pub use rules::{allows, decide, depends_on_approver, require, Denied, Facts, StepUp, Verb};
+
+#[cfg(test)]
+mod tests {
+    /// The rules stay below every domain module: this module may import only the foundation
+    /// (errors, time) and itself, so any layer can ask it and it can be tested as a table.
+    #[test]
+    fn imports_nothing_above_the_foundation() {
+        let files = [
+            ("mod.rs", include_str!("mod.rs")),
+            ("actor.rs", include_str!("actor.rs")),
+            ("rules.rs", include_str!("rules.rs")),
+            ("table.rs", include_str!("table.rs")),
+        ];
+        let allowed = ["crate::error", "crate::clock", "crate::authz"];
+        for (name, text) in files {
+            for (i, line) in text.lines().enumerate() {
+                let l = line.trim_start();
+                if !(l.starts_with("use ") || l.starts_with("pub use ")) {
+                    continue;
+                }
+                let Some(at) = l.find("crate::") else {
+                    continue;
+                };
+                let path = &l[at..];
+                assert!(
+                    allowed.iter().any(|a| path.starts_with(a)),
+                    "src/authz/{name}:{}: imports {path}",
+                    i + 1
+                );
+            }
+        }
+    }
+}

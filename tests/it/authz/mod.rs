@@ -16,10 +16,9 @@ mod reviews;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use jit_broker::auth::{hash_token, Role};
+use jit_broker::api::auth::{hash_token, Role, TokenConfig};
 use jit_broker::authz::table::{expected, Kind};
 use jit_broker::authz::Verb;
-use jit_broker::config::TokenConfig;
 use jit_broker::RunOptions;
 use okta_sim::seed::{SeedGroup, SeedUser};
 use reqwest::StatusCode;

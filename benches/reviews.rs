@@ -210,6 +210,9 @@ async fn main() {
     );
 
     // One bulk decision of 1,000 items on the big campaign.
+    // The reviewer decides as a person through the command line's channel.
+    let reviewer =
+        jit_broker::authz::Actor::new("reviewer@example.com", jit_broker::authz::Channel::Cli);
     let decisions: Vec<DecideItem> = all
         .iter()
         .take(1_000)
@@ -220,9 +223,7 @@ async fn main() {
         })
         .collect();
     let t = Instant::now();
-    svc.decide("reviewer@example.com", &big.id, &decisions)
-        .await
-        .unwrap();
+    svc.decide(&reviewer, &big.id, &decisions).await.unwrap();
     println!(
         "  bulk decision          {:>8.2} s  {} items (campaign of {})",
         t.elapsed().as_secs_f64(),
@@ -245,9 +246,7 @@ async fn main() {
             comment: None,
         })
         .collect();
-    svc.decide("reviewer@example.com", &small.id, &decisions)
-        .await
-        .unwrap();
+    svc.decide(&reviewer, &small.id, &decisions).await.unwrap();
 
     // Close at the due date (a clock two hours ahead) and carry out the revokes.
     let late = service(

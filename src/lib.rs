@@ -13,7 +13,8 @@
 //!
 //! 1. **Foundation**: [`error`] (one error type, `{code, message}`), [`clock`] (the one "now"),
 //!    [`tasks`] (named tracked tasks, drained on shutdown), [`config`] (layers, secrets, the
-//!    foundation's sections), [`telemetry`] (logs, metrics), [`webhooks`] (Standard Webhooks
+//!    foundation's sections), [`authz`] (who may do what: one rule per verb for every
+//!    channel), [`telemetry`] (logs, metrics), [`webhooks`] (Standard Webhooks
 //!    signatures), [`store`] (SQL, the record), [`redis_conn`] (Redis, the index), [`okta`]
 //!    (the Okta client).
 //! 2. **Audit, policy, scheduler**: [`audit`] (the append-only, hash-chained log), [`policy`]
@@ -35,6 +36,7 @@
 //! thing on port 0.
 
 // 1. Foundation.
+pub mod authz;
 pub mod clock;
 pub mod config;
 pub mod error;

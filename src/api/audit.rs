@@ -5,9 +5,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Caller, Role};
+use super::auth::Caller;
 use super::ApiState;
 use crate::audit::{self, AuditEntry};
+use crate::authz::Verb;
 use crate::error::ApiError;
 
 const MAX_LIMIT: i64 = 1000;
@@ -40,7 +41,7 @@ async fn list(
     caller: Caller,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
-    caller.require_any(&[Role::Auditor, Role::Admin])?;
+    crate::authz::require(Verb::ReadAudit, &caller.actor())?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let limit = super::paging::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = p.after.unwrap_or(0);

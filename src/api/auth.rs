@@ -5,34 +5,22 @@
 //! neither the config file nor a log line can leak a usable credential.
 //!
 //! What it must never do: compare a token with `==` (timing leaks), log a presented token, or
-//! let a missing role fall through to "allowed".
+//! decide what a role may do: a [`Caller`] becomes an [`Actor`] and [`crate::authz`] decides.
 
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::authz::Actor;
 use crate::error::{ApiError, ErrorCode};
 
-/// What a token may do. `Admin` implies every other role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Everything, including direct grants and operator actions on failed grants.
-    Admin,
-    /// Read the audit log and grants; change nothing.
-    Auditor,
-    /// Decide on requests (approve, deny) and revoke grants they approved.
-    Approver,
-    /// Ask for access on their own behalf (portals, CLIs, CI jobs).
-    Requester,
-    /// A trusted portal: asks for access on behalf of the users it has authenticated.
-    Portal,
-}
+/// Roles are the authorization domain's; re-exported here, where tokens are configured.
+pub use crate::authz::Role;
 
 /// A caller whose token matched a configured hash.
 #[derive(Debug, Clone)]
@@ -43,19 +31,10 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn has(&self, role: Role) -> bool {
-        self.roles.contains(&Role::Admin) || self.roles.contains(&role)
-    }
-
-    /// Ok when the caller holds any of `roles` (admin always does).
-    pub fn require_any(&self, roles: &[Role]) -> Result<(), AuthError> {
-        if roles.iter().any(|r| self.has(*r)) {
-            Ok(())
-        } else {
-            Err(AuthError::Forbidden {
-                needed: roles.to_vec(),
-            })
-        }
+    /// The actor the domain sees: the token's name and roles, through the API. Whether the
+    /// caller may do anything is [`crate::authz::decide`]'s answer, never the handler's.
+    pub fn actor(&self) -> Actor {
+        Actor::api(self.name.clone(), &self.roles)
     }
 }
 
@@ -65,22 +44,18 @@ pub enum AuthError {
     Missing,
     #[error("the token is not valid")]
     Invalid,
-    #[error("the token lacks a required role (one of {needed:?})")]
-    Forbidden { needed: Vec<Role> },
 }
 
 impl ErrorCode for AuthError {
     fn status(&self) -> StatusCode {
         match self {
             AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
-            AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
         }
     }
     fn code(&self) -> &'static str {
         match self {
             AuthError::Missing => "unauthenticated",
             AuthError::Invalid => "invalid_token",
-            AuthError::Forbidden { .. } => "forbidden",
         }
     }
 }
@@ -194,16 +169,18 @@ mod tests {
     }
 
     #[test]
-    fn admin_implies_every_role() {
+    fn a_caller_acts_with_its_token_roles_through_the_api() {
         let c = Caller {
             name: "x".into(),
             roles: vec![Role::Admin],
         };
-        assert!(c.require_any(&[Role::Auditor]).is_ok());
+        let a = c.actor();
+        assert_eq!(a.channel, crate::authz::Channel::Api);
+        assert!(a.has(Role::Auditor), "admin implies every role");
         let c = Caller {
             name: "y".into(),
             roles: vec![Role::Requester],
         };
-        assert!(c.require_any(&[Role::Auditor, Role::Admin]).is_err());
+        assert!(!c.actor().has(Role::Auditor));
     }
 }

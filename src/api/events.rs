@@ -21,8 +21,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::auth::{Caller, Role};
+use super::auth::Caller;
 use super::ApiState;
+use crate::authz::Verb;
 use crate::error::ApiError;
 use crate::events::envelope;
 use crate::events::inbox::{self, NewEvent};
@@ -164,7 +165,7 @@ async fn list(
     caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require_any(&[Role::Admin, Role::Auditor])?;
+    crate::authz::require(Verb::SeeDeadLetters, &caller.actor())?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let limit = super::paging::limit(p.limit, 100, 500)?;
     if let Some(s) = p.state.as_deref() {
@@ -187,7 +188,7 @@ async fn retry(
     caller: Caller,
     Path(uuid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require_any(&[Role::Admin])?;
+    crate::authz::require(Verb::RetryDeadLetter, &caller.actor())?;
     if uuid.is_empty() || uuid.len() > 128 {
         return Err(ApiError::not_found(format!("no dead event `{uuid}`")));
     }

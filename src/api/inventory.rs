@@ -11,8 +11,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Caller, Role};
+use super::auth::Caller;
 use super::ApiState;
+use crate::authz::Verb;
 use crate::error::ApiError;
 use crate::inventory::{repo, AccessRow, InventoryUser, Why};
 
@@ -80,7 +81,7 @@ async fn user(
     caller: Caller,
     Path(login): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
-    caller.require_any(&[Role::Auditor, Role::Admin])?;
+    crate::authz::require(Verb::ReadInventory, &caller.actor())?;
     check_name("login", &login)?;
     let mut conn = state.store.reads().acquire().await.map_err(store_err)?;
     let Some(u) = repo::find_user(&mut conn, &login).await? else {
@@ -153,7 +154,7 @@ async fn resource(
     Path(name): Path<String>,
     params: Result<Query<HoldersParams>, QueryRejection>,
 ) -> Result<Json<ResourceView>, ApiError> {
-    caller.require_any(&[Role::Auditor, Role::Admin])?;
+    crate::authz::require(Verb::ReadInventory, &caller.actor())?;
     check_name("resource", &name)?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let limit = super::paging::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;

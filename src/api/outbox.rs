@@ -1,5 +1,5 @@
 //! `/v1/outbox…`: deliveries of notifications (outbound webhooks, Slack), for admins: what is
-//! pending or dead and why, and a retry for a dead one.
+//! pending or dead and why, and a retry for a dead one (who may: [`crate::authz`]).
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -7,8 +7,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Caller, Role};
+use super::auth::Caller;
 use super::ApiState;
+use crate::authz::Verb;
 use crate::error::ApiError;
 use crate::outbox::Delivery;
 
@@ -39,7 +40,7 @@ async fn list(
     caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
-    caller.require_any(&[Role::Admin])?;
+    crate::authz::require(Verb::SeeDeadLetters, &caller.actor())?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     if let Some(s) = p.state.as_deref() {
         if !matches!(s, "pending" | "delivered" | "dead") {
@@ -70,7 +71,7 @@ async fn retry(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require_any(&[Role::Admin])?;
+    crate::authz::require(Verb::RetryDeadLetter, &caller.actor())?;
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::not_found(format!("no delivery `{id}`")))?;

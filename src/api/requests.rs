@@ -1,5 +1,6 @@
-//! `/v1/requests…`: ask for access, read requests, decide, cancel. Thin: parse, check the
-//! token's role, call [`crate::requests::RequestService`], map the result.
+//! `/v1/requests…`: ask for access, read requests, decide, cancel. Thin: parse, call
+//! [`crate::requests::RequestService`] with the token's actor (who may is
+//! [`crate::authz`]'s answer), map the result.
 //!
 //! Who is who: a token's name is its holder's Okta login, so a requester token asks for itself
 //! and an approver token decides as the approver it is named after. Admin and `portal` tokens
@@ -12,14 +13,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Caller, Role};
+use super::auth::Caller;
 use super::ApiState;
 use crate::error::ApiError;
 use crate::grants::GrantError;
 use crate::requests::repo::ListFilter;
 use crate::requests::{
-    Actor, Channel, Created, NewRequest, Request, RequestService, RequestState, RequestView,
-    Verdict,
+    Created, NewRequest, Request, RequestService, RequestState, RequestView, Verdict,
 };
 
 const MAX_LIMIT: i64 = 500;
@@ -46,15 +46,6 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))
 }
 
-/// The person behind an API token, as the requests domain sees them.
-pub(crate) fn actor(caller: &Caller) -> Actor {
-    let mut a = Actor::new(caller.name.clone(), Channel::Api);
-    a.is_admin = caller.has(Role::Admin);
-    a.may_request_for_others = caller.has(Role::Admin) || caller.roles.contains(&Role::Portal);
-    a.reads_all = caller.has(Role::Auditor) || caller.has(Role::Approver);
-    a
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
@@ -78,12 +69,11 @@ async fn create(
     caller: Caller,
     b: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
-    caller.require_any(&[Role::Requester, Role::Approver, Role::Portal])?;
     let svc = service(&state)?;
     let b = body(b)?;
     let created = svc
         .create(
-            &actor(&caller),
+            &caller.actor(),
             NewRequest {
                 resource: b.resource,
                 duration: b.duration,
@@ -126,7 +116,6 @@ async fn list(
     caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
-    caller.require_any(&[Role::Auditor, Role::Approver, Role::Requester, Role::Portal])?;
     let svc = service(&state)?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let limit = super::paging::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
@@ -138,8 +127,9 @@ async fn list(
             ));
         }
     }
+    let actor = caller.actor();
     let requests = if p.mine_to_approve == Some(true) {
-        svc.to_approve(&caller.name, p.after, limit).await?
+        svc.to_approve(&actor, p.after, limit).await?
     } else {
         let st = match p.state.as_deref() {
             None => None,
@@ -147,19 +137,18 @@ async fn list(
                 ApiError::bad_request("invalid_state", format!("unknown request state `{s}`"))
             })?),
         };
-        // Requesters see their own requests only (their token's name is their login).
-        let user = if caller.has(Role::Auditor) || caller.has(Role::Approver) {
-            p.requester
-        } else {
-            Some(caller.name.clone())
-        };
-        svc.list(&ListFilter {
-            user,
-            resource: p.resource,
-            state: st,
-            after: p.after,
-            limit,
-        })
+        // Only what the caller may see (a requester: their own requests).
+        svc.list_as(
+            &actor,
+            &ListFilter {
+                user: p.requester,
+                resource: p.resource,
+                state: st,
+                after: p.after,
+                limit,
+                requested_by: None,
+            },
+        )
         .await?
     };
     let next_after = super::paging::next_after(&requests, limit, |r| r.id.clone());
@@ -174,13 +163,8 @@ async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
-    caller.require_any(&[Role::Auditor, Role::Approver, Role::Requester, Role::Portal])?;
     let svc = service(&state)?;
-    let view = svc.get(&id).await?;
-    if !svc.may_read(&view, &actor(&caller), None).await? {
-        return Err(ApiError::not_found(format!("no request `{id}`")));
-    }
-    Ok(Json(view))
+    Ok(Json(svc.get_as(&caller.actor(), &id).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,11 +181,10 @@ async fn decide(
     b: Result<Json<DecisionBody>, JsonRejection>,
     verdict: Verdict,
 ) -> Result<Json<RequestView>, ApiError> {
-    caller.require_any(&[Role::Approver])?;
     let svc = service(&state)?;
     let b = body(b)?;
     Ok(Json(
-        svc.decide(&id, &actor(&caller), verdict, b.comment.as_deref())
+        svc.decide(&id, &caller.actor(), verdict, b.comment.as_deref())
             .await?,
     ))
 }
@@ -229,7 +212,6 @@ async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Request>, ApiError> {
-    caller.require_any(&[Role::Requester, Role::Approver, Role::Portal])?;
     let svc = service(&state)?;
-    Ok(Json(svc.cancel(&id, &actor(&caller)).await?))
+    Ok(Json(svc.cancel(&id, &caller.actor()).await?))
 }

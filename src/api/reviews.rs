@@ -1,6 +1,6 @@
 //! `/v1/reviews…`: campaigns (admin creates and closes; admins and auditors read), a reviewer's
 //! items, decisions and delegations (single and bulk), and the evidence report. Thin: parse,
-//! check the role, call [`ReviewService`].
+//! call [`ReviewService`] with the token's actor; who may is [`crate::authz`]'s answer.
 //!
 //! What it must never do: decide for anyone but the caller (the token's name is the reviewer's
 //! login), let anyone but the item's reviewer or an admin delegate it, or answer for an unknown
@@ -14,8 +14,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Caller, Role};
+use super::auth::Caller;
 use super::ApiState;
+use crate::authz::Verb;
 use crate::error::ApiError;
 use crate::grants::GrantError;
 use crate::reviews::delegate::DelegateItem;
@@ -70,7 +71,7 @@ async fn create(
     caller: Caller,
     b: Result<Json<CreateCampaign>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Campaign>), ApiError> {
-    caller.require_any(&[Role::Admin])?;
+    crate::authz::require(Verb::ManageReviews, &caller.actor())?;
     let req = body(b)?;
     let c = service(&state)?.create(&caller.name, req).await?;
     Ok((StatusCode::CREATED, Json(c)))
@@ -85,7 +86,7 @@ async fn list(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<CampaignList>, ApiError> {
-    caller.require_any(&[Role::Admin, Role::Auditor])?;
+    crate::authz::require(Verb::ReadReviews, &caller.actor())?;
     let campaigns = service(&state)?.list().await?;
     Ok(Json(CampaignList { campaigns }))
 }
@@ -95,7 +96,7 @@ async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<report::Report>, ApiError> {
-    caller.require_any(&[Role::Admin, Role::Auditor])?;
+    crate::authz::require(Verb::ReadReviews, &caller.actor())?;
     check_id(&id)?;
     let mut r = service(&state)?.report(&id).await?;
     // The campaign view carries counts and the audit range; items are listed separately.
@@ -128,7 +129,7 @@ async fn items(
     let reviewer = match q.reviewer.as_deref() {
         Some("me") => Some(caller.name.clone()),
         other => {
-            caller.require_any(&[Role::Admin, Role::Auditor])?;
+            crate::authz::require(Verb::ReadReviews, &caller.actor())?;
             other.map(str::to_string)
         }
     };
@@ -162,7 +163,7 @@ async fn decide_one(
         decision: b.decision,
         comment: b.comment,
     };
-    let mut done = service(&state)?.decide(&caller.name, &id, &[d]).await?;
+    let mut done = service(&state)?.decide(&caller.actor(), &id, &[d]).await?;
     done.pop()
         .map(Json)
         .ok_or_else(|| ApiError::bad_request("invalid_input", "no decision recorded"))
@@ -183,7 +184,7 @@ async fn decide_bulk(
     check_id(&id)?;
     let b = body(b)?;
     let items = service(&state)?
-        .decide(&caller.name, &id, &b.decisions)
+        .decide(&caller.actor(), &id, &b.decisions)
         .await?;
     Ok(Json(Decided { items }))
 }
@@ -210,7 +211,7 @@ async fn delegate_one(
         comment: b.comment,
     };
     let mut done = service(&state)?
-        .delegate(&caller.name, caller.has(Role::Admin), &id, &[d])
+        .delegate(&caller.actor(), &id, &[d])
         .await?;
     done.pop()
         .map(Json)
@@ -232,7 +233,7 @@ async fn delegate_bulk(
     check_id(&id)?;
     let b = body(b)?;
     let items = service(&state)?
-        .delegate(&caller.name, caller.has(Role::Admin), &id, &b.delegations)
+        .delegate(&caller.actor(), &id, &b.delegations)
         .await?;
     Ok(Json(Decided { items }))
 }
@@ -242,7 +243,7 @@ async fn close(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Campaign>, ApiError> {
-    caller.require_any(&[Role::Admin])?;
+    crate::authz::require(Verb::ManageReviews, &caller.actor())?;
     check_id(&id)?;
     Ok(Json(service(&state)?.close(&caller.name, &id).await?))
 }
@@ -252,7 +253,7 @@ async fn stop_recurring(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Campaign>, ApiError> {
-    caller.require_any(&[Role::Admin])?;
+    crate::authz::require(Verb::ManageReviews, &caller.actor())?;
     check_id(&id)?;
     Ok(Json(
         service(&state)?.stop_recurring(&caller.name, &id).await?,
@@ -271,7 +272,7 @@ async fn report_of(
     Path(id): Path<String>,
     q: Result<Query<ReportParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require_any(&[Role::Admin, Role::Auditor])?;
+    crate::authz::require(Verb::Export, &caller.actor())?;
     check_id(&id)?;
     let q = query(q)?;
     let format = q.format.as_deref().unwrap_or("json");

@@ -7,8 +7,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Caller, Role};
+use super::auth::Caller;
 use super::ApiState;
+use crate::authz::Verb;
 use crate::error::ApiError;
 use crate::sync::runs::{fetch, page, RunRecord};
 use crate::sync::SyncError;
@@ -40,7 +41,7 @@ async fn list_runs(
     caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<RunsPage>, ApiError> {
-    caller.require_any(&[Role::Auditor, Role::Admin])?;
+    crate::authz::require(Verb::ReadSyncRuns, &caller.actor())?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let limit = super::paging::limit(p.limit, 50, MAX_LIMIT)?;
     if p.before.is_some_and(|b| b <= 0) {
@@ -59,7 +60,7 @@ async fn show_run(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RunRecord>, ApiError> {
-    caller.require_any(&[Role::Auditor, Role::Admin])?;
+    crate::authz::require(Verb::ReadSyncRuns, &caller.actor())?;
     if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
         return Err(ApiError::bad_request(
             "invalid_input",

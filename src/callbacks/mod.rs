@@ -27,11 +27,12 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use sqlx::Row;
 
+use crate::authz::Actor;
 use crate::clock::Clock;
 use crate::config::{resolve_secret, ConfigError};
 use crate::error::{ApiError, ErrorBody};
 use crate::requests::RequestService;
-use crate::requests::{Actor, Channel, Verdict};
+use crate::requests::Verdict;
 use crate::store::Store;
 use crate::store::StoreError;
 use crate::webhooks::{self, Signed, WebhookSecret};
@@ -278,8 +279,9 @@ async fn decide(
     let Some(svc) = state.requests.as_ref() else {
         return err(crate::grants::GrantError::OktaNotConfigured.into());
     };
-    let mut actor = Actor::new(b.approver.trim(), Channel::Callback(it.name.clone()));
-    actor.trusted_for_step_up = it.trusted_for_step_up;
+    // The integration vouches for who decided; the rules still require that person to be an
+    // approver of the request, and scope the integration to decisions.
+    let actor = Actor::callback(&it.name, b.approver.trim(), it.trusted_for_step_up);
     match svc
         .decide(&b.request_id, &actor, verdict, b.comment.as_deref())
         .await

@@ -113,7 +113,10 @@ pub async fn run(config: Settings, cmd: GrantsCommand) -> anyhow::Result<ExitCod
         },
         GrantsCommand::Revoke { id, reason } => {
             let svc = service(&config, store).await?;
-            let g = svc.revoke("cli", &id, reason.trim()).await?;
+            // The command line runs with the broker's own credentials: an operator's revoke.
+            let g = svc
+                .end_early_as(&crate::authz::Actor::operator("cli"), &id, reason.trim())
+                .await?;
             println!("{}", serde_json::to_string_pretty(&g)?);
             Ok(if g.state == GrantState::Revoked {
                 ExitCode::SUCCESS

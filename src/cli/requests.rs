@@ -11,7 +11,7 @@ use clap::Subcommand;
 
 use super::Settings;
 use crate::clock::ms_to_datetime;
-use crate::requests::model::{Actor, Channel, RequestState, Verdict};
+use crate::requests::model::{Actor, RequestState, Verdict};
 use crate::requests::repo::ListFilter;
 use crate::requests::RequestService;
 use crate::store::Store;
@@ -92,6 +92,7 @@ pub async fn run(config: Settings, cmd: RequestsCommand) -> anyhow::Result<ExitC
                     state,
                     after,
                     limit,
+                    requested_by: None,
                 },
             )
             .await?;
@@ -141,12 +142,10 @@ pub async fn run(config: Settings, cmd: RequestsCommand) -> anyhow::Result<ExitC
             comment,
         } => decide(&svc().await?, &id, as_login, Verdict::Deny, comment).await,
         RequestsCommand::Cancel { id, as_login } => {
-            let mut actor = Actor::new(as_login, Channel::Cli);
             // The command line runs with the broker's own credentials: an operator's cancel.
-            actor.is_admin = true;
             svc()
                 .await?
-                .cancel(&id, &actor)
+                .cancel(&id, &Actor::operator(as_login))
                 .await
                 .map(|r| serde_json::to_value(r).unwrap_or_default())
         }
@@ -173,12 +172,7 @@ async fn decide(
     verdict: Verdict,
     comment: Option<String>,
 ) -> Result<serde_json::Value, crate::requests::RequestError> {
-    svc.decide(
-        id,
-        &Actor::new(as_login, Channel::Cli),
-        verdict,
-        comment.as_deref(),
-    )
-    .await
-    .map(|v| serde_json::to_value(v).unwrap_or_default())
+    svc.decide(id, &Actor::operator(as_login), verdict, comment.as_deref())
+        .await
+        .map(|v| serde_json::to_value(v).unwrap_or_default())
 }

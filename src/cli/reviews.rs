@@ -181,8 +181,7 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
             as_login,
         } => svc
             .delegate(
-                &as_login,
-                true,
+                &crate::authz::Actor::operator(as_login),
                 &id,
                 &[crate::reviews::delegate::DelegateItem { item, to, comment }],
             )

@@ -15,9 +15,10 @@ use serde::Deserialize;
 
 use super::error::ConsoleError;
 use super::pages::{grant_row, html, notice, requests, see_other, CsrfOnly, PageError};
-use super::session::{Role, Viewer};
+use super::session::Viewer;
 use super::views::{self, time, AuditFilter, AuditRow, Filter, Layout};
 use super::ConsoleState;
+use crate::authz::{self, Verb};
 use crate::grants::GrantState;
 
 const PAGE: i64 = 100;
@@ -52,7 +53,7 @@ async fn grant_list(
     q: GrantQuery,
     failed_view: bool,
 ) -> Result<Response, PageError> {
-    v.require(Role::Auditor)?;
+    authz::require(Verb::ListAll, &v.actor())?;
     for (n, s) in [("user", &q.user), ("resource", &q.resource)] {
         check_text(n, s)?;
     }
@@ -134,8 +135,8 @@ pub async fn failed(
     grant_list(&state, &v, q, true).await
 }
 
-/// Tries a failed grant's removal again: the grants service's revoke, which for a `failed`
-/// grant goes through the expiry path once more.
+/// Tries a failed grant's removal again: the grants service's retry (who may: the rules), which
+/// goes through the expiry path once more.
 pub async fn retry(
     State(state): State<ConsoleState>,
     v: Viewer,
@@ -143,22 +144,9 @@ pub async fn retry(
     Form(f): Form<CsrfOnly>,
 ) -> Result<Response, PageError> {
     v.check_csrf(&f.csrf)?;
-    v.require(Role::Admin)?;
     let svc = requests(&state)?;
-    let g = svc.grants().get(&id).await?;
-    if g.state != GrantState::Failed {
-        return Err(ConsoleError::InvalidInput(format!(
-            "only failed grants are retried; this one is {}",
-            g.state.as_str()
-        ))
-        .into());
-    }
     svc.grants()
-        .revoke(
-            &v.actor().audit_name(),
-            &id,
-            "removal retried from the console",
-        )
+        .retry_failed_as(&v.actor(), &id, "removal retried from the console")
         .await?;
     Ok(see_other("/admin/failed?done=retried"))
 }
@@ -199,7 +187,7 @@ pub async fn audit(
     v: Viewer,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, PageError> {
-    v.require(Role::Auditor)?;
+    authz::require(Verb::ReadAudit, &v.actor())?;
     for (n, s) in [
         ("actor", &q.actor),
         ("action", &q.action),
@@ -303,7 +291,7 @@ pub async fn verify(
     Form(f): Form<CsrfOnly>,
 ) -> Result<Response, PageError> {
     v.check_csrf(&f.csrf)?;
-    v.require(Role::Auditor)?;
+    authz::require(Verb::ReadAudit, &v.actor())?;
     if let Some(c) = &state.console {
         c.verify_now(&state.store, &state.clock).await;
     }
@@ -321,7 +309,7 @@ pub async fn export(
     v: Viewer,
     Query(q): Query<ExportQuery>,
 ) -> Result<Response, PageError> {
-    v.require(Role::Auditor)?;
+    authz::require(Verb::Export, &v.actor())?;
     let (format, ctype, ext) = match q.format.as_str() {
         "" | "jsonl" => (
             crate::audit::export::ExportFormat::Jsonl,

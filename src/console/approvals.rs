@@ -21,6 +21,7 @@ use super::pages::{
 use super::session::Viewer;
 use super::views::{self, time, DecidedRow, DecisionRow, Layout};
 use super::ConsoleState;
+use crate::authz::Denied;
 use crate::requests::{RequestError, Verdict};
 
 pub async fn inbox(
@@ -29,7 +30,7 @@ pub async fn inbox(
     Query(q): Query<Done>,
 ) -> Result<Response, PageError> {
     let svc = requests(&state)?;
-    let inbox = svc.to_approve(&v.login, None, 200).await?;
+    let inbox = svc.to_approve(&v.actor(), None, 200).await?;
     // The person's own decisions, newest first (a read-only view of the decisions table).
     let rows = sqlx::query(
         "SELECT d.request_id, d.decision, d.decided_at, r.resource, r.user_login \
@@ -65,12 +66,11 @@ pub async fn detail(
     Query(q): Query<Done>,
 ) -> Result<Response, PageError> {
     let svc = requests(&state)?;
-    let view = svc.get(&id).await?;
+    // Who may look is the rules' answer (the requester, its approvers, whoever decided it,
+    // auditors and admins); anyone else is told there is nothing here.
+    let view = svc.get_as(&v.actor(), &id).await?;
     let r = &view.request;
-    let may_decide = svc.may_decide(r, &v.login).await?;
-    if !svc.may_read(&view, &v.actor(), Some(may_decide)).await? {
-        return Err(super::error::ConsoleError::Forbidden("its requester and approvers").into());
-    }
+    let may_decide = svc.may_decide(r, &v.actor()).await?;
     let now = state.clock.now_ms();
     let current = live_grants(svc, &r.user_id).await?;
     let mut history = svc
@@ -168,7 +168,7 @@ pub async fn decide(
                 "denied"
             }
         ))),
-        Err(RequestError::StepUpRequired(resource)) => {
+        Err(RequestError::Denied(Denied::StepUpRequired { resource })) => {
             // Okta is asked for a sign-in no older than half the resource's window (a margin, so
             // an Okta session just inside the window cannot bounce the person back and forth);
             // the person comes back to this request and approves again.

@@ -22,8 +22,6 @@ pub enum ConsoleError {
     BadState,
     #[error("the form's security token is missing or wrong")]
     Csrf,
-    #[error("this page is for {0} only")]
-    Forbidden(&'static str),
     #[error("Okta could not be reached: {0}")]
     Okta(String),
     #[error("{0}")]
@@ -50,7 +48,7 @@ impl ErrorCode for ConsoleError {
         match self {
             NotConfigured => StatusCode::NOT_FOUND,
             SignInRequired | SignInRejected(_) | BadState => StatusCode::UNAUTHORIZED,
-            Csrf | Forbidden(_) => StatusCode::FORBIDDEN,
+            Csrf => StatusCode::FORBIDDEN,
             Okta(_) => StatusCode::BAD_GATEWAY,
             InvalidInput(_) => StatusCode::BAD_REQUEST,
             NotFound => StatusCode::NOT_FOUND,
@@ -68,7 +66,6 @@ impl ErrorCode for ConsoleError {
             SignInRejected(_) => "sign_in_rejected",
             BadState => "invalid_state",
             Csrf => "csrf_invalid",
-            Forbidden(_) => "forbidden",
             Okta(_) => "okta_unavailable",
             InvalidInput(_) => "invalid_input",
             NotFound => "not_found",

@@ -7,8 +7,9 @@
 //!
 //! What it must never do: decide anything itself. Requests, decisions, extensions and revokes go
 //! through [`crate::requests::RequestService`] and [`crate::grants::GrantService`] with an
-//! [`crate::requests::Actor`] built from the session (console channel, Okta `auth_time`,
-//! admin from `console.admin_groups`). It must never render a token, a secret or a cookie,
+//! [`crate::authz::Actor`] built from the session (console channel, Okta `auth_time`, admin
+//! and auditor from `console.admin_groups` and `console.auditor_groups`), and pages that need
+//! no object ask [`crate::authz::require`]. It must never render a token, a secret or a cookie,
 //! answer a state-changing form without its CSRF token, or allow inline script (strict CSP).
 
 mod admin;

@@ -14,9 +14,10 @@ use serde::Deserialize;
 
 use super::error::ConsoleError;
 use super::pages::{html, notice, see_other, CsrfOnly, PageError};
-use super::session::{Role, Viewer};
+use super::session::Viewer;
 use super::views::{self, time, DeadRow, Layout};
 use super::ConsoleState;
+use crate::authz::{self, Verb};
 
 #[derive(Debug, Deserialize, Default)]
 pub struct DeadQuery {
@@ -31,7 +32,7 @@ pub async fn dead(
     v: Viewer,
     Query(q): Query<DeadQuery>,
 ) -> Result<Response, PageError> {
-    v.require(Role::Admin)?;
+    authz::require(Verb::SeeDeadLetters, &v.actor())?;
     let rows = crate::outbox::list(&state.store, Some("dead"), None, q.after, PAGE).await?;
     let next = match rows.last() {
         Some(d) if rows.len() as i64 == PAGE => format!("/admin/outbox?after={}", d.id),
@@ -76,7 +77,7 @@ pub async fn retry(
     Form(f): Form<CsrfOnly>,
 ) -> Result<Response, PageError> {
     v.check_csrf(&f.csrf)?;
-    v.require(Role::Admin)?;
+    authz::require(Verb::RetryDeadLetter, &v.actor())?;
     let id: i64 = id.parse().map_err(|_| ConsoleError::NotFound)?;
     if !crate::outbox::retry(&state.store, &state.clock, id, &v.actor().audit_name()).await? {
         return Err(ConsoleError::InvalidInput(format!(
@@ -98,7 +99,7 @@ pub async fn events_dead(
     v: Viewer,
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, PageError> {
-    v.require(Role::Admin)?;
+    authz::require(Verb::SeeDeadLetters, &v.actor())?;
     let rows = crate::events::inbox::list(&state.store, Some("dead"), PAGE).await?;
     html(views::EventsDead {
         l: Layout::new("Inbound dead letters", "events", Some(&v))
@@ -125,7 +126,7 @@ pub async fn events_retry(
     Form(f): Form<CsrfOnly>,
 ) -> Result<Response, PageError> {
     v.check_csrf(&f.csrf)?;
-    v.require(Role::Admin)?;
+    authz::require(Verb::RetryDeadLetter, &v.actor())?;
     if uuid.is_empty() || uuid.len() > 128 {
         return Err(ConsoleError::NotFound.into());
     }

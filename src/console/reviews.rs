@@ -18,6 +18,7 @@ use super::pages::{html, notice, see_other, Done, PageError};
 use super::session::Viewer;
 use super::views::{self, time, Layout};
 use super::ConsoleState;
+use crate::authz::{self, Verb};
 use crate::reviews::delegate::DelegateItem;
 use crate::reviews::service::DecideItem;
 use crate::reviews::{Decision, ReviewService};
@@ -44,7 +45,8 @@ pub async fn list(State(state): State<ConsoleState>, v: Viewer) -> Result<Respon
     let campaigns = svc.list().await?;
     // Counts come from one grouped read each: a campaign can hold tens of thousands of items.
     let mine_n = svc.item_counts(Some(&v.login)).await?;
-    let all_n = if v.auditor || v.admin {
+    let reads_all = authz::require(Verb::ReadReviews, &v.actor()).is_ok();
+    let all_n = if reads_all {
         svc.item_counts(None).await?
     } else {
         Default::default()
@@ -62,7 +64,7 @@ pub async fn list(State(state): State<ConsoleState>, v: Viewer) -> Result<Respon
         .filter_map(|c| mine_n.get(&c.id).map(|n| row(c, *n)))
         .collect();
     mine.sort_by_key(|r| std::cmp::Reverse(r.undecided));
-    let all = if v.auditor || v.admin {
+    let all = if reads_all {
         campaigns
             .iter()
             .map(|c| row(c, all_n.get(&c.id).copied().unwrap_or((0, 0))))
@@ -138,7 +140,7 @@ pub async fn decide(
     let comment = Some(f.comment.trim().to_string()).filter(|c| !c.is_empty());
     service(&state)?
         .decide(
-            &v.login,
+            &v.actor(),
             &id,
             &[DecideItem {
                 item,
@@ -170,8 +172,7 @@ pub async fn delegate(
     let item: i64 = item.parse().map_err(|_| ConsoleError::NotFound)?;
     service(&state)?
         .delegate(
-            &v.login,
-            v.admin,
+            &v.actor(),
             &id,
             &[DelegateItem {
                 item,

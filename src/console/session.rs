@@ -27,13 +27,6 @@ pub const COOKIE: &str = "jit_session";
 /// and at most a quarter of the idle timeout, so a person in use is never taken for idle.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
-/// A console role, from Okta group membership at sign-in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Admin,
-    Auditor,
-}
-
 /// The signed-in person behind a request.
 #[derive(Debug, Clone)]
 pub struct Viewer {
@@ -48,29 +41,11 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    /// The actor the domain services see: console channel, Okta sign-in time, admin flag.
-    pub fn actor(&self) -> crate::requests::Actor {
-        let mut a = crate::requests::Actor::new(&self.login, crate::requests::Channel::Console);
-        a.authenticated_at = Some(self.auth_time_ms);
-        a.is_admin = self.admin;
-        a.reads_all = self.admin || self.auditor;
-        a
-    }
-
-    pub fn require(&self, role: Role) -> Result<(), ConsoleError> {
-        let ok = match role {
-            Role::Admin => self.admin,
-            // Admins see everything auditors see.
-            Role::Auditor => self.auditor || self.admin,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(ConsoleError::Forbidden(match role {
-                Role::Admin => "admins",
-                Role::Auditor => "auditors and admins",
-            }))
-        }
+    /// The actor the domain sees: a person through the console, with Okta's `auth_time` and
+    /// the admin and auditor roles their groups gave them at sign-in. What they may do is
+    /// [`crate::authz`]'s answer, never a page's.
+    pub fn actor(&self) -> crate::authz::Actor {
+        crate::authz::Actor::console(&self.login, self.auth_time_ms, self.admin, self.auditor)
     }
 
     /// Constant-time check of a form's CSRF token against the session's.

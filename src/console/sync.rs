@@ -11,9 +11,10 @@ use serde::Deserialize;
 
 use super::error::ConsoleError;
 use super::pages::{html, PageError};
-use super::session::{Role, Viewer};
+use super::session::Viewer;
 use super::views::{self, time, FindingRow, Layout, RunRow};
 use super::ConsoleState;
+use crate::authz::{self, Verb};
 use crate::sync::RunRecord;
 
 const PAGE: i64 = 50;
@@ -42,7 +43,7 @@ pub async fn runs(
     v: Viewer,
     Query(q): Query<RunsQuery>,
 ) -> Result<Response, PageError> {
-    v.require(Role::Auditor)?;
+    authz::require(Verb::ReadSyncRuns, &v.actor())?;
     let runs = crate::sync::runs::page(&state.store, q.before, PAGE).await?;
     let older = match runs.last() {
         Some(r) if runs.len() as i64 == PAGE => format!("/admin/sync?before={}", r.started_at),
@@ -60,7 +61,7 @@ pub async fn run(
     v: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    v.require(Role::Auditor)?;
+    authz::require(Verb::ReadSyncRuns, &v.actor())?;
     if id.is_empty() || id.len() > 64 {
         return Err(ConsoleError::NotFound.into());
     }

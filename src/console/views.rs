@@ -33,8 +33,13 @@ impl Layout {
             signed_in: v.is_some(),
             name: v.map(|v| v.name.clone()).unwrap_or_default(),
             login: v.map(|v| v.login.clone()).unwrap_or_default(),
-            admin: v.is_some_and(|v| v.admin),
-            auditor: v.is_some_and(|v| v.auditor || v.admin),
+            // What the navigation offers follows the rules: operator pages, then read-only ones.
+            admin: v.is_some_and(|v| {
+                crate::authz::require(crate::authz::Verb::SeeDeadLetters, &v.actor()).is_ok()
+            }),
+            auditor: v.is_some_and(|v| {
+                crate::authz::require(crate::authz::Verb::ReadAudit, &v.actor()).is_ok()
+            }),
             csrf: v.map(|v| v.csrf.clone()).unwrap_or_default(),
             notice: None,
         }

@@ -35,8 +35,9 @@ pub enum GrantError {
     NotActive(&'static str),
     #[error("the grant changed concurrently; read it again and retry")]
     Conflict,
-    #[error("you may only revoke your own grants unless you are an approver or admin")]
-    Forbidden,
+    /// The authorization rules refused (see [`crate::authz::decide`]).
+    #[error(transparent)]
+    Denied(#[from] crate::authz::Denied),
     #[error("Okta is not configured (`okta.base_url` is empty): grants are unavailable")]
     OktaNotConfigured,
     #[error("Okta refused or failed the call")]
@@ -75,7 +76,7 @@ impl ErrorCode for GrantError {
             | UserNotActive { .. } => StatusCode::BAD_REQUEST,
             NotFound(_) => StatusCode::NOT_FOUND,
             NotActive(_) | Conflict => StatusCode::CONFLICT,
-            Forbidden => StatusCode::FORBIDDEN,
+            Denied(e) => e.status(),
             OktaNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             Okta(e) => ErrorCode::status(e),
             Store(e) => e.status(),
@@ -99,7 +100,7 @@ impl ErrorCode for GrantError {
             NotFound(_) => "not_found",
             NotActive(_) => "grant_not_active",
             Conflict => "concurrent_update",
-            Forbidden => "forbidden",
+            Denied(e) => e.code(),
             OktaNotConfigured => "okta_not_configured",
             Okta(e) => ErrorCode::code(e),
             Store(e) => e.code(),

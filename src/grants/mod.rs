@@ -3,7 +3,8 @@
 //! Why it exists: this is where access is given and taken, and the only module that adds or
 //! removes access in Okta (I9). [`GrantService`] creates, extends and revokes grants
 //! ([`service`]), implements the scheduler's [`crate::scheduler::ExpiryHandler`] ([`handler`]),
-//! removes access no grant explains and restores a grant's lost access for the drift reaction,
+//! answers people who ask through a channel after asking
+//! [`crate::authz`] ([`gate`]), removes access no grant explains and restores a grant's lost access for the drift reaction,
 //! the sync and the reviews ([`access`]), and checks the input of a grant or a request
 //! ([`input`]). Its Okta calls (`provision`), SQL (`repo`) and Redis lock (`lock`) are private:
 //! every other module goes through the service.
@@ -16,6 +17,7 @@ mod batch;
 mod commit;
 pub mod error;
 pub mod external;
+mod gate;
 pub mod handler;
 pub mod input;
 mod lock;

@@ -122,6 +122,20 @@ impl Principals {
     pub fn is_empty(&self) -> bool {
         self.okta_groups.is_empty() && self.users.is_empty()
     }
+
+    /// Whether the person with this Okta login and id is named, by login (case-insensitive) or
+    /// id, or through one of `groups` (their Okta group ids).
+    pub fn names(
+        &self,
+        login: &str,
+        user_id: &str,
+        groups: &std::collections::HashSet<String>,
+    ) -> bool {
+        self.users
+            .iter()
+            .any(|u| u.trim().eq_ignore_ascii_case(login.trim()) || u == user_id)
+            || self.okta_groups.iter().any(|g| groups.contains(g))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +300,19 @@ impl Resource {
             approvers: self.approvers.clone(),
             approvals_required: self.approvals_required,
         }]
+    }
+
+    /// Whether any approval stage names this person: "an approver of this resource". Groups
+    /// must be read fresh by the caller (a person removed from the approver group is not one).
+    pub fn approved_by(
+        &self,
+        login: &str,
+        user_id: &str,
+        groups: &std::collections::HashSet<String>,
+    ) -> bool {
+        self.approval_stages()
+            .iter()
+            .any(|s| s.approvers.names(login, user_id, groups))
     }
 }
 

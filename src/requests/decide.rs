@@ -12,23 +12,104 @@
 //! What it must never do: count a decision whose transaction did not commit, make a grant before
 //! the approval is durable, or let a channel skip a check.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use serde_json::json;
 
+use super::access::owner_and_submitter;
 use super::directory::is_named;
 use super::error::RequestError;
 use super::model::{
-    same_person, Actor, Channel, DecisionRecord, RequestState, RequestView, Verdict,
+    same_person, Actor, DecisionRecord, Request, RequestState, RequestView, Verdict,
 };
 use super::repo::{self, Bind};
 use super::service::{approvals_in, check_comment, current_stage};
 use super::RequestService;
 use crate::audit::{self, NewEntry};
+use crate::authz::{self, Denied, Facts, StepUp, Verb};
+use crate::okta::User;
 
 /// Attempts at the compare-and-set before answering `concurrent_update`; each retry re-reads
 /// the request, so only a pathological storm on one request reaches it.
 const MAX_ATTEMPTS: usize = 20;
 
+/// Who is deciding, as read when they act: their Okta user and groups (fresh), the verb and the
+/// facts the authorization rules were given.
+pub(super) struct Decider {
+    pub me: User,
+    pub groups: Arc<HashSet<String>>,
+    pub verb: Verb,
+    pub facts: Facts,
+}
+
 impl RequestService {
+    /// The checks before a decision is recorded: the authorization rules (the requester never
+    /// decides their own request; Okta must name the person among the resource's approvers now;
+    /// a step-up resource needs a recent sign-in), then the request's state. Approvers are
+    /// resolved now, not when the request was made: someone removed from the approver group
+    /// since can no longer decide.
+    pub(super) async fn may_act_on(
+        &self,
+        r: &Request,
+        actor: &Actor,
+        verdict: Verdict,
+    ) -> Result<Decider, RequestError> {
+        let verb = match verdict {
+            Verdict::Approve => Verb::Approve,
+            Verdict::Deny => Verb::Deny,
+            Verdict::BreakGlass => {
+                return Err(RequestError::InvalidInput(
+                    "break-glass is requested with the request, not decided".into(),
+                ))
+            }
+        };
+        let policy = self.policy().current();
+        let res = policy
+            .get(&r.resource)
+            .ok_or_else(|| RequestError::UnknownResource(r.resource.clone()))?
+            .clone();
+        let now = self.clock().now_ms();
+        let (owner, _) = owner_and_submitter(actor, r);
+        let mut facts = Facts {
+            owner,
+            step_up: res.approval_step_up.map(|max_age| StepUp {
+                resource: res.name.clone(),
+                max_age_ms: i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX),
+                now_ms: now,
+            }),
+            ..Facts::default()
+        };
+        // Okta is read only when the answer depends on it (a self-approval or a missing role
+        // is refused without a call).
+        let person = if authz::depends_on_approver(verb, actor, &facts) {
+            self.fresh_person(actor).await?
+        } else {
+            None
+        };
+        if let Some((me, groups)) = &person {
+            // The same person under another name (their id, their email).
+            facts.owner |= same_person(&me.login, &r.user_login) || me.id == r.user_id;
+            facts.approver = res.approved_by(&me.login, &me.id, groups);
+        }
+        authz::decide(verb, actor, &facts)?;
+        let reviewing = r.state == RequestState::Approved && r.review_pending;
+        if r.state != RequestState::Pending && !reviewing {
+            return Err(RequestError::NotPending(r.state.as_str()));
+        }
+        if r.state == RequestState::Pending && now >= r.expires_at {
+            return Err(RequestError::Expired);
+        }
+        // The rules allow only a person Okta names, so they were read above.
+        let (me, groups) = person.ok_or(RequestError::Denied(Denied::NotApprover))?;
+        Ok(Decider {
+            me,
+            groups,
+            verb,
+            facts,
+        })
+    }
+
     /// Records `actor`'s decision on request `id` and carries it out (an approval that completes
     /// the last stage makes the grant; a deny of a break-glass request revokes it).
     pub async fn decide(
@@ -45,51 +126,19 @@ impl RequestService {
         }
         let comment = check_comment(comment)?;
         let r = self.get_request(id).await?;
-        // Cheap refusals first: they need no Okta call.
-        if same_person(&actor.login, &r.user_login) || actor.login == r.user_id {
-            return Err(RequestError::SelfApproval);
-        }
-        let reviewing = r.state == RequestState::Approved && r.review_pending;
-        if r.state != RequestState::Pending && !reviewing {
-            return Err(RequestError::NotPending(r.state.as_str()));
-        }
-        let now = self.clock().now_ms();
-        if r.state == RequestState::Pending && now >= r.expires_at {
-            return Err(RequestError::Expired);
-        }
+        let Decider {
+            me,
+            groups,
+            verb,
+            facts,
+        } = self.may_act_on(&r, actor, verdict).await?;
         let policy = self.policy().current();
-        let res = policy
+        let stages = policy
             .get(&r.resource)
-            .ok_or_else(|| RequestError::UnknownResource(r.resource.clone()))?
-            .clone();
-        if verdict == Verdict::Approve {
-            if let Some(max_age) = res.approval_step_up {
-                let fresh = actor.authenticated_at.is_some_and(|at| {
-                    now.saturating_sub(at) <= i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX)
-                });
-                let ok = actor.trusted_for_step_up
-                    || (matches!(actor.channel, Channel::Console) && fresh);
-                if !ok {
-                    return Err(RequestError::StepUpRequired(res.name.clone()));
-                }
-            }
-        }
-        // Resolved now, not when the request was made: someone removed from the approver group
-        // since can no longer decide.
-        let me = self
-            .directory()
-            .user(&actor.login)
-            .await
-            .map_err(|e| match e {
-                RequestError::UnknownUser(_) => RequestError::NotApprover,
-                e => e,
-            })?;
-        if same_person(&me.login, &r.user_login) || me.id == r.user_id {
-            return Err(RequestError::SelfApproval);
-        }
-        let groups = self.directory().groups_fresh(&me.id).await?;
-        let stages = res.approval_stages();
+            .map(|res| res.approval_stages())
+            .unwrap_or_default();
         let approver = me.login.to_ascii_lowercase();
+        let now = self.clock().now_ms();
 
         for _ in 0..MAX_ATTEMPTS {
             let mut tx = self.store().begin().await?;
@@ -109,29 +158,40 @@ impl RequestService {
                 tx.rollback().await?;
                 return Err(RequestError::NotPending(cur.state.as_str()));
             }
-            // Which stage this decision belongs to, as the request stands in this transaction.
+            // Which stage this decision belongs to, as the request stands in this transaction:
+            // the person must be among that stage's approvers (the same rule, asked again).
             let stage = if reviewing {
-                let Some(i) = stages
+                stages
                     .iter()
                     .position(|s| is_named(&s.approvers, &me, &groups))
-                else {
-                    tx.rollback().await?;
-                    return Err(RequestError::NotApprover);
-                };
-                i
             } else {
                 match current_stage(&stages, &decisions) {
-                    Some(i) if is_named(&stages[i].approvers, &me, &groups) => i,
-                    Some(_) => {
-                        tx.rollback().await?;
-                        return Err(RequestError::NotApprover);
-                    }
+                    Some(i) => Some(i).filter(|i| is_named(&stages[*i].approvers, &me, &groups)),
                     // Every stage is satisfied but the row still says pending: the decision that
                     // completed it committed between our two reads. Read again.
                     None => {
                         tx.rollback().await?;
                         continue;
                     }
+                }
+            };
+            let allowed = authz::decide(
+                verb,
+                actor,
+                &Facts {
+                    approver: stage.is_some(),
+                    ..facts.clone()
+                },
+            );
+            let stage = match (allowed, stage) {
+                (Ok(()), Some(i)) => i,
+                (Err(e), _) => {
+                    tx.rollback().await?;
+                    return Err(e.into());
+                }
+                (Ok(()), None) => {
+                    tx.rollback().await?;
+                    return Err(Denied::NotApprover.into());
                 }
             };
             let record = DecisionRecord {

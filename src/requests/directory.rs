@@ -130,8 +130,5 @@ impl Directory {
 
 /// Whether `user` is named in `p` (by login or id) or is in one of its groups.
 pub fn is_named(p: &Principals, user: &User, groups: &HashSet<String>) -> bool {
-    p.users
-        .iter()
-        .any(|u| super::model::same_person(u, &user.login) || u == &user.id)
-        || p.okta_groups.iter().any(|g| groups.contains(g))
+    p.names(&user.login, &user.id, groups)
 }

@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 
 use crate::audit::AuditError;
+use crate::authz::Denied;
 use crate::error::ErrorCode;
 use crate::grants::GrantError;
 use crate::okta::OktaError;
@@ -30,8 +31,6 @@ pub enum RequestError {
     UnknownUser(String),
     #[error("Okta user `{user}` is {status}, not ACTIVE")]
     UserNotActive { user: String, status: String },
-    #[error("only an admin or a portal may request on behalf of someone else")]
-    OnBehalfForbidden,
     #[error("a request for `{resource}` is already pending: {id}")]
     AlreadyPending { id: String, resource: String },
     #[error("you already hold `{resource}` through grant {grant_id}: ask to extend it instead (POST /v1/grants/{grant_id}/extend)")]
@@ -48,20 +47,13 @@ pub enum RequestError {
     NotPending(&'static str),
     #[error("the request expired unanswered")]
     Expired,
-    #[error("you cannot approve your own request")]
-    SelfApproval,
-    #[error("you are not an approver of this request's current stage")]
-    NotApprover,
     #[error("you have already decided on this request")]
     AlreadyDecided,
-    #[error("approving `{0}` needs a fresh Okta sign-in: approve it in the console")]
-    StepUpRequired(String),
-    #[error("only the requester or an admin may cancel this request")]
-    CancelForbidden,
-    #[error("you may only extend your own grants")]
-    ExtendForbidden,
     #[error("the request changed concurrently; try again")]
     Conflict,
+    /// The authorization rules refused (see [`crate::authz::decide`]).
+    #[error(transparent)]
+    Denied(#[from] Denied),
     #[error(transparent)]
     Grant(#[from] GrantError),
     #[error("Okta refused or failed the call")]
@@ -93,8 +85,8 @@ impl ErrorCode for RequestError {
             | UserNotActive { .. }
             | BreakGlassNotAllowed(_)
             | BreakGlassTooLong { .. } => StatusCode::BAD_REQUEST,
-            NotEligible(_) | OnBehalfForbidden | SelfApproval | NotApprover | StepUpRequired(_)
-            | CancelForbidden | ExtendForbidden => StatusCode::FORBIDDEN,
+            NotEligible(_) => StatusCode::FORBIDDEN,
+            Denied(e) => e.status(),
             NotFound(_) => StatusCode::NOT_FOUND,
             AlreadyPending { .. }
             | AlreadyGranted { .. }
@@ -122,7 +114,6 @@ impl ErrorCode for RequestError {
             InvalidInput(_) => "invalid_input",
             UnknownUser(_) => "unknown_user",
             UserNotActive { .. } => "user_not_active",
-            OnBehalfForbidden => "on_behalf_forbidden",
             AlreadyPending { .. } => "request_already_pending",
             AlreadyGranted { .. } => "already_granted",
             BreakGlassNotAllowed(_) => "break_glass_not_allowed",
@@ -130,13 +121,9 @@ impl ErrorCode for RequestError {
             NotFound(_) => "not_found",
             NotPending(_) => "request_not_pending",
             Expired => "request_expired",
-            SelfApproval => "self_approval",
-            NotApprover => "not_approver",
             AlreadyDecided => "already_decided",
-            StepUpRequired(_) => "step_up_required",
-            CancelForbidden => "forbidden",
-            ExtendForbidden => "forbidden",
             Conflict => "concurrent_update",
+            Denied(e) => e.code(),
             Grant(e) => e.code(),
             Okta(e) => ErrorCode::code(e),
             Store(e) => e.code(),

@@ -3,15 +3,18 @@
 //! Why it exists: people ask for access through the API, Slack, the console or another system,
 //! and approvers decide through Slack buttons, the console, signed callbacks or the API. Each of
 //! those is a thin adapter over [`RequestService`]: eligibility, durations, reasons, tickets,
-//! stages, self-approval, step-up, break-glass and the races between deciders are decided here
-//! once. An approved request becomes a grant only through [`crate::grants::GrantService`]
-//! (write-ahead, audited); an approved extension extends one through it.
+//! stages, break-glass and the races between deciders are decided here once; who may see,
+//! request, decide, cancel or extend is asked of [`crate::authz`] with the facts read here
+//! (`access`, `decide`). An approved request becomes a grant only through
+//! [`crate::grants::GrantService`] (write-ahead, audited); an approved extension extends one
+//! through it.
 //!
 //! What it must never do: call a channel (Slack, outbound webhooks) directly — what people must
 //! be told is derived from the audit entries written here, in the same transaction as the change
 //! (see [`crate::notify`]); make a grant by any other path than the grants service; change
 //! anything when the input is invalid or the caller may not act.
 
+mod access;
 mod decide;
 pub mod directory;
 pub mod error;
@@ -118,7 +121,9 @@ impl RequestService {
             metrics::counter!("jit_requests_total", "outcome" => outcome).increment(0);
         }
         for decision in ["approve", "deny", "break_glass"] {
-            for ch in ["api", "slack", "console", "cli", "callback", "system"] {
+            for ch in [
+                "api", "slack", "console", "cli", "callback", "mcp", "system",
+            ] {
                 metrics::counter!("jit_request_decisions_total", "decision" => decision, "channel" => ch)
                     .increment(0);
             }

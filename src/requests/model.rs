@@ -115,10 +115,8 @@ impl Request {
     }
 }
 
-/// Okta logins are case-insensitive.
-pub fn same_person(a: &str, b: &str) -> bool {
-    a.trim().eq_ignore_ascii_case(b.trim())
-}
+/// Okta logins are case-insensitive (the authorization domain's rule, re-exported).
+pub use crate::authz::same_person;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,75 +157,9 @@ pub struct DecisionRecord {
     pub decided_at: i64,
 }
 
-/// Where a person acts from; recorded with every decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Channel {
-    Api,
-    Slack,
-    Console,
-    Cli,
-    /// A signed HTTP callback from a named integration (ServiceNow, Jira, …).
-    Callback(String),
-    /// The broker itself (pending timeout, auto-approval, offboarding).
-    System,
-}
-
-impl Channel {
-    pub fn as_string(&self) -> String {
-        match self {
-            Channel::Api => "api".into(),
-            Channel::Slack => "slack".into(),
-            Channel::Console => "console".into(),
-            Channel::Cli => "cli".into(),
-            Channel::Callback(name) => format!("callback:{name}"),
-            Channel::System => "system".into(),
-        }
-    }
-}
-
-/// A person acting through a channel. `login` is their Okta login (or id): API tokens are named
-/// after it, Slack users are mapped to it, console sessions carry it.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub login: String,
-    pub channel: Channel,
-    /// When this person last proved who they are to Okta (Unix ms): the console's `auth_time`.
-    /// Approvals of `approval_step_up` resources need it to be recent.
-    pub authenticated_at: Option<i64>,
-    /// A signed-callback integration configured as trusted for step-up resources.
-    pub trusted_for_step_up: bool,
-    /// Admins (and `portal` tokens) may request on behalf of someone else and cancel any request.
-    pub is_admin: bool,
-    pub may_request_for_others: bool,
-    /// Reads every request, whoever it concerns (auditors and admins; the API's approver
-    /// tokens). Everyone else reads the requests they relate to (see
-    /// `RequestService::may_read`).
-    pub reads_all: bool,
-}
-
-impl Actor {
-    pub fn new(login: impl Into<String>, channel: Channel) -> Self {
-        Actor {
-            login: login.into(),
-            channel,
-            authenticated_at: None,
-            trusted_for_step_up: false,
-            is_admin: false,
-            may_request_for_others: false,
-            reads_all: false,
-        }
-    }
-
-    /// The audit log's actor: the person, prefixed by channel when it is not the API.
-    pub fn audit_name(&self) -> String {
-        match &self.channel {
-            Channel::Api | Channel::Console | Channel::Cli => self.login.clone(),
-            Channel::Slack => format!("slack:{}", self.login),
-            Channel::Callback(name) => format!("callback:{name}:{}", self.login),
-            Channel::System => self.login.clone(),
-        }
-    }
-}
+/// Who acts and through which channel: the authorization domain's, re-exported where requests
+/// have always taken them from.
+pub use crate::authz::{Actor, Channel};
 
 /// A request with everything a person deciding on it needs.
 #[derive(Debug, Clone, Serialize)]

@@ -114,6 +114,8 @@ pub struct ListFilter {
     /// Only requests with ids greater than this (ids are time-ordered UUIDv7).
     pub after: Option<String>,
     pub limit: i64,
+    /// Who submitted it (a portal's own submissions).
+    pub requested_by: Option<String>,
 }
 
 pub async fn list(store: &Store, f: &ListFilter) -> Result<Vec<Request>, StoreError> {
@@ -125,6 +127,10 @@ pub async fn list(store: &Store, f: &ListFilter) -> Result<Vec<Request>, StoreEr
         sql.push_str(&format!(
             " AND (LOWER(user_login) = ${n} OR user_id = ${n})"
         ));
+    }
+    if let Some(by) = &f.requested_by {
+        binds.push(by.to_ascii_lowercase());
+        sql.push_str(&format!(" AND LOWER(requested_by) = ${}", binds.len()));
     }
     if let Some(r) = &f.resource {
         binds.push(r.clone());
@@ -146,6 +152,24 @@ pub async fn list(store: &Store, f: &ListFilter) -> Result<Vec<Request>, StoreEr
     let mut conn = store.reads().acquire().await?;
     let rows = q.fetch_all(&mut *conn).await?;
     rows.iter().map(from_row).collect()
+}
+
+/// Ids of the requests `login` decided on (decisions record approvers in lower case).
+pub async fn decided_by(
+    store: &Store,
+    login: &str,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut conn = store.reads().acquire().await?;
+    let rows = sqlx::query("SELECT DISTINCT request_id FROM request_decisions WHERE approver = $1")
+        .bind(login.trim().to_ascii_lowercase())
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            r.try_get::<String, _>("request_id")
+                .map_err(StoreError::from)
+        })
+        .collect()
 }
 
 pub async fn decisions(

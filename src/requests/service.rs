@@ -11,15 +11,16 @@
 use serde_json::json;
 use sqlx::Row;
 
+use super::access::owner_and_submitter;
 use super::directory::is_named;
 use super::error::RequestError;
 use super::model::{
-    same_person, Actor, DecisionRecord, Request, RequestKind, RequestState, RequestView,
-    StageStatus, Verdict,
+    Actor, DecisionRecord, Request, RequestKind, RequestState, RequestView, StageStatus, Verdict,
 };
 use super::repo::{self, Bind};
 use super::RequestService;
 use crate::audit::{self, NewEntry};
+use crate::authz::{self, Facts, Verb};
 use crate::grants::input::{self, ms};
 use crate::grants::{CreateGrant, Grant, GrantError, GrantState, Holder};
 use crate::okta::User;
@@ -59,6 +60,23 @@ impl RequestService {
     /// Checks, records and (when policy or break-glass approves it) grants. Invalid input changes
     /// nothing.
     pub async fn create(&self, actor: &Actor, req: NewRequest) -> Result<Created, RequestError> {
+        let on_behalf = req
+            .on_behalf_of
+            .as_deref()
+            .map(str::trim)
+            .filter(|who| !who.is_empty() && !actor.is(who));
+        authz::decide(
+            if on_behalf.is_some() {
+                Verb::RequestOnBehalf
+            } else {
+                Verb::Request
+            },
+            actor,
+            &Facts {
+                break_glass: req.break_glass,
+                ..Facts::default()
+            },
+        )?;
         let res = input::resource(&self.policy().current(), &req.resource)?;
         let asked = req
             .duration
@@ -85,21 +103,7 @@ impl RequestService {
             }
             duration = duration.min(max);
         }
-        let target = match req.on_behalf_of.as_deref().map(str::trim) {
-            Some(who) if !who.is_empty() && !same_person(who, &actor.login) => {
-                if !actor.may_request_for_others {
-                    return Err(RequestError::OnBehalfForbidden);
-                }
-                if req.break_glass {
-                    return Err(RequestError::InvalidInput(
-                        "break-glass is for the person in the emergency: they must ask themself"
-                            .into(),
-                    ));
-                }
-                who.to_string()
-            }
-            _ => actor.login.clone(),
-        };
+        let target = on_behalf.unwrap_or(&actor.login).to_string();
         let user = self.directory().user(&target).await?;
         input::user_status(&user, &target)?;
         // Okta is asked for the user's groups only when a rule names groups.
@@ -464,101 +468,20 @@ impl RequestService {
         Ok(repo::list(self.store(), f).await?)
     }
 
-    /// Pending requests whose current stage `login` may approve now (approvers read fresh).
-    pub async fn to_approve(
-        &self,
-        login: &str,
-        after: Option<String>,
-        limit: i64,
-    ) -> Result<Vec<Request>, RequestError> {
-        let me = self.directory().user(login).await?;
-        let groups = self.directory().groups_fresh(&me.id).await?;
-        let mut out = Vec::new();
-        let mut cursor = after;
-        // Pages of pending requests are filtered in memory: which ones a person may decide
-        // depends on the policy in force and their groups, not on a column.
-        loop {
-            let page = repo::list(
-                self.store(),
-                &repo::ListFilter {
-                    state: Some(RequestState::Pending),
-                    after: cursor.clone(),
-                    limit: 500,
-                    ..Default::default()
-                },
-            )
-            .await?;
-            let n = page.len();
-            for r in page {
-                cursor = Some(r.id.clone());
-                if self.may_decide_with(&r, &me, &groups).await? {
-                    out.push(r);
-                    if out.len() as i64 >= limit {
-                        return Ok(out);
-                    }
-                }
-            }
-            if n < 500 {
-                return Ok(out);
-            }
-        }
-    }
-
-    /// Whether `login` may decide `r` now (Slack shows the others an explanation instead).
-    pub async fn may_decide(&self, r: &Request, login: &str) -> Result<bool, RequestError> {
-        let me = match self.directory().user(login).await {
-            Ok(u) => u,
-            Err(RequestError::UnknownUser(_)) => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        let groups = self.directory().groups_fresh(&me.id).await?;
-        self.may_decide_with(r, &me, &groups).await
-    }
-
-    async fn may_decide_with(
-        &self,
-        r: &Request,
-        me: &User,
-        groups: &std::collections::HashSet<String>,
-    ) -> Result<bool, RequestError> {
-        if same_person(&me.login, &r.user_login) || me.id == r.user_id {
-            return Ok(false);
-        }
-        let policy = self.policy().current();
-        let Some(res) = policy.get(&r.resource) else {
-            return Ok(false);
-        };
-        let stages = res.approval_stages();
-        let decisions = {
-            let mut conn = self.store().reads().acquire().await?;
-            repo::decisions(&mut conn, &r.id).await?
-        };
-        if decisions
-            .iter()
-            .any(|d| same_person(&d.approver, &me.login))
-        {
-            return Ok(false);
-        }
-        let stage = match r.state {
-            RequestState::Pending => current_stage(&stages, &decisions),
-            RequestState::Approved if r.review_pending => {
-                return Ok(stages.iter().any(|s| is_named(&s.approvers, me, groups)))
-            }
-            _ => None,
-        };
-        Ok(stage.is_some_and(|i| is_named(&stages[i].approvers, me, groups)))
-    }
-
     /// Cancels a pending request: its requester (or whoever submitted it) or an admin.
     pub async fn cancel(&self, id: &str, actor: &Actor) -> Result<Request, RequestError> {
         for _ in 0..5 {
             let r = self.get_request(id).await?;
-            let mine = same_person(&actor.login, &r.user_login)
-                || actor.login == r.user_id
-                || same_person(&actor.login, &r.requested_by);
-            if !(mine || actor.is_admin) {
-                return Err(RequestError::CancelForbidden);
-            }
+            let (owner, submitter) = owner_and_submitter(actor, &r);
+            authz::decide(
+                Verb::Cancel,
+                actor,
+                &Facts {
+                    owner,
+                    submitter,
+                    ..Facts::default()
+                },
+            )?;
             if r.state != RequestState::Pending {
                 return Err(RequestError::NotPending(r.state.as_str()));
             }
@@ -646,14 +569,19 @@ impl RequestService {
         reason: Option<&str>,
     ) -> Result<Created, RequestError> {
         let g = self.grants().get(grant_id).await?;
+        let holder = actor.is(&g.user_login) || actor.login == g.user_id;
+        authz::decide(
+            Verb::Extend,
+            actor,
+            &Facts {
+                owner: holder,
+                ..Facts::default()
+            },
+        )?;
         let d = parse_duration(duration).map_err(GrantError::InvalidDuration)?;
-        let holder = same_person(&actor.login, &g.user_login) || actor.login == g.user_id;
-        // An admin extends someone else's grant directly: recorded as an extension request
-        // approved by that admin, so the history shows who gave the extra time.
-        let by_admin = actor.is_admin && !holder;
-        if !holder && !by_admin {
-            return Err(RequestError::ExtendForbidden);
-        }
+        // Someone else allowed to give time (an admin) extends it at once: recorded as an
+        // extension request approved by them, so the history shows who gave the extra time.
+        let by_admin = !holder;
         if g.state != GrantState::Active {
             return Err(GrantError::NotActive(g.state.as_str()).into());
         }

@@ -10,9 +10,10 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::service::{check_comment, check_login, items_held_open, pick, MAX_BULK};
+use super::service::{check_comment, check_login, item_facts, items_held_open, pick, MAX_BULK};
 use super::{Item, ReviewError, ReviewService};
 use crate::audit::{self, NewEntry};
+use crate::authz::{self, Actor, Role, Verb};
 use crate::store::Tx;
 
 /// One delegation (single or in a bulk body).
@@ -28,14 +29,16 @@ pub struct DelegateItem {
 
 impl ReviewService {
     /// Hands `delegations` to their new reviewers, all or none, each with its audit entry.
-    /// `caller` must be each item's reviewer unless `admin`.
+    /// `actor` must be each item's reviewer, or an admin.
     pub async fn delegate(
         &self,
-        caller: &str,
-        admin: bool,
+        actor: &Actor,
         id: &str,
         delegations: &[DelegateItem],
     ) -> Result<Vec<Item>, ReviewError> {
+        let caller = actor.login.as_str();
+        // Recorded with each delegation: whether an admin handed the item on.
+        let admin = actor.has(Role::Admin);
         if delegations.is_empty() || delegations.len() > MAX_BULK {
             return Err(ReviewError::InvalidInput(format!(
                 "delegations must hold 1-{MAX_BULK} items"
@@ -51,16 +54,14 @@ impl ReviewService {
             let to = d.to.trim();
             check_login("to", to)?;
             let comment = check_comment(d.comment.as_deref())?;
-            if !admin {
-                // A holder who is their own fallback reviewer still may not pick who reviews
-                // their access: that is an admin's call.
-                if !c.allow_self_review && item.user_login.eq_ignore_ascii_case(caller) {
-                    return Err(ReviewError::SelfReview(d.item));
-                }
-                if !item.reviewer.eq_ignore_ascii_case(caller) {
-                    return Err(ReviewError::NotYourItem(d.item));
-                }
-            }
+            // A holder who is their own fallback reviewer still may not pick who reviews their
+            // access: that is an admin's call (the rules say so).
+            authz::decide(
+                Verb::DelegateReviewItem,
+                actor,
+                &item_facts(actor, &c, item),
+            )
+            .map_err(|e| ReviewError::denied(d.item, e))?;
             if !c.allow_self_review && item.user_login.eq_ignore_ascii_case(to) {
                 return Err(ReviewError::SelfReview(d.item));
             }

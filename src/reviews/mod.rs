@@ -195,6 +195,20 @@ pub enum ReviewError {
     NoInventory,
     #[error("campaign `{0}` does not recur")]
     NotRecurring(String),
+    /// The authorization rules refused (see [`crate::authz::decide`]).
+    #[error(transparent)]
+    Denied(crate::authz::Denied),
+}
+
+impl ReviewError {
+    /// A refusal about item `item`, with the item's number where the rule is about the item.
+    pub fn denied(item: i64, d: crate::authz::Denied) -> Self {
+        match d {
+            crate::authz::Denied::NotYourItem => ReviewError::NotYourItem(item),
+            crate::authz::Denied::SelfReview => ReviewError::SelfReview(item),
+            d => ReviewError::Denied(d),
+        }
+    }
 }
 
 impl From<sqlx::Error> for ReviewError {
@@ -213,6 +227,7 @@ impl ErrorCode for ReviewError {
             }
             ReviewError::UnknownCampaign(_) | ReviewError::UnknownItem(..) => StatusCode::NOT_FOUND,
             ReviewError::NotYourItem(_) | ReviewError::SelfReview(_) => StatusCode::FORBIDDEN,
+            ReviewError::Denied(d) => d.status(),
             ReviewError::Closed(_) | ReviewError::NoInventory | ReviewError::NotRecurring(_) => {
                 StatusCode::CONFLICT
             }
@@ -231,6 +246,7 @@ impl ErrorCode for ReviewError {
             ReviewError::Closed(_) => "campaign_closed",
             ReviewError::NoInventory => "no_inventory",
             ReviewError::NotRecurring(_) => "not_recurring",
+            ReviewError::Denied(d) => d.code(),
         }
     }
 }

@@ -12,6 +12,7 @@ use super::{
     repo, Campaign, Decision, DefaultAction, Item, ReviewError, ReviewerRule, SYSTEM_ACTOR,
 };
 use crate::audit::{self, NewEntry};
+use crate::authz::{self, Actor, Facts, Verb};
 use crate::grants::GrantService;
 use crate::policy::Resource;
 use crate::store::Tx;
@@ -126,6 +127,16 @@ pub(super) fn check_login(what: &str, s: &str) -> Result<(), ReviewError> {
         )));
     }
     Ok(())
+}
+
+/// What the authorization rules need about `actor` and one item of campaign `c`.
+pub(super) fn item_facts(actor: &Actor, c: &Campaign, item: &Item) -> Facts {
+    Facts {
+        owner: actor.is(&item.user_login),
+        reviewer: actor.is(&item.reviewer),
+        self_review_allowed: c.allow_self_review,
+        ..Facts::default()
+    }
 }
 
 /// A comment trimmed (empty is none), at most [`MAX_COMMENT`] bytes of text.
@@ -365,10 +376,11 @@ impl ReviewService {
     /// not be closed.
     pub async fn decide(
         &self,
-        reviewer: &str,
+        actor: &Actor,
         id: &str,
         decisions: &[DecideItem],
     ) -> Result<Vec<Item>, ReviewError> {
+        let reviewer = actor.login.as_str();
         if decisions.is_empty() || decisions.len() > MAX_BULK {
             return Err(ReviewError::InvalidInput(format!(
                 "decisions must hold 1-{MAX_BULK} items"
@@ -381,12 +393,8 @@ impl ReviewService {
         let mut decided = Vec::new();
         for d in decisions {
             let item = pick(&all, id, d.item, &mut seen)?;
-            if !c.allow_self_review && item.user_login.eq_ignore_ascii_case(reviewer) {
-                return Err(ReviewError::SelfReview(d.item));
-            }
-            if !item.reviewer.eq_ignore_ascii_case(reviewer) {
-                return Err(ReviewError::NotYourItem(d.item));
-            }
+            authz::decide(Verb::DecideReviewItem, actor, &item_facts(actor, &c, item))
+                .map_err(|e| ReviewError::denied(d.item, e))?;
             let comment = check_comment(d.comment.as_deref())?;
             if d.decision == Decision::Keep && item.why == "unexplained" && comment.is_none() {
                 return Err(ReviewError::InvalidInput(format!(

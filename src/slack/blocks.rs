@@ -9,6 +9,7 @@
 
 use serde_json::{json, Value};
 
+use crate::authz::Denied;
 use crate::error::ErrorCode;
 use crate::grants::Grant;
 use crate::policy::Resource;
@@ -229,11 +230,13 @@ pub fn explain(e: &RequestError) -> String {
         return "Something went wrong on the broker's side; nothing was changed. Try again in a minute.".into();
     }
     match e {
-        RequestError::StepUpRequired(res) => format!(
-            "Approving {res} needs a fresh Okta sign-in, which Slack cannot give: approve it in the console."
+        RequestError::Denied(Denied::StepUpRequired { resource }) => format!(
+            "Approving {resource} needs a fresh Okta sign-in, which Slack cannot give: approve it in the console."
         ),
-        RequestError::SelfApproval => "You cannot approve or deny your own request.".into(),
-        RequestError::NotApprover => {
+        RequestError::Denied(Denied::SelfApproval) => {
+            "You cannot approve or deny your own request.".into()
+        }
+        RequestError::Denied(Denied::NotApprover) => {
             "You are not an approver of this request's current stage, so nothing was changed.".into()
         }
         RequestError::AlreadyDecided => "You have already decided on this request.".into(),

@@ -280,17 +280,18 @@ impl Slack {
 pub(super) fn created_text(c: &Created) -> String {
     let r = &c.request;
     match (&c.grant, r.state) {
+        // A pending extension carries the grant it would extend: it is not granted yet.
+        (_, RequestState::Pending) => format!(
+            "Your request for {} ({}) is waiting for approval (request `{}`).",
+            r.resource,
+            fmt_ms(r.duration_ms),
+            r.id
+        ),
         (Some(g), _) => format!(
             "Granted: {} until {} (grant `{}`).",
             g.resource,
             crate::clock::ms_to_datetime(g.expires_at).format("%Y-%m-%d %H:%M UTC"),
             g.id
-        ),
-        (None, RequestState::Pending) => format!(
-            "Your request for {} ({}) is waiting for approval (request `{}`).",
-            r.resource,
-            fmt_ms(r.duration_ms),
-            r.id
         ),
         (None, RequestState::Approved) => format!(
             "Your request for {} is approved; the grant is being made (request `{}`).",

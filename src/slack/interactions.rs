@@ -20,8 +20,7 @@ use serde_json::{json, Value};
 use super::blocks::{self, ACTION_APPROVE, ACTION_CONSOLE, ACTION_DENY, ACTION_EXTEND};
 use super::commands::{created_text, is_user_id};
 use super::{InboundError, Slack};
-use crate::requests::model::same_person;
-use crate::requests::{Actor, Channel, NewRequest, RequestError, RequestState, Verdict};
+use crate::requests::{Actor, Channel, NewRequest, Verdict};
 
 /// How long a modal submission waits for the domain before closing the modal and telling the
 /// result by direct message instead (Slack drops answers after 3 s).
@@ -114,7 +113,7 @@ impl Slack {
                     Err(e) => self.answer(&c.response_url, &blocks::explain(&e)).await,
                 }
             }
-            ACTION_DENY => self.open_deny(&c, &login).await,
+            ACTION_DENY => self.open_deny(&c, &actor).await,
             ACTION_EXTEND => {
                 let Some(d) = self.default_extension(&c.value).await else {
                     self.answer(&c.response_url, "That grant no longer exists.")
@@ -131,26 +130,15 @@ impl Slack {
         }
     }
 
-    /// Deny asks for a reason first; someone who may not decide is told so instead.
-    async fn open_deny(&self, c: &Click, login: &str) {
+    /// Deny asks for a reason first; someone who may not decide is told why instead (the
+    /// domain's refusal, in words).
+    async fn open_deny(&self, c: &Click, actor: &Actor) {
         let r = match self.requests().get(&c.value).await {
             Ok(v) => v.request,
             Err(e) => return self.answer(&c.response_url, &blocks::explain(&e)).await,
         };
-        match self.requests().may_decide(&r, login).await {
-            Ok(true) => {}
-            Ok(false) => {
-                // The domain said no; say which of its refusals applies in words.
-                let e = if same_person(login, &r.user_login) {
-                    RequestError::SelfApproval
-                } else if r.state != RequestState::Pending && !r.review_pending {
-                    RequestError::NotPending(r.state.as_str())
-                } else {
-                    RequestError::NotApprover
-                };
-                return self.answer(&c.response_url, &blocks::explain(&e)).await;
-            }
-            Err(e) => return self.answer(&c.response_url, &blocks::explain(&e)).await,
+        if let Err(e) = self.requests().check_decide(&r, actor, Verdict::Deny).await {
+            return self.answer(&c.response_url, &blocks::explain(&e)).await;
         }
         let body = json!({"trigger_id": c.trigger_id, "view": blocks::deny_modal(&r.id)});
         if let Err(e) = self.client().call_retrying("views.open", &body).await {

@@ -8,6 +8,7 @@
 mod helpers;
 
 mod audit;
+mod authz;
 mod config;
 mod console;
 #[cfg(feature = "demo")]

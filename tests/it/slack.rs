@@ -5,7 +5,7 @@
 
 mod config;
 mod deliver;
-mod fake;
+pub mod fake;
 mod figures;
 mod flows;
 mod inbound;

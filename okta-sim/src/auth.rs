@@ -29,6 +29,8 @@ pub const ALL_SCOPES: &[&str] = &[
     "okta.apps.manage",
     "okta.roles.read",
     "okta.roles.manage",
+    "okta.eventHooks.read",
+    "okta.eventHooks.manage",
 ];
 
 /// The resource area a route touches (selects both the admin permission and the OAuth scope).

@@ -59,6 +59,30 @@ impl ConsoleConfig {
         if !self.is_configured() {
             return errors;
         }
+        let groups = self
+            .admin_groups
+            .iter()
+            .map(|g| ("console.admin_groups", g));
+        let groups = groups.chain(
+            self.auditor_groups
+                .iter()
+                .map(|g| ("console.auditor_groups", g)),
+        );
+        for (key, value, what) in [
+            ("console.issuer", &self.issuer, "your Okta org URL"),
+            (
+                "console.client_id",
+                &self.client_id,
+                "the console app's client id",
+            ),
+        ]
+        .into_iter()
+        .chain(groups.map(|(k, g)| (k, g, "an Okta group id (`00g…`)")))
+        {
+            if value.contains(crate::policy::validate::PLACEHOLDER) {
+                errors.push(crate::okta::config::placeholder(key, what));
+            }
+        }
         match url::Url::parse(&self.issuer) {
             Ok(u) if u.scheme() == "https" => {}
             Ok(u)

@@ -14,6 +14,15 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::config::{resolve_secret, ConfigError};
+use crate::policy::validate::PLACEHOLDER;
+
+/// An example config's `REPLACE_ME` left in place, named as such (the value is not secret).
+pub(crate) fn placeholder(key: &str, what: &str) -> ConfigError {
+    ConfigError::invalid(
+        key,
+        format!("still the example's `{PLACEHOLDER}` placeholder: set {what}"),
+    )
+}
 
 /// How the broker proves who it is to Okta.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -128,8 +137,13 @@ impl OktaConfig {
         if !self.is_configured() {
             return errors;
         }
-        if let Err(m) = check_base_url(&self.base_url) {
+        if self.base_url.contains(PLACEHOLDER) {
+            errors.push(placeholder("okta.base_url", "your Okta org URL"));
+        } else if let Err(m) = check_base_url(&self.base_url) {
             errors.push(ConfigError::invalid("okta.base_url", m));
+        }
+        if self.client_id.contains(PLACEHOLDER) {
+            errors.push(placeholder("okta.client_id", "the service app's client id"));
         }
         match self.auth {
             OktaAuthMethod::Ssws => {

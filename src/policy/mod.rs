@@ -496,6 +496,41 @@ approvals_required = 0
     }
 
     #[test]
+    fn placeholders_are_named_once_per_value() {
+        let t = r#"
+[[resource]]
+name = "prod-admins"
+kind = "okta_group"
+okta_id = "REPLACE_ME_GROUP_ID_prod_admins"
+max_duration = "1h"
+default_duration = "1h"
+approvers = { okta_groups = ["REPLACE_ME_GROUP_ID_owners"], users = ["REPLACE_ME_LOGIN_lead"] }
+"#;
+        let errs: Vec<String> = Policy::parse(t)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        for (e, key) in errs
+            .iter()
+            .zip(["okta_id", "approvers.okta_groups", "approvers.users"])
+        {
+            assert!(
+                e.starts_with(&format!("resource `prod-admins`: `{key}`: `REPLACE_ME_"))
+                    && e.contains("is a placeholder"),
+                "{e}"
+            );
+        }
+        // The real ids in their place validate.
+        let real = t
+            .replace("REPLACE_ME_GROUP_ID_prod_admins", "00g1prodadmins000001")
+            .replace("REPLACE_ME_GROUP_ID_owners", "00g1dbowners00000002")
+            .replace("REPLACE_ME_LOGIN_lead", "lead@example.com");
+        assert!(Policy::parse(&real).is_ok());
+    }
+
+    #[test]
     fn durations_are_checked() {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("-1h").is_err());

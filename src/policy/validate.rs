@@ -1,7 +1,8 @@
 //! Offline checks of one policy resource: everything that can be known without asking Okta.
 //!
 //! What it must never do: stop at the first problem (operators fix a file in one pass when
-//! every error is listed), or accept a role type Okta does not define.
+//! every error is listed), accept a role type Okta does not define, or let an example policy's
+//! `REPLACE_ME_…` placeholder through (it is named as such, not as a malformed id).
 
 use std::time::Duration;
 
@@ -28,9 +29,78 @@ pub(crate) fn valid_okta_id(id: &str, prefix: &str) -> bool {
     id.starts_with(prefix) && id.len() >= 6 && id.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
+/// The example policies for a real org (deploy/kubernetes) mark what each org fills in with
+/// `REPLACE_ME_…`; such a value gets one error saying so instead of a format error.
+pub const PLACEHOLDER: &str = "REPLACE_ME";
+
+/// Every id, login and channel a resource names, with its key, for the placeholder check.
+fn named_values(r: &Resource) -> Vec<(String, &str)> {
+    fn principals<'a>(out: &mut Vec<(String, &'a str)>, key: &str, p: &'a super::Principals) {
+        for v in &p.okta_groups {
+            out.push((format!("{key}.okta_groups"), v.as_str()));
+        }
+        for v in &p.users {
+            out.push((format!("{key}.users"), v.as_str()));
+        }
+    }
+    let mut out = vec![("okta_id".to_string(), r.okta_id.as_str())];
+    out.extend(
+        r.resource_set
+            .iter()
+            .map(|v| ("resource_set".into(), v.as_str())),
+    );
+    out.extend(
+        r.slack_channel
+            .iter()
+            .map(|v| ("slack_channel".into(), v.as_str())),
+    );
+    principals(&mut out, "approvers", &r.approvers);
+    if let Some(p) = &r.requesters {
+        principals(&mut out, "requesters", p);
+    }
+    for (i, st) in r.stages.iter().enumerate() {
+        principals(&mut out, &format!("stages[{i}].approvers"), &st.approvers);
+    }
+    if let Some(a) = &r.auto_approve {
+        out.extend(
+            a.okta_groups
+                .iter()
+                .map(|v| ("auto_approve.okta_groups".into(), v.as_str())),
+        );
+        out.extend(
+            a.users
+                .iter()
+                .map(|v| ("auto_approve.users".into(), v.as_str())),
+        );
+    }
+    out.extend(
+        r.allow_standing
+            .iter()
+            .map(|v| ("allow_standing".into(), v.as_str())),
+    );
+    out
+}
+
+fn placeholder_errors(r: &Resource) -> Vec<PolicyError> {
+    named_values(r)
+        .into_iter()
+        .filter(|(_, v)| v.contains(PLACEHOLDER))
+        .map(|(key, v)| {
+            PolicyError::invalid(
+                &r.name,
+                key,
+                format!(
+                    "`{v}` is a placeholder: replace it with the real value from your Okta org"
+                ),
+            )
+        })
+        .collect()
+}
+
 /// Rules serde cannot express.
 pub fn validate_resource(r: &Resource) -> Vec<PolicyError> {
-    let mut errors = Vec::new();
+    let mut errors = placeholder_errors(r);
+    let placeholder = |v: &str| v.contains(PLACEHOLDER);
     let n = r.name.as_str();
     let mut err = |key: &str, msg: String| errors.push(PolicyError::invalid(n, key, msg));
     if n.is_empty()
@@ -45,6 +115,7 @@ pub fn validate_resource(r: &Resource) -> Vec<PolicyError> {
         );
     }
     match r.kind {
+        _ if placeholder(&r.okta_id) => {}
         ResourceKind::OktaGroup => {
             if !valid_okta_id(&r.okta_id, "00g") {
                 err("okta_id", "expected an Okta group id (`00g…`)".into());
@@ -66,7 +137,7 @@ pub fn validate_resource(r: &Resource) -> Vec<PolicyError> {
                         "resource_set",
                         "a custom role needs the resource set (`iam…`) it applies to".into(),
                     ),
-                    Some(rs) if !valid_okta_id(rs, "iam") => {
+                    Some(rs) if !valid_okta_id(rs, "iam") && !placeholder(rs) => {
                         err("resource_set", "expected a resource set id (`iam…`)".into())
                     }
                     Some(_) => {}
@@ -130,7 +201,7 @@ pub fn validate_resource(r: &Resource) -> Vec<PolicyError> {
                 err(&key, "names no approvers".into());
             }
             for g in &st.approvers.okta_groups {
-                if !valid_okta_id(g, "00g") {
+                if !valid_okta_id(g, "00g") && !placeholder(g) {
                     err(&key, format!("`{g}` is not an Okta group id (`00g…`)"));
                 }
             }
@@ -194,7 +265,7 @@ pub fn validate_resource(r: &Resource) -> Vec<PolicyError> {
             );
         }
     }
-    if let Some(c) = &r.slack_channel {
+    if let Some(c) = r.slack_channel.as_ref().filter(|c| !placeholder(c)) {
         if c.is_empty() || c.len() > 32 || !c.chars().all(|ch| ch.is_ascii_alphanumeric()) {
             err("slack_channel", "expected a Slack channel id (`C…`)".into());
         }
@@ -217,7 +288,7 @@ pub fn validate_resource(r: &Resource) -> Vec<PolicyError> {
         ),
     ] {
         for g in groups {
-            if !valid_okta_id(g, "00g") {
+            if !valid_okta_id(g, "00g") && !placeholder(g) {
                 err(key, format!("`{g}` is not an Okta group id (`00g…`)"));
             }
         }

@@ -334,3 +334,48 @@ fn reviews_remind_before_is_a_duration_of_at_most_90_days() {
     let c = Config::load_with_env(None, env(&[("JIT_REVIEWS__REMIND_BEFORE", "0s")])).unwrap();
     assert!(c.reviews.remind_before.is_zero());
 }
+
+/// The example configs' `REPLACE_ME` values are named as placeholders, each by its key, and the
+/// default OAuth scopes cover every feature (session ending and the event hook verbs included).
+#[test]
+fn placeholders_are_named_and_default_scopes_cover_every_feature() {
+    let e = errors(
+        None,
+        &[
+            ("JIT_OKTA__BASE_URL", "https://REPLACE_ME.okta.com"),
+            ("JIT_OKTA__API_TOKEN", "t"),
+            ("JIT_CONSOLE__ISSUER", "https://REPLACE_ME.okta.com"),
+            ("JIT_CONSOLE__CLIENT_ID", "REPLACE_ME_console_client_id"),
+            ("JIT_CONSOLE__CLIENT_SECRET", "s"),
+            (
+                "JIT_CONSOLE__ADMIN_GROUPS",
+                r#"["REPLACE_ME_GROUP_ID_admins"]"#,
+            ),
+        ],
+    );
+    for key in [
+        "okta.base_url",
+        "console.issuer",
+        "console.client_id",
+        "console.admin_groups",
+    ] {
+        assert!(
+            e.contains(&format!(
+                "`{key}`: still the example's `REPLACE_ME` placeholder"
+            )),
+            "{key}: {e}"
+        );
+    }
+    assert_eq!(e.lines().count(), 4, "{e}");
+    let c = Config::load_with_env(None, Vec::new()).unwrap();
+    for scope in [
+        "okta.users.manage",
+        "okta.eventHooks.manage",
+        "okta.groups.manage",
+        "okta.apps.manage",
+        "okta.roles.manage",
+        "okta.roles.read",
+    ] {
+        assert!(c.okta.scopes.iter().any(|s| s == scope), "{scope}");
+    }
+}

@@ -2,7 +2,8 @@
 //! broker exports. A broker (its own process, so `/metrics` is its own) is taken through a
 //! grant, a rate-limited and slow expiry and a readiness probe, then scraped; each metric name in
 //! the dashboard's and the rules' expressions must appear in the scrape. The manifests and rules
-//! themselves are checked by `.ci/run` (kubernetes-validate, promtool).
+//! themselves are checked by `.ci/run` (`.ci/check-deploy.py` renders and validates every
+//! Kubernetes overlay; promtool tests the rules).
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -12,8 +12,10 @@
 //! Keys: fetched on first use and cached. A token whose `kid` is not in the cache triggers one
 //! refetch (Okta rotates keys and publishes the new one before using it), at most once per
 //! `jwks_refresh_min_interval` whatever the traffic, so a flood of forged `kid`s cannot turn into
-//! a flood of requests to Okta; a cached set older than `jwks_max_age` is refreshed the same
-//! single-flight way (and kept if Okta does not answer). Never one fetch per request.
+//! a flood of requests to Okta (the price: a key rotated in just after a forged `kid` caused a
+//! refetch is accepted only after the interval). A cached set older than `jwks_max_age` is
+//! refreshed the same single-flight way and kept if Okta does not answer; when Okta is down, a
+//! fetch is attempted at most once per interval. Never one fetch per request.
 //!
 //! What it must never do: trust the token's header to choose the algorithm or the key type,
 //! accept a token without `exp`, follow a redirect from the JWKS endpoint, or print a token (a
@@ -241,8 +243,27 @@ struct Inner {
     http: reqwest::Client,
     clock: Clock,
     keys: RwLock<Keys>,
-    /// Held while fetching (single flight); holds when the last attempt started (Unix ms).
-    fetch: tokio::sync::Mutex<Option<i64>>,
+    /// Held while fetching (single flight).
+    fetch: tokio::sync::Mutex<FetchTimes>,
+}
+
+/// When fetches started (Unix ms), for the rate limits.
+#[derive(Default)]
+struct FetchTimes {
+    /// Any fetch: a missing or stale key set is not fetched again sooner than the interval
+    /// after the last attempt (Okta being down must not mean one attempt per token).
+    last_attempt: Option<i64>,
+    /// Fetches caused by an unknown `kid`: at most one per interval, whatever the traffic.
+    last_unknown_kid: Option<i64>,
+}
+
+/// Why the keys are fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// None fetched yet, or the cached set is older than `jwks_max_age`.
+    MissingOrStale,
+    /// A token names a `kid` the cached set lacks (Okta may have rotated).
+    UnknownKid,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -264,7 +285,7 @@ impl AccessTokenVerifier {
                 http,
                 clock,
                 keys: RwLock::new(Keys::default()),
-                fetch: tokio::sync::Mutex::new(None),
+                fetch: tokio::sync::Mutex::new(FetchTimes::default()),
             }),
         })
     }
@@ -325,12 +346,13 @@ impl AccessTokenVerifier {
     async fn key_for(&self, kid: &str) -> Result<DecodingKey, TokenError> {
         let now = self.inner.clock.now_ms();
         let max_age = ms(self.inner.cfg.jwks_max_age);
-        if let Some((key, fresh)) = self.cached(kid, now, max_age) {
-            if fresh {
-                return Ok(key);
-            }
-        }
-        self.refresh(now).await?;
+        let why = match self.cached(kid, now, max_age) {
+            Some((key, true)) => return Ok(key),
+            Some((_, false)) => Why::MissingOrStale,
+            None if self.has_keys() => Why::UnknownKid,
+            None => Why::MissingOrStale,
+        };
+        self.refresh(now, why).await?;
         self.cached(kid, now, max_age)
             .map(|(k, _)| k)
             .ok_or(TokenError::UnknownKey)
@@ -344,12 +366,23 @@ impl AccessTokenVerifier {
         Some((key, fresh))
     }
 
-    /// Fetches the key set unless an attempt started less than `jwks_refresh_min_interval` ago.
-    /// Concurrent callers wait for the one fetch in flight instead of starting their own.
-    async fn refresh(&self, now: i64) -> Result<(), TokenError> {
-        let mut last = self.inner.fetch.lock().await;
+    fn has_keys(&self) -> bool {
+        let keys = self.inner.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.fetched_ms.is_some()
+    }
+
+    /// Fetches the key set unless the rate limit for `why` says not yet (see [`FetchTimes`]).
+    /// Concurrent callers wait for the one fetch in flight, then find its result in the cache
+    /// and do not fetch again (the time of that fetch is within the interval).
+    async fn refresh(&self, now: i64, why: Why) -> Result<(), TokenError> {
+        let mut times = self.inner.fetch.lock().await;
         let min = ms(self.inner.cfg.jwks_refresh_min_interval);
-        if last.is_some_and(|at| now - at < min) {
+        let recent = |t: Option<i64>| t.is_some_and(|at| now - at < min);
+        let too_soon = match why {
+            Why::MissingOrStale => recent(times.last_attempt),
+            Why::UnknownKid => recent(times.last_unknown_kid),
+        };
+        if too_soon {
             // Too soon: answer from what we have. With no keys at all, say why.
             let keys = self.inner.keys.read().unwrap_or_else(|e| e.into_inner());
             if keys.fetched_ms.is_none() {
@@ -359,7 +392,10 @@ impl AccessTokenVerifier {
             }
             return Ok(());
         }
-        *last = Some(now);
+        times.last_attempt = Some(now);
+        if why == Why::UnknownKid {
+            times.last_unknown_kid = Some(now);
+        }
         match self.fetch().await {
             Ok(by_kid) => {
                 tracing::debug!(keys = by_kid.len(), "access token keys fetched");

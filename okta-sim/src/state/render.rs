@@ -172,7 +172,9 @@ pub fn app(base: &str, a: &App) -> Value {
         "signOnMode": "BOOKMARK",
         "credentials": { "userNameTemplate": { "template": "${source.login}", "type": "BUILT_IN" }, "signing": {} },
         "settings": {
-            "app": {},
+            // A bookmark app's settings as recorded; the simulator keeps no bookmark URL, so a
+            // stable one stands in (typed clients, e.g. Okta's Python SDK, require `url`).
+            "app": { "requestIntegration": false, "url": format!("https://example.com/bookmark/{}", a.id) },
             "notifications": {},
             "manualProvisioning": false,
             "extendedProperties": {},

@@ -43,9 +43,9 @@ async fn official_python_sdk_works_against_the_simulator() {
         }
         Err(e) => panic!("cannot start python3: {e}"),
     };
-    let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
         .await
-        .expect("the SDK script did not finish within 3 minutes")
+        .expect("the SDK script did not finish within 5 minutes")
         .unwrap();
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

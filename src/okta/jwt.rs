@@ -419,7 +419,7 @@ impl AccessTokenVerifier {
     }
 
     async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, TokenError> {
-        let unavailable = |m: String| TokenError::KeysUnavailable(m);
+        let unavailable = TokenError::KeysUnavailable;
         let resp = self
             .inner
             .http

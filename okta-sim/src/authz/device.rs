@@ -19,7 +19,7 @@ use rand::Rng;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::token::authenticate_client;
+use super::token::{authenticate_client, bad_client};
 use super::{oauth_error, random_token, ttl_ms, AuthzState};
 use crate::http_util::json_response;
 use crate::ids::now_ms;
@@ -191,8 +191,8 @@ pub async fn authorize(
         f.client_id.as_deref(),
         f.client_secret.as_deref(),
     ) {
-        Ok(c) => c,
-        Err(r) => return r,
+        Some(c) => c,
+        None => return bad_client(),
     };
     let scopes: Vec<String> = f
         .scope

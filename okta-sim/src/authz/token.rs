@@ -41,13 +41,13 @@ pub struct TokenForm {
 }
 
 /// The client id, after checking the secret of a confidential client (HTTP Basic or form) or
-/// that a public client sent none.
+/// that a public client sent none; `None` answers `invalid_client` ([`bad_client`]).
 pub(crate) fn authenticate_client(
     server: &AuthServerConfig,
     headers: &HeaderMap,
     form_id: Option<&str>,
     form_secret: Option<&str>,
-) -> Result<String, Response> {
+) -> Option<String> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -65,20 +65,20 @@ pub(crate) fn authenticate_client(
             form_secret.map(str::to_string),
         ),
     };
-    let bad = || oauth_error("invalid_client", "Client authentication failed.");
-    let client = server.client(&id).ok_or_else(bad)?;
+    let client = server.client(&id)?;
     match (&client.client_secret, secret) {
-        (None, None) => Ok(id),
+        (None, None) => Some(id),
         (Some(want), Some(got)) => {
             let ok: bool = subtle::ConstantTimeEq::ct_eq(want.as_bytes(), got.as_bytes()).into();
-            if ok {
-                Ok(id)
-            } else {
-                Err(bad())
-            }
+            ok.then_some(id)
         }
-        _ => Err(bad()),
+        _ => None,
     }
+}
+
+/// The answer to a failed client authentication.
+pub(crate) fn bad_client() -> Response {
+    oauth_error("invalid_client", "Client authentication failed.")
 }
 
 pub async fn token(
@@ -99,8 +99,8 @@ pub async fn token(
         f.client_id.as_deref(),
         f.client_secret.as_deref(),
     ) {
-        Ok(c) => c,
-        Err(r) => return r,
+        Some(c) => c,
+        None => return bad_client(),
     };
     match f.grant_type.as_deref() {
         Some(DEVICE_GRANT) => device_grant(&sim, st, server, &client_id, f.device_code),

@@ -64,8 +64,8 @@ pub struct HookDetails {
     pub headers: Vec<(String, String)>,
 }
 
-/// Adds the hook's extra headers and its auth header to a request (the auth header last, so a
-/// custom header of the same name cannot replace the secret).
+/// Adds the hook's extra headers and its auth header to a request (creation refuses a custom
+/// header named like the auth header).
 fn with_hook_headers(mut req: reqwest::RequestBuilder, hook: &Hook) -> reqwest::RequestBuilder {
     for (k, v) in &hook.headers {
         req = req.header(k.as_str(), v.as_str());

@@ -179,6 +179,13 @@ pub async fn create(
         }
     };
     let headers = parse_headers(&config["headers"])?;
+    // A custom header named like the auth header would be sent twice (unverified what Okta
+    // does; refusing it keeps the secret the only value of its header).
+    if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(key)) {
+        return Err(OktaError::validation(
+            "channel.config.headers: a header may not have the authScheme's name",
+        ));
+    }
     let details = HookDetails {
         name: name.to_string(),
         events: items,

@@ -109,10 +109,7 @@ impl FromRequestParts<Arc<Sim>> for Principal {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(OktaError::invalid_token)?;
-        let (scheme, value) = header
-            .split_once(' ')
-            .ok_or_else(OktaError::invalid_token)?;
-        let value = value.trim();
+        let (scheme, value) = split_scheme(header).ok_or_else(OktaError::invalid_token)?;
         if scheme.eq_ignore_ascii_case("SSWS") {
             let t = sim.tokens.get(value).ok_or_else(OktaError::invalid_token)?;
             if !bool::from(t.token.as_bytes().ct_eq(value.as_bytes())) {
@@ -130,6 +127,21 @@ impl FromRequestParts<Arc<Sim>> for Principal {
             Err(OktaError::invalid_token())
         }
     }
+}
+
+/// Splits `Authorization` into scheme and credential. Okta accepts `SSWS<token>` without the
+/// space as well as `SSWS <token>` (Okta's Python SDK 3.x sends the former), so an `SSWS`
+/// prefix needs no separator; every other scheme does.
+fn split_scheme(header: &str) -> Option<(&str, &str)> {
+    let header = header.trim();
+    if header.len() > 4 && header.is_char_boundary(4) && header[..4].eq_ignore_ascii_case("SSWS") {
+        let (scheme, rest) = header.split_at(4);
+        let value = rest.trim();
+        return (!value.is_empty()).then_some((scheme, value));
+    }
+    let (scheme, value) = header.split_once(' ')?;
+    let value = value.trim();
+    (!value.is_empty()).then_some((scheme, value))
 }
 
 /// Checks that a request's `Content-Length` is present for PUT/POST (Okta answers 411 when it

@@ -118,6 +118,9 @@ pub struct SimConfig {
     pub oauth: Option<OAuthConfig>,
     /// Web applications that may sign people in with OIDC (default: `jit-console`).
     pub oidc_clients: Vec<crate::oidc::OidcClient>,
+    /// Custom authorization servers (default: Okta's `default`, audience `api://default`, a
+    /// public `jit-cli` client for the device flow).
+    pub auth_servers: Vec<crate::authz::AuthServerConfig>,
     /// Seeds ids of created objects, fault draws and duplicate deliveries.
     pub rng_seed: u64,
     pub hooks: HookConfig,
@@ -140,6 +143,7 @@ impl Default for SimConfig {
             faults: FaultConfig::default(),
             oauth: None,
             oidc_clients: vec![crate::oidc::OidcClient::default()],
+            auth_servers: vec![crate::authz::AuthServerConfig::default()],
             rng_seed: 7,
             hooks: HookConfig::default(),
             strict_duplicate_app_assign: false,

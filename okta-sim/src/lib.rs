@@ -11,6 +11,7 @@
 //! after `shutdown`.
 
 pub mod auth;
+pub mod authz;
 pub mod config;
 pub mod control;
 pub mod error;
@@ -79,6 +80,7 @@ pub async fn spawn_on(config: SimConfig, listener: TcpListener) -> Result<SimHan
         .map(oauth::OAuthState::new)
         .transpose()?;
     let oidc = oidc::OidcState::new(config.oidc_clients.clone()).map_err(SimError::OAuthKey)?;
+    let authz = authz::AuthzState::new(config.auth_servers.clone()).map_err(SimError::OAuthKey)?;
     let tokens: HashMap<String, SimToken> = config
         .tokens
         .iter()
@@ -92,6 +94,7 @@ pub async fn spawn_on(config: SimConfig, listener: TcpListener) -> Result<SimHan
         tokens,
         oauth,
         oidc: Some(oidc),
+        authz: Some(authz),
         limiter: ratelimit::RateLimiter::new(config.rate_limits.clone()),
         faults: faults::Faults::new(config.faults.clone(), config.rng_seed, ids::now_ms()),
         counters: sim::Counters::default(),
@@ -129,6 +132,7 @@ fn build_router(sim: Arc<Sim>) -> Router {
     Router::new()
         .merge(api)
         .merge(oidc::router())
+        .merge(authz::router())
         .nest("/_sim", control::router())
         .fallback(|| async { OktaError::not_found("resource", "Route") })
         .method_not_allowed_fallback(|| async {
@@ -263,6 +267,51 @@ impl SimHandle {
         if let Some(o) = &self.sim.oidc {
             o.age_sessions(i64::try_from(by.as_millis()).unwrap_or(i64::MAX));
         }
+    }
+
+    /// The issuer of a custom authorization server (`{base}/oauth2/{id}`).
+    pub fn auth_server_issuer(&self, server_id: &str) -> String {
+        format!("{}/oauth2/{server_id}", self.sim.base_url)
+    }
+
+    /// Mints an access token with chosen claims, expiry, `kid` or forgery (see `MintSpec`).
+    pub fn mint_access_token(&self, spec: &authz::MintSpec) -> Result<String, String> {
+        self.sim.mint_access_token(spec)
+    }
+
+    /// Rotates the authorization servers' signing key; returns the new `kid`.
+    pub fn rotate_signing_key(&self) -> String {
+        self.sim
+            .authz
+            .as_ref()
+            .map(|a| a.rotate().to_string())
+            .unwrap_or_default()
+    }
+
+    /// How many times the authorization servers' JWKS was fetched.
+    pub fn jwks_fetches(&self) -> usize {
+        self.sim.authz.as_ref().map_or(0, |a| a.jwks_served())
+    }
+
+    /// The public PEM of the key that signs access tokens now.
+    pub fn signing_public_pem(&self) -> String {
+        self.sim
+            .authz
+            .as_ref()
+            .map(|a| a.active_public_pem().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Approves or denies a pending device code as the user with `login`, as the person would
+    /// on the verification page.
+    pub fn decide_device(
+        &self,
+        user_code: &str,
+        login: &str,
+        decision: authz::DeviceDecision,
+    ) -> Result<(), String> {
+        let st = self.sim.authz.as_ref().ok_or("no authorization server")?;
+        st.decide_device(&self.sim, user_code, login, decision)
     }
 
     /// Stops the server, hung requests and hook deliveries, and waits for them.

@@ -117,6 +117,7 @@ pub struct Sim {
     pub tokens: HashMap<String, SimToken>,
     pub oauth: Option<OAuthState>,
     pub oidc: Option<crate::oidc::OidcState>,
+    pub authz: Option<crate::authz::AuthzState>,
     pub limiter: RateLimiter,
     pub faults: Faults,
     pub counters: Counters,

@@ -440,3 +440,64 @@ async fn delivery_is_retried_once_after_a_timeout_and_never_on_4xx() {
     assert_ne!(d[3].event_uuids, d[2].event_uuids);
     sim.shutdown().await;
 }
+
+/// The management API's event hooks: `createdBy`, custom headers kept and echoed (never the
+/// secret), a custom header named like the auth header refused, and DELETE only once INACTIVE.
+#[tokio::test]
+async fn event_hook_management_keeps_headers_and_deletes_only_inactive_hooks() {
+    let sim = start().await;
+    let api = Api::new(&sim);
+    let body = |headers: Value| {
+        json!({
+            "name": "h", "events": { "type": "EVENT_TYPE", "items": ["user.lifecycle.create"] },
+            "channel": { "type": "HTTP", "version": "1.0.0", "config": {
+                "uri": "https://example.com/hook", "headers": headers,
+                "authScheme": { "type": "HEADER", "key": "Authorization", "value": "s3cret" } } },
+        })
+    };
+    let r = api
+        .post(
+            "/api/v1/eventHooks",
+            SUPER,
+            &body(json!([{ "key": "X-Other", "value": "v" }])),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let h: Value = r.json().await.unwrap();
+    assert_eq!(h["createdBy"], BROKER);
+    assert_eq!(h["status"], "ACTIVE");
+    assert_eq!(
+        h["channel"]["config"]["headers"],
+        json!([{ "key": "X-Other", "value": "v" }])
+    );
+    assert!(!h.to_string().contains("s3cret"), "the secret was echoed");
+    let id = h["id"].as_str().unwrap().to_string();
+    let r = api
+        .post(
+            "/api/v1/eventHooks",
+            SUPER,
+            &body(json!([{ "key": "authorization", "value": "other" }])),
+        )
+        .await;
+    expect_error(r, 400, "E0000001").await;
+    let r = api.delete(&format!("/api/v1/eventHooks/{id}"), SUPER).await;
+    expect_error(r, 403, "E0000006").await;
+    let r = api
+        .post_empty(
+            &format!("/api/v1/eventHooks/{id}/lifecycle/deactivate"),
+            SUPER,
+        )
+        .await;
+    let h: Value = r.json().await.unwrap();
+    assert_eq!(h["status"], "INACTIVE");
+    assert!(h["_links"]["delete"].is_object() && h["_links"]["activate"].is_object());
+    let r = api
+        .delete(&format!("/api/v1/eventHooks/{id}"), READ_ONLY)
+        .await;
+    expect_error(r, 403, "E0000006").await;
+    let r = api.delete(&format!("/api/v1/eventHooks/{id}"), SUPER).await;
+    assert_eq!(r.status(), 204);
+    let r = api.get(&format!("/api/v1/eventHooks/{id}"), SUPER).await;
+    expect_error(r, 404, "E0000007").await;
+    sim.shutdown().await;
+}

@@ -27,6 +27,7 @@ pub struct Config {
     pub scheduler: crate::scheduler::SchedulerConfig,
     pub policy: crate::policy::PolicyConfig,
     pub okta: crate::okta::OktaConfig,
+    pub access_tokens: crate::okta::jwt::AccessTokensConfig,
     pub requests: crate::requests::RequestsConfig,
     pub console: crate::console::ConsoleConfig,
     pub notify: crate::notify::NotifyConfig,
@@ -154,6 +155,7 @@ impl Config {
         errors.extend(self.scheduler.validate());
         errors.extend(self.sync.validate());
         errors.extend(self.okta.validate());
+        errors.extend(self.access_tokens.validate());
         errors.extend(self.console.validate());
         errors.extend(self.outbound.validate());
         errors.extend(self.callbacks.validate());

@@ -11,8 +11,9 @@
 //! pagination cursor itself or follow a link to another host, let a read delay a revocation, or
 //! retry a permanent refusal.
 //!
-//! Layout: [`config`] the `[okta]` section; [`types`] the objects; [`error`] the errors;
-//! `client` the typed calls; `paging` the `Link` walker; `probe` capabilities; `transport` one
+//! Layout: [`config`] the `[okta]` section; [`jwt`] the `[access_tokens]` section and the
+//! verifier of people's Okta access tokens (it shares nothing with the client: it only reads the
+//! JWKS); [`types`] the objects; [`error`] the errors; `client` the typed calls; `paging` the `Link` walker; `probe` capabilities; `transport` one
 //! call with retries; `admission` the priority queue and in-flight cap; `ratelimit` buckets.
 
 mod admission;
@@ -21,6 +22,7 @@ mod client;
 pub mod config;
 pub mod error;
 pub mod event_hooks;
+pub mod jwt;
 mod paging;
 mod probe;
 mod ratelimit;

@@ -379,3 +379,51 @@ fn placeholders_are_named_and_default_scopes_cover_every_feature() {
         assert!(c.okta.scopes.iter().any(|s| s == scope), "{scope}");
     }
 }
+
+#[test]
+fn access_tokens_need_an_https_issuer_an_audience_and_sane_intervals() {
+    // Off by default: nothing to check.
+    let c = Config::load_with_env(None, Vec::new()).unwrap();
+    assert!(!c.access_tokens.is_enabled());
+    let e = errors(
+        None,
+        &[(
+            "JIT_ACCESS_TOKENS__ISSUER",
+            "http://example.okta.com/oauth2/default",
+        )],
+    );
+    assert!(e.contains("`access_tokens.issuer`"), "{e}");
+    assert!(e.contains("`access_tokens.audience`"), "{e}");
+    let e = errors(
+        None,
+        &[
+            (
+                "JIT_ACCESS_TOKENS__ISSUER",
+                "https://example.okta.com/oauth2/default",
+            ),
+            ("JIT_ACCESS_TOKENS__AUDIENCE", "api://jit-broker"),
+            ("JIT_ACCESS_TOKENS__JWKS_REFRESH_MIN_INTERVAL", "0s"),
+            ("JIT_ACCESS_TOKENS__CLOCK_SKEW", "1h"),
+        ],
+    );
+    assert!(
+        e.contains("`access_tokens.jwks_refresh_min_interval`"),
+        "{e}"
+    );
+    assert!(e.contains("`access_tokens.clock_skew`"), "{e}");
+    let c = Config::load_with_env(
+        None,
+        env(&[
+            (
+                "JIT_ACCESS_TOKENS__ISSUER",
+                "https://example.okta.com/oauth2/default",
+            ),
+            ("JIT_ACCESS_TOKENS__AUDIENCE", "api://jit-broker"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.access_tokens.jwks_url(),
+        "https://example.okta.com/oauth2/default/v1/keys"
+    );
+}

@@ -7,6 +7,7 @@
 #[macro_use]
 mod helpers;
 
+mod access_tokens;
 mod audit;
 mod authz;
 mod config;

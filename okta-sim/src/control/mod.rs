@@ -10,10 +10,14 @@
 //! or require management tokens (it is a test harness, bound to loopback).
 
 mod http;
+mod oauth;
 
 use std::sync::Arc;
 
-pub use http::router;
+/// Every control route (`/_sim/…`).
+pub fn router() -> axum::Router<std::sync::Arc<crate::sim::Sim>> {
+    http::router().merge(oauth::router())
+}
 
 use crate::error::OktaError;
 use crate::hooks::events::Actor;

@@ -45,6 +45,32 @@ pub struct Hook {
     /// `ACTIVE` or `INACTIVE`; only active, verified hooks receive deliveries.
     pub active: bool,
     pub created: i64,
+    pub last_updated: i64,
+    /// The id of the principal that created the hook (Okta's `createdBy`; the control API
+    /// leaves it empty).
+    pub created_by: String,
+    /// Extra headers (`channel.config.headers`) sent with every delivery and verification, and
+    /// echoed in the hook's representation, as Okta does.
+    pub headers: Vec<(String, String)>,
+}
+
+/// What creating a hook through the management API sets beyond URL and auth header.
+#[derive(Debug, Clone, Default)]
+pub struct HookDetails {
+    pub name: String,
+    /// Subscribed event types; empty means all.
+    pub events: Vec<String>,
+    pub created_by: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Adds the hook's extra headers and its auth header to a request (creation refuses a custom
+/// header named like the auth header).
+fn with_hook_headers(mut req: reqwest::RequestBuilder, hook: &Hook) -> reqwest::RequestBuilder {
+    for (k, v) in &hook.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    req.header(hook.auth_header.as_str(), hook.auth_value.as_str())
 }
 
 impl Hook {
@@ -124,30 +150,33 @@ impl HookHub {
     }
 
     pub fn register(&self, url: &str, auth_header: &str, auth_value: &str) -> Hook {
-        self.register_with(url, auth_header, auth_value, "", Vec::new())
+        self.register_with(url, auth_header, auth_value, HookDetails::default())
     }
 
-    /// Registers an active, unverified hook subscribed to `events` (empty: all).
+    /// Registers an active, unverified hook.
     pub fn register_with(
         &self,
         url: &str,
         auth_header: &str,
         auth_value: &str,
-        name: &str,
-        events: Vec<String>,
+        details: HookDetails,
     ) -> Hook {
         let mut reg = self.reg();
         reg.next_id += 1;
+        let now = crate::ids::now_ms();
         let hook = Hook {
             id: format!("who{:017}", reg.next_id),
             url: url.into(),
             auth_header: auth_header.into(),
             auth_value: auth_value.into(),
             verified: false,
-            name: name.into(),
-            events,
+            name: details.name,
+            events: details.events,
             active: true,
-            created: crate::ids::now_ms(),
+            created: now,
+            last_updated: now,
+            created_by: details.created_by,
+            headers: details.headers,
         };
         reg.hooks.push(hook.clone());
         hook
@@ -162,6 +191,7 @@ impl HookHub {
         match self.reg().hooks.iter_mut().find(|h| h.id == id) {
             Some(h) => {
                 h.active = active;
+                h.last_updated = crate::ids::now_ms();
                 true
             }
             None => false,
@@ -200,11 +230,8 @@ impl HookHub {
             .cloned()
             .ok_or("no such hook")?;
         let challenge = crate::ids::uuid();
-        let resp = self
-            .client
-            .get(&hook.url)
+        let resp = with_hook_headers(self.client.get(&hook.url), &hook)
             .header("x-okta-verification-challenge", &challenge)
-            .header(hook.auth_header.as_str(), hook.auth_value.as_str())
             .timeout(self.cfg.delivery_timeout)
             .send()
             .await
@@ -310,10 +337,7 @@ impl HookHub {
     async fn deliver(&self, hook: &Hook, body: &Value, uuids: &[String], dup: bool) {
         let mut delivered = false;
         for attempt in 1..=2u32 {
-            let res = self
-                .client
-                .post(&hook.url)
-                .header(hook.auth_header.as_str(), hook.auth_value.as_str())
+            let res = with_hook_headers(self.client.post(&hook.url), hook)
                 .header("Accept", "application/json")
                 .json(body)
                 .timeout(self.cfg.delivery_timeout)
@@ -341,10 +365,7 @@ impl HookHub {
             }
         }
         if delivered && dup {
-            let res = self
-                .client
-                .post(&hook.url)
-                .header(hook.auth_header.as_str(), hook.auth_value.as_str())
+            let res = with_hook_headers(self.client.post(&hook.url), hook)
                 .json(body)
                 .timeout(self.cfg.delivery_timeout)
                 .send()

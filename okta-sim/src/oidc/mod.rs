@@ -11,7 +11,7 @@
 //! code twice, skip the PKCE check, or sign with anything but RS256.
 
 pub mod keys;
-mod page;
+pub(crate) mod page;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AuthParams;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

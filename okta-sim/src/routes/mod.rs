@@ -47,6 +47,11 @@ pub const ROUTES: &[(&str, &str, &[u16])] = &[
     ("POST", "/api/v1/eventHooks", &[200, 400, 403]),
     ("GET", "/api/v1/eventHooks/{eventHookId}", &[200, 403, 404]),
     (
+        "DELETE",
+        "/api/v1/eventHooks/{eventHookId}",
+        &[204, 403, 404],
+    ),
+    (
         "POST",
         "/api/v1/eventHooks/{eventHookId}/lifecycle/activate",
         &[200, 403, 404],
@@ -222,7 +227,10 @@ pub fn router() -> Router<Arc<Sim>> {
             "/api/v1/eventHooks",
             get(event_hooks::list).post(event_hooks::create),
         )
-        .route("/api/v1/eventHooks/{eventHookId}", get(event_hooks::get))
+        .route(
+            "/api/v1/eventHooks/{eventHookId}",
+            get(event_hooks::get).delete(event_hooks::delete),
+        )
         .route(
             "/api/v1/eventHooks/{eventHookId}/lifecycle/activate",
             post(event_hooks::activate),

@@ -77,14 +77,17 @@ pub async fn create(
     let last = prof["lastName"].as_str().unwrap_or("");
     let email = prof["email"].as_str();
     let u = sim.mutate(|org| org.create_user(&p.actor, login, first, last, email, activate))?;
-    Ok(ok_json(&render::user(&sim.base_url, &u)))
+    Ok(ok_json(&render::user_full(&sim.base_url, &u)))
 }
 
 pub async fn get(State(sim): State<Arc<Sim>>, p: Principal, Path(id): Path<String>) -> ListResult {
     p.require_read(Area::Users)?;
     let id = super::roles::resolve_me(&p, id);
     let org = sim.org();
-    Ok(ok_json(&render::user(&sim.base_url, org.user_or_404(&id)?)))
+    Ok(ok_json(&render::user_full(
+        &sim.base_url,
+        org.user_or_404(&id)?,
+    )))
 }
 
 write_route!(delete, Area::Users, id => String,

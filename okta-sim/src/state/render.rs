@@ -14,6 +14,8 @@ fn opt_ms(v: Option<i64>) -> Value {
     v.map(|m| Value::String(fmt_ms(m))).unwrap_or(Value::Null)
 }
 
+/// A user as lists show it (`GET /api/v1/users`, group members): `_links` carries only `self`,
+/// as recorded.
 pub fn user(base: &str, u: &User) -> Value {
     let mut v = user_base(base, u);
     // Okta leaves unset profile attributes out; only a user given a manager shows them.
@@ -23,6 +25,66 @@ pub fn user(base: &str, u: &User) -> Value {
     if let Some(m) = &u.manager_id {
         v["profile"]["managerId"] = json!(m);
     }
+    v
+}
+
+/// The user type and profile schema every simulated user has (ids in Okta's format).
+pub const USER_TYPE_ID: &str = "oty1simdefaulttype01";
+pub const USER_SCHEMA_ID: &str = "osc1simdefaultschema";
+
+/// A single user (`GET /api/v1/users/{id}`, create): `_links` adds `schema`, `type` and the
+/// lifecycle operations the status allows, as Okta does. Recorded: STAGED → `activate`;
+/// ACTIVE → `suspend`, `deactivate`, `resetPassword`, `expirePassword`,
+/// `changeRecoveryQuestion`, `changePassword`. The other statuses follow Okta's lifecycle
+/// (which operation each status accepts) and are unverified as link sets.
+pub fn user_full(base: &str, u: &User) -> Value {
+    let mut v = user(base, u);
+    let href = format!("{base}/api/v1/users/{}", u.id);
+    let mut links = serde_json::Map::new();
+    links.insert("self".into(), json!({ "href": href }));
+    links.insert(
+        "schema".into(),
+        json!({ "href": format!("{base}/api/v1/meta/schemas/user/{USER_SCHEMA_ID}") }),
+    );
+    links.insert(
+        "type".into(),
+        json!({ "href": format!("{base}/api/v1/meta/types/user/{USER_TYPE_ID}") }),
+    );
+    let ops: &[(&str, &str)] = match u.status.as_str() {
+        "STAGED" => &[("activate", "lifecycle/activate")],
+        "PROVISIONED" => &[
+            ("reactivate", "lifecycle/reactivate"),
+            ("deactivate", "lifecycle/deactivate"),
+        ],
+        "ACTIVE" | "PASSWORD_EXPIRED" | "RECOVERY" => &[
+            ("suspend", "lifecycle/suspend"),
+            ("deactivate", "lifecycle/deactivate"),
+            ("resetPassword", "lifecycle/reset_password"),
+            ("expirePassword", "lifecycle/expire_password"),
+            (
+                "changeRecoveryQuestion",
+                "credentials/change_recovery_question",
+            ),
+            ("changePassword", "credentials/change_password"),
+        ],
+        "SUSPENDED" => &[
+            ("unsuspend", "lifecycle/unsuspend"),
+            ("deactivate", "lifecycle/deactivate"),
+        ],
+        "LOCKED_OUT" => &[
+            ("unlock", "lifecycle/unlock"),
+            ("deactivate", "lifecycle/deactivate"),
+        ],
+        "DEPROVISIONED" => &[("activate", "lifecycle/activate")],
+        _ => &[],
+    };
+    for (rel, path) in ops {
+        links.insert(
+            (*rel).into(),
+            json!({ "href": format!("{href}/{path}"), "method": "POST" }),
+        );
+    }
+    v["_links"] = Value::Object(links);
     v
 }
 
@@ -36,7 +98,7 @@ fn user_base(base: &str, u: &User) -> Value {
         "lastLogin": null,
         "lastUpdated": fmt_ms(u.last_updated),
         "passwordChanged": opt_ms(u.password_changed),
-        "type": { "id": "oty1simdefaulttype01" },
+        "type": { "id": USER_TYPE_ID },
         "profile": {
             "firstName": u.first_name,
             "lastName": u.last_name,
@@ -54,6 +116,9 @@ fn user_base(base: &str, u: &User) -> Value {
     })
 }
 
+const GROUP_LOGO_MEDIUM: &str = "https://ok11static.oktacdn.com/assets/img/logos/groups/okta-medium.d7fb831bc4e7e1a5d8bd35dfaf405d9e.png";
+const GROUP_LOGO_LARGE: &str = "https://ok11static.oktacdn.com/assets/img/logos/groups/okta-large.511fcb0de9da185b52589cb14d581c2c.png";
+
 pub fn group(base: &str, org: &Org, g: &Group, stats: bool) -> Value {
     let mut v = json!({
         "id": g.id,
@@ -64,7 +129,11 @@ pub fn group(base: &str, org: &Org, g: &Group, stats: bool) -> Value {
         "type": g.kind,
         "profile": { "name": g.name, "description": g.description },
         "_links": {
-            "logo": [],
+            // Okta's default group logos, as recorded (every OKTA_GROUP has them).
+            "logo": [
+                { "name": "medium", "href": GROUP_LOGO_MEDIUM, "type": "image/png" },
+                { "name": "large", "href": GROUP_LOGO_LARGE, "type": "image/png" },
+            ],
             "users": { "href": format!("{base}/api/v1/groups/{}/users", g.id) },
             "apps": { "href": format!("{base}/api/v1/groups/{}/apps", g.id) },
         },
@@ -103,7 +172,9 @@ pub fn app(base: &str, a: &App) -> Value {
         "signOnMode": "BOOKMARK",
         "credentials": { "userNameTemplate": { "template": "${source.login}", "type": "BUILT_IN" }, "signing": {} },
         "settings": {
-            "app": {},
+            // A bookmark app's settings as recorded; the simulator keeps no bookmark URL, so a
+            // stable one stands in (typed clients, e.g. Okta's Python SDK, require `url`).
+            "app": { "requestIntegration": false, "url": format!("https://example.com/bookmark/{}", a.id) },
             "notifications": {},
             "manualProvisioning": false,
             "extendedProperties": {},

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod csv_safe;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod drift;
@@ -32,6 +33,7 @@ pub mod notify;
 pub mod okta;
 pub mod outbox;
 pub mod policy;
+pub mod redact;
 pub mod redis_conn;
 pub mod requests;
 pub mod reviews;

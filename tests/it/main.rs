@@ -28,6 +28,7 @@ mod redis_ha;
 mod requests;
 mod reviews;
 mod scheduler;
+mod secrets;
 mod shutdown;
 mod slack;
 mod sync;

@@ -176,14 +176,14 @@ async fn okta_events(store: &jit_broker::store::Store) -> i64 {
 }
 
 async fn okta_hook_deliveries_through_the_broker(db: Db) {
-    static N: AtomicU64 = AtomicU64::new(0);
+    let n = AtomicU64::new(0);
     let e = crate::grants::env_with(db, crate::grants::POLICY, |c| {
         c.events.secret = Some(secrecy::SecretString::from("fuzz-hook-secret"));
     })
     .await;
     let store = e.app.store().await;
     for body in draw(json_bytes(okta_delivery())) {
-        N.fetch_add(1, Ordering::Relaxed);
+        n.fetch_add(1, Ordering::Relaxed);
         let before = okta_events(&store).await;
         let r = e
             .app
@@ -202,7 +202,7 @@ async fn okta_hook_deliveries_through_the_broker(db: Db) {
             assert_eq!(okta_events(&store).await, before, "{s} changed the inbox: {shown}");
         }
     }
-    report("okta hook deliveries (through /hooks/okta)", &N);
+    report("okta hook deliveries (through /hooks/okta)", &n);
 }
 
 // --- Standard Webhooks ---------------------------------------------------------------------
@@ -224,6 +224,19 @@ fn standard_webhooks_headers_never_panic() {
     static N: AtomicU64 = AtomicU64::new(0);
     let secret = jit_broker::webhooks::WebhookSecret::parse(WHSEC).unwrap();
     let now = chrono::Utc::now().timestamp();
+    // What the first run found: the extreme timestamps overflowed `now - ts` (a 500).
+    for ts in [i64::MIN, i64::MAX] {
+        let ts = ts.to_string();
+        let h = jit_broker::webhooks::Signed {
+            id: "msg_1",
+            timestamp: &ts,
+            signatures: "v1,AAAA",
+        };
+        assert_eq!(
+            jit_broker::webhooks::verify(&[&secret], h, b"{}", now, 300),
+            Err(jit_broker::webhooks::VerifyError::Timestamp)
+        );
+    }
     runner()
         .run(
             &(header_text(), header_text(), header_text(), any::<Vec<u8>>(), any::<bool>()),
@@ -444,7 +457,7 @@ fn slack_payload(hook: String) -> impl Strategy<Value = String> {
 }
 
 async fn slack_requests_through_the_broker(db: Db) {
-    static N: AtomicU64 = AtomicU64::new(0);
+    let n = AtomicU64::new(0);
     let e = crate::slack::env(db).await;
     let store = e.app.store().await;
     let count = |t: &'static str| {
@@ -464,7 +477,7 @@ async fn slack_requests_through_the_broker(db: Db) {
         .into_iter()
         .map(|b| ("/hooks/slack/interactions", b));
     for (path, body) in commands.chain(clicks) {
-        N.fetch_add(1, Ordering::Relaxed);
+        n.fetch_add(1, Ordering::Relaxed);
         let before = (count("requests").await, count("slack_deliveries").await);
         let r = e
             .signed(path, &body, crate::slack::SECRET, crate::slack::now_secs())
@@ -478,7 +491,7 @@ async fn slack_requests_through_the_broker(db: Db) {
     }
     // Nobody the generated requests name is a Slack user mapped to Okta: nothing was created.
     assert_eq!(count("requests").await, 0);
-    report("slack commands and interactions (through /hooks/slack/*)", &N);
+    report("slack commands and interactions (through /hooks/slack/*)", &n);
 }
 
 // --- Signed approval callbacks through the broker -------------------------------------------
@@ -486,7 +499,7 @@ async fn slack_requests_through_the_broker(db: Db) {
 both_backends!(approval_callbacks_through_the_broker);
 
 async fn approval_callbacks_through_the_broker(db: Db) {
-    static N: AtomicU64 = AtomicU64::new(0);
+    let n = AtomicU64::new(0);
     let e = crate::requests::env(db).await;
     let secret = jit_broker::webhooks::WebhookSecret::parse(crate::requests::CALLBACK_SECRET).unwrap();
     let body = json!({"request_id": uuid::Uuid::now_v7().to_string(), "decision": "approve",
@@ -500,7 +513,7 @@ async fn approval_callbacks_through_the_broker(db: Db) {
     );
     let before = e.footprint().await;
     for (id, ts, sigs, body, mode) in draw(input) {
-        N.fetch_add(1, Ordering::Relaxed);
+        n.fetch_add(1, Ordering::Relaxed);
         let now = chrono::Utc::now().timestamp();
         // 0: headers as generated; 1: a valid signature now; 2: signed with a generated time.
         let (ts, sigs) = match (mode, ts.trim().parse::<i64>()) {
@@ -528,5 +541,5 @@ async fn approval_callbacks_through_the_broker(db: Db) {
     }
     // No generated delivery names a real request: nothing was decided, granted or audited.
     assert_eq!(e.footprint().await, before);
-    report("standard webhooks (through /hooks/approvals)", &N);
+    report("standard webhooks (through /hooks/approvals)", &n);
 }

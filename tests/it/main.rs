@@ -15,6 +15,7 @@ mod demo;
 mod deploy;
 mod e2e_faults;
 mod events;
+mod fuzz;
 mod grants;
 mod grants_batch;
 mod grants_input;

@@ -195,7 +195,7 @@ async fn wrong_state_and_reused_code_are_refused(db: Db) {
         .append_pair("state", "forged-state");
     let p = b.get(u.as_str()).await;
     assert_eq!(p.status, StatusCode::UNAUTHORIZED);
-    assert!(p.body.contains("invalid_state"));
+    assert!(p.body.contains("sign_in_not_started_here"), "{}", p.body);
     // The real callback works once...
     let ok = b.get(&callback).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);

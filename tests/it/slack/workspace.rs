@@ -29,6 +29,9 @@ async fn foreign_workspace_requests_change_nothing(db: Db) {
     })
     .await;
     let id = e.alice_requests_prod().await;
+    // The approval message is posted first, so the count below moves only if a refused
+    // request makes the broker call Slack.
+    e.posted(&id).await;
     let (calls, recorded) = (e.fake.calls().len(), deliveries(&e).await);
 
     // Commands run in another workspace, or for another app.
@@ -114,7 +117,6 @@ async fn people_who_are_not_ours_change_nothing(db: Db) {
         .await
         .unwrap();
     assert_eq!(all.len(), 1, "{all:?}");
-    assert!(!e.sim.is_member(crate::grants::ENGINEERING, crate::grants::CAROL));
 }
 
 /// `check-config` warns while no workspace or app is named, and not once they are.

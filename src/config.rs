@@ -512,7 +512,8 @@ fn describe_figment_error(e: &figment::Error) -> String {
         figment::error::Kind::UnknownField(field, expected) => {
             // A key name of lowercase letters and `_` is shown; anything else there may be a
             // secret written where a key belongs.
-            let plain = field.len() <= 32 && field.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            let plain =
+                field.len() <= 32 && field.chars().all(|c| c.is_ascii_lowercase() || c == '_');
             let shown = if secret && !plain {
                 let at = match e.path.last() {
                     Some(l) if l == field => &e.path[..e.path.len() - 1],

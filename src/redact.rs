@@ -148,7 +148,10 @@ mod tests {
         assert!(!m.contains("MARKER") && m.contains("a string"), "{m}");
         let m = figment_kind(&Kind::Message("bad MARKER".into()), true);
         assert!(!m.contains("MARKER"), "{m}");
-        let m = figment_kind(&Kind::UnknownVariant("MARKER".into(), &["text", "json"]), false);
+        let m = figment_kind(
+            &Kind::UnknownVariant("MARKER".into(), &["text", "json"]),
+            false,
+        );
         assert!(!m.contains("MARKER") && m.contains("`json`"), "{m}");
     }
 

@@ -22,7 +22,15 @@ pub enum ExportFormat {
 
 /// The CSV header: the fields of [`ExportRow`], in order.
 pub const CSV_HEADER: [&str; 9] = [
-    "seq", "time", "at_ms", "actor", "action", "subject", "details", "prev_hash", "hash",
+    "seq",
+    "time",
+    "at_ms",
+    "actor",
+    "action",
+    "subject",
+    "details",
+    "prev_hash",
+    "hash",
 ];
 
 /// One exported row. `time` is RFC 3339 for people; `at_ms` is what the hash covers.

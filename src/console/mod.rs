@@ -94,9 +94,10 @@ pub fn start(
          base-uri 'none'"
     ))
     .map_err(|_| ConsoleError::InvalidInput("console.issuer is not a URL".into()))?;
-    let secret = cfg.client_secret.as_ref().ok_or_else(|| {
-        ConsoleError::InvalidInput("console.client_secret is required".into())
-    })?;
+    let secret = cfg
+        .client_secret
+        .as_ref()
+        .ok_or_else(|| ConsoleError::InvalidInput("console.client_secret is required".into()))?;
     let console = Console {
         pending: pending::Sealer::new(secret)?,
         oidc,

@@ -17,7 +17,7 @@
 //! radius. It is `HttpOnly`, `SameSite=Lax` (Okta's redirect back is a top-level GET, which Lax
 //! lets through), `Path=/` and expires after `console.login_timeout`; the expiry inside the
 //! sealed value is checked again on the server. Up to [`MAX_PENDING`] sign-ins wait at once (two
-//! tabs, a step-up), newest kept.
+//! tabs, a step-up), newest kept, and fewer when needed to stay under 4096 bytes.
 //!
 //! What it must never do: let the nonce or the verifier be read or changed by the browser,
 //! accept a sign-in sealed for another state, or accept one past `console.login_timeout`.
@@ -34,6 +34,9 @@ use super::error::ConsoleError;
 pub const COOKIE: &str = "jit_login";
 /// Sign-ins waiting at once in one browser; a fifth drops the oldest.
 pub const MAX_PENDING: usize = 4;
+/// The sealed value must stay under browsers' 4096 bytes per cookie (name and attributes
+/// included): 2800 bytes of JSON seal to about 3800.
+const MAX_JSON: usize = 2800;
 /// Domain separation: this key is for this cookie only.
 const KEY_LABEL: &[u8] = b"jit-broker console sign-in cookie v1";
 
@@ -91,12 +94,19 @@ impl Sealer {
         secure: bool,
         timeout_ms: i64,
     ) -> Result<HeaderValue, ConsoleError> {
-        let keep = &list[list.len().saturating_sub(MAX_PENDING)..];
+        // The newest first, and no more than fits a browser's 4096-byte cookie once sealed
+        // (nonce and tag, then base64: about 4/3 of the JSON plus 40 bytes).
+        let mut keep = &list[list.len().saturating_sub(MAX_PENDING)..];
+        let mut json = serde_json::to_string(keep)
+            .map_err(|e| ConsoleError::InvalidInput(format!("sign-in cookie: {e}")))?;
+        while json.len() > MAX_JSON && keep.len() > 1 {
+            keep = &keep[1..];
+            json = serde_json::to_string(keep)
+                .map_err(|e| ConsoleError::InvalidInput(format!("sign-in cookie: {e}")))?;
+        }
         let (value, max_age) = if keep.is_empty() {
             (String::new(), cookie::time::Duration::ZERO)
         } else {
-            let json = serde_json::to_string(keep)
-                .map_err(|e| ConsoleError::InvalidInput(format!("sign-in cookie: {e}")))?;
             (json, cookie::time::Duration::milliseconds(timeout_ms))
         };
         let c = cookie::Cookie::build((COOKIE, value))
@@ -158,12 +168,23 @@ mod tests {
     #[test]
     fn sealed_cookie_round_trips_and_hides_its_content() {
         let s = Sealer::new(&SecretString::from("client-secret")).unwrap();
-        let list: Vec<_> = (0..6).map(|i| pending(&format!("state{i}"), 1_000)).collect();
+        let list: Vec<_> = (0..6)
+            .map(|i| pending(&format!("state{i}"), 1_000))
+            .collect();
         let v = s.seal(&list, true, 600_000).unwrap();
         let text = v.to_str().unwrap();
-        assert!(text.contains("HttpOnly") && text.contains("SameSite=Lax"), "{text}");
-        assert!(text.contains("Secure") && text.contains("Max-Age=600"), "{text}");
-        assert!(!text.contains("state5") && !text.contains("access"), "{text}");
+        assert!(
+            text.contains("HttpOnly") && text.contains("SameSite=Lax"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Secure") && text.contains("Max-Age=600"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("state5") && !text.contains("access"),
+            "{text}"
+        );
         let back = s.open(&as_request(&v), 2_000, 600_000);
         let states: Vec<_> = back.iter().map(|p| p.state.as_str()).collect();
         assert_eq!(states, ["state2", "state3", "state4", "state5"]);
@@ -185,6 +206,21 @@ mod tests {
             take(rest, "state3"),
             Err(ConsoleError::NotStartedHere)
         ));
+        // Long return paths: fewer sign-ins kept, the newest, the cookie under 4096 bytes.
+        let long: Vec<_> = (0..4)
+            .map(|i| PendingLogin {
+                state: format!("long{i}{}", "s".repeat(38)),
+                nonce: "n".repeat(43),
+                pkce_verifier: "v".repeat(43),
+                return_to: format!("/{}", "x".repeat(511)),
+                created_ms: 1_000,
+            })
+            .collect();
+        let v = s.seal(&long, true, 600_000).unwrap();
+        assert!(v.len() < 4096, "{}", v.len());
+        let back = s.open(&as_request(&v), 2_000, 600_000);
+        assert!(!back.is_empty() && back.len() < 4);
+        assert!(back.last().unwrap().state.starts_with("long3"));
         // An empty list clears the cookie.
         let cleared = s.seal(&[], false, 600_000).unwrap();
         assert!(cleared.to_str().unwrap().contains("Max-Age=0"));

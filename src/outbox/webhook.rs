@@ -224,7 +224,10 @@ impl Deliverer for WebhookEndpoint {
             // Without the URL: it may carry a credential, and this message is stored as the
             // delivery's `last_error`, logged and shown on the dead-letter page.
             .map_err(|e| DeliveryError::Retry {
-                message: format!("cannot reach the endpoint: {}", crate::redact::http_error(e)),
+                message: format!(
+                    "cannot reach the endpoint: {}",
+                    crate::redact::http_error(e)
+                ),
                 after: None,
             })?;
         let status = resp.status();

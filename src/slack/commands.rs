@@ -115,7 +115,8 @@ impl Slack {
         let login = match self
             .identity()
             .okta_login(&cmd.user_id, cmd.team_id.as_deref())
-            .await {
+            .await
+        {
             Ok(l) => l,
             Err(e) => {
                 self.answer(&cmd.response_url, &format!("{e}. Nothing was done."))

@@ -124,7 +124,8 @@ impl SlackConfig {
         let id = |s: &str, first: u8| {
             (2..=32).contains(&s.len())
                 && s.as_bytes()[0] == first
-                && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+                && s.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
         };
         if self.team_ids.iter().any(|t| !id(t, b'T')) {
             errors.push(ConfigError::invalid(

@@ -32,7 +32,9 @@ pub enum IdentityError {
     SlackDeactivated,
     #[error("Slack does not know your user in this workspace")]
     UnknownSlackUser,
-    #[error("your Slack account belongs to another workspace or organisation than this broker serves")]
+    #[error(
+        "your Slack account belongs to another workspace or organisation than this broker serves"
+    )]
     ForeignUser,
     #[error("guest accounts of this Slack workspace cannot use the broker")]
     Guest,

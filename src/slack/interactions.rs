@@ -108,10 +108,7 @@ impl Slack {
     }
 
     async fn run_click(&self, c: Click) {
-        let login = match self
-            .identity()
-            .okta_login(&c.user, c.team.as_deref())
-            .await {
+        let login = match self.identity().okta_login(&c.user, c.team.as_deref()).await {
             Ok(l) => l,
             Err(e) => {
                 self.answer(&c.response_url, &format!("{e}. Nothing was done."))
@@ -207,7 +204,8 @@ impl Slack {
                 &user,
                 super::workspace::Origin::of_interaction(p).workspace(),
             )
-            .await {
+            .await
+        {
             Ok(l) => l,
             Err(e) => return field_errors(&[("reason", format!("{e}. Nothing was done."))]),
         };

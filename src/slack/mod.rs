@@ -180,11 +180,7 @@ impl Slack {
 
     /// Refuses an origin this broker does not serve (before anything is recorded), then records
     /// the delivery. `Ok(false)`: a replay, to be acknowledged and ignored.
-    async fn admit(
-        &self,
-        sig: &str,
-        origin: &workspace::Origin,
-    ) -> Result<bool, InboundError> {
+    async fn admit(&self, sig: &str, origin: &workspace::Origin) -> Result<bool, InboundError> {
         if let Err(f) = workspace::check(&self.inner.cfg, origin) {
             inbound("foreign");
             tracing::warn!(team = ?origin.team_id, user_team = ?origin.user_team_id,
@@ -192,7 +188,8 @@ impl Slack {
                 "Slack request from an origin this broker does not serve refused");
             return Err(f.into());
         }
-        let first = verify::first_delivery(&self.inner.store, sig, self.inner.clock.now_ms()).await?;
+        let first =
+            verify::first_delivery(&self.inner.store, sig, self.inner.clock.now_ms()).await?;
         if !first {
             inbound("replay");
         }

@@ -144,14 +144,32 @@ mod tests {
     fn configured_origins_only() {
         let c = cfg(&["T1"], "", "A1");
         assert_eq!(check(&c, &origin("T1", Some("T1"), None, "A1")), Ok(()));
-        assert_eq!(check(&c, &origin("T2", None, None, "A1")), Err(Foreign::Workspace));
-        assert_eq!(check(&c, &origin("T1", Some("T9"), None, "A1")), Err(Foreign::User));
-        assert_eq!(check(&c, &origin("T1", None, None, "A2")), Err(Foreign::App));
+        assert_eq!(
+            check(&c, &origin("T2", None, None, "A1")),
+            Err(Foreign::Workspace)
+        );
+        assert_eq!(
+            check(&c, &origin("T1", Some("T9"), None, "A1")),
+            Err(Foreign::User)
+        );
+        assert_eq!(
+            check(&c, &origin("T1", None, None, "A2")),
+            Err(Foreign::App)
+        );
         assert_eq!(check(&c, &Origin::default()), Err(Foreign::App));
         let c = cfg(&[], "E1", "");
-        assert_eq!(check(&c, &origin("T5", Some("T6"), Some("E1"), "A")), Ok(()));
-        assert_eq!(check(&c, &origin("T5", None, Some("E2"), "A")), Err(Foreign::Enterprise));
-        assert_eq!(check(&c, &origin("T5", None, None, "A")), Err(Foreign::Enterprise));
+        assert_eq!(
+            check(&c, &origin("T5", Some("T6"), Some("E1"), "A")),
+            Ok(())
+        );
+        assert_eq!(
+            check(&c, &origin("T5", None, Some("E2"), "A")),
+            Err(Foreign::Enterprise)
+        );
+        assert_eq!(
+            check(&c, &origin("T5", None, None, "A")),
+            Err(Foreign::Enterprise)
+        );
     }
 
     #[test]
@@ -159,6 +177,9 @@ mod tests {
         let c = cfg(&[], "", "");
         assert_eq!(check(&c, &origin("T1", Some("T1"), None, "A")), Ok(()));
         assert_eq!(check(&c, &origin("T1", None, None, "A")), Ok(()));
-        assert_eq!(check(&c, &origin("T1", Some("T2"), None, "A")), Err(Foreign::User));
+        assert_eq!(
+            check(&c, &origin("T1", Some("T2"), None, "A")),
+            Err(Foreign::User)
+        );
     }
 }

@@ -15,10 +15,11 @@ use jit_broker::config::Config;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
-use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::helpers::*;
+
+mod broker;
 
 fn cases() -> u32 {
     std::env::var("JIT_FUZZ_CASES")
@@ -36,27 +37,53 @@ fn runner() -> TestRunner {
 }
 
 /// Inputs drawn from `s` for a target that runs through the broker (async, so no shrinking).
-fn draw<T>(s: impl Strategy<Value = T>) -> Vec<T> {
+pub fn draw<T>(s: impl Strategy<Value = T>) -> Vec<T> {
     let mut r = runner();
     (0..cases())
         .map(|_| s.new_tree(&mut r).unwrap().current())
         .collect()
 }
 
-fn report(target: &str, n: &AtomicU64) {
+pub fn report(target: &str, n: &AtomicU64) {
     eprintln!("fuzz {target}: {} executions", n.load(Ordering::Relaxed));
 }
 
 /// Keys that the parsers look for, so random JSON often has the right shape.
 const KEYS: &[&str] = &[
-    "uuid", "eventType", "published", "actor", "target", "id", "type", "alternateId",
-    "displayName", "data", "events", "user", "team", "team_id", "enterprise", "api_app_id",
-    "actions", "action_id", "value", "view", "state", "values", "private_metadata",
-    "response_url", "trigger_id", "callback_id", "selected_option", "request_id", "decision",
-    "approver", "comment",
+    "uuid",
+    "eventType",
+    "published",
+    "actor",
+    "target",
+    "id",
+    "type",
+    "alternateId",
+    "displayName",
+    "data",
+    "events",
+    "user",
+    "team",
+    "team_id",
+    "enterprise",
+    "api_app_id",
+    "actions",
+    "action_id",
+    "value",
+    "view",
+    "state",
+    "values",
+    "private_metadata",
+    "response_url",
+    "trigger_id",
+    "callback_id",
+    "selected_option",
+    "request_id",
+    "decision",
+    "approver",
+    "comment",
 ];
 
-fn text() -> impl Strategy<Value = String> {
+pub fn text() -> impl Strategy<Value = String> {
     prop_oneof![
         ".{0,24}",
         "[a-zA-Z0-9_.:@-]{0,40}",
@@ -71,7 +98,7 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 /// Any JSON value, keys often the ones the parsers read.
-fn json_value() -> impl Strategy<Value = Value> {
+pub fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
@@ -114,7 +141,7 @@ fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
 }
 
 /// `doc` with one to four of its values (anywhere, nested or not) replaced by random JSON.
-fn mutated(doc: Value) -> impl Strategy<Value = Value> {
+pub fn mutated(doc: Value) -> impl Strategy<Value = Value> {
     let mut ptrs = Vec::new();
     pointers(&doc, String::new(), &mut ptrs);
     prop::collection::vec((prop::sample::select(ptrs), json_value()), 1..4).prop_map(move |edits| {
@@ -131,7 +158,7 @@ fn mutated(doc: Value) -> impl Strategy<Value = Value> {
 }
 
 /// Bytes a parser of JSON might be handed: garbage, any JSON, or a real document mutated.
-fn json_bytes(real: Value) -> impl Strategy<Value = Vec<u8>> {
+pub fn json_bytes(real: Value) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         1 => prop::collection::vec(any::<u8>(), 0..256),
         2 => json_value().prop_map(|v| v.to_string().into_bytes()),
@@ -199,7 +226,11 @@ async fn okta_hook_deliveries_through_the_broker(db: Db) {
         let shown = String::from_utf8_lossy(&body).to_string();
         assert!(!s.is_server_error(), "{s} for {shown}");
         if s.is_client_error() {
-            assert_eq!(okta_events(&store).await, before, "{s} changed the inbox: {shown}");
+            assert_eq!(
+                okta_events(&store).await,
+                before,
+                "{s} changed the inbox: {shown}"
+            );
         }
     }
     report("okta hook deliveries (through /hooks/okta)", &n);
@@ -207,9 +238,9 @@ async fn okta_hook_deliveries_through_the_broker(db: Db) {
 
 // --- Standard Webhooks ---------------------------------------------------------------------
 
-const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-fn header_text() -> impl Strategy<Value = String> {
+pub fn header_text() -> impl Strategy<Value = String> {
     prop_oneof![
         text(),
         any::<i64>().prop_map(|n| n.to_string()),
@@ -239,7 +270,13 @@ fn standard_webhooks_headers_never_panic() {
     }
     runner()
         .run(
-            &(header_text(), header_text(), header_text(), any::<Vec<u8>>(), any::<bool>()),
+            &(
+                header_text(),
+                header_text(),
+                header_text(),
+                any::<Vec<u8>>(),
+                any::<bool>(),
+            ),
             |(id, ts, sigs, body, sign)| {
                 N.fetch_add(1, Ordering::Relaxed);
                 // Half of the cases carry a real signature over the generated parts.
@@ -293,7 +330,8 @@ fn toml_value() -> impl Strategy<Value = String> {
         text().prop_map(|s| toml::Value::String(s).to_string()),
         any::<i64>().prop_map(|n| n.to_string()),
         any::<bool>().prop_map(|b| b.to_string()),
-        prop::collection::vec(text(), 0..3).prop_map(|v| toml::Value::try_from(v).unwrap().to_string()),
+        prop::collection::vec(text(), 0..3)
+            .prop_map(|v| toml::Value::try_from(v).unwrap().to_string()),
         Just("{ users = [\"x\"] }".to_string()),
         Just("\"0s\"".to_string()),
         Just("\"9999999999999h\"".to_string()),
@@ -351,9 +389,16 @@ fn env_keys() -> Vec<(String, bool)> {
         }
     }
     for k in [
-        "database.password", "database.password_file", "okta.api_token", "okta.private_key",
-        "console.client_secret", "events.secret", "events.previous_secret", "slack.bot_token",
-        "slack.signing_secrets_file", "policy.file",
+        "database.password",
+        "database.password_file",
+        "okta.api_token",
+        "okta.private_key",
+        "console.client_secret",
+        "events.secret",
+        "events.previous_secret",
+        "slack.bot_token",
+        "slack.signing_secrets_file",
+        "policy.file",
     ] {
         keys.push(k.to_string());
     }
@@ -361,7 +406,10 @@ fn env_keys() -> Vec<(String, bool)> {
         .map(|k| {
             let path: Vec<String> = k.split('.').map(str::to_string).collect();
             let secret = jit_broker::redact::is_secret_key(&path) && !k.ends_with("_file");
-            (format!("JIT_{}", k.replace('.', "__").to_ascii_uppercase()), secret)
+            (
+                format!("JIT_{}", k.replace('.', "__").to_ascii_uppercase()),
+                secret,
+            )
         })
         .collect()
 }
@@ -382,8 +430,10 @@ fn config_values_never_panic_nor_print_a_secret() {
     runner()
         .run(&prop::collection::vec(var, 1..4), |vars| {
             N.fetch_add(1, Ordering::Relaxed);
-            let env: Vec<(String, String)> =
-                vars.iter().map(|((k, _), v)| (k.clone(), v.clone())).collect();
+            let env: Vec<(String, String)> = vars
+                .iter()
+                .map(|((k, _), v)| (k.clone(), v.clone()))
+                .collect();
             if let Err(errors) = Config::load_with_env(None, env) {
                 let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
                 prop_assert!(!text.is_empty());
@@ -400,146 +450,4 @@ fn config_values_never_panic_nor_print_a_secret() {
         })
         .unwrap();
     report("config values (load)", &N);
-}
-
-// --- Slack commands and interactions -----------------------------------------------------
-
-both_backends!(slack_requests_through_the_broker);
-
-fn slack_form(hook: String) -> impl Strategy<Value = String> {
-    let user = prop_oneof![Just("U0NOBODY".to_string()), "[UW][A-Z0-9]{1,12}", text()];
-    let team = prop_oneof![Just("T111".to_string()), "T[A-Z0-9]{1,8}", text()];
-    let words = prop_oneof![
-        Just("help".to_string()),
-        Just("list".to_string()),
-        Just("request".to_string()),
-        Just("request prod-admins 1h x".to_string()),
-        Just("extend 0192 2h".to_string()),
-        text(),
-    ];
-    let url = prop_oneof![Just(hook), text()];
-    (user, team, words, url, any::<bool>()).prop_map(|(u, t, w, url, app)| {
-        url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("team_id", t.as_str()),
-                ("user_id", u.as_str()),
-                ("command", "/jit"),
-                ("text", w.as_str()),
-                ("api_app_id", if app { "A111" } else { "A999" }),
-                ("response_url", url.as_str()),
-                ("trigger_id", "1.2.3"),
-            ])
-            .finish()
-    })
-}
-
-fn slack_payload(hook: String) -> impl Strategy<Value = String> {
-    let real = crate::slack::click_payload("U0NOBODY", "approve", &uuid::Uuid::now_v7().to_string(), &hook);
-    let submission = json!({
-        "type": "view_submission", "user": {"id": "U0NOBODY", "team_id": "T111"},
-        "team": {"id": "T111"}, "api_app_id": "A111",
-        "view": {"callback_id": "jit_request", "private_metadata": "",
-                 "state": {"values": {"resource": {"resource": {"type": "static_select",
-                   "selected_option": {"value": "prod-admins"}}},
-                   "duration": {"duration": {"type": "plain_text_input", "value": "1h"}}}}}
-    });
-    let payload = prop_oneof![
-        3 => mutated(real).prop_map(|v| v.to_string()),
-        2 => mutated(submission).prop_map(|v| v.to_string()),
-        1 => json_value().prop_map(|v| v.to_string()),
-        1 => ".{0,64}",
-    ];
-    payload.prop_map(|p| {
-        url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([("payload", p.as_str())])
-            .finish()
-    })
-}
-
-async fn slack_requests_through_the_broker(db: Db) {
-    let n = AtomicU64::new(0);
-    let e = crate::slack::env(db).await;
-    let store = e.app.store().await;
-    let count = |t: &'static str| {
-        let store = store.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {t}"))
-                .fetch_one(store.pool())
-                .await
-                .unwrap()
-        }
-    };
-    let hook = e.fake.response_url("fuzz");
-    let commands = draw(slack_form(hook.clone()))
-        .into_iter()
-        .map(|b| ("/hooks/slack/commands", b));
-    let clicks = draw(slack_payload(hook))
-        .into_iter()
-        .map(|b| ("/hooks/slack/interactions", b));
-    for (path, body) in commands.chain(clicks) {
-        n.fetch_add(1, Ordering::Relaxed);
-        let before = (count("requests").await, count("slack_deliveries").await);
-        let r = e
-            .signed(path, &body, crate::slack::SECRET, crate::slack::now_secs())
-            .await;
-        let s = r.status();
-        assert!(!s.is_server_error(), "{s} for {path} {body}");
-        if s != StatusCode::OK {
-            let after = (count("requests").await, count("slack_deliveries").await);
-            assert_eq!(after, before, "{s} changed something: {path} {body}");
-        }
-    }
-    // Nobody the generated requests name is a Slack user mapped to Okta: nothing was created.
-    assert_eq!(count("requests").await, 0);
-    report("slack commands and interactions (through /hooks/slack/*)", &n);
-}
-
-// --- Signed approval callbacks through the broker -------------------------------------------
-
-both_backends!(approval_callbacks_through_the_broker);
-
-async fn approval_callbacks_through_the_broker(db: Db) {
-    let n = AtomicU64::new(0);
-    let e = crate::requests::env(db).await;
-    let secret = jit_broker::webhooks::WebhookSecret::parse(crate::requests::CALLBACK_SECRET).unwrap();
-    let body = json!({"request_id": uuid::Uuid::now_v7().to_string(), "decision": "approve",
-                      "approver": "bob@example.com", "comment": "x"});
-    let input = (
-        header_text(),
-        header_text(),
-        header_text(),
-        json_bytes(body),
-        0..3u8,
-    );
-    let before = e.footprint().await;
-    for (id, ts, sigs, body, mode) in draw(input) {
-        n.fetch_add(1, Ordering::Relaxed);
-        let now = chrono::Utc::now().timestamp();
-        // 0: headers as generated; 1: a valid signature now; 2: signed with a generated time.
-        let (ts, sigs) = match (mode, ts.trim().parse::<i64>()) {
-            (1, _) => (now.to_string(), secret.sign(&id, now, &body)),
-            (2, Ok(t)) => (ts.clone(), secret.sign(&id, t, &body)),
-            _ => (ts, sigs),
-        };
-        let mut r = e
-            .app
-            .http
-            .post(e.app.url("/hooks/approvals"))
-            .header("content-type", "application/json")
-            .body(body.clone());
-        for (k, v) in [("webhook-id", &id), ("webhook-timestamp", &ts), ("webhook-signature", &sigs)] {
-            if let Ok(v) = reqwest::header::HeaderValue::from_str(v) {
-                r = r.header(k, v);
-            }
-        }
-        let s = r.send().await.unwrap().status();
-        assert!(
-            !s.is_server_error(),
-            "{s} for id={id:?} ts={ts:?} sig={sigs:?} body={}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    // No generated delivery names a real request: nothing was decided, granted or audited.
-    assert_eq!(e.footprint().await, before);
-    report("standard webhooks (through /hooks/approvals)", &n);
 }

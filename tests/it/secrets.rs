@@ -99,14 +99,35 @@ fn cases() -> Vec<Case> {
         ("events", "previous_secret"),
         ("database", "password"),
     ] {
-        c.push(file_case("a secret as a list", format!("[{section}]\n{key} = [\"{m}\"]\n")));
-        c.push(file_case("a secret as a table", format!("[{section}]\n{key} = {{ v = \"{m}\" }}\n")));
-        c.push(file_case("a secret in broken TOML", format!("[{section}]\n{key} = \"{m}\n")));
-        c.push(file_case("a secret unquoted", format!("[{section}]\n{key} = {m}\n")));
-        c.push(file_case("a secret twice", format!("[{section}]\n{key} = \"{m}\"\n{key} = \"{m}\"\n")));
+        c.push(file_case(
+            "a secret as a list",
+            format!("[{section}]\n{key} = [\"{m}\"]\n"),
+        ));
+        c.push(file_case(
+            "a secret as a table",
+            format!("[{section}]\n{key} = {{ v = \"{m}\" }}\n"),
+        ));
+        c.push(file_case(
+            "a secret in broken TOML",
+            format!("[{section}]\n{key} = \"{m}\n"),
+        ));
+        c.push(file_case(
+            "a secret unquoted",
+            format!("[{section}]\n{key} = {m}\n"),
+        ));
+        c.push(file_case(
+            "a secret twice",
+            format!("[{section}]\n{key} = \"{m}\"\n{key} = \"{m}\"\n"),
+        ));
     }
-    c.push(file_case("integrations in a file, broken", format!("[callbacks]\nintegrations = [{{name = \"x\", secret = \"whsec_{m}\" }}\n")));
-    c.push(file_case("signing secrets in a file, not a list", format!("[slack]\nsigning_secrets = \"{m}\"\n")));
+    c.push(file_case(
+        "integrations in a file, broken",
+        format!("[callbacks]\nintegrations = [{{name = \"x\", secret = \"whsec_{m}\" }}\n"),
+    ));
+    c.push(file_case(
+        "signing secrets in a file, not a list",
+        format!("[slack]\nsigning_secrets = \"{m}\"\n"),
+    ));
     c
 }
 
@@ -163,7 +184,12 @@ fn no_malformed_secret_is_ever_printed() {
                 case.what
             );
             let code = if verb == "check-config" { 1 } else { 2 };
-            assert_eq!(out.status.code(), Some(code), "{verb}, {}: {text}", case.what);
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{verb}, {}: {text}",
+                case.what
+            );
             // Each says which key is wrong.
             assert!(
                 text.contains('`') || text.contains("not valid TOML at line"),
@@ -206,5 +232,8 @@ async fn delivery_errors_leave_the_url_out() {
     let err = ep.deliver(&n).await.unwrap_err();
     let text = format!("{err} {err:?}");
     assert!(text.contains("cannot reach the endpoint"), "{text}");
-    assert!(!text.contains(MARKER) && !text.contains("127.0.0.1"), "{text}");
+    assert!(
+        !text.contains(MARKER) && !text.contains("127.0.0.1"),
+        "{text}"
+    );
 }

@@ -53,7 +53,11 @@ async fn a_callback_from_another_browser_is_refused(db: Db) {
     let fresh = Browser::new(&env.app.base);
     let midway = Browser::new(&env.app.base);
     midway.start_sign_in("/login").await;
-    for (who, b) in [("signed in", &alice), ("fresh", &fresh), ("mid-sign-in", &midway)] {
+    for (who, b) in [
+        ("signed in", &alice),
+        ("fresh", &fresh),
+        ("mid-sign-in", &midway),
+    ] {
         let p = b.get(&link).await;
         assert_eq!(p.status, StatusCode::UNAUTHORIZED, "{who}: {}", p.body);
         assert!(p.body.contains("sign_in_not_started_here"), "{who}");

@@ -372,7 +372,12 @@ async fn request_approve_see_and_revoke_in_real_browsers() {
     fresh.goto(&link).await.unwrap();
     assert!(body(&fresh).await.contains("not started in this browser"));
     fresh.goto(&format!("{base}/access")).await.unwrap();
-    assert!(fresh.current_url().await.unwrap().as_str().contains("/authorize"));
+    assert!(fresh
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("/authorize"));
     fresh.close().await.unwrap();
     alice.close().await.unwrap();
     bob.close().await.unwrap();

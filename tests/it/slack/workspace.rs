@@ -35,11 +35,29 @@ async fn foreign_workspace_requests_change_nothing(db: Db) {
     let (calls, recorded) = (e.fake.calls().len(), deliveries(&e).await);
 
     // Commands run in another workspace, or for another app.
-    for (from, to) in [("team_id=T111", "team_id=T999"), ("api_app_id=A111", "api_app_id=A999")] {
-        let body = command_body(BOB_S, "request engineering 1h x", &e.fake.response_url("cmd"))
-            .replace(from, to);
-        assert_ne!(body, command_body(BOB_S, "request engineering 1h x", &e.fake.response_url("cmd")));
-        refused(e.signed("/hooks/slack/commands", &body, SECRET, now_secs()).await).await;
+    for (from, to) in [
+        ("team_id=T111", "team_id=T999"),
+        ("api_app_id=A111", "api_app_id=A999"),
+    ] {
+        let body = command_body(
+            BOB_S,
+            "request engineering 1h x",
+            &e.fake.response_url("cmd"),
+        )
+        .replace(from, to);
+        assert_ne!(
+            body,
+            command_body(
+                BOB_S,
+                "request engineering 1h x",
+                &e.fake.response_url("cmd")
+            )
+        );
+        refused(
+            e.signed("/hooks/slack/commands", &body, SECRET, now_secs())
+                .await,
+        )
+        .await;
     }
     // Bob's Approve click from another workspace, from a Slack Connect user of another
     // workspace in our channel, and for another app.
@@ -72,35 +90,53 @@ async fn foreign_workspace_requests_change_nothing(db: Db) {
         .unwrap();
     assert_eq!(all.len(), 1, "{all:?}");
     let m = e.app.metrics().await;
-    assert!(m.contains("jit_slack_inbound_total{outcome=\"foreign\"}"), "{m}");
+    assert!(
+        m.contains("jit_slack_inbound_total{outcome=\"foreign\"}"),
+        "{m}"
+    );
 
     // The same click from our workspace counts.
     e.click(BOB_S, "approve", &id, "ours").await;
     wait_until(WAIT, || async { e.request_state(&id).await == "approved" }).await;
 }
 
+/// A Slack user id, how the fake's user differs from one of ours, and the refusal's words.
+type Person = (&'static str, fn(&mut fake::FakeUser), &'static str);
+
 async fn people_who_are_not_ours_change_nothing(db: Db) {
     // No workspace configured: the checks on the person still hold.
     let e = env(db).await;
     let id = e.alice_requests_prod().await;
     // Each of them has bob's email, bob being the approver of prod-admins.
-    let people: [(&str, fn(&mut fake::FakeUser), &str); 5] = [
-        ("U0OTHERTEAM", |u| u.team_id = "T999".into(), "another workspace"),
+    let people: [Person; 5] = [
+        (
+            "U0OTHERTEAM",
+            |u| u.team_id = "T999".into(),
+            "another workspace",
+        ),
         ("U0STRANGER", |u| u.stranger = true, "another workspace"),
         ("U0GUEST", |u| u.restricted = true, "guest"),
         ("U0SCGUEST", |u| u.ultra_restricted = true, "guest"),
-        ("U0UNCONFIRMED", |u| u.email_confirmed = Some(false), "no confirmed email"),
+        (
+            "U0UNCONFIRMED",
+            |u| u.email_confirmed = Some(false),
+            "no confirmed email",
+        ),
     ];
     for (user, tweak, why) in people {
         e.fake.add_user_with(user, "bob@example.com", tweak);
         let hook = format!("h-{user}");
         e.click(user, "approve", &id, &hook).await;
         let t = e.answer(&hook).await;
-        assert!(t.contains(why) && t.contains("Nothing was done"), "{user}: {t}");
+        assert!(
+            t.contains(why) && t.contains("Nothing was done"),
+            "{user}: {t}"
+        );
     }
     // An answer without `is_email_confirmed` counts as unconfirmed, for commands too.
-    e.fake
-        .add_user_with("U0NOFIELD", "carol@example.com", |u| u.email_confirmed = None);
+    e.fake.add_user_with("U0NOFIELD", "carol@example.com", |u| {
+        u.email_confirmed = None
+    });
     e.command("U0NOFIELD", "request engineering 1h x", "nofield")
         .await;
     let t = e.answer("nofield").await;

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use jit_broker::audit::export::{self, ExportFormat};
 use jit_broker::audit::{self, canonical, entry_hash, NewEntry, GENESIS_HASH};
 use jit_broker::clock::Clock;
-use jit_broker::config::Config;
 use jit_broker::store::Store;
+use jit_broker::Config;
 use sqlx::Connection;
 
 const SINGLE: usize = 2_000;

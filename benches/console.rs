@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use jit_broker::audit::{self, NewEntry};
 use jit_broker::clock::Clock;
-use jit_broker::config::Config;
 use jit_broker::grants::{repo, Grant, GrantState};
 use jit_broker::policy::ResourceKind;
 use jit_broker::store::Store;
+use jit_broker::Config;
 
 const ALICE: &str = "00u1alice00000000001";
 const POLICY: &str = r#"

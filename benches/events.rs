@@ -205,7 +205,7 @@ async fn bare_server() -> String {
     url
 }
 
-fn base_config(dir: &std::path::Path, sim: &okta_sim::SimHandle) -> jit_broker::config::Config {
+fn base_config(dir: &std::path::Path, sim: &okta_sim::SimHandle) -> jit_broker::Config {
     let mut config = broker::config(dir, sim);
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
     config.redis.key_prefix = format!("bench{}", uuid::Uuid::new_v4().simple());

@@ -35,12 +35,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::delete;
 use jit_broker::clock::Clock;
-use jit_broker::config::{Config, RedisConfig};
+use jit_broker::config::RedisConfig;
 use jit_broker::redis_conn::RedisConn;
 use jit_broker::scheduler::{
     BoxError, DueEntry, ExpiryHandler, ExpiryOutcome, Scheduler, SchedulerConfig, TimeSource,
 };
 use jit_broker::tasks::Tasks;
+use jit_broker::Config;
 use private_redis::PrivateRedis;
 
 /// Where the DELETEs go, and how to ask it whether a member is still there.

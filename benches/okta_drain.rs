@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use jit_broker::clock::Clock;
-use jit_broker::config::Config;
 use jit_broker::okta::{OktaClient, Priority, Removal};
+use jit_broker::Config;
 use okta_sim::seed::{SeedGroup, SeedUser};
 use okta_sim::{RateLimitConfig, SimConfig};
 

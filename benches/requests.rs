@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jit_broker::auth::{hash_token, Role};
-use jit_broker::config::TokenConfig;
+use jit_broker::api::auth::TokenConfig;
+use jit_broker::api::auth::{hash_token, Role};
 use jit_broker::webhooks::WebhookSecret;
 use serde_json::{json, Value};
 

@@ -15,7 +15,6 @@
 use std::time::{Duration, Instant};
 
 use jit_broker::clock::Clock;
-use jit_broker::config::Config;
 use jit_broker::grants::GrantService;
 use jit_broker::okta::OktaClient;
 use jit_broker::policy::{Policy, PolicyHandle};
@@ -23,6 +22,7 @@ use jit_broker::redis_conn::RedisConn;
 use jit_broker::reviews::service::{CreateCampaign, DecideItem};
 use jit_broker::reviews::{report, Decision, DefaultAction, ReviewService, ReviewerRule};
 use jit_broker::store::Store;
+use jit_broker::Config;
 use okta_sim::seed::{Seed, SeedGroup, SeedUser};
 use okta_sim::{RateLimitConfig, SimConfig};
 

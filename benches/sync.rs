@@ -24,13 +24,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use jit_broker::clock::Clock;
-use jit_broker::config::Config;
 use jit_broker::grants::GrantService;
 use jit_broker::okta::{OktaClient, Priority};
 use jit_broker::policy::{Policy, PolicyHandle};
 use jit_broker::redis_conn::RedisConn;
 use jit_broker::store::Store;
 use jit_broker::sync::{RunRecord, SyncOptions, Syncer};
+use jit_broker::Config;
 use okta_sim::{RateLimitConfig, SimConfig};
 
 fn env_u64(name: &str, default: u64) -> u64 {

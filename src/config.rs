@@ -62,29 +62,6 @@ impl ConfigError {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
-    pub server: ServerConfig,
-    pub database: DatabaseConfig,
-    pub redis: RedisConfig,
-    pub log: LogConfig,
-    pub auth: AuthConfig,
-    pub scheduler: crate::scheduler::SchedulerConfig,
-    pub policy: crate::policy::PolicyConfig,
-    pub okta: crate::okta::OktaConfig,
-    pub requests: crate::requests::RequestsConfig,
-    pub console: crate::console::ConsoleConfig,
-    pub notify: crate::notify::NotifyConfig,
-    pub outbox: crate::outbox::OutboxConfig,
-    pub outbound: crate::outbox::webhook::OutboundConfig,
-    pub callbacks: crate::callbacks::CallbacksConfig,
-    pub events: crate::events::EventsConfig,
-    pub sync: crate::sync::SyncConfig,
-    pub slack: crate::slack::SlackConfig,
-    pub reviews: crate::reviews::ReviewsConfig,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     #[serde(with = "humantime_serde")]
@@ -133,254 +110,11 @@ pub struct LogConfig {
     pub level: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthConfig {
-    pub tokens: Vec<TokenConfig>,
-}
-
-/// An API token as configured: only its SHA-256 is ever stored, so a leaked config file does not
-/// leak a credential.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    pub name: String,
-    pub roles: Vec<crate::auth::Role>,
-    pub sha256: String,
-}
-
-impl Config {
-    /// Defaults, then `file` if given, then the process environment.
-    pub fn load(file: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
-        Self::load_with_env(file, std::env::vars())
-    }
-
-    /// Like [`Config::load`] but with an explicit environment, so tests need not mutate the
-    /// process's (which races between parallel tests).
-    pub fn load_with_env(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, Vec<ConfigError>> {
-        let defaults = Figment::new().merge(Named::new(
-            Toml::string(DEFAULT_TOML),
-            Metadata::named("built-in defaults"),
-        ));
-        let mut figment = defaults.clone();
-        if let Some(path) = file {
-            // Read it ourselves: figment treats a missing file as empty, and a missing file the
-            // operator named is an error, not a silent fallback to defaults.
-            let text = std::fs::read_to_string(path).map_err(|source| {
-                vec![ConfigError::FileUnreadable {
-                    path: path.to_path_buf(),
-                    source,
-                }]
-            })?;
-            // Checked here first: TOML's own error quotes the offending line, which may hold a
-            // secret; ours names only the place.
-            if let Err(e) = text.parse::<toml::Table>() {
-                return Err(vec![ConfigError::Parse(format!(
-                    "config file {}: not valid TOML at {}",
-                    path.display(),
-                    crate::redact::toml_error(&text, &e)
-                ))]);
-            }
-            figment = figment.merge(Named::new(
-                Toml::string(&text),
-                Metadata::from("config file", path),
-            ));
-        }
-        let mut errors = Vec::new();
-        let mut vars: Vec<(String, String)> = Vec::new();
-        for (k, v) in env {
-            if !k.starts_with(ENV_PREFIX) || crate::cli::CLI_ENV_VARS.contains(&k.as_str()) {
-                continue;
-            }
-            // Every key lives in a section, so a `JIT_` variable without `__` is a typo
-            // (`JIT_REDIS_URL` for `JIT_REDIS__URL`) that would otherwise be silently ignored.
-            if !k.contains("__") {
-                errors.push(ConfigError::invalid(
-                    k.clone(),
-                    "unknown environment variable: config keys are `JIT_SECTION__KEY`",
-                ));
-                continue;
-            }
-            vars.push((k, v));
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        // figment's `Env` provider reads the process environment; we feed the given variables
-        // through the same mapping (`JIT_A__B` → `a.b`) so tests can pass their own. Each
-        // variable is its own provider so an error names the variable it came from.
-        vars.sort();
-        for (name, raw) in &vars {
-            let key = name[ENV_PREFIX.len()..]
-                .to_ascii_lowercase()
-                .replace("__", ".");
-            let value = match env_value(&defaults, &key, raw) {
-                Ok(v) => v,
-                Err(what) => {
-                    errors.push(ConfigError::invalid(
-                        key.clone(),
-                        format!("{what} (from environment variable {name})"),
-                    ));
-                    continue;
-                }
-            };
-            figment = figment.merge(Named::new(
-                figment::providers::Serialized::default(&key, value),
-                Metadata::named(format!("environment variable {name}")),
-            ));
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        let mut config: Config = figment.extract().map_err(|e| {
-            e.into_iter()
-                .map(|e| ConfigError::Parse(describe_figment_error(&e)))
-                .collect::<Vec<_>>()
-        })?;
-        config.resolve_secrets().map_err(|e| vec![e])?;
-        let errors = config.validate();
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(errors)
-        }
-    }
-
-    fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
-        resolve_secret(
-            "database.password",
-            &mut self.database.password,
-            &self.database.password_file,
-        )?;
-        self.okta.resolve_secrets()?;
-        self.console.resolve_secrets()?;
-        for (i, e) in self.outbound.endpoints.iter_mut().enumerate() {
-            resolve_secret(
-                &format!("outbound.endpoints[{i}].secret"),
-                &mut e.secret,
-                &e.secret_file,
-            )?;
-            // Resolved: the file's content is now the secret; `validate` checks one form.
-            e.secret_file = None;
-        }
-        self.callbacks.resolve_secrets()?;
-        self.events.resolve_secrets()?;
-        self.slack.resolve_secrets()?;
-        Ok(())
-    }
-
-    /// Checks that serde cannot express. Collects every problem so `check-config` can print all.
-    pub fn validate(&self) -> Vec<ConfigError> {
-        let mut errors = Vec::new();
-        if self.server.request_timeout.is_zero() {
-            errors.push(ConfigError::invalid(
-                "server.request_timeout",
-                "must be greater than zero",
-            ));
-        }
-        if self.server.body_limit_bytes < 1024 || self.server.body_limit_bytes > 64 * 1024 * 1024 {
-            errors.push(ConfigError::invalid(
-                "server.body_limit_bytes",
-                "must be between 1024 and 67108864",
-            ));
-        }
-        let db = &self.database.url;
-        if !(db.starts_with("sqlite:")
-            || db.starts_with("postgres://")
-            || db.starts_with("postgresql://"))
-        {
-            errors.push(ConfigError::invalid(
-                "database.url",
-                "expected `sqlite://FILE`, `sqlite::memory:` or `postgres://…`",
-            ));
-        }
-        if self.database.max_connections == 0 {
-            errors.push(ConfigError::invalid(
-                "database.max_connections",
-                "must be at least 1",
-            ));
-        }
-        if let Err(msg) = crate::redis_conn::RedisTopology::parse(&self.redis.url) {
-            errors.push(ConfigError::invalid("redis.url", msg));
-        }
-        if self.redis.key_prefix.is_empty()
-            || !self
-                .redis
-                .key_prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c))
-        {
-            errors.push(ConfigError::invalid(
-                "redis.key_prefix",
-                "must be non-empty and use only letters, digits, `-`, `_`, `:` and `.`",
-            ));
-        }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            errors.push(ConfigError::invalid(
-                "log.level",
-                "expected a level (`info`) or filter directives (`jit_broker=debug,info`)",
-            ));
-        }
-        for (i, t) in self.auth.tokens.iter().enumerate() {
-            let ok = t.sha256.len() == 64 && t.sha256.chars().all(|c| c.is_ascii_hexdigit());
-            if !ok {
-                errors.push(ConfigError::invalid(
-                    format!("auth.tokens[{i}].sha256"),
-                    "expected 64 hex digits: the SHA-256 of the token, never the token itself",
-                ));
-            }
-            if t.roles.is_empty() {
-                errors.push(ConfigError::invalid(
-                    format!("auth.tokens[{i}].roles"),
-                    "must name at least one role",
-                ));
-            }
-        }
-        errors.extend(self.scheduler.validate());
-        errors.extend(self.sync.validate());
-        errors.extend(self.okta.validate());
-        errors.extend(self.console.validate());
-        errors.extend(self.outbound.validate());
-        errors.extend(self.callbacks.validate());
-        if self.outbox.max_attempts == 0 || self.outbox.max_attempts > 100 {
-            errors.push(ConfigError::invalid(
-                "outbox.max_attempts",
-                "must be between 1 and 100",
-            ));
-        }
-        if self.outbox.backoff_base.is_zero() || self.outbox.backoff_base > self.outbox.backoff_max
-        {
-            errors.push(ConfigError::invalid(
-                "outbox.backoff_base",
-                "must be greater than zero and at most `outbox.backoff_max`",
-            ));
-        }
-        if self.outbox.concurrency == 0 || self.outbox.concurrency > 64 {
-            errors.push(ConfigError::invalid(
-                "outbox.concurrency",
-                "must be between 1 and 64",
-            ));
-        }
-        if self.notify.poll_interval < std::time::Duration::from_millis(10) {
-            errors.push(ConfigError::invalid(
-                "notify.poll_interval",
-                "must be at least 10ms",
-            ));
-        }
-        if self.requests.check_interval < std::time::Duration::from_millis(10) {
-            errors.push(ConfigError::invalid(
-                "requests.check_interval",
-                "must be at least 10ms",
-            ));
-        }
-        errors.extend(self.events.validate());
-        errors.extend(self.slack.validate());
-        errors.extend(self.reviews.validate());
-        errors
-    }
+/// Lowercase hex SHA-256 of a token: what operators put in `auth.tokens[].sha256`, so the
+/// configuration never holds a usable credential.
+pub fn hash_token(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
 /// A name for something configured as a list (an integration, an endpoint): it appears in
@@ -579,21 +313,92 @@ fn plain_types(msg: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_load() {
-        let c = Config::load_with_env(None, Vec::new()).unwrap();
-        assert_eq!(c.redis.url, "redis://127.0.0.1:6379");
-        assert_eq!(c.log.format, LogFormat::Text);
+/// Reads the three layers (built-in defaults, `file` if given, then `env`'s `JIT_*` variables,
+/// later wins) into `T`, the application's aggregate of every module's section. Variables named
+/// in `skip` belong to the command line (`JIT_CONFIG`), not to a key. Errors name the key and
+/// where its value came from.
+pub fn load_layers<T: serde::de::DeserializeOwned>(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    skip: &[&str],
+) -> Result<T, Vec<ConfigError>> {
+    let defaults = Figment::new().merge(Named::new(
+        Toml::string(DEFAULT_TOML),
+        Metadata::named("built-in defaults"),
+    ));
+    let mut figment = defaults.clone();
+    if let Some(path) = file {
+        // Read it ourselves: figment treats a missing file as empty, and a missing file the
+        // operator named is an error, not a silent fallback to defaults.
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            vec![ConfigError::FileUnreadable {
+                path: path.to_path_buf(),
+                source,
+            }]
+        })?;
+        // Checked here first: TOML's own error quotes the offending line, which may hold a
+        // secret; ours names only the place.
+        if let Err(e) = text.parse::<toml::Table>() {
+            return Err(vec![ConfigError::Parse(format!(
+                "config file {}: not valid TOML at {}",
+                path.display(),
+                crate::redact::toml_error(&text, &e)
+            ))]);
+        }
+        figment = figment.merge(Named::new(
+            Toml::string(&text),
+            Metadata::from("config file", path),
+        ));
     }
-
-    #[test]
-    fn env_overrides_nested_key() {
-        let c = Config::load_with_env(None, vec![("JIT_REDIS__KEY_PREFIX".into(), "other".into())])
-            .unwrap();
-        assert_eq!(c.redis.key_prefix, "other");
+    let mut errors = Vec::new();
+    let mut vars: Vec<(String, String)> = Vec::new();
+    for (k, v) in env {
+        if !k.starts_with(ENV_PREFIX) || skip.contains(&k.as_str()) {
+            continue;
+        }
+        // Every key lives in a section, so a `JIT_` variable without `__` is a typo
+        // (`JIT_REDIS_URL` for `JIT_REDIS__URL`) that would otherwise be silently ignored.
+        if !k.contains("__") {
+            errors.push(ConfigError::invalid(
+                k.clone(),
+                "unknown environment variable: config keys are `JIT_SECTION__KEY`",
+            ));
+            continue;
+        }
+        vars.push((k, v));
     }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // figment's `Env` provider reads the process environment; we feed the given variables
+    // through the same mapping (`JIT_A__B` → `a.b`) so tests can pass their own. Each
+    // variable is its own provider so an error names the variable it came from.
+    vars.sort();
+    for (name, raw) in &vars {
+        let key = name[ENV_PREFIX.len()..]
+            .to_ascii_lowercase()
+            .replace("__", ".");
+        let value = match env_value(&defaults, &key, raw) {
+            Ok(v) => v,
+            Err(what) => {
+                errors.push(ConfigError::invalid(
+                    key.clone(),
+                    format!("{what} (from environment variable {name})"),
+                ));
+                continue;
+            }
+        };
+        figment = figment.merge(Named::new(
+            figment::providers::Serialized::default(&key, value),
+            Metadata::named(format!("environment variable {name}")),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    figment.extract().map_err(|e| {
+        e.into_iter()
+            .map(|e| ConfigError::Parse(describe_figment_error(&e)))
+            .collect::<Vec<_>>()
+    })
 }

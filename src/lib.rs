@@ -4,431 +4,73 @@
 //! membership, app assignment or admin role for a fixed time, and a Redis-backed scheduler
 //! removes it on time. Every step lands in a tamper-evident audit log.
 //!
-//! Where to find things (see `docs/architecture.md` for the picture):
-//! - [`cli`]: the `jit-broker` command line; [`config`]: settings; [`telemetry`]: logs, metrics.
-//! - [`http`]: the HTTP API, one file per area; [`auth`]: API tokens and roles.
-//! - [`store`]: SQL, the system of record; [`redis_conn`]: Redis, the index.
-//! - [`audit`]: the audit log; [`clock`]: time; [`tasks`]: background tasks and shutdown.
+//! # Layers
+//!
+//! Each layer imports only the layers below it; a module never imports one of its own layer
+//! (the foundation excepted, where the order is the list's), and channels never import each
+//! other. `tests/it/layers.rs` reads `src/` and fails on an import that goes up or sideways, so
+//! a second path cannot grow back. See `docs/architecture.md` for the picture.
+//!
+//! 1. **Foundation**: [`error`] (one error type, `{code, message}`), [`clock`] (the one "now"),
+//!    [`tasks`] (named tracked tasks, drained on shutdown), [`redact`] (errors without the
+//!    values they are about), [`config`] (layers, secrets, the foundation's sections),
+//!    [`csv_safe`] (CSV cells a spreadsheet cannot run), [`telemetry`] (logs, metrics), [`webhooks`] (Standard Webhooks
+//!    signatures), [`store`] (SQL, the record), [`redis_conn`] (Redis, the index), [`okta`]
+//!    (the Okta client).
+//! 2. **Audit, policy, scheduler**: [`audit`] (the append-only, hash-chained log), [`policy`]
+//!    (resources and their rules), [`scheduler`] (the Redis expiry index and its worker).
+//! 3. **Grants**: [`grants`], the only module that adds or removes access in Okta.
+//! 4. **Requests, drift, inventory**: [`requests`] (asking and approving), [`drift`] (the one
+//!    reaction to access no grant explains), [`inventory`] (what the sync saw in Okta).
+//! 5. **Notify, events, sync, reviews**: [`notify`] (notifications derived from the audit
+//!    log), [`events`] (Okta event hooks: inbox, worker, reactions), [`sync`] (the inventory
+//!    sync), [`reviews`] (access review campaigns).
+//! 6. **Outbox**: [`outbox`], delivery of notifications to webhooks and Slack, with retries.
+//! 7. **Channels**: [`api`] (HTTP API and hooks), [`console`] (web console), [`slack`],
+//!    [`callbacks`] (signed approval callbacks), [`cli`] (the command line's verbs). A channel
+//!    authenticates, calls the domain and maps the result; it never decides.
+//! 8. **App**: [`app`] wires everything: the aggregate configuration, each channel's state, the
+//!    router, the background tasks, the command line's dispatcher, `serve` and `demo`.
 //!
 //! [`run`] starts the whole application on a listener the caller bound, so tests start the real
 //! thing on port 0.
 
-pub mod audit;
-pub mod auth;
-pub mod callbacks;
-pub mod cli;
+// 1. Foundation.
 pub mod clock;
 pub mod config;
-pub mod console;
 pub mod csv_safe;
-#[cfg(feature = "demo")]
-pub mod demo;
-pub mod drift;
 pub mod error;
-pub mod events;
-pub mod grants;
-pub mod http;
-pub mod inventory;
-pub mod notify;
 pub mod okta;
-pub mod outbox;
-pub mod policy;
 pub mod redact;
 pub mod redis_conn;
-pub mod requests;
-pub mod reviews;
-pub mod scheduler;
-pub mod slack;
 pub mod store;
-pub mod sync;
 pub mod tasks;
 pub mod telemetry;
 pub mod webhooks;
+// 2.
+pub mod audit;
+pub mod policy;
+pub mod scheduler;
+// 3.
+pub mod grants;
+// 4.
+pub mod drift;
+pub mod inventory;
+pub mod requests;
+// 5.
+pub mod events;
+pub mod notify;
+pub mod reviews;
+pub mod sync;
+// 6.
+pub mod outbox;
+// 7. Channels.
+pub mod api;
+pub mod callbacks;
+pub mod cli;
+pub mod console;
+pub mod slack;
+// 8.
+pub mod app;
 
-use std::future::{Future, IntoFuture};
-use std::sync::Arc;
-
-use tokio::net::TcpListener;
-
-use crate::auth::Authenticator;
-use crate::clock::Clock;
-use crate::config::Config;
-use crate::http::AppState;
-use crate::redis_conn::{RedisConn, RedisError};
-use crate::store::{Store, StoreError};
-use crate::tasks::Tasks;
-
-/// Why the application could not start or stopped abnormally.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Redis(#[from] RedisError),
-    #[error("the policy is invalid:\n  {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
-    Policy(Vec<policy::PolicyError>),
-    #[error("the Okta client cannot be built")]
-    Okta(#[from] crate::okta::OktaError),
-    #[error("the console cannot start")]
-    Console(#[from] console::ConsoleError),
-    #[error("the Slack client cannot be built")]
-    Slack(#[from] crate::slack::SlackError),
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("the HTTP server failed")]
-    Serve(#[source] std::io::Error),
-}
-
-/// Options a test (or an embedding program) may change; `Default` is production.
-#[derive(Clone, Debug)]
-pub struct RunOptions {
-    pub clock: Clock,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions {
-            clock: Clock::system(),
-        }
-    }
-}
-
-/// Builds the application and serves on `listener` until `shutdown` resolves, then stops
-/// accepting, drains in-flight requests and stops background tasks within the grace period.
-pub async fn run(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), RunError> {
-    run_with(config, listener, shutdown, RunOptions::default()).await
-}
-
-pub async fn run_with(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    options: RunOptions,
-) -> Result<(), RunError> {
-    let config = Arc::new(config);
-    // Install the metrics recorder before anything can record: counters emitted earlier (the
-    // Okta capability probe at start) would go to the no-op recorder and be lost.
-    let metrics = telemetry::metrics_handle();
-    let store = Store::connect(&config.database).await?;
-    if config.database.migrate_on_start {
-        store.migrate().await?;
-    }
-    let redis = RedisConn::connect(&config.redis).await?;
-    let tasks = Tasks::new();
-    store::spawn_checkpointer(&store, &tasks);
-    let okta = if config.okta.is_configured() {
-        Some(okta::OktaClient::new(&config.okta, options.clock.clone())?)
-    } else {
-        tracing::warn!("[okta] is not configured: grants and revocations cannot reach Okta");
-        None
-    };
-    let clock = options.clock;
-    // The policy check probes the credential's capabilities once; when Okta did not answer it,
-    // a background task keeps trying (an Okta outage must not keep the broker, and its expiry of
-    // existing grants, from starting). One probe at start, not two racing each other.
-    let policy = match start_policy(&config, okta.as_ref()).await {
-        Ok(p) => p,
-        Err(e) => {
-            store.close().await;
-            return Err(e);
-        }
-    };
-    if let Some(client) = okta.clone() {
-        if client.capabilities().is_none() {
-            let cancel = tasks.cancel_token();
-            tasks.spawn("okta-capability-probe", async move {
-                client.probe_until_known(cancel).await;
-            });
-        }
-    }
-    policy::reload::spawn_sighup_listener(&tasks, policy.clone(), okta.clone());
-    let grants = okta.clone().map(|okta| {
-        grants::GrantService::new(
-            store.clone(),
-            redis.clone(),
-            clock.clone(),
-            okta,
-            policy.clone(),
-            config.scheduler.failed_retry_interval,
-        )
-        .with_tasks(tasks.clone())
-    });
-    // The expiry worker runs only when there is a grants service to hand due grants to; without
-    // Okta nothing could be revoked, and /readyz says so.
-    let scheduler = grants.as_ref().map(|g| {
-        start_scheduler(
-            &config,
-            redis.clone(),
-            clock.clone(),
-            Arc::new(g.clone()),
-            &tasks,
-        )
-    });
-    let requests = grants.clone().map(|g| {
-        let svc = requests::RequestService::new(g, &config.requests, Some(tasks.clone()));
-        svc.spawn_checks(&tasks, config.requests.check_interval);
-        svc
-    });
-    let addr = listener.local_addr().map_err(RunError::Serve)?;
-    let console = console::start(&config, addr, clock.clone(), store.clone(), &tasks)?;
-    // Slack is a channel over the requests service: off without Okta or without `[slack]`.
-    let slack = slack::start(&config.slack, requests.as_ref(), &tasks)?;
-    let mut channels = notify_channels(&config, &clock)?;
-    if let Some(s) = &slack {
-        channels.add(Arc::new(s.deliverer()));
-    }
-    start_notifications(&config, &store, &clock, &channels, &tasks);
-    let events = events::Events::new(
-        store.clone(),
-        clock.clone(),
-        config.events.clone(),
-        policy.clone(),
-    );
-    events.start_retention(&tasks);
-    if let Some(g) = &grants {
-        events.start(g.clone(), requests.clone(), &tasks);
-    }
-    if let Some(g) = &grants {
-        sync::spawn(&tasks, sync::Syncer::new(g.clone(), config.sync.clone()));
-    }
-    if let Some(g) = &grants {
-        reviews::spawn(
-            &tasks,
-            reviews::ReviewService::new(g.clone()),
-            reviews::CHECK_INTERVAL,
-        );
-    }
-    let state = AppState {
-        auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
-        config: config.clone(),
-        store: store.clone(),
-        redis,
-        clock,
-        metrics,
-        tasks: tasks.clone(),
-        policy,
-        grants,
-        requests,
-        callbacks: Arc::new(callbacks::Verifier::new(&config.callbacks)),
-        okta,
-        scheduler,
-        console,
-        events,
-        slack,
-    };
-    let app = http::router(state);
-    tracing::info!(%addr, database = %store::redact_url(&config.database.url), "jit-broker listening");
-
-    // Shutdown order: the signal cancels background tasks and tells axum to stop accepting;
-    // axum drains in-flight requests; then tracked tasks get what is left of the grace period.
-    let cancel = tasks.cancel_token();
-    let grace = config.server.shutdown_grace;
-    let fired_at = Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
-    let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = {
-        let fired_at = fired_at.clone();
-        async move {
-            shutdown.await;
-            tracing::info!("shutdown requested: draining");
-            let _ = fired_at.set(tokio::time::Instant::now());
-            cancel.cancel();
-            let _ = fired_tx.send(());
-        }
-    };
-    let serve = axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(signal)
-        .into_future();
-    // In-flight requests get the grace period, counted from the signal; a request that hangs
-    // longer must not keep the process (and its replacement's rollout) waiting.
-    let deadline = async move {
-        match fired_rx.await {
-            Ok(()) => tokio::time::sleep(grace).await,
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    let result = tokio::select! {
-        r = serve => r.map_err(RunError::Serve),
-        _ = deadline => {
-            tracing::warn!("in-flight requests did not finish within the grace period");
-            Ok(())
-        }
-    };
-    // Background tasks were cancelled with the signal and have been finishing alongside the
-    // requests; they get what is left of the same grace period, not a second one.
-    let left_of_grace = fired_at
-        .get()
-        .map(|t| grace.saturating_sub(t.elapsed()))
-        .unwrap_or(grace);
-    let left = tasks.shutdown(left_of_grace).await;
-    // `close` waits for every borrowed connection; a request or task abandoned at the end of the
-    // grace period may still hold one, and must not keep the process from exiting.
-    if tokio::time::timeout(std::time::Duration::from_secs(2), store.close())
-        .await
-        .is_err()
-    {
-        tracing::warn!("database connections still in use at exit");
-    }
-    if left.is_empty() {
-        tracing::info!("stopped cleanly");
-    }
-    result
-}
-
-/// Builds the expiry scheduler from the configuration and starts its background tasks
-/// (`scheduler.worker`, `.wake`, `.sweep`, `.rebuild`) on `tasks`. The grants service supplies
-/// the handler; keep the returned [`scheduler::Scheduler`] for `index()` and `stats()`.
-pub fn start_scheduler(
-    config: &Config,
-    redis: RedisConn,
-    clock: Clock,
-    handler: Arc<dyn scheduler::ExpiryHandler>,
-    tasks: &Tasks,
-) -> scheduler::Scheduler {
-    // Leases on Redis TIME in production; a test clock (tokio_at, paused time) means due times
-    // are in the test's time base, so the scheduler must read the same clock.
-    let time_source = if clock.is_system() {
-        scheduler::TimeSource::RedisTime
-    } else {
-        scheduler::TimeSource::Clock
-    };
-    let s = scheduler::Scheduler::with_time_source(
-        redis,
-        clock,
-        config.scheduler.clone(),
-        handler,
-        time_source,
-    );
-    s.spawn(tasks);
-    s
-}
-
-/// The channels notifications are delivered to: one per outbound endpoint (Slack adds its own).
-fn notify_channels(config: &Config, clock: &Clock) -> Result<notify::Channels, RunError> {
-    let mut channels = notify::Channels::new();
-    for e in &config.outbound.endpoints {
-        let secret = e.secret.clone().ok_or_else(|| {
-            RunError::Config(format!("outbound endpoint `{}` has no secret", e.name))
-        })?;
-        let ep = outbox::webhook::WebhookEndpoint::new(
-            e,
-            &secret,
-            config.outbound.timeout,
-            clock.clone(),
-        )
-        .map_err(|err| RunError::Config(err.to_string()))?;
-        channels.add(Arc::new(ep));
-    }
-    Ok(channels)
-}
-
-/// Starts deriving notifications from the audit log (`notify.derive`, `notify.timed`) and one
-/// delivery worker per channel (`outbox.<channel>`).
-fn start_notifications(
-    config: &Config,
-    store: &Store,
-    clock: &Clock,
-    channels: &notify::Channels,
-    tasks: &Tasks,
-) {
-    let wake = outbox::Wake::default();
-    notify::derive::spawn(
-        tasks,
-        store.clone(),
-        clock.clone(),
-        channels.clone(),
-        wake.clone(),
-        config.notify.poll_interval,
-    );
-    notify::timed::spawn(
-        tasks,
-        store.clone(),
-        clock.clone(),
-        channels.clone(),
-        notify::timed::TimedConfig {
-            notify: config.notify.clone(),
-            remind_before: config.reviews.remind_before,
-        },
-        wake.clone(),
-        std::time::Duration::from_secs(5).min(config.notify.poll_interval * 20),
-    );
-    outbox::spawn(
-        tasks,
-        store.clone(),
-        clock.clone(),
-        channels,
-        config.outbox.clone(),
-        wake,
-    );
-    outbox::spawn_gauges(tasks, store.clone(), channels);
-}
-
-/// How long the start waits for the policy's check against Okta before going on without it.
-const POLICY_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// Loads the policy (offline checks) and, when Okta is configured, checks each resource there.
-/// A definite problem (a resource that does not exist, an `APP_GROUP`, a kind our credentials
-/// cannot change) stops the start; Okta being unreachable or slow only warns, so a flaky Okta
-/// never keeps the expiry worker from running (I1).
-async fn start_policy(
-    config: &Config,
-    okta: Option<&okta::OktaClient>,
-) -> Result<policy::PolicyHandle, RunError> {
-    let loaded = config.policy.load().map_err(RunError::Policy)?;
-    if let Some(client) = okta {
-        match tokio::time::timeout(POLICY_CHECK_TIMEOUT, policy::online::check(&loaded, client))
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(errors)) => {
-                let definite: Vec<_> = errors
-                    .iter()
-                    .filter(|e| !matches!(e, policy::PolicyError::Unchecked { .. }))
-                    .cloned()
-                    .collect();
-                if !definite.is_empty() {
-                    return Err(RunError::Policy(definite));
-                }
-                for e in &errors {
-                    tracing::warn!(error = %e, "policy not fully checked against Okta; starting anyway");
-                }
-            }
-            Err(_) => {
-                tracing::warn!("Okta did not answer the policy check in time; starting anyway")
-            }
-        }
-    }
-    tracing::info!(resources = loaded.resources.len(), "policy loaded");
-    Ok(policy::PolicyHandle::new(
-        loaded,
-        config.policy.file.clone(),
-    ))
-}
-
-/// Resolves on SIGTERM or SIGINT: what `serve` passes as the shutdown future.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-}
+pub use app::{run, run_with, shutdown_signal, start_scheduler, Config, RunError, RunOptions};

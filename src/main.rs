@@ -7,7 +7,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = jit_broker::cli::Cli::parse();
-    match jit_broker::cli::run(cli).await {
+    match jit_broker::app::cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
             // `{:#}` prints the whole cause chain once.

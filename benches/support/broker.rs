@@ -10,9 +10,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use jit_broker::auth::{hash_token, Role};
-use jit_broker::config::{Config, TokenConfig};
+use jit_broker::api::auth::TokenConfig;
+use jit_broker::api::auth::{hash_token, Role};
 use jit_broker::okta::OktaAuthMethod;
+use jit_broker::Config;
 use jit_broker::RunOptions;
 
 /// The Okta group behind `prod-db-admin`.

@@ -27,10 +27,12 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use sqlx::Row;
 
+use crate::clock::Clock;
 use crate::config::{resolve_secret, ConfigError};
 use crate::error::{ApiError, ErrorBody};
-use crate::http::AppState;
+use crate::requests::RequestService;
 use crate::requests::{Actor, Channel, Verdict};
+use crate::store::Store;
 use crate::store::StoreError;
 use crate::webhooks::{self, Signed, WebhookSecret};
 
@@ -136,7 +138,18 @@ impl Verifier {
     }
 }
 
-pub fn routes() -> Router<AppState> {
+/// What `/hooks/approvals` needs.
+#[derive(Clone)]
+pub struct CallbacksState {
+    pub store: Store,
+    pub clock: Clock,
+    /// `None` when Okta is not configured (no grants service to make grants through).
+    pub requests: Option<RequestService>,
+    /// The signed-callback integrations' keys.
+    pub callbacks: std::sync::Arc<Verifier>,
+}
+
+pub fn routes() -> Router<CallbacksState> {
     Router::new().route("/hooks/approvals", post(receive))
 }
 
@@ -170,7 +183,7 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
 /// redelivery may take it over.
 const STALE_MS: i64 = 60_000;
 
-async fn receive(State(state): State<AppState>, headers: HeaderMap, raw: Bytes) -> Response {
+async fn receive(State(state): State<CallbacksState>, headers: HeaderMap, raw: Bytes) -> Response {
     let verifier = &state.callbacks;
     let signed = Signed {
         id: header(&headers, webhooks::HEADER_ID),
@@ -230,7 +243,11 @@ fn answer(status: StatusCode, body: String) -> Response {
 }
 
 /// Parses the verified body and decides, returning the answer to record.
-async fn decide(state: &AppState, it: &IntegrationConfig, raw: &[u8]) -> (StatusCode, String) {
+async fn decide(
+    state: &CallbacksState,
+    it: &IntegrationConfig,
+    raw: &[u8],
+) -> (StatusCode, String) {
     let err = |e: ApiError| {
         let body = ErrorBody {
             code: e.code.to_string(),
@@ -284,7 +301,7 @@ enum Claim {
     InProgress,
 }
 
-async fn claim(state: &AppState, source: &str, id: &str) -> Result<Claim, StoreError> {
+async fn claim(state: &CallbacksState, source: &str, id: &str) -> Result<Claim, StoreError> {
     let now = state.clock.now_ms();
     let inserted = sqlx::query(
         "INSERT INTO webhook_receipts (source, webhook_id, state, created_at) \
@@ -338,7 +355,7 @@ async fn claim(state: &AppState, source: &str, id: &str) -> Result<Claim, StoreE
 }
 
 async fn finish(
-    state: &AppState,
+    state: &CallbacksState,
     source: &str,
     id: &str,
     status: StatusCode,

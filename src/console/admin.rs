@@ -18,8 +18,8 @@ use super::error::ConsoleError;
 use super::pages::{grant_row, html, notice, requests, see_other, CsrfOnly, PageError};
 use super::session::{Role, Viewer};
 use super::views::{self, time, AuditFilter, AuditRow, Filter, Layout};
+use super::ConsoleState;
 use crate::grants::GrantState;
-use crate::http::AppState;
 
 const PAGE: i64 = 100;
 
@@ -48,7 +48,7 @@ fn check_text(name: &str, s: &str) -> Result<(), PageError> {
 }
 
 async fn grant_list(
-    state: &AppState,
+    state: &ConsoleState,
     v: &Viewer,
     q: GrantQuery,
     failed_view: bool,
@@ -120,7 +120,7 @@ async fn grant_list(
 }
 
 pub async fn grants(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Query(q): Query<GrantQuery>,
 ) -> Result<Response, PageError> {
@@ -128,7 +128,7 @@ pub async fn grants(
 }
 
 pub async fn failed(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Query(q): Query<GrantQuery>,
 ) -> Result<Response, PageError> {
@@ -138,7 +138,7 @@ pub async fn failed(
 /// Tries a failed grant's removal again: the grants service's revoke, which for a `failed`
 /// grant goes through the expiry path once more.
 pub async fn retry(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Path(id): Path<String>,
     Form(f): Form<CsrfOnly>,
@@ -196,7 +196,7 @@ fn day(name: &str, s: &str) -> Result<Option<i64>, PageError> {
 }
 
 pub async fn audit(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, PageError> {
@@ -341,7 +341,7 @@ pub async fn audit(
 }
 
 pub async fn verify(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Form(f): Form<CsrfOnly>,
 ) -> Result<Response, PageError> {
@@ -360,7 +360,7 @@ pub struct ExportQuery {
 }
 
 pub async fn export(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Query(q): Query<ExportQuery>,
 ) -> Result<Response, PageError> {

@@ -20,11 +20,11 @@ use super::pages::{
 };
 use super::session::Viewer;
 use super::views::{self, time, DecidedRow, DecisionRow, Layout};
-use crate::http::AppState;
+use super::ConsoleState;
 use crate::requests::{RequestError, Verdict};
 
 pub async fn inbox(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Query(q): Query<Done>,
 ) -> Result<Response, PageError> {
@@ -59,7 +59,7 @@ pub async fn inbox(
 }
 
 pub async fn detail(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Path(id): Path<String>,
     Query(q): Query<Done>,
@@ -146,7 +146,7 @@ pub struct DecideForm {
 }
 
 pub async fn decide(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Path(id): Path<String>,
     Form(f): Form<DecideForm>,

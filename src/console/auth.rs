@@ -24,12 +24,12 @@ use super::pending::{self, PendingLogin};
 use super::session::{self, NewSession, Viewer};
 use super::views::{Landing, Layout};
 use super::Console;
-use crate::http::AppState;
+use super::ConsoleState;
 
 /// The longest `max_age` a step-up may ask for.
 const MAX_AGE_LIMIT_S: i64 = 86_400;
 
-fn console(state: &AppState) -> Result<&Console, PageError> {
+fn console(state: &ConsoleState) -> Result<&Console, PageError> {
     state
         .console
         .as_ref()
@@ -37,7 +37,7 @@ fn console(state: &AppState) -> Result<&Console, PageError> {
 }
 
 pub async fn home(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Result<Viewer, PageError>,
     Query(q): Query<Done>,
 ) -> Result<Response, PageError> {
@@ -74,7 +74,7 @@ fn safe_return(r: Option<&str>) -> String {
 }
 
 pub async fn login(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     headers: HeaderMap,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, PageError> {
@@ -120,7 +120,7 @@ pub struct CallbackQuery {
 }
 
 pub async fn callback(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     headers: HeaderMap,
     old: Result<Viewer, PageError>,
     Query(q): Query<CallbackQuery>,
@@ -167,7 +167,7 @@ pub async fn callback(
 
 /// Redeems the code, reads the person's roles and opens their session: the new cookie.
 async fn finish(
-    state: &AppState,
+    state: &ConsoleState,
     c: &Console,
     pending: &PendingLogin,
     code: Option<&str>,
@@ -217,7 +217,7 @@ async fn finish(
 }
 
 pub async fn logout(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Form(f): Form<CsrfOnly>,
 ) -> Result<Response, PageError> {

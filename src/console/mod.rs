@@ -41,8 +41,7 @@ pub use error::ConsoleError;
 
 use crate::audit::VerifyReport;
 use crate::clock::Clock;
-use crate::config::Config;
-use crate::http::AppState;
+use crate::requests::RequestService;
 use crate::store::Store;
 use crate::tasks::Tasks;
 
@@ -69,13 +68,13 @@ pub struct Console {
 /// periodic audit verification). `addr` is the bound address: the default redirect URI and
 /// whether the cookie is `Secure` follow from it.
 pub fn start(
-    config: &Config,
+    config: &ConsoleConfig,
     addr: SocketAddr,
     clock: Clock,
     store: Store,
     tasks: &Tasks,
 ) -> Result<Option<Console>, ConsoleError> {
-    let cfg = Arc::new(config.console.clone());
+    let cfg = Arc::new(config.clone());
     if !cfg.is_configured() {
         return Ok(None);
     }
@@ -153,8 +152,22 @@ impl Console {
     }
 }
 
+/// What the console's pages need. Cheap to clone: all fields are handles.
+#[derive(Clone)]
+pub struct ConsoleState {
+    pub config: Arc<ConsoleConfig>,
+    pub store: Store,
+    pub clock: Clock,
+    /// `None` when Okta is not configured (no requests service to ask through).
+    pub requests: Option<RequestService>,
+    /// `None` when Okta is not configured; reviews are decided through it.
+    pub grants: Option<crate::grants::GrantService>,
+    /// `None` when `[console]` is not configured: its pages then say so.
+    pub console: Option<Console>,
+}
+
 /// Every console route. The API keeps `/v1`, `/hooks`, `/healthz`, `/readyz`, `/metrics`.
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &ConsoleState) -> Router<ConsoleState> {
     Router::new()
         .route("/", get(auth::home))
         .route("/login", get(auth::login))
@@ -226,7 +239,7 @@ async fn js() -> Response {
 /// Headers on every console answer: strict CSP (no inline script or style), no framing, no
 /// sniffing, no referrer (URLs may carry ids), and no caching of pages.
 async fn security_headers(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(state): axum::extract::State<ConsoleState>,
     req: Request<Body>,
     next: Next,
 ) -> Response {

@@ -16,7 +16,7 @@ use super::error::ConsoleError;
 use super::pages::{html, notice, see_other, CsrfOnly, PageError};
 use super::session::{Role, Viewer};
 use super::views::{self, time, DeadRow, Layout};
-use crate::http::AppState;
+use super::ConsoleState;
 
 #[derive(Debug, Deserialize, Default)]
 pub struct DeadQuery {
@@ -27,7 +27,7 @@ pub struct DeadQuery {
 const PAGE: i64 = 100;
 
 pub async fn dead(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Query(q): Query<DeadQuery>,
 ) -> Result<Response, PageError> {
@@ -70,7 +70,7 @@ pub async fn dead(
 /// The admin API's retry, from the console: the outbox moves the dead delivery back to
 /// `pending`, and the retry is audited like the API's.
 pub async fn retry(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Path(id): Path<String>,
     Form(f): Form<CsrfOnly>,
@@ -94,7 +94,7 @@ pub struct EventsQuery {
 
 /// Inbound dead letters: Okta events the broker could not process after every attempt.
 pub async fn events_dead(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, PageError> {
@@ -119,7 +119,7 @@ pub async fn events_dead(
 
 /// Sends a dead Okta event back to the event worker (the events domain's retry, audited there).
 pub async fn events_retry(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Path(uuid): Path<String>,
     Form(f): Form<CsrfOnly>,

@@ -18,8 +18,8 @@ use serde::Deserialize;
 use super::error::{sentence, ConsoleError, Shown};
 use super::session::Viewer;
 use super::views::{self, time, GrantRow, Layout, RequestRow, ResourceRow};
+use super::ConsoleState;
 use crate::grants::{Grant, GrantState};
-use crate::http::AppState;
 use crate::requests::{Request, RequestService};
 
 /// A console handler's failure: back to sign-in (a GET without a session), or an error page.
@@ -74,7 +74,7 @@ pub fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }
 
-pub fn requests(state: &AppState) -> Result<&RequestService, PageError> {
+pub fn requests(state: &ConsoleState) -> Result<&RequestService, PageError> {
     state
         .requests
         .as_ref()
@@ -162,7 +162,7 @@ pub async fn live_grants(svc: &RequestService, user_id: &str) -> Result<Vec<Gran
 }
 
 pub async fn access(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Query(q): Query<Done>,
 ) -> Result<Response, PageError> {
@@ -195,7 +195,7 @@ pub struct ExtendForm {
 }
 
 pub async fn extend(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Path(id): Path<String>,
     Form(f): Form<ExtendForm>,
@@ -221,7 +221,7 @@ pub struct CsrfOnly {
 
 /// Ends one's own access early. Holding the grant is the permission (as the API's holder rule).
 pub async fn revoke(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Path(id): Path<String>,
     Form(f): Form<CsrfOnly>,
@@ -239,7 +239,7 @@ pub async fn revoke(
 }
 
 pub async fn cancel(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Path(id): Path<String>,
     Form(f): Form<CsrfOnly>,
@@ -253,7 +253,10 @@ fn fmt_d(d: std::time::Duration) -> String {
     views::span(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-pub async fn request_form(State(state): State<AppState>, v: Viewer) -> Result<Response, PageError> {
+pub async fn request_form(
+    State(state): State<ConsoleState>,
+    v: Viewer,
+) -> Result<Response, PageError> {
     let svc = requests(&state)?;
     let me = svc.directory().user(&v.user_id).await?;
     let groups = svc.directory().groups_cached(&me.id).await?;
@@ -320,7 +323,7 @@ fn non_empty(s: &str) -> Option<String> {
 }
 
 pub async fn request_submit(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Form(f): Form<RequestFormBody>,
 ) -> Result<Response, PageError> {

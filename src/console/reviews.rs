@@ -17,12 +17,12 @@ use super::error::ConsoleError;
 use super::pages::{html, notice, see_other, Done, PageError};
 use super::session::Viewer;
 use super::views::{self, time, Layout};
-use crate::http::AppState;
+use super::ConsoleState;
 use crate::reviews::delegate::DelegateItem;
 use crate::reviews::service::DecideItem;
 use crate::reviews::{Decision, ReviewService};
 
-fn service(state: &AppState) -> Result<ReviewService, PageError> {
+fn service(state: &ConsoleState) -> Result<ReviewService, PageError> {
     state
         .grants
         .clone()
@@ -39,7 +39,7 @@ fn check_id(id: &str) -> Result<(), PageError> {
 
 /// `/reviews`: the campaigns with items for me (undecided first), and for auditors and admins
 /// every campaign with its progress.
-pub async fn list(State(state): State<AppState>, v: Viewer) -> Result<Response, PageError> {
+pub async fn list(State(state): State<ConsoleState>, v: Viewer) -> Result<Response, PageError> {
     let svc = service(&state)?;
     let campaigns = svc.list().await?;
     // Counts come from one grouped read each: a campaign can hold tens of thousands of items.
@@ -79,7 +79,7 @@ pub async fn list(State(state): State<AppState>, v: Viewer) -> Result<Response, 
 
 /// `/reviews/{id}`: my items of one campaign, each with its decision form.
 pub async fn campaign(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Path(id): Path<String>,
     Query(q): Query<Done>,
@@ -125,7 +125,7 @@ pub struct DecideForm {
 
 /// A decision on one item, through the reviews service (the same checks as the API's).
 pub async fn decide(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Path((id, item)): Path<(String, String)>,
     Form(f): Form<DecideForm>,
@@ -160,7 +160,7 @@ pub struct DelegateForm {
 
 /// Hands one item to another reviewer (the reviews service checks who may, and to whom).
 pub async fn delegate(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Path((id, item)): Path<(String, String)>,
     Form(f): Form<DelegateForm>,

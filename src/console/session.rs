@@ -18,7 +18,7 @@ use sqlx::Row;
 use subtle::ConstantTimeEq;
 
 use super::error::ConsoleError;
-use crate::http::AppState;
+use super::ConsoleState;
 use crate::store::Store;
 
 pub const COOKIE: &str = "jit_session";
@@ -201,17 +201,17 @@ fn sign_in(parts: &Parts) -> super::pages::PageError {
     }
 }
 
-impl FromRequestParts<AppState> for Viewer {
+impl FromRequestParts<ConsoleState> for Viewer {
     type Rejection = super::pages::PageError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        state: &ConsoleState,
     ) -> Result<Self, Self::Rejection> {
         let Some(cookie) = cookie_value(parts) else {
             return Err(sign_in(parts));
         };
-        let cfg = &state.config.console;
+        let cfg = &state.config;
         let store = &state.store;
         let now = state.clock.now_ms();
         let id_hash = hash(&cookie);

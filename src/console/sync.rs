@@ -13,7 +13,7 @@ use super::error::ConsoleError;
 use super::pages::{html, PageError};
 use super::session::{Role, Viewer};
 use super::views::{self, time, FindingRow, Layout, RunRow};
-use crate::http::AppState;
+use super::ConsoleState;
 use crate::sync::RunRecord;
 
 const PAGE: i64 = 50;
@@ -38,7 +38,7 @@ fn run_row(r: &RunRecord) -> RunRow {
 }
 
 pub async fn runs(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Query(q): Query<RunsQuery>,
 ) -> Result<Response, PageError> {
@@ -56,7 +56,7 @@ pub async fn runs(
 }
 
 pub async fn run(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     v: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {

@@ -14,10 +14,8 @@
 //! delivery before its events are durable, process one event twice in effect, or mistake the
 //! broker's own Okta changes for someone else's.
 
-pub mod cli;
 mod config;
 pub mod envelope;
-pub mod http;
 pub mod inbox;
 pub mod reactions;
 mod retention;
@@ -25,16 +23,20 @@ pub mod worker;
 
 use std::sync::Arc;
 
+use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
 pub use config::EventsConfig;
 
 use crate::clock::Clock;
 use crate::grants::GrantService;
-use crate::policy::PolicyHandle;
+use crate::policy::{Policy, PolicyHandle, ResourceKind};
 use crate::store::Store;
 use crate::tasks::Tasks;
+use envelope::OktaEvent;
+use reactions::{DEPARTURE_TYPES, LOCK_TYPE};
 
 /// The event hook intake, shared by the HTTP handlers. Cheap to clone.
 #[derive(Clone)]
@@ -61,6 +63,63 @@ impl std::fmt::Debug for Events {
             .field("auth_header", &self.inner.config.auth_header)
             .field("secrets", &self.inner.secret_hashes.len())
             .finish_non_exhaustive()
+    }
+}
+
+impl Events {
+    /// The policy the intake classifies events against.
+    pub fn policy(&self) -> &PolicyHandle {
+        &self.inner.policy
+    }
+
+    /// Where deliveries are stored (group-committed, deduplicated on uuid).
+    pub fn intake(&self) -> &inbox::Intake {
+        &self.inner.intake
+    }
+
+    /// Wakes this replica's worker: something it must process was stored.
+    pub fn wake_worker(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Whether `headers` carry one of the configured secrets. Every configured secret is
+    /// compared (no early exit), over SHA-256 digests of equal length.
+    pub fn authenticated(&self, headers: &HeaderMap) -> bool {
+        let Some(v) = headers.get(self.inner.config.auth_header.as_str()) else {
+            return false;
+        };
+        let got: [u8; 32] = Sha256::digest(v.as_bytes()).into();
+        let mut ok = subtle::Choice::from(0);
+        for h in &self.inner.secret_hashes {
+            ok |= h.ct_eq(&got);
+        }
+        bool::from(ok)
+    }
+
+    /// Whether an event is about something the broker manages or reacts to (else it is only
+    /// counted and remembered for deduplication).
+    pub fn relevant(&self, policy: &Policy, ev: &OktaEvent) -> bool {
+        let t = ev.event_type.as_str();
+        let has = |kind: ResourceKind, id: Option<&str>| {
+            policy
+                .resources
+                .iter()
+                .any(|r| r.kind == kind && id.is_none_or(|i| r.okta_id == i))
+        };
+        let target = |k: &str| ev.target(k).map(|p| p.id.as_str());
+        match t {
+            _ if DEPARTURE_TYPES.contains(&t) => true,
+            LOCK_TYPE => self.inner.config.revoke_on_lock,
+            reactions::GROUP_ADD | reactions::GROUP_REMOVE => {
+                // No group target: kept, so the worker dead-letters it visibly.
+                target("UserGroup").is_none_or(|g| has(ResourceKind::OktaGroup, Some(g)))
+            }
+            reactions::APP_ADD | reactions::APP_REMOVE => {
+                target("AppInstance").is_none_or(|a| has(ResourceKind::OktaApp, Some(a)))
+            }
+            reactions::ROLE_GRANT | reactions::ROLE_REVOKE => has(ResourceKind::OktaRole, None),
+            _ => false,
+        }
     }
 }
 

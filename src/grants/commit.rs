@@ -261,7 +261,7 @@ mod tests {
     /// A migrated SQLite store in `dir` holding active grants `g0`..`g{n-1}` at version 1, and a
     /// group commit over it.
     async fn seeded(dir: &tempfile::TempDir, n: usize) -> (Store, Clock, Arc<GroupCommit>) {
-        let mut cfg = crate::config::Config::load_with_env(None, Vec::new())
+        let mut cfg = crate::app::Config::load_with_env(None, Vec::new())
             .unwrap()
             .database;
         cfg.url = format!("sqlite://{}", dir.path().join("commit.db").display());

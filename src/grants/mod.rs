@@ -8,7 +8,6 @@
 //! access it did not give (see the module docs of `service` and `handler`).
 
 mod batch;
-pub mod cli;
 mod commit;
 pub mod error;
 pub mod external;

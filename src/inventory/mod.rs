@@ -10,12 +10,9 @@
 //! cause), or write outside the sync's fenced transactions (every write function takes the
 //! caller's `Tx`, which the sync opened with its fencing check).
 
-pub mod http;
 pub mod repo;
 
 use serde::{Deserialize, Serialize};
-
-pub use http::routes;
 
 /// Why a user holds an access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

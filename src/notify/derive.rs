@@ -16,9 +16,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sqlx::Row;
 
+use super::Wake;
 use super::{kinds, Channels, Notification};
 use crate::clock::Clock;
-use crate::outbox::{for_update, Wake};
+use crate::store::for_update;
 use crate::store::{Store, StoreError, Tx};
 use crate::tasks::Tasks;
 

@@ -123,6 +123,20 @@ pub trait Deliverer: Send + Sync + 'static {
     async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError>;
 }
 
+/// Wakes the delivery workers when new deliveries were committed (instead of waiting a poll).
+/// Notify owns it: it writes the deliveries; the outbox's workers wait on it.
+#[derive(Clone, Default)]
+pub struct Wake(std::sync::Arc<tokio::sync::Notify>);
+
+impl Wake {
+    pub fn notify(&self) {
+        self.0.notify_waiters();
+    }
+    pub async fn wait(&self) {
+        self.0.notified().await;
+    }
+}
+
 /// The channels configured in this process, in a fixed order.
 #[derive(Clone, Default)]
 pub struct Channels {

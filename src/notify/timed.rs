@@ -16,9 +16,9 @@ use std::time::Duration;
 use serde_json::json;
 use sqlx::Row;
 
+use super::Wake;
 use super::{derive::insert, kinds, Channels, Notification, NotifyConfig};
 use crate::clock::Clock;
-use crate::outbox::Wake;
 use crate::store::{Store, StoreError};
 use crate::tasks::Tasks;
 

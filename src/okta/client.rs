@@ -439,7 +439,7 @@ mod tests {
 
     #[test]
     fn ids_cannot_change_the_path_or_query() {
-        let cfg = crate::config::Config::load_with_env(
+        let cfg = crate::app::Config::load_with_env(
             None,
             vec![
                 (

@@ -28,11 +28,11 @@ use std::time::Duration;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use tokio::sync::Notify;
 
 use crate::clock::Clock;
+use crate::notify::Wake;
 use crate::notify::{Channels, Deliverer, DeliveryError, Notification};
-use crate::store::{Backend, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::tasks::Tasks;
 
 /// The `[outbox]` config section.
@@ -67,19 +67,6 @@ pub struct Delivery {
 /// clean shutdown, and lapsing this long after a replica died.
 const LEASE_MS: i64 = 10_000;
 const PAGE: i64 = 200;
-
-/// Wakes channel workers when new deliveries were committed (instead of waiting a poll).
-#[derive(Clone, Default)]
-pub struct Wake(Arc<Notify>);
-
-impl Wake {
-    pub fn notify(&self) {
-        self.0.notify_waiters();
-    }
-    async fn wait(&self) {
-        self.0.notified().await;
-    }
-}
 
 /// Starts one `outbox.<channel>` task per configured channel.
 pub fn spawn(
@@ -443,12 +430,4 @@ pub fn spawn_gauges(tasks: &Tasks, store: Store, channels: &Channels) {
             }
         }
     });
-}
-
-/// `FOR UPDATE` where the engine has it (SQLite's `BEGIN IMMEDIATE` already serializes).
-pub(crate) fn for_update(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Postgres => " FOR UPDATE",
-        Backend::Sqlite => "",
-    }
 }

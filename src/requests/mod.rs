@@ -12,7 +12,6 @@
 //! (see [`crate::notify`]); make a grant by any other path than the grants service; change
 //! anything when the input is invalid or the caller may not act.
 
-pub mod cli;
 mod decide;
 pub mod directory;
 pub mod error;

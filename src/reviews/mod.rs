@@ -11,9 +11,7 @@
 //! change a decision after the campaign closed, remove access through a second removal path, or
 //! mark an access that cannot be removed per user (inherited from a group) as done.
 
-pub mod cli;
 pub mod delegate;
-pub mod http;
 pub mod pdf;
 pub mod recur;
 pub mod remediation;
@@ -28,7 +26,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::ErrorCode;
 use crate::store::StoreError;
 
-pub use http::routes;
 pub use service::ReviewService;
 
 /// The audit actor of what the broker does on its own (defaults at the due date, remediation).

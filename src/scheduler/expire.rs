@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::scripts::{Claim, Settle};
-use super::worker::Inner;
+use super::shared::Inner;
 use super::{backoff, metrics as m, ExpiryItem, ExpiryOutcome, SchedulerConfig};
 
 /// How long a single handler call may hold its claims (see `Inner::run_handler`): at least

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::worker::Inner;
+use super::shared::Inner;
 use super::{metrics as m, DueEntry, SchedulerError, EPOCH_KEY};
 
 /// Members per ZADD during a rebuild: bounds one command's size and Redis's pause.

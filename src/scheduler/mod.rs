@@ -27,6 +27,7 @@ mod expire;
 mod maintenance;
 pub mod metrics;
 mod scripts;
+mod shared;
 mod wake;
 mod window;
 mod worker;

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff;
-use super::worker::Inner;
+use super::shared::Inner;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

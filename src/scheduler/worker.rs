@@ -32,7 +32,8 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::scripts::{Claim, ClaimBatch, Scripts};
+use super::scripts::{Claim, Scripts};
+use super::shared::Inner;
 use super::window::Window;
 use super::{
     backoff, maintenance, metrics as m, wake, ExpiryHandler, ExpiryIndex, SchedulerConfig,
@@ -89,27 +90,6 @@ impl std::fmt::Debug for Scheduler {
             .field("time_source", &self.inner.time_source)
             .finish_non_exhaustive()
     }
-}
-
-pub(crate) struct Inner {
-    pub(crate) redis: RedisConn,
-    pub(crate) clock: Clock,
-    pub(crate) config: SchedulerConfig,
-    pub(crate) handler: Arc<dyn ExpiryHandler>,
-    pub(crate) index: ExpiryIndex,
-    pub(crate) time_source: TimeSource,
-    pub(crate) scripts: Scripts,
-    /// Wakes the worker (wake-up messages, local re-scores, sweep and rebuild repairs).
-    pub(crate) wake: Notify,
-    /// Asks the rebuild task for a rebuild now (data loss detected).
-    pub(crate) rebuild_now: Notify,
-    pub(crate) rebuilding: AtomicBool,
-    /// The score the worker will next wake for (`i64::MAX`: none); the listener compares against it.
-    pub(crate) next_wake_ms: AtomicI64,
-    wakeups: AtomicU64,
-    pub(crate) rebuilds: AtomicU64,
-    /// The worker's current claim window (see `window`), for operators and tests.
-    window: AtomicUsize,
 }
 
 impl Scheduler {
@@ -228,37 +208,6 @@ impl Scheduler {
     /// claims and then dies.
     pub async fn claim(&self, limit: usize) -> Result<Vec<Claim>, SchedulerError> {
         Ok(self.inner.claim(limit).await?.claims)
-    }
-}
-
-impl Inner {
-    pub(crate) fn now_arg(&self) -> Option<i64> {
-        match self.time_source {
-            TimeSource::RedisTime => None,
-            TimeSource::Clock => Some(self.clock.now_ms()),
-        }
-    }
-
-    pub(crate) fn lease_ms(&self) -> i64 {
-        i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX / 4)
-    }
-
-    async fn claim(&self, limit: usize) -> Result<ClaimBatch, SchedulerError> {
-        let batch = self
-            .scripts
-            .claim(&self.redis, self.now_arg(), self.lease_ms(), limit)
-            .await?;
-        ::metrics::gauge!(m::SCHEDULED).set(batch.scheduled as f64);
-        if !batch.claims.is_empty() {
-            ::metrics::counter!(m::CLAIMS).increment(batch.claims.len() as u64);
-        }
-        if !batch.epoch_present && !self.rebuilding.load(Ordering::Acquire) {
-            tracing::warn!(
-                "expiry index sentinel missing: Redis lost its data; rebuilding from SQL"
-            );
-            self.rebuild_now.notify_one();
-        }
-        Ok(batch)
     }
 }
 

@@ -40,7 +40,6 @@ pub use deliver::SlackDeliverer;
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
-use crate::http::AppState;
 use crate::requests::RequestService;
 use crate::store::Store;
 use crate::tasks::Tasks;
@@ -234,19 +233,26 @@ fn inbound(outcome: &'static str) {
     metrics::counter!("jit_slack_inbound_total", "outcome" => outcome).increment(1);
 }
 
-fn slack_of(state: &AppState) -> Result<&Slack, InboundError> {
+/// What Slack's hooks need: the channel itself, `None` unless `[slack]` and Okta are configured
+/// (the hooks then answer 404).
+#[derive(Clone)]
+pub struct SlackState {
+    pub slack: Option<Slack>,
+}
+
+fn slack_of(state: &SlackState) -> Result<&Slack, InboundError> {
     state.slack.as_ref().ok_or(InboundError::NotConfigured)
 }
 
 /// `POST /hooks/slack/commands` and `POST /hooks/slack/interactions`.
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<SlackState> {
     Router::new()
         .route("/hooks/slack/commands", post(commands_hook))
         .route("/hooks/slack/interactions", post(interactions_hook))
 }
 
 async fn commands_hook(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(state): axum::extract::State<SlackState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -268,7 +274,7 @@ async fn commands_hook(
 }
 
 async fn interactions_hook(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(state): axum::extract::State<SlackState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {

@@ -318,3 +318,11 @@ pub fn redact_url(url: &str) -> String {
         _ => url.to_string(),
     }
 }
+
+/// `FOR UPDATE` where the engine has it (SQLite's `BEGIN IMMEDIATE` already serializes).
+pub fn for_update(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    }
+}

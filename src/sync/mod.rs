@@ -16,7 +16,6 @@
 //! Layout: `lock` the lock and fence; `read` Okta → inventory; `reconcile` explain, plan and
 //! act; `runs` the run records and `/v1/sync/runs`; `cli` `jit-broker sync`.
 
-pub mod cli;
 pub mod lock;
 mod read;
 pub mod reconcile;
@@ -42,7 +41,7 @@ use crate::store::{Store, StoreError};
 use crate::tasks::Tasks;
 
 pub use reconcile::Finding;
-pub use runs::{routes, RunRecord};
+pub use runs::RunRecord;
 
 /// The `[sync]` config section.
 #[derive(Debug, Clone, Deserialize)]
@@ -422,7 +421,7 @@ pub fn spawn(tasks: &Tasks, syncer: Syncer) {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use crate::config::Config;
+    use crate::app::Config;
 
     fn errors(key: &str, value: &str) -> String {
         match Config::load_with_env(None, vec![(key.to_string(), value.to_string())]) {

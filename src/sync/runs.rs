@@ -1,23 +1,16 @@
-//! Sync run records (`sync_runs`), the sync's named state (`sync_state`), and
-//! `GET /v1/sync/runs`, `GET /v1/sync/runs/{id}` for admins and auditors.
+//! Sync run records (`sync_runs`) and the sync's named state (`sync_state`); the API's
+//! `/v1/sync/runs` reads them through [`page`] and [`fetch`].
 //!
 //! What it must never do: write outside a fenced transaction (a replica that lost the lock
 //! must not overwrite the new holder's records), or list a run's full drift report in the list
 //! (only `GET /v1/sync/runs/{id}` carries it; reports can be large).
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::lock::fenced;
 use super::{CallCounts, Counts, Finding, SyncError};
-use crate::auth::{Caller, Role};
-use crate::error::ApiError;
-use crate::http::AppState;
 use crate::store::{Store, StoreError};
 
 /// One run, as recorded.
@@ -195,63 +188,4 @@ pub async fn fetch(store: &Store, id: &str) -> Result<Option<RunRecord>, StoreEr
         .fetch_optional(store.reads())
         .await?;
     r.map(|r| from_row(&r, true)).transpose()
-}
-
-const MAX_LIMIT: i64 = 500;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/sync/runs", get(list_runs))
-        .route("/v1/sync/runs/{id}", get(show_run))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    /// Runs started before this time (Unix ms): the previous page's `next_before`.
-    pub before: Option<i64>,
-    pub limit: Option<i64>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RunsPage {
-    pub runs: Vec<RunRecord>,
-    pub next_before: Option<i64>,
-}
-
-async fn list_runs(
-    State(state): State<AppState>,
-    caller: Caller,
-    params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Json<RunsPage>, ApiError> {
-    caller.require_any(&[Role::Auditor, Role::Admin])?;
-    let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = crate::http::paging::limit(p.limit, 50, MAX_LIMIT)?;
-    if p.before.is_some_and(|b| b <= 0) {
-        return Err(ApiError::bad_request(
-            "invalid_before",
-            "before must be a positive Unix time in milliseconds",
-        ));
-    }
-    let runs = page(&state.store, p.before, limit).await?;
-    let next_before = crate::http::paging::next_after(&runs, limit, |r| r.started_at);
-    Ok(Json(RunsPage { runs, next_before }))
-}
-
-async fn show_run(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<RunRecord>, ApiError> {
-    caller.require_any(&[Role::Auditor, Role::Admin])?;
-    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-        return Err(ApiError::bad_request(
-            "invalid_input",
-            "a sync run id is a UUID",
-        ));
-    }
-    match fetch(&state.store, &id).await? {
-        Some(r) => Ok(Json(r)),
-        None => Err(SyncError::NotFound(id).into()),
-    }
 }

@@ -3,7 +3,8 @@
 
 use std::io::Write;
 
-use jit_broker::config::{Config, ConfigError};
+use jit_broker::config::ConfigError;
+use jit_broker::Config;
 use secrecy::ExposeSecret;
 
 use crate::helpers::*;
@@ -63,7 +64,7 @@ fn file_then_env_override_defaults() {
 
 #[test]
 fn lists_can_come_from_env() {
-    let sha = jit_broker::auth::hash_token("t");
+    let sha = jit_broker::api::auth::hash_token("t");
     let c = Config::load_with_env(
         None,
         env(&[(
@@ -311,7 +312,7 @@ fn hash_token_prints_the_sha256() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        jit_broker::auth::hash_token("my-token")
+        jit_broker::api::auth::hash_token("my-token")
     );
 }
 

@@ -94,7 +94,7 @@ pub struct Env {
     pub _policy_dir: tempfile::TempDir,
 }
 
-pub fn okta_config(config: &mut jit_broker::config::Config, base_url: &str) {
+pub fn okta_config(config: &mut jit_broker::Config, base_url: &str) {
     config.okta.base_url = base_url.to_string();
     config.okta.auth = OktaAuthMethod::Ssws;
     config.okta.api_token = Some(secrecy::SecretString::from("sim-super-admin-token"));
@@ -104,11 +104,7 @@ pub async fn env_with_policy(db: Db, policy: &str) -> Env {
     env_with(db, policy, |_| {}).await
 }
 
-pub async fn env_with(
-    db: Db,
-    policy: &str,
-    tweak: impl FnOnce(&mut jit_broker::config::Config),
-) -> Env {
+pub async fn env_with(db: Db, policy: &str, tweak: impl FnOnce(&mut jit_broker::Config)) -> Env {
     let sim = okta_sim::spawn(okta_sim::SimConfig::default())
         .await
         .unwrap();

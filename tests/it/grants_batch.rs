@@ -306,7 +306,7 @@ both_backends!(
 /// grants are still mid-revocation under them (I5).
 #[tokio::test]
 async fn losing_one_batch_lock_keeps_renewing_the_others() {
-    let mut config = jit_broker::config::Config::load_with_env(None, Vec::new())
+    let mut config = jit_broker::Config::load_with_env(None, Vec::new())
         .unwrap()
         .redis;
     config.url = redis_url();

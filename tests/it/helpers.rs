@@ -5,9 +5,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use jit_broker::auth::{hash_token, Role};
-use jit_broker::config::{Config, TokenConfig};
+use jit_broker::api::auth::TokenConfig;
+use jit_broker::api::auth::{hash_token, Role};
 use jit_broker::store::Store;
+use jit_broker::Config;
 use jit_broker::{RunError, RunOptions};
 use sqlx::Connection;
 use tokio::net::TcpListener;

@@ -21,6 +21,7 @@ mod grants_batch;
 mod grants_input;
 mod grants_races;
 mod health;
+mod layers;
 mod okta_auth;
 mod okta_client;
 mod okta_limits;

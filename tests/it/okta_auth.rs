@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use jit_broker::config::Config;
 use jit_broker::okta::{OktaAuthMethod, OktaConfig, OktaError, Priority, RoleSpec};
+use jit_broker::Config;
 use okta_sim::SimConfig;
 
 use crate::helpers::wait_until;

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use jit_broker::clock::Clock;
-use jit_broker::config::Config;
 use jit_broker::okta::{
     GroupQuery, OktaClient, OktaConfig, OktaError, Priority, Removal, RoleSpec,
 };
+use jit_broker::Config;
 use okta_sim::{SimConfig, SimHandle};
 
 pub const ALICE: &str = "00u1alice00000000001";

@@ -8,8 +8,9 @@ mod servers;
 
 use std::time::Duration;
 
-use jit_broker::config::{Config, RedisConfig};
+use jit_broker::config::RedisConfig;
 use jit_broker::redis_conn::RedisConn;
+use jit_broker::Config;
 use okta_sim::{FaultConfig, FaultSpec};
 use serde_json::Value;
 use servers::{Cluster, SentinelSet};

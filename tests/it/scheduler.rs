@@ -368,7 +368,7 @@ async fn shutdown_finishes_in_flight_expiries() {
 
 #[test]
 fn out_of_range_scheduler_settings_are_refused_naming_the_key() {
-    use jit_broker::config::Config;
+    use jit_broker::Config;
     let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
     for (key, value, named) in [
         ("JIT_SCHEDULER__LEASE", "100ms", "scheduler.lease"),

@@ -96,17 +96,13 @@ pub async fn env(db: Db) -> Env {
     env_with(db, |_| {}).await
 }
 
-pub async fn env_with(db: Db, tweak: impl FnOnce(&mut jit_broker::config::Config)) -> Env {
+pub async fn env_with(db: Db, tweak: impl FnOnce(&mut jit_broker::Config)) -> Env {
     env_full(db, true, tweak).await
 }
 
 /// `app_slack = false`: the application runs without Slack (no hooks, no Slack outbox), so a
 /// test drives the deliverer alone and sees every Slack call it makes.
-pub async fn env_full(
-    db: Db,
-    app_slack: bool,
-    tweak: impl FnOnce(&mut jit_broker::config::Config),
-) -> Env {
+pub async fn env_full(db: Db, app_slack: bool, tweak: impl FnOnce(&mut jit_broker::Config)) -> Env {
     let sim = okta_sim::spawn(okta_sim::SimConfig::default())
         .await
         .unwrap();

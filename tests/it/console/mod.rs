@@ -50,7 +50,7 @@ approval_step_up = "10m"
 
 pub async fn console_env(
     db: crate::helpers::Db,
-    tweak: impl FnOnce(&mut jit_broker::config::Config),
+    tweak: impl FnOnce(&mut jit_broker::Config),
 ) -> Env {
     env_with(db, POLICY, |c| {
         c.console.issuer = c.okta.base_url.clone();

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use jit_broker::auth::hash_token;
+use jit_broker::api::auth::hash_token;
 use reqwest::StatusCode;
 use serde_json::Value;
 

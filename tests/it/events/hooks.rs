@@ -13,7 +13,7 @@ use crate::helpers::*;
 
 pub const SECRET: &str = "hook-secret-for-tests";
 
-pub fn events_config(c: &mut jit_broker::config::Config) {
+pub fn events_config(c: &mut jit_broker::Config) {
     c.events.secret = Some(secrecy::SecretString::from(SECRET));
     c.events.max_attempts = 2;
     c.events.backoff_base = Duration::from_millis(20);

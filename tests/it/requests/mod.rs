@@ -10,8 +10,9 @@ mod races;
 
 use std::time::Duration;
 
-use jit_broker::auth::{hash_token, Role};
-use jit_broker::config::{Config, TokenConfig};
+use jit_broker::api::auth::TokenConfig;
+use jit_broker::api::auth::{hash_token, Role};
+use jit_broker::Config;
 use jit_broker::RunOptions;
 use okta_sim::seed::SeedUser;
 use reqwest::StatusCode;

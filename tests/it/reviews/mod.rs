@@ -15,9 +15,9 @@ mod scope;
 
 use std::time::Duration;
 
-use jit_broker::auth::{hash_token, Role};
+use jit_broker::api::auth::TokenConfig;
+use jit_broker::api::auth::{hash_token, Role};
 use jit_broker::clock::Clock;
-use jit_broker::config::TokenConfig;
 use jit_broker::okta::OktaClient;
 use jit_broker::policy::{Policy, PolicyHandle};
 use jit_broker::redis_conn::RedisConn;
@@ -87,7 +87,7 @@ pub async fn env(db: Db) -> Env {
     env_tweaked(db, |_| {}).await
 }
 
-pub async fn env_tweaked(db: Db, tweak: impl FnOnce(&mut jit_broker::config::Config)) -> Env {
+pub async fn env_tweaked(db: Db, tweak: impl FnOnce(&mut jit_broker::Config)) -> Env {
     let e = env_with(db, POLICY, |c| {
         tweak(c);
         for login in [

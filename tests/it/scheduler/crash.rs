@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use jit_broker::auth::hash_token;
+use jit_broker::api::auth::hash_token;
 use jit_broker::RunOptions;
 use okta_sim::{FaultConfig, FaultSpec};
 use serde_json::{json, Value};

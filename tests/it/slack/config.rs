@@ -3,7 +3,8 @@
 
 use std::io::Write;
 
-use jit_broker::config::{Config, ConfigError};
+use jit_broker::config::ConfigError;
+use jit_broker::Config;
 use secrecy::ExposeSecret;
 
 fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

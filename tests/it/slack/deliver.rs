@@ -278,7 +278,7 @@ both_backends!(
 /// Slack down while requests are made; the broker stops with their messages queued in the
 /// outbox; a new process on the same database delivers every one once Slack is back, none twice.
 async fn queued_messages_survive_restart(db: Db) {
-    let tweak = |c: &mut jit_broker::config::Config| {
+    let tweak = |c: &mut jit_broker::Config| {
         c.outbox.backoff_base = Duration::from_millis(100);
         c.outbox.backoff_max = Duration::from_millis(300);
     };

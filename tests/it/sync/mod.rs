@@ -72,14 +72,14 @@ pub async fn syncer(e: &Env) -> Syncer {
     syncer_with(e, |_| {}).await
 }
 
-pub async fn syncer_with(e: &Env, tweak: impl FnOnce(&mut jit_broker::config::Config)) -> Syncer {
+pub async fn syncer_with(e: &Env, tweak: impl FnOnce(&mut jit_broker::Config)) -> Syncer {
     syncer_at(e, Clock::system(), tweak).await
 }
 
 pub async fn syncer_at(
     e: &Env,
     clock: Clock,
-    tweak: impl FnOnce(&mut jit_broker::config::Config),
+    tweak: impl FnOnce(&mut jit_broker::Config),
 ) -> Syncer {
     let mut cfg = e.app.config.clone();
     tweak(&mut cfg);

@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 
-use crate::auth::Role;
-use crate::config::{Config, TokenConfig};
+use super::Config;
+use crate::api::auth::Role;
+use crate::api::auth::TokenConfig;
 use crate::okta::OktaAuthMethod;
 
 /// The policy the demo serves: the example file, whose ids are okta-sim's default seed.
-pub const DEMO_POLICY: &str = include_str!("../config/resources.example.toml");
+pub const DEMO_POLICY: &str = include_str!("../../config/resources.example.toml");
 
 /// okta-sim's built-in super-admin token (a simulator credential, not a secret).
 const SIM_TOKEN: &str = "sim-super-admin-token";
@@ -69,7 +70,7 @@ pub async fn prepare(mut config: Config, dir: &Path) -> Result<Demo, DemoError> 
     config.auth.tokens.push(TokenConfig {
         name: "demo-admin".into(),
         roles: vec![Role::Admin],
-        sha256: crate::auth::hash_token(&token),
+        sha256: crate::config::hash_token(&token),
     });
     Ok(Demo { config, token, sim })
 }

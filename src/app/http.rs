@@ -1,20 +1,9 @@
-//! The HTTP surface: router, middleware and the shared application state.
+//! The HTTP surface as one router: each channel's routes with its own state, under the
+//! middleware every request gets once.
 //!
-//! Why it exists: handlers are thin (parse, call the domain, map the result); everything that
-//! applies to every request lives here once: request ids, tracing spans, body limit, timeout,
-//! panic catching, metrics, JSON 404s.
-//!
-//! What it must never do: parse a webhook body before its signature is verified on the raw
-//! bytes (I7), or log headers (they carry tokens and webhook secrets).
+//! What it must never do: log headers (they carry tokens and webhook secrets), or let a
+//! channel's routes see another channel's state.
 
-pub mod audit;
-pub mod grants;
-pub mod health;
-pub mod outbox;
-pub mod paging;
-pub mod requests;
-
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -22,9 +11,7 @@ use axum::extract::MatchedPath;
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -32,53 +19,26 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{Authenticator, HasAuthenticator};
-use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::ServerConfig;
 use crate::error::ApiError;
-use crate::redis_conn::RedisConn;
-use crate::store::Store;
-use crate::tasks::Tasks;
+use crate::{api, callbacks, console, slack};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Everything a handler may need. Cheap to clone: all fields are handles.
+/// Each channel's state: the app builds them, each channel sees only its own.
 #[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub redis: RedisConn,
-    pub clock: Clock,
-    pub auth: Arc<Authenticator>,
-    pub metrics: PrometheusHandle,
-    pub tasks: Tasks,
-    pub policy: crate::policy::PolicyHandle,
-    /// `None` when Okta is not configured: the grants API answers 503 `okta_not_configured`.
-    pub grants: Option<crate::grants::GrantService>,
-    /// `None` when Okta is not configured (no grants service to make grants through).
-    pub requests: Option<crate::requests::RequestService>,
-    /// The signed-callback integrations' keys (`/hooks/approvals`).
-    pub callbacks: Arc<crate::callbacks::Verifier>,
-    /// `None` when `[okta]` is not configured.
-    pub okta: Option<crate::okta::OktaClient>,
-    /// The expiry worker; `None` when there is no grants service to hand due grants to.
-    pub scheduler: Option<crate::scheduler::Scheduler>,
-    /// The web console; `None` when `[console]` is not configured.
-    pub console: Option<crate::console::Console>,
-    /// The Okta event hook intake (`/hooks/okta`).
-    pub events: crate::events::Events,
-    /// `None` unless `[slack]` and Okta are configured: the Slack hooks answer 404.
-    pub slack: Option<crate::slack::Slack>,
+pub struct Channels {
+    pub api: api::ApiState,
+    pub console: console::ConsoleState,
+    pub callbacks: callbacks::CallbacksState,
+    pub slack: slack::SlackState,
 }
 
-impl HasAuthenticator for AppState {
-    fn authenticator(&self) -> &Arc<Authenticator> {
-        &self.auth
-    }
-}
-
-pub fn router(state: AppState) -> Router {
-    let cfg = &state.config.server;
+/// The whole HTTP surface: every channel's routes, each with its own state, under the
+/// middleware they share (request ids, tracing spans, body limit, timeout, panic catching,
+/// metrics, JSON errors).
+pub fn router(server: &ServerConfig, channels: Channels) -> Router {
+    let cfg = server;
     let request_id = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(
@@ -95,20 +55,10 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID));
 
     Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .merge(audit::routes())
-        .merge(grants::routes())
-        .merge(requests::routes())
-        .merge(crate::console::routes(&state))
-        .merge(outbox::routes())
-        .merge(crate::callbacks::routes())
-        .merge(crate::events::http::routes())
-        .merge(crate::inventory::routes())
-        .merge(crate::sync::routes())
-        .merge(crate::slack::routes())
-        .merge(crate::reviews::routes())
+        .merge(api::routes(channels.api))
+        .merge(console::routes(&channels.console).with_state(channels.console))
+        .merge(callbacks::routes().with_state(channels.callbacks))
+        .merge(slack::routes().with_state(channels.slack))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))
@@ -127,7 +77,6 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(cfg.body_limit_bytes))
         .layer(middleware::from_fn(json_errors))
         .layer(request_id)
-        .with_state(state)
 }
 
 async fn not_found() -> ApiError {

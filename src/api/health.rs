@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 
-use super::AppState;
+use super::ApiState;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -20,7 +20,7 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
     let (sql, redis) = tokio::join!(
         tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()),
         tokio::time::timeout(PROBE_TIMEOUT, state.redis.ping()),
@@ -79,7 +79,7 @@ fn describe(r: Result<(), String>) -> String {
     }
 }
 
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,

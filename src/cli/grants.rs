@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 
-use super::repo::ListFilter;
-use super::{GrantService, GrantState};
+use super::Settings;
 use crate::clock::{ms_to_datetime, Clock};
-use crate::config::Config;
+use crate::grants::repo::ListFilter;
+use crate::grants::{GrantService, GrantState};
 use crate::okta::OktaClient;
 use crate::policy::PolicyHandle;
 use crate::redis_conn::RedisConn;
@@ -49,7 +49,7 @@ pub enum GrantsCommand {
     },
 }
 
-pub async fn run(config: Config, cmd: GrantsCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(config: Settings, cmd: GrantsCommand) -> anyhow::Result<ExitCode> {
     let store = Store::connect(&config.database).await?;
     match cmd {
         GrantsCommand::List {
@@ -68,7 +68,7 @@ pub async fn run(config: Config, cmd: GrantsCommand) -> anyhow::Result<ExitCode>
                 ),
                 None => None,
             };
-            let grants = super::repo::list(
+            let grants = crate::grants::repo::list(
                 &store,
                 &ListFilter {
                     user,
@@ -101,7 +101,7 @@ pub async fn run(config: Config, cmd: GrantsCommand) -> anyhow::Result<ExitCode>
             eprintln!("{} grant(s)", grants.len());
             Ok(ExitCode::SUCCESS)
         }
-        GrantsCommand::Show { id } => match super::repo::get(&store, &id).await? {
+        GrantsCommand::Show { id } => match crate::grants::repo::get(&store, &id).await? {
             Some(g) => {
                 println!("{}", serde_json::to_string_pretty(&g)?);
                 Ok(ExitCode::SUCCESS)
@@ -133,7 +133,7 @@ pub async fn run(config: Config, cmd: GrantsCommand) -> anyhow::Result<ExitCode>
 
 /// The grants service as `serve` builds it (store, Redis, Okta client with its capabilities
 /// probed, policy), for verbs that change access from the command line.
-pub(crate) async fn service(config: &Config, store: Store) -> anyhow::Result<GrantService> {
+pub(crate) async fn service(config: &Settings, store: Store) -> anyhow::Result<GrantService> {
     if !config.okta.is_configured() {
         anyhow::bail!("okta.base_url is empty: cannot change access without Okta");
     }

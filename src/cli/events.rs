@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 
-use super::reactions::SUBSCRIBED;
-use crate::config::Config;
+use super::Settings;
+use crate::events::reactions::SUBSCRIBED;
 use crate::okta::event_hooks::{EventHook, NewEventHook};
 use crate::okta::OktaClient;
 
@@ -72,7 +72,7 @@ fn print(h: &EventHook) {
     );
 }
 
-pub async fn run(config: Config, cmd: OktaCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(config: Settings, cmd: OktaCommand) -> anyhow::Result<ExitCode> {
     let OktaCommand::EventHook(cmd) = cmd;
     // Check the arguments before anything reaches Okta.
     let url = match &cmd {

@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex};
 
 use clap::Args;
 
-use super::{Progress, RunRecord, SyncError, SyncOptions, Syncer};
+use super::Settings;
 use crate::clock::Clock;
-use crate::config::Config;
 use crate::grants::GrantService;
 use crate::okta::OktaClient;
 use crate::policy::PolicyHandle;
 use crate::redis_conn::RedisConn;
 use crate::store::Store;
+use crate::sync::{Progress, RunRecord, SyncError, SyncOptions, Syncer};
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -33,7 +33,7 @@ pub struct SyncArgs {
     pub json: bool,
 }
 
-pub async fn run(config: Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(config: Settings, args: SyncArgs) -> anyhow::Result<ExitCode> {
     if !config.okta.is_configured() {
         anyhow::bail!("okta.base_url is empty: there is no Okta to sync with");
     }

@@ -7,12 +7,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
-use crate::auth::{Caller, Role};
+use super::auth::{Caller, Role};
+use super::ApiState;
 use crate::error::ApiError;
 use crate::outbox::Delivery;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/v1/outbox", get(list))
         .route("/v1/outbox/{id}/retry", post(retry))
@@ -35,7 +35,7 @@ pub struct Page {
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
@@ -49,7 +49,7 @@ async fn list(
             ));
         }
     }
-    let limit = crate::http::paging::limit(p.limit, 100, 500)?;
+    let limit = super::paging::limit(p.limit, 100, 500)?;
     let deliveries = crate::outbox::list(
         &state.store,
         p.state.as_deref(),
@@ -58,7 +58,7 @@ async fn list(
         limit,
     )
     .await?;
-    let next_after = crate::http::paging::next_after(&deliveries, limit, |d| d.id);
+    let next_after = super::paging::next_after(&deliveries, limit, |d| d.id);
     Ok(Json(Page {
         deliveries,
         next_after,
@@ -66,7 +66,7 @@ async fn list(
 }
 
 async fn retry(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {

@@ -8,8 +8,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
-use crate::auth::{Caller, Role};
+use super::auth::{Caller, Role};
+use super::ApiState;
 use crate::error::ApiError;
 use crate::grants::repo::ListFilter;
 use crate::grants::{CreateGrant, Grant, GrantError, GrantService, GrantState};
@@ -17,7 +17,7 @@ use crate::grants::{CreateGrant, Grant, GrantError, GrantService, GrantState};
 const MAX_LIMIT: i64 = 500;
 const DEFAULT_LIMIT: i64 = 100;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/v1/grants", post(create).get(list))
         .route("/v1/grants/{id}", get(show))
@@ -25,7 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/grants/{id}/revoke", post(revoke))
 }
 
-fn service(state: &AppState) -> Result<&GrantService, ApiError> {
+fn service(state: &ApiState) -> Result<&GrantService, ApiError> {
     state
         .grants
         .as_ref()
@@ -56,7 +56,7 @@ pub struct CreateBody {
 }
 
 async fn create(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     b: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Grant>), ApiError> {
@@ -96,14 +96,14 @@ pub struct Page {
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
     caller.require_any(&[Role::Admin, Role::Auditor, Role::Approver, Role::Requester])?;
     let svc = service(&state)?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = crate::http::paging::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let limit = super::paging::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let st = match p.state.as_deref() {
         None => None,
         Some(s) => Some(GrantState::parse(s).ok_or_else(|| {
@@ -125,7 +125,7 @@ async fn list(
             limit,
         })
         .await?;
-    let next_after = crate::http::paging::next_after(&grants, limit, |g| g.id.clone());
+    let next_after = super::paging::next_after(&grants, limit, |g| g.id.clone());
     Ok(Json(Page { grants, next_after }))
 }
 
@@ -138,7 +138,7 @@ fn is_holder(caller: &Caller, g: &Grant) -> bool {
 }
 
 async fn show(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Grant>, ApiError> {
@@ -164,7 +164,7 @@ pub struct ExtendBody {
 /// 200 with `{request, grant}` when approved at once (within `auto_approve.max_duration` of
 /// total time, or a resource needing no approval), 202 while the extension waits for approvals.
 async fn extend(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
     b: Result<Json<ExtendBody>, JsonRejection>,
@@ -202,7 +202,7 @@ pub struct RevokeBody {
 }
 
 async fn revoke(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
     b: Result<Json<RevokeBody>, JsonRejection>,

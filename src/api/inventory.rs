@@ -11,15 +11,15 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{repo, AccessRow, InventoryUser, Why};
-use crate::auth::{Caller, Role};
+use super::auth::{Caller, Role};
+use super::ApiState;
 use crate::error::ApiError;
-use crate::http::AppState;
+use crate::inventory::{repo, AccessRow, InventoryUser, Why};
 
 const MAX_LIMIT: i64 = 10_000;
 const DEFAULT_LIMIT: i64 = 1_000;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/v1/inventory/users/{login}", get(user))
         .route("/v1/inventory/resources/{name}", get(resource))
@@ -76,7 +76,7 @@ fn holding(a: AccessRow, name: Option<String>, resource: Option<String>) -> Hold
 }
 
 async fn user(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(login): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
@@ -148,7 +148,7 @@ pub struct ResourceView {
 }
 
 async fn resource(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
     params: Result<Query<HoldersParams>, QueryRejection>,
@@ -156,7 +156,7 @@ async fn resource(
     caller.require_any(&[Role::Auditor, Role::Admin])?;
     check_name("resource", &name)?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = crate::http::paging::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let limit = super::paging::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = p.after.unwrap_or_default();
     if after.len() > 255 || after.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
@@ -182,7 +182,7 @@ async fn resource(
         limit,
     )
     .await?;
-    let next_after = crate::http::paging::next_after(&rows, limit, |(a, _)| a.user_id.clone());
+    let next_after = super::paging::next_after(&rows, limit, |(a, _)| a.user_id.clone());
     Ok(Json(ResourceView {
         resource: r.name.clone(),
         kind: r.kind.as_str().to_string(),

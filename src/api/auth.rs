@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::TokenConfig;
 use crate::error::{ApiError, ErrorCode};
 
 /// What a token may do. `Admin` implies every other role.
@@ -126,10 +125,7 @@ impl Authenticator {
     }
 }
 
-/// Lowercase hex SHA-256 of a token: what operators put in `auth.tokens[].sha256`.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
+pub use crate::config::hash_token;
 
 /// Anything that can hand out the authenticator (the application state).
 pub trait HasAuthenticator {
@@ -158,6 +154,23 @@ where
         }
         Ok(state.authenticator().authenticate(token)?)
     }
+}
+
+/// The API channel's section of the configuration (`[auth]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// An API token as configured: only its SHA-256 is ever stored, so a leaked config file does not
+/// leak a credential.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    pub roles: Vec<Role>,
+    pub sha256: String,
 }
 
 #[cfg(test)]

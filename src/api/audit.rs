@@ -5,15 +5,15 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
+use super::auth::{Caller, Role};
+use super::ApiState;
 use crate::audit::{self, AuditEntry};
-use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 
 const MAX_LIMIT: i64 = 1000;
 const DEFAULT_LIMIT: i64 = 100;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<ApiState> {
     Router::new().route("/v1/audit", get(list))
 }
 
@@ -36,13 +36,13 @@ pub struct Page {
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
     caller.require_any(&[Role::Auditor, Role::Admin])?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = crate::http::paging::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let limit = super::paging::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = p.after.unwrap_or(0);
     if after < 0 {
         return Err(ApiError::bad_request(
@@ -66,7 +66,7 @@ async fn list(
         p.until.map(|t| t.timestamp_millis()),
     )
     .await?;
-    let next_after = crate::http::paging::next_after(&entries, limit, |e| e.seq);
+    let next_after = super::paging::next_after(&entries, limit, |e| e.seq);
     Ok(Json(Page {
         entries,
         next_after,

@@ -20,24 +20,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use super::envelope::{self, OktaEvent};
-use super::inbox::{self, NewEvent};
-use super::reactions::{self, DEPARTURE_TYPES, LOCK_TYPE};
-use super::worker::metric_type;
-use super::Events;
-use crate::auth::{Caller, Role};
+use super::auth::{Caller, Role};
+use super::ApiState;
 use crate::error::ApiError;
-use crate::http::AppState;
-use crate::policy::{Policy, ResourceKind};
+use crate::events::envelope;
+use crate::events::inbox::{self, NewEvent};
+use crate::events::worker::metric_type;
 
 const CHALLENGE_HEADER: &str = "x-okta-verification-challenge";
 /// Okta's challenges are short tokens; anything longer is not one.
 const MAX_CHALLENGE: usize = 512;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/hooks/okta", get(verify).post(deliver))
         .route("/v1/events", get(list))
@@ -69,48 +64,6 @@ fn unauthorized() -> ApiError {
     )
 }
 
-impl Events {
-    /// Whether `headers` carry one of the configured secrets. Every configured secret is
-    /// compared (no early exit), over SHA-256 digests of equal length.
-    pub fn authenticated(&self, headers: &HeaderMap) -> bool {
-        let Some(v) = headers.get(self.inner.config.auth_header.as_str()) else {
-            return false;
-        };
-        let got: [u8; 32] = Sha256::digest(v.as_bytes()).into();
-        let mut ok = subtle::Choice::from(0);
-        for h in &self.inner.secret_hashes {
-            ok |= h.ct_eq(&got);
-        }
-        bool::from(ok)
-    }
-
-    /// Whether an event is about something the broker manages or reacts to (else it is only
-    /// counted and remembered for deduplication).
-    fn relevant(&self, policy: &Policy, ev: &OktaEvent) -> bool {
-        let t = ev.event_type.as_str();
-        let has = |kind: ResourceKind, id: Option<&str>| {
-            policy
-                .resources
-                .iter()
-                .any(|r| r.kind == kind && id.is_none_or(|i| r.okta_id == i))
-        };
-        let target = |k: &str| ev.target(k).map(|p| p.id.as_str());
-        match t {
-            _ if DEPARTURE_TYPES.contains(&t) => true,
-            LOCK_TYPE => self.inner.config.revoke_on_lock,
-            reactions::GROUP_ADD | reactions::GROUP_REMOVE => {
-                // No group target: kept, so the worker dead-letters it visibly.
-                target("UserGroup").is_none_or(|g| has(ResourceKind::OktaGroup, Some(g)))
-            }
-            reactions::APP_ADD | reactions::APP_REMOVE => {
-                target("AppInstance").is_none_or(|a| has(ResourceKind::OktaApp, Some(a)))
-            }
-            reactions::ROLE_GRANT | reactions::ROLE_REVOKE => has(ResourceKind::OktaRole, None),
-            _ => false,
-        }
-    }
-}
-
 fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(axum::http::header::CONTENT_TYPE)
@@ -120,7 +73,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 async fn deliver(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
@@ -145,7 +98,7 @@ async fn deliver(
     if delivery.unusable > 0 {
         metrics::counter!("jit_events_unusable_total").increment(delivery.unusable as u64);
     }
-    let policy = events.inner.policy.current();
+    let policy = events.policy().current();
     let now = events.clock().now_ms();
     let mut rows = Vec::with_capacity(delivery.events.len());
     for (ev, raw) in &delivery.events {
@@ -167,7 +120,7 @@ async fn deliver(
         .iter()
         .map(|r| (r.uuid.clone(), metric_type(&r.event_type), r.body.is_some()))
         .collect();
-    let mut stored = events.inner.intake.store(rows).await?;
+    let mut stored = events.intake().store(rows).await?;
     // Counted per type, once per delivery: a 50-event delivery is 50 events of a few types.
     let mut counts: std::collections::HashMap<&'static str, [u64; 3]> = Default::default();
     let mut woke = false;
@@ -193,7 +146,7 @@ async fn deliver(
         }
     }
     if woke {
-        events.inner.wake.notify_one();
+        events.wake_worker();
     }
     metrics::histogram!("jit_events_intake_seconds").record(started.elapsed().as_secs_f64());
     Ok(StatusCode::NO_CONTENT)
@@ -207,13 +160,13 @@ struct ListParams {
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require_any(&[Role::Admin, Role::Auditor])?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = crate::http::paging::limit(p.limit, 100, 500)?;
+    let limit = super::paging::limit(p.limit, 100, 500)?;
     if let Some(s) = p.state.as_deref() {
         if !inbox::STATES.contains(&s) {
             return Err(ApiError::bad_request(
@@ -230,7 +183,7 @@ async fn list(
 }
 
 async fn retry(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(uuid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -239,7 +192,7 @@ async fn retry(
         return Err(ApiError::not_found(format!("no dead event `{uuid}`")));
     }
     if inbox::retry_dead(&state.store, &state.clock, &uuid, &caller.name).await? {
-        state.events.inner.wake.notify_one();
+        state.events.wake_worker();
         Ok(StatusCode::ACCEPTED)
     } else {
         Err(ApiError::not_found(format!("no dead event `{uuid}`")))

@@ -9,11 +9,11 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::model::{Actor, Channel, RequestState, Verdict};
-use super::repo::ListFilter;
-use super::RequestService;
+use super::Settings;
 use crate::clock::ms_to_datetime;
-use crate::config::Config;
+use crate::requests::model::{Actor, Channel, RequestState, Verdict};
+use crate::requests::repo::ListFilter;
+use crate::requests::RequestService;
 use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
@@ -61,10 +61,10 @@ pub enum RequestsCommand {
     },
 }
 
-pub async fn run(config: Config, cmd: RequestsCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(config: Settings, cmd: RequestsCommand) -> anyhow::Result<ExitCode> {
     let store = Store::connect(&config.database).await?;
     let svc = || async {
-        let grants = crate::grants::cli::service(&config, store.clone()).await?;
+        let grants = super::grants::service(&config, store.clone()).await?;
         anyhow::Ok(RequestService::new(grants, &config.requests, None))
     };
     let outcome = match cmd {
@@ -84,7 +84,7 @@ pub async fn run(config: Config, cmd: RequestsCommand) -> anyhow::Result<ExitCod
                 })?),
                 None => None,
             };
-            let list = super::repo::list(
+            let list = crate::requests::repo::list(
                 &store,
                 &ListFilter {
                     user,
@@ -115,7 +115,12 @@ pub async fn run(config: Config, cmd: RequestsCommand) -> anyhow::Result<ExitCod
             return Ok(ExitCode::SUCCESS);
         }
         RequestsCommand::Show { id } => {
-            if super::repo::get(&store, &id).await.ok().flatten().is_none() {
+            if crate::requests::repo::get(&store, &id)
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+            {
                 eprintln!("no request `{id}`");
                 return Ok(ExitCode::from(1));
             }
@@ -167,7 +172,7 @@ async fn decide(
     as_login: String,
     verdict: Verdict,
     comment: Option<String>,
-) -> Result<serde_json::Value, super::RequestError> {
+) -> Result<serde_json::Value, crate::requests::RequestError> {
     svc.decide(
         id,
         &Actor::new(as_login, Channel::Cli),

@@ -12,8 +12,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
-use crate::auth::{Caller, Role};
+use super::auth::{Caller, Role};
+use super::ApiState;
 use crate::error::ApiError;
 use crate::grants::GrantError;
 use crate::requests::model::same_person;
@@ -26,7 +26,7 @@ use crate::requests::{
 const MAX_LIMIT: i64 = 500;
 const DEFAULT_LIMIT: i64 = 100;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/v1/requests", post(create).get(list))
         .route("/v1/requests/{id}", get(show))
@@ -35,7 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/requests/{id}/deny", post(deny))
 }
 
-pub(crate) fn service(state: &AppState) -> Result<&RequestService, ApiError> {
+pub(crate) fn service(state: &ApiState) -> Result<&RequestService, ApiError> {
     state
         .requests
         .as_ref()
@@ -74,7 +74,7 @@ pub struct CreateBody {
 
 /// 201 with the grant when approved at once; 202 while it waits for approvals.
 async fn create(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     b: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
@@ -122,14 +122,14 @@ pub struct Page {
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
     caller.require_any(&[Role::Auditor, Role::Approver, Role::Requester, Role::Portal])?;
     let svc = service(&state)?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = crate::http::paging::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let limit = super::paging::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     if let Some(a) = &p.after {
         if uuid::Uuid::parse_str(a).is_err() {
             return Err(ApiError::bad_request(
@@ -162,7 +162,7 @@ async fn list(
         })
         .await?
     };
-    let next_after = crate::http::paging::next_after(&requests, limit, |r| r.id.clone());
+    let next_after = super::paging::next_after(&requests, limit, |r| r.id.clone());
     Ok(Json(Page {
         requests,
         next_after,
@@ -178,7 +178,7 @@ fn may_read(caller: &Caller, r: &Request) -> bool {
 }
 
 async fn show(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
@@ -199,7 +199,7 @@ pub struct DecisionBody {
 }
 
 async fn decide(
-    state: AppState,
+    state: ApiState,
     caller: Caller,
     id: String,
     b: Result<Json<DecisionBody>, JsonRejection>,
@@ -215,7 +215,7 @@ async fn decide(
 }
 
 async fn approve(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
     b: Result<Json<DecisionBody>, JsonRejection>,
@@ -224,7 +224,7 @@ async fn approve(
 }
 
 async fn deny(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
     b: Result<Json<DecisionBody>, JsonRejection>,
@@ -233,7 +233,7 @@ async fn deny(
 }
 
 async fn cancel(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Request>, ApiError> {

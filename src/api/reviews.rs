@@ -14,15 +14,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::delegate::DelegateItem;
-use super::service::{CreateCampaign, DecideItem};
-use super::{report, Campaign, Decision, Item, ReviewService};
-use crate::auth::{Caller, Role};
+use super::auth::{Caller, Role};
+use super::ApiState;
 use crate::error::ApiError;
 use crate::grants::GrantError;
-use crate::http::AppState;
+use crate::reviews::delegate::DelegateItem;
+use crate::reviews::service::{CreateCampaign, DecideItem};
+use crate::reviews::{report, Campaign, Decision, Item, ReviewService};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/v1/reviews", post(create).get(list))
         .route("/v1/reviews/{id}", get(show))
@@ -36,7 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/reviews/{id}/report", get(report_of))
 }
 
-fn service(state: &AppState) -> Result<ReviewService, ApiError> {
+fn service(state: &ApiState) -> Result<ReviewService, ApiError> {
     state
         .grants
         .clone()
@@ -66,7 +66,7 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 }
 
 async fn create(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     b: Result<Json<CreateCampaign>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Campaign>), ApiError> {
@@ -82,7 +82,7 @@ struct CampaignList {
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<CampaignList>, ApiError> {
     caller.require_any(&[Role::Admin, Role::Auditor])?;
@@ -91,7 +91,7 @@ async fn list(
 }
 
 async fn show(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<report::Report>, ApiError> {
@@ -118,7 +118,7 @@ struct ItemList {
 }
 
 async fn items(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
     q: Result<Query<ItemsParams>, QueryRejection>,
@@ -150,7 +150,7 @@ struct Decided {
 }
 
 async fn decide_one(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path((id, item)): Path<(String, i64)>,
     b: Result<Json<DecideBody>, JsonRejection>,
@@ -175,7 +175,7 @@ struct BulkBody {
 }
 
 async fn decide_bulk(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
     b: Result<Json<BulkBody>, JsonRejection>,
@@ -197,7 +197,7 @@ struct DelegateBody {
 }
 
 async fn delegate_one(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path((id, item)): Path<(String, i64)>,
     b: Result<Json<DelegateBody>, JsonRejection>,
@@ -224,7 +224,7 @@ struct DelegateBulkBody {
 }
 
 async fn delegate_bulk(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
     b: Result<Json<DelegateBulkBody>, JsonRejection>,
@@ -238,7 +238,7 @@ async fn delegate_bulk(
 }
 
 async fn close(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Campaign>, ApiError> {
@@ -248,7 +248,7 @@ async fn close(
 }
 
 async fn stop_recurring(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Campaign>, ApiError> {
@@ -266,7 +266,7 @@ struct ReportParams {
 }
 
 async fn report_of(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
     q: Result<Query<ReportParams>, QueryRejection>,
@@ -287,7 +287,7 @@ async fn report_of(
         "pdf" => {
             // Tens of thousands of rows take a noticeable moment to lay out: off the async
             // workers, like other CPU-bound work.
-            let bytes = tokio::task::spawn_blocking(move || super::pdf::to_pdf(&r))
+            let bytes = tokio::task::spawn_blocking(move || crate::reviews::pdf::to_pdf(&r))
                 .await
                 .map_err(|e| {
                     let mut err = ApiError::new(

@@ -10,9 +10,9 @@ use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
 
-use super::service::CreateCampaign;
-use super::{report, DefaultAction, ReviewService, ReviewerRule};
-use crate::config::Config;
+use super::Settings;
+use crate::reviews::service::CreateCampaign;
+use crate::reviews::{report, DefaultAction, ReviewService, ReviewerRule};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -106,9 +106,9 @@ pub enum ReviewsCommand {
     },
 }
 
-pub async fn run(config: Config, cmd: ReviewsCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(config: Settings, cmd: ReviewsCommand) -> anyhow::Result<ExitCode> {
     let store = Store::connect(&config.database).await?;
-    let grants = crate::grants::cli::service(&config, store).await?;
+    let grants = super::grants::service(&config, store).await?;
     let svc = ReviewService::new(grants);
     let r = run_with(&svc, cmd).await;
     svc.grants().store().close().await;
@@ -184,7 +184,7 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
                 &as_login,
                 true,
                 &id,
-                &[super::delegate::DelegateItem { item, to, comment }],
+                &[crate::reviews::delegate::DelegateItem { item, to, comment }],
             )
             .await
             .map(|items| serde_json::to_vec_pretty(&items)),
@@ -200,7 +200,7 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
             let bytes = match format {
                 Format::Json => serde_json::to_vec_pretty(&r)?,
                 Format::Csv => report::to_csv(&r)?,
-                Format::Pdf => super::pdf::to_pdf(&r),
+                Format::Pdf => crate::reviews::pdf::to_pdf(&r),
             };
             match output {
                 Some(p) => std::fs::write(&p, &bytes)
@@ -219,7 +219,7 @@ async fn run_with(svc: &ReviewService, cmd: ReviewsCommand) -> anyhow::Result<Ex
     }
 }
 
-fn refused(e: super::ReviewError) -> anyhow::Result<ExitCode> {
+fn refused(e: crate::reviews::ReviewError) -> anyhow::Result<ExitCode> {
     if crate::error::ErrorCode::status(&e).is_client_error() {
         eprintln!("refused ({}): {e}", crate::error::ErrorCode::code(&e));
         Ok(ExitCode::from(1))

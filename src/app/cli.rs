@@ -1,0 +1,151 @@
+//! The command line's dispatcher: loads the configuration once, then runs `serve`, `demo` and
+//! `check-config` here (they need the whole app) and hands every other verb the sections it
+//! needs ([`cli::Settings`]).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::Config;
+use crate::cli::{self, AuditCommand, Cli, Command};
+use crate::store::Store;
+
+/// Runs a parsed command line. Returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig => Ok(check_config(cli.config)),
+        Command::HashToken => cli::hash_token(),
+        Command::Healthcheck { timeout } => {
+            let config = load(cli.config)?;
+            cli::healthcheck(config.server.listen, timeout).await
+        }
+        Command::Serve => {
+            let config = load(cli.config)?;
+            crate::telemetry::init_logging(&config.log);
+            let listener = tokio::net::TcpListener::bind(config.server.listen)
+                .await
+                .with_context(|| format!("binding {}", config.server.listen))?;
+            super::run(config, listener, super::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "demo")]
+        Command::Demo { dir } => {
+            let config = load(cli.config)?;
+            crate::telemetry::init_logging(&config.log);
+            let demo = super::demo::prepare(config, &dir).await?;
+            let listener = tokio::net::TcpListener::bind(demo.config.server.listen)
+                .await
+                .with_context(|| format!("binding {}", demo.config.server.listen))?;
+            println!(
+                "{}",
+                super::demo::instructions(&demo, listener.local_addr()?)
+            );
+            // The simulator lives as long as `demo`, past the broker's shutdown.
+            super::run(demo.config.clone(), listener, super::shutdown_signal()).await?;
+            drop(demo);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let config = load(cli.config)?;
+            crate::telemetry::init_logging(&config.log);
+            let store = Store::connect(&config.database).await?;
+            store.migrate().await?;
+            eprintln!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync(args) => {
+            let config = load(cli.config)?;
+            crate::telemetry::init_logging(&config.log);
+            cli::sync::run(settings(config), args).await
+        }
+        Command::Grants(cmd) => {
+            let config = load(cli.config)?;
+            cli::grants::run(settings(config), cmd).await
+        }
+        Command::Requests(cmd) => {
+            let config = load(cli.config)?;
+            cli::requests::run(settings(config), cmd).await
+        }
+        Command::Reviews(cmd) => {
+            let config = load(cli.config)?;
+            cli::reviews::run(settings(config), cmd).await
+        }
+        Command::Okta(cmd) => {
+            let config = load(cli.config)?;
+            cli::events::run(settings(config), cmd).await
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let config = load(cli.config)?;
+            let store = Store::connect(&config.database).await?;
+            cli::audit_verify(&store).await
+        }
+        Command::Audit(AuditCommand::Export {
+            since,
+            until,
+            format,
+            output,
+        }) => {
+            if let (Some(s), Some(u)) = (since, until) {
+                if s >= u {
+                    anyhow::bail!("--since must be earlier than --until");
+                }
+            }
+            let config = load(cli.config)?;
+            let store = Store::connect(&config.database).await?;
+            cli::audit_export(&store, since, until, format, output).await
+        }
+    }
+}
+
+/// The sections the verbs need, out of the whole configuration.
+fn settings(config: Config) -> cli::Settings {
+    cli::Settings {
+        database: config.database,
+        redis: config.redis,
+        okta: config.okta,
+        policy: config.policy,
+        scheduler: config.scheduler,
+        requests: config.requests,
+        sync: config.sync,
+        events: config.events,
+    }
+}
+
+fn load(file: Option<PathBuf>) -> anyhow::Result<Config> {
+    Config::load(file.as_deref()).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        anyhow::anyhow!("invalid configuration:\n  {}", lines.join("\n  "))
+    })
+}
+
+fn check_config(file: Option<PathBuf>) -> ExitCode {
+    match Config::load(file.as_deref()) {
+        Ok(config) => match config.policy.load() {
+            Ok(policy) => {
+                for w in config.slack.warnings() {
+                    eprintln!("warning: {w}");
+                }
+                println!(
+                    "configuration is valid; policy has {} resource(s)",
+                    policy.resources.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("policy has {} problem(s):", errors.len());
+                for e in errors {
+                    eprintln!("  {e}");
+                }
+                ExitCode::from(1)
+            }
+        },
+        Err(errors) => {
+            eprintln!("configuration has {} problem(s):", errors.len());
+            for e in errors {
+                eprintln!("  {e}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -186,9 +186,11 @@ impl<P: Provider> Provider for Named<P> {
 /// `JIT_DATABASE__MAX_CONNECTIONS=5` is a number while `JIT_DATABASE__PASSWORD=12345` stays the
 /// string it is (guessing from the text would turn a numeric secret into a number and fail).
 /// Keys without a default (secrets, `*_file` paths, unknown keys) are strings. A value that does
-/// not parse as the default's type stays a string, so the error says what was expected.
-fn env_value(defaults: &Figment, key: &str, raw: &str) -> Value {
-    match defaults.find_value(key) {
+/// not parse as the default's type stays a string, so the error says what was expected. A list
+/// or table that is not valid TOML is an error naming the place, never quoting the value (these
+/// keys carry inline secrets: `JIT_CALLBACKS__INTEGRATIONS`, `JIT_SLACK__SIGNING_SECRETS`).
+fn env_value(defaults: &Figment, key: &str, raw: &str) -> Result<Value, String> {
+    let typed = match defaults.find_value(key) {
         Ok(Value::Bool(..)) => raw.parse::<bool>().map(Value::from).ok(),
         Ok(Value::Num(..)) => raw
             .parse::<i64>()
@@ -196,15 +198,25 @@ fn env_value(defaults: &Figment, key: &str, raw: &str) -> Value {
             .or_else(|_| raw.parse::<f64>().map(Value::from))
             .ok(),
         // Lists and tables (`JIT_AUTH__TOKENS='[{name="a", …}]'`) are written as TOML values.
-        Ok(Value::Array(..)) | Ok(Value::Dict(..)) => {
-            toml::from_str::<toml::Table>(&format!("v = {raw}"))
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .and_then(|v| Value::serialize(v).ok())
+        Ok(d @ (Value::Array(..) | Value::Dict(..))) => {
+            let what = if matches!(d, Value::Array(..)) {
+                "a TOML list such as `[\"a\", \"b\"]`"
+            } else {
+                "a TOML table such as `{ a = 1 }`"
+            };
+            let text = format!("v = {raw}");
+            let mut t = text.parse::<toml::Table>().map_err(|e| {
+                format!(
+                    "expected {what}; not valid TOML at {}",
+                    crate::redact::toml_error(&text, &e)
+                )
+            })?;
+            let v = t.remove("v").ok_or_else(|| format!("expected {what}"))?;
+            Some(Value::serialize(v).map_err(|_| format!("expected {what}"))?)
         }
         _ => None,
-    }
-    .unwrap_or_else(|| Value::from(raw.to_string()))
+    };
+    Ok(typed.unwrap_or_else(|| Value::from(raw.to_string())))
 }
 
 fn describe_figment_error(e: &figment::Error) -> String {
@@ -227,8 +239,24 @@ fn describe_figment_error(e: &figment::Error) -> String {
             format!("{key}.{field}")
         }
     };
+    // Never the value (see `crate::redact`); under a secret-bearing key not even an unknown
+    // key's name, which may be a misplaced secret.
+    let secret = crate::redact::is_secret_key(&e.path);
     match &e.kind {
         figment::error::Kind::UnknownField(field, expected) => {
+            // A key name of lowercase letters and `_` is shown; anything else there may be a
+            // secret written where a key belongs.
+            let plain =
+                field.len() <= 32 && field.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            let shown = if secret && !plain {
+                let at = match e.path.last() {
+                    Some(l) if l == field => &e.path[..e.path.len() - 1],
+                    _ => &e.path[..],
+                };
+                format!("{} (a key, name not shown)", at.join("."))
+            } else {
+                full(field)
+            };
             let section = if e.path.len() > 1 {
                 format!("`{}`", e.path[..e.path.len() - 1].join("."))
             } else {
@@ -236,7 +264,7 @@ fn describe_figment_error(e: &figment::Error) -> String {
             };
             format!(
                 "`{}`: unknown key{source}; {section} accepts {}",
-                full(field),
+                shown,
                 expected
                     .iter()
                     .map(|f| format!("`{f}`"))
@@ -248,7 +276,7 @@ fn describe_figment_error(e: &figment::Error) -> String {
             format!("`{}`: missing key{source}", full(field))
         }
         kind => {
-            let msg = plain_types(&kind.to_string());
+            let msg = plain_types(&crate::redact::figment_kind(kind, secret));
             if key.is_empty() {
                 format!("{msg}{source}")
             } else {
@@ -308,6 +336,15 @@ pub fn load_layers<T: serde::de::DeserializeOwned>(
                 source,
             }]
         })?;
+        // Checked here first: TOML's own error quotes the offending line, which may hold a
+        // secret; ours names only the place.
+        if let Err(e) = text.parse::<toml::Table>() {
+            return Err(vec![ConfigError::Parse(format!(
+                "config file {}: not valid TOML at {}",
+                path.display(),
+                crate::redact::toml_error(&text, &e)
+            ))]);
+        }
         figment = figment.merge(Named::new(
             Toml::string(&text),
             Metadata::from("config file", path),
@@ -341,11 +378,23 @@ pub fn load_layers<T: serde::de::DeserializeOwned>(
         let key = name[ENV_PREFIX.len()..]
             .to_ascii_lowercase()
             .replace("__", ".");
-        let value = env_value(&defaults, &key, raw);
+        let value = match env_value(&defaults, &key, raw) {
+            Ok(v) => v,
+            Err(what) => {
+                errors.push(ConfigError::invalid(
+                    key.clone(),
+                    format!("{what} (from environment variable {name})"),
+                ));
+                continue;
+            }
+        };
         figment = figment.merge(Named::new(
             figment::providers::Serialized::default(&key, value),
             Metadata::named(format!("environment variable {name}")),
         ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
     figment.extract().map_err(|e| {
         e.into_iter()

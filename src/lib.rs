@@ -12,9 +12,10 @@
 //! a second path cannot grow back. See `docs/architecture.md` for the picture.
 //!
 //! 1. **Foundation**: [`error`] (one error type, `{code, message}`), [`clock`] (the one "now"),
-//!    [`tasks`] (named tracked tasks, drained on shutdown), [`config`] (layers, secrets, the
-//!    foundation's sections), [`authz`] (who may do what: one rule per verb for every
-//!    channel), [`telemetry`] (logs, metrics), [`webhooks`] (Standard Webhooks
+//!    [`tasks`] (named tracked tasks, drained on shutdown), [`redact`] (errors without the
+//!    values they are about), [`config`] (layers, secrets, the foundation's sections),
+//!    [`csv_safe`] (CSV cells a spreadsheet cannot run), [`authz`] (who may do what: one rule
+//!    per verb for every channel), [`telemetry`] (logs, metrics), [`webhooks`] (Standard Webhooks
 //!    signatures), [`store`] (SQL, the record), [`redis_conn`] (Redis, the index), [`okta`]
 //!    (the Okta client).
 //! 2. **Audit, policy, scheduler**: [`audit`] (the append-only, hash-chained log), [`policy`]
@@ -39,8 +40,10 @@
 pub mod authz;
 pub mod clock;
 pub mod config;
+pub mod csv_safe;
 pub mod error;
 pub mod okta;
+pub mod redact;
 pub mod redis_conn;
 pub mod store;
 pub mod tasks;

@@ -123,6 +123,9 @@ fn check_config(file: Option<PathBuf>) -> ExitCode {
     match Config::load(file.as_deref()) {
         Ok(config) => match config.policy.load() {
             Ok(policy) => {
+                for w in config.slack.warnings() {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "configuration is valid; policy has {} resource(s)",
                     policy.resources.len()

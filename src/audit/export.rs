@@ -2,7 +2,9 @@
 //!
 //! Rows are read one at a time from a database cursor and written through a buffer, so memory
 //! stays flat for millions of entries. Each exported row carries `prev_hash` and `hash`, so an
-//! auditor can re-verify the chain from the export alone.
+//! auditor can re-verify the chain from the export alone: from the JSON Lines, which carry every
+//! value unchanged. CSV cells that a spreadsheet would run as a formula are neutralised
+//! ([`crate::csv_safe`]), so re-verifying from a CSV means removing that leading `'` first.
 
 use std::io::Write;
 
@@ -17,6 +19,19 @@ pub enum ExportFormat {
     Jsonl,
     Csv,
 }
+
+/// The CSV header: the fields of [`ExportRow`], in order.
+pub const CSV_HEADER: [&str; 9] = [
+    "seq",
+    "time",
+    "at_ms",
+    "actor",
+    "action",
+    "subject",
+    "details",
+    "prev_hash",
+    "hash",
+];
 
 /// One exported row. `time` is RFC 3339 for people; `at_ms` is what the hash covers.
 #[derive(Debug, Serialize, serde::Deserialize, PartialEq)]
@@ -55,9 +70,22 @@ pub async fn export<W: Write>(
             out.flush()?;
         }
         ExportFormat::Csv => {
-            let mut w = csv::Writer::from_writer(out);
+            // Every cell through `csv_safe`: actors, subjects and details carry outsiders' text.
+            let mut w = crate::csv_safe::Writer::new(out);
+            w.row(CSV_HEADER)?;
             while let Some(r) = rows.next().await {
-                w.serialize(to_row(r?))?;
+                let row = to_row(r?);
+                w.row([
+                    row.seq.to_string(),
+                    row.time,
+                    row.at_ms.to_string(),
+                    row.actor,
+                    row.action,
+                    row.subject,
+                    row.details,
+                    row.prev_hash,
+                    row.hash,
+                ])?;
                 count += 1;
             }
             w.flush()?;

@@ -1,23 +1,27 @@
 //! Sign-in, callback and sign-out.
 //!
-//! Why it exists: the start of a sign-in stores its `state` (hashed), nonce and PKCE verifier
-//! server-side and sends the browser to Okta; the callback takes that row once, has the OIDC
-//! library verify the ID token, reads the person's Okta groups for their console role, and
-//! opens a fresh session (a new cookie on every sign-in, so no session is fixed in advance).
+//! Why it exists: the start of a sign-in seals its `state`, nonce and PKCE verifier into the
+//! browser's encrypted `jit_login` cookie (see `pending`; nothing is written on the server) and
+//! sends the browser to Okta; the callback takes that sign-in out of the same browser's cookie
+//! (a callback opened in another browser is refused: login CSRF), has the OIDC library verify
+//! the ID token, reads the person's Okta groups for their console role, and opens a fresh
+//! session (a new cookie on every sign-in, so no session is fixed in advance).
 //!
 //! What it must never do: redirect anywhere but a path on this console after sign-in (no open
-//! redirect), open a session from an unverified token, or keep the old session alive when a
-//! new one starts.
+//! redirect), open a session from an unverified token or from a callback this browser did not
+//! start, end the browser's current session on such a callback, or keep the old session alive
+//! when a new one starts.
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
 
 use super::error::ConsoleError;
 use super::pages::{html, notice, see_other, CsrfOnly, Done, PageError};
-use super::session::{self, NewSession, PendingLogin, Viewer};
+use super::pending::{self, PendingLogin};
+use super::session::{self, NewSession, Viewer};
 use super::views::{Landing, Layout};
 use super::Console;
 use super::ConsoleState;
@@ -71,6 +75,7 @@ fn safe_return(r: Option<&str>) -> String {
 
 pub async fn login(
     State(state): State<ConsoleState>,
+    headers: HeaderMap,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, PageError> {
     let c = console(&state)?;
@@ -90,19 +95,21 @@ pub async fn login(
         .oidc
         .start(max_age.map(|s| std::time::Duration::from_secs(s.unsigned_abs())))
         .await?;
-    session::save_login(
-        &state.store,
-        state.clock.now_ms(),
-        &started.state,
-        &PendingLogin {
-            nonce: started.nonce,
-            pkce_verifier: started.pkce_verifier,
-            return_to: safe_return(q.return_to.as_deref()),
-        },
-        max_age,
-    )
-    .await?;
-    Ok(see_other(started.url.as_str()))
+    // Sealed into this browser's cookie, next to the sign-ins it already has going.
+    let now = state.clock.now_ms();
+    let timeout = session::ms(c.cfg.login_timeout);
+    let mut list = c.pending.open(&headers, now, timeout);
+    list.push(PendingLogin {
+        state: started.state,
+        nonce: started.nonce,
+        pkce_verifier: started.pkce_verifier,
+        return_to: safe_return(q.return_to.as_deref()),
+        created_ms: now,
+    });
+    let cookie = c.pending.seal(&list, c.secure_cookie, timeout)?;
+    let mut resp = see_other(started.url.as_str());
+    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(resp)
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -114,6 +121,7 @@ pub struct CallbackQuery {
 
 pub async fn callback(
     State(state): State<ConsoleState>,
+    headers: HeaderMap,
     old: Result<Viewer, PageError>,
     Query(q): Query<CallbackQuery>,
 ) -> Result<Response, PageError> {
@@ -126,15 +134,47 @@ pub async fn callback(
     else {
         return Err(ConsoleError::BadState.into());
     };
-    // Taken before anything else: a state is good for one callback, whatever its outcome.
-    let pending =
-        session::take_login(&state.store, now, st, session::ms(c.cfg.login_timeout)).await?;
+    // Only a sign-in this browser started, within the login timeout (refused before anything
+    // else, so a foreign callback changes nothing: not even this browser's own session). Taken
+    // out of the cookie whatever the outcome: a state is good for one callback.
+    let timeout = session::ms(c.cfg.login_timeout);
+    let (pending, rest) = pending::take(c.pending.open(&headers, now, timeout), st)?;
+    let rest_cookie = c.pending.seal(&rest, c.secure_cookie, timeout)?;
+    let refused = |e: PageError| {
+        let mut r = e.into_response();
+        r.headers_mut()
+            .append(header::SET_COOKIE, rest_cookie.clone());
+        r
+    };
     if let Some(e) = q.error.as_deref() {
-        return Err(ConsoleError::SignInRejected(format!("Okta answered `{e}`")).into());
+        return Ok(refused(
+            ConsoleError::SignInRejected(format!("Okta answered `{e}`")).into(),
+        ));
     }
-    let code = q
-        .code
-        .as_deref()
+    match finish(&state, c, &pending, q.code.as_deref(), old, now).await {
+        Ok(cookie) => {
+            let mut resp = see_other(&pending.return_to);
+            if let Some(v) = session::set_cookie(&cookie, c.secure_cookie) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            resp.headers_mut()
+                .append(header::SET_COOKIE, rest_cookie.clone());
+            Ok(resp)
+        }
+        Err(e) => Ok(refused(e)),
+    }
+}
+
+/// Redeems the code, reads the person's roles and opens their session: the new cookie.
+async fn finish(
+    state: &ConsoleState,
+    c: &Console,
+    pending: &PendingLogin,
+    code: Option<&str>,
+    old: Result<Viewer, PageError>,
+    now: i64,
+) -> Result<String, PageError> {
+    let code = code
         .filter(|c| !c.is_empty() && c.len() <= 1024)
         .ok_or_else(|| ConsoleError::SignInRejected("no code".into()))?;
     let id = c
@@ -173,11 +213,7 @@ pub async fn callback(
     )
     .await?;
     tracing::info!(login = %id.login, admin, auditor, "console sign-in");
-    let mut resp = see_other(&pending.return_to);
-    if let Some(v) = session::set_cookie(&cookie, c.secure_cookie) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    Ok(resp)
+    Ok(cookie)
 }
 
 pub async fn logout(

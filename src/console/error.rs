@@ -20,6 +20,10 @@ pub enum ConsoleError {
     SignInRejected(String),
     #[error("this sign-in link is unknown, used or too old")]
     BadState,
+    /// A callback whose `state` is not sealed in this browser's sign-in cookie: started in
+    /// another browser (login CSRF), or longer ago than `console.login_timeout`.
+    #[error("this sign-in was not started in this browser, or took too long")]
+    NotStartedHere,
     #[error("the form's security token is missing or wrong")]
     Csrf,
     #[error("Okta could not be reached: {0}")]
@@ -47,7 +51,9 @@ impl ErrorCode for ConsoleError {
         use ConsoleError::*;
         match self {
             NotConfigured => StatusCode::NOT_FOUND,
-            SignInRequired | SignInRejected(_) | BadState => StatusCode::UNAUTHORIZED,
+            SignInRequired | SignInRejected(_) | BadState | NotStartedHere => {
+                StatusCode::UNAUTHORIZED
+            }
             Csrf => StatusCode::FORBIDDEN,
             Okta(_) => StatusCode::BAD_GATEWAY,
             InvalidInput(_) => StatusCode::BAD_REQUEST,
@@ -65,6 +71,7 @@ impl ErrorCode for ConsoleError {
             SignInRequired => "unauthenticated",
             SignInRejected(_) => "sign_in_rejected",
             BadState => "invalid_state",
+            NotStartedHere => "sign_in_not_started_here",
             Csrf => "csrf_invalid",
             Okta(_) => "okta_unavailable",
             InvalidInput(_) => "invalid_input",
@@ -82,6 +89,7 @@ pub fn sentence(code: &str) -> &'static str {
         "unauthenticated" => "Please sign in to continue.",
         "sign_in_rejected" => "Okta's answer could not be trusted, so you were not signed in. Try again.",
         "invalid_state" => "That sign-in link is unknown, already used or too old. Start again.",
+        "sign_in_not_started_here" => "This sign-in was not started in this browser, or it took too long, so it was not completed. If someone sent you this link, do not use it. Sign in again from here.",
         "csrf_invalid" => "This form was out of date or did not come from this console. Reload the page and try again.",
         "forbidden" => "You do not have permission to do that.",
         "okta_unavailable" => "Okta did not answer. Try again in a moment.",

@@ -20,6 +20,7 @@ pub mod error;
 mod oidc;
 mod outbox;
 mod pages;
+mod pending;
 mod reviews;
 mod session;
 mod sync;
@@ -53,6 +54,8 @@ const VERIFY_EVERY: Duration = Duration::from_secs(600);
 #[derive(Clone)]
 pub struct Console {
     oidc: oidc::Oidc,
+    /// Seals the sign-ins in progress into the browser that started them.
+    pending: pending::Sealer,
     cfg: Arc<ConsoleConfig>,
     secure_cookie: bool,
     /// The issuer's origin, allowed as a form target in the CSP (a step-up decision's POST is
@@ -91,7 +94,12 @@ pub fn start(
          base-uri 'none'"
     ))
     .map_err(|_| ConsoleError::InvalidInput("console.issuer is not a URL".into()))?;
+    let secret = cfg
+        .client_secret
+        .as_ref()
+        .ok_or_else(|| ConsoleError::InvalidInput("console.client_secret is required".into()))?;
     let console = Console {
+        pending: pending::Sealer::new(secret)?,
         oidc,
         cfg: cfg.clone(),
         secure_cookie: !addr.ip().is_loopback(),

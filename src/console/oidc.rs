@@ -6,7 +6,8 @@
 //! Okta is unreachable and picks up rotated signing keys.
 //!
 //! What it must never do: check a token by hand, follow redirects from the token endpoint, or
-//! let the nonce or PKCE verifier reach the browser.
+//! let the browser read or change the nonce or PKCE verifier (they travel only sealed in the
+//! `jit_login` cookie, see `pending`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,9 +1,8 @@
-//! Server-side console sessions, the sign-ins in progress, and the CSRF check.
+//! Server-side console sessions and the CSRF check.
 //!
 //! Why it exists: a session is a row in SQL referenced by a random cookie, so sign-out and the
 //! idle and absolute timeouts are enforced by the server (a stolen cookie dies with its row) and
-//! every replica sees the same sessions. Only SHA-256 hashes of cookies and OAuth `state`s are
-//! stored. Each session has its own CSRF token, which every state-changing form carries.
+//! every replica sees the same sessions. Only SHA-256 hashes of cookies are stored. Each session has its own CSRF token, which every state-changing form carries.
 //!
 //! What it must never do: accept a session past either timeout, store a cookie value in
 //! clear, or compare a CSRF token in variable time.
@@ -146,7 +145,8 @@ pub async fn delete(store: &Store, v: &Viewer) -> Result<(), ConsoleError> {
     Ok(())
 }
 
-/// Removes sessions past either timeout and sign-ins that never came back.
+/// Removes sessions past either timeout. (Sign-ins in progress live in the browser's
+/// `jit_login` cookie, see `pending`, and expire there.)
 pub async fn sweep(
     store: &Store,
     now: i64,
@@ -154,18 +154,13 @@ pub async fn sweep(
 ) -> Result<u64, ConsoleError> {
     let idle = now - ms(cfg.session_idle_timeout);
     let absolute = now - ms(cfg.session_absolute_timeout);
-    let a = sqlx::query("DELETE FROM console_sessions WHERE last_seen_ms < $1 OR created_ms < $2")
+    let n = sqlx::query("DELETE FROM console_sessions WHERE last_seen_ms < $1 OR created_ms < $2")
         .bind(idle)
         .bind(absolute)
         .execute(store.pool())
         .await?
         .rows_affected();
-    let b = sqlx::query("DELETE FROM console_logins WHERE created_ms < $1")
-        .bind(now - ms(cfg.login_timeout))
-        .execute(store.pool())
-        .await?
-        .rows_affected();
-    Ok(a + b)
+    Ok(n)
 }
 
 pub fn ms(d: std::time::Duration) -> i64 {
@@ -239,71 +234,4 @@ impl FromRequestParts<ConsoleState> for Viewer {
             id_hash,
         })
     }
-}
-
-/// A sign-in in progress, keyed by the hash of its `state`.
-pub struct PendingLogin {
-    pub nonce: String,
-    pub pkce_verifier: String,
-    pub return_to: String,
-}
-
-pub async fn save_login(
-    store: &Store,
-    now: i64,
-    state: &str,
-    l: &PendingLogin,
-    max_age_s: Option<i64>,
-) -> Result<(), ConsoleError> {
-    sqlx::query(
-        "INSERT INTO console_logins (state_hash, nonce, pkce_verifier, return_to, max_age_s, \
-         created_ms) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(hash(state))
-    .bind(&l.nonce)
-    .bind(&l.pkce_verifier)
-    .bind(&l.return_to)
-    .bind(max_age_s)
-    .bind(now)
-    .execute(store.pool())
-    .await?;
-    Ok(())
-}
-
-/// Takes (deletes and returns) the sign-in for `state`: each state is good once, and only within
-/// `console.login_timeout`.
-pub async fn take_login(
-    store: &Store,
-    now: i64,
-    state: &str,
-    timeout_ms: i64,
-) -> Result<PendingLogin, ConsoleError> {
-    let h = hash(state);
-    let mut tx = store.begin().await?;
-    let row = sqlx::query(
-        "SELECT nonce, pkce_verifier, return_to, created_ms FROM console_logins WHERE state_hash = $1",
-    )
-    .bind(&h)
-    .fetch_optional(tx.conn())
-    .await?;
-    let Some(row) = row else {
-        tx.rollback().await?;
-        return Err(ConsoleError::BadState);
-    };
-    let n = sqlx::query("DELETE FROM console_logins WHERE state_hash = $1")
-        .bind(&h)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-    tx.commit().await?;
-    let created: i64 = row.try_get("created_ms")?;
-    // Two callbacks racing for one state: only the one whose DELETE removed the row goes on.
-    if n != 1 || now - created > timeout_ms {
-        return Err(ConsoleError::BadState);
-    }
-    Ok(PendingLogin {
-        nonce: row.try_get("nonce")?,
-        pkce_verifier: row.try_get("pkce_verifier")?,
-        return_to: row.try_get("return_to")?,
-    })
 }

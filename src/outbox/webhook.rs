@@ -7,7 +7,8 @@
 //! is the notification's id, the same on every retry, so a receiver drops repeats.
 //!
 //! What it must never do: follow redirects to another host, send to a non-loopback `http://`
-//! URL (the body describes who holds what access), or log the secret.
+//! URL (the body describes who holds what access), or log the secret or the endpoint's URL (it
+//! may carry a credential: errors name the endpoint by its `name`).
 
 use std::time::Duration;
 
@@ -220,8 +221,13 @@ impl Deliverer for WebhookEndpoint {
             .body(body)
             .send()
             .await
+            // Without the URL: it may carry a credential, and this message is stored as the
+            // delivery's `last_error`, logged and shown on the dead-letter page.
             .map_err(|e| DeliveryError::Retry {
-                message: format!("cannot reach the endpoint: {}", crate::error::chain(&e)),
+                message: format!(
+                    "cannot reach the endpoint: {}",
+                    crate::redact::http_error(e)
+                ),
                 after: None,
             })?;
         let status = resp.status();

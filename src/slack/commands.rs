@@ -29,6 +29,8 @@ pub const HELP: &str = "*/jit* asks for just-in-time access.\n\
 #[derive(Debug, Clone)]
 pub struct Command {
     pub user_id: String,
+    /// The workspace the command was run in (checked by `workspace` before this is built).
+    pub team_id: Option<String>,
     pub text: String,
     pub response_url: String,
     pub trigger_id: String,
@@ -66,6 +68,9 @@ impl Command {
             })?;
         Ok(Command {
             user_id: user_id.to_string(),
+            team_id: field(form, "team_id")
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
             text: text.trim().to_string(),
             response_url: response_url.to_string(),
             trigger_id: field(form, "trigger_id").unwrap_or("").to_string(),
@@ -106,7 +111,11 @@ impl Slack {
     }
 
     async fn run_command(&self, verb: &str, args: Vec<String>, cmd: Command) {
-        let login = match self.identity().okta_login(&cmd.user_id).await {
+        let login = match self
+            .identity()
+            .okta_login(&cmd.user_id, cmd.team_id.as_deref())
+            .await
+        {
             Ok(l) => l,
             Err(e) => {
                 self.answer(&cmd.response_url, &format!("{e}. Nothing was done."))

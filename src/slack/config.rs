@@ -46,6 +46,16 @@ pub struct SlackConfig {
     /// Retries of a 429 or 5xx for calls made while a person waits (modals, ephemeral answers);
     /// notifications are retried by the outbox instead.
     pub max_retries: u32,
+    /// Workspace ids (`T…`) requests may come from; once set, every other workspace is refused.
+    /// Empty: any workspace (a warning), users of another workspace than the request's refused.
+    pub team_ids: Vec<String>,
+    /// Enterprise Grid organisation id (`E…`); once set, requests must come from it.
+    pub enterprise_id: String,
+    /// The Slack app's id (`A…`); once set, requests must carry it as `api_app_id`.
+    pub app_id: String,
+    /// Workspace guests (`is_restricted`, `is_ultra_restricted`) may use the broker. Off: they
+    /// are refused, since guests are usually outsiders with an account in the workspace.
+    pub allow_guests: bool,
 }
 
 impl SlackConfig {
@@ -84,9 +94,57 @@ impl SlackConfig {
         Ok(())
     }
 
+    /// What a security review would want set; `check-config` prints these and `serve` logs them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.is_configured() {
+            return w;
+        }
+        if self.team_ids.is_empty() && self.enterprise_id.is_empty() {
+            w.push(
+                "`slack.team_ids` is empty: requests signed for any Slack workspace the app is \
+                 installed in are accepted (users of another workspace than the request's are \
+                 still refused); set it to your workspace id(s), or `slack.enterprise_id`"
+                    .to_string(),
+            );
+        }
+        if self.app_id.is_empty() {
+            w.push(
+                "`slack.app_id` is empty: requests are not checked to be for this app \
+                 (`api_app_id`); set it to the app's id (A…)"
+                    .to_string(),
+            );
+        }
+        w
+    }
+
     /// Checks serde cannot express; every message names its key.
     pub fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
+        let id = |s: &str, first: u8| {
+            (2..=32).contains(&s.len())
+                && s.as_bytes()[0] == first
+                && s.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        };
+        if self.team_ids.iter().any(|t| !id(t, b'T')) {
+            errors.push(ConfigError::invalid(
+                "slack.team_ids",
+                "expected Slack workspace ids such as T0123ABCD",
+            ));
+        }
+        if !self.enterprise_id.is_empty() && !id(&self.enterprise_id, b'E') {
+            errors.push(ConfigError::invalid(
+                "slack.enterprise_id",
+                "expected a Slack organisation id such as E0123ABCD, or empty",
+            ));
+        }
+        if !self.app_id.is_empty() && !id(&self.app_id, b'A') {
+            errors.push(ConfigError::invalid(
+                "slack.app_id",
+                "expected a Slack app id such as A0123ABCD, or empty",
+            ));
+        }
         if self
             .signing_secrets
             .iter()

@@ -34,66 +34,80 @@ fn is_request_id(s: &str) -> bool {
     s.len() <= 64 && uuid::Uuid::parse_str(s).is_ok()
 }
 
-struct Click {
+pub(super) struct Click {
     user: String,
+    /// The workspace the click was made in (or the user's, for org-wide installs).
+    team: Option<String>,
     action: String,
     value: String,
     response_url: String,
     trigger_id: String,
 }
 
-impl Slack {
-    pub(super) async fn on_interaction(&self, p: Value) -> Result<Response, InboundError> {
-        let user = s(&p, "/user/id")
-            .filter(|u| is_user_id(u))
-            .ok_or_else(|| InboundError::Malformed("`user.id` is missing or invalid".into()))?
-            .to_string();
-        match s(&p, "/type") {
-            Some("block_actions") => {
-                let action = p
-                    .pointer("/actions/0")
-                    .ok_or_else(|| InboundError::Malformed("no action in the payload".into()))?;
-                let click = Click {
-                    user,
-                    action: s(action, "/action_id").unwrap_or("").to_string(),
-                    value: s(action, "/value").unwrap_or("").to_string(),
-                    response_url: s(&p, "/response_url").unwrap_or("").to_string(),
-                    trigger_id: s(&p, "/trigger_id").unwrap_or("").to_string(),
-                };
-                self.on_click(click)
-            }
-            Some("view_submission") => Ok(self.on_submission(user, &p).await),
-            // `view_closed` and anything newer: nothing to do, but acknowledged.
-            Some(_) => Ok(StatusCode::OK.into_response()),
-            None => Err(InboundError::Malformed("the payload has no `type`".into())),
-        }
-    }
+/// A verified interaction whose shape was checked, before anything is recorded or done.
+pub(super) enum Interaction {
+    Click(Click),
+    Submission(String, Value),
+    /// `view_closed`, a link button, and anything newer: acknowledged, nothing to do.
+    Nothing,
+}
 
-    fn on_click(&self, c: Click) -> Result<Response, InboundError> {
-        match c.action.as_str() {
-            ACTION_APPROVE | ACTION_DENY => {
-                if !is_request_id(&c.value) {
-                    return Err(InboundError::Malformed(
-                        "the button names no request".into(),
-                    ));
+/// Checks an interaction's shape; a malformed one is refused before it is recorded.
+pub(super) fn parse(p: Value) -> Result<Interaction, InboundError> {
+    let user = s(&p, "/user/id")
+        .filter(|u| is_user_id(u))
+        .ok_or_else(|| InboundError::Malformed("`user.id` is missing or invalid".into()))?
+        .to_string();
+    match s(&p, "/type") {
+        Some("block_actions") => {
+            let action = p
+                .pointer("/actions/0")
+                .ok_or_else(|| InboundError::Malformed("no action in the payload".into()))?;
+            let click = Click {
+                user,
+                team: super::workspace::Origin::of_interaction(&p)
+                    .workspace()
+                    .map(str::to_string),
+                action: s(action, "/action_id").unwrap_or("").to_string(),
+                value: s(action, "/value").unwrap_or("").to_string(),
+                response_url: s(&p, "/response_url").unwrap_or("").to_string(),
+                trigger_id: s(&p, "/trigger_id").unwrap_or("").to_string(),
+            };
+            match click.action.as_str() {
+                ACTION_APPROVE | ACTION_DENY if !is_request_id(&click.value) => Err(
+                    InboundError::Malformed("the button names no request".into()),
+                ),
+                ACTION_APPROVE | ACTION_DENY => Ok(Interaction::Click(click)),
+                ACTION_EXTEND if click.value.is_empty() || click.value.len() > 64 => {
+                    Err(InboundError::Malformed("the button names no grant".into()))
                 }
+                ACTION_EXTEND => Ok(Interaction::Click(click)),
+                // A link button still reports its click; the browser does the rest.
+                ACTION_CONSOLE => Ok(Interaction::Nothing),
+                _ => Err(InboundError::Malformed("unknown action".into())),
             }
-            ACTION_EXTEND => {
-                if c.value.is_empty() || c.value.len() > 64 {
-                    return Err(InboundError::Malformed("the button names no grant".into()));
-                }
-            }
-            // A link button still reports its click; the browser does the rest.
-            ACTION_CONSOLE => return Ok(StatusCode::OK.into_response()),
-            _ => return Err(InboundError::Malformed("unknown action".into())),
         }
-        let me = self.clone();
-        self.later("slack.click", async move { me.run_click(c).await });
-        Ok(StatusCode::OK.into_response())
+        Some("view_submission") => Ok(Interaction::Submission(user, p)),
+        Some(_) => Ok(Interaction::Nothing),
+        None => Err(InboundError::Malformed("the payload has no `type`".into())),
+    }
+}
+
+impl Slack {
+    pub(super) async fn on_interaction(&self, i: Interaction) -> Response {
+        match i {
+            Interaction::Click(c) => {
+                let me = self.clone();
+                self.later("slack.click", async move { me.run_click(c).await });
+                StatusCode::OK.into_response()
+            }
+            Interaction::Submission(user, p) => self.on_submission(user, &p).await,
+            Interaction::Nothing => StatusCode::OK.into_response(),
+        }
     }
 
     async fn run_click(&self, c: Click) {
-        let login = match self.identity().okta_login(&c.user).await {
+        let login = match self.identity().okta_login(&c.user, c.team.as_deref()).await {
             Ok(l) => l,
             Err(e) => {
                 self.answer(&c.response_url, &format!("{e}. Nothing was done."))
@@ -172,7 +186,14 @@ impl Slack {
                 .map(|t| t.trim().to_string())
                 .filter(|t| !t.is_empty())
         };
-        let login = match self.identity().okta_login(&user).await {
+        let login = match self
+            .identity()
+            .okta_login(
+                &user,
+                super::workspace::Origin::of_interaction(p).workspace(),
+            )
+            .await
+        {
             Ok(l) => l,
             Err(e) => return field_errors(&[("reason", format!("{e}. Nothing was done."))]),
         };

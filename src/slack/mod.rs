@@ -22,6 +22,7 @@ mod interactions;
 mod posts;
 mod reviews;
 pub mod verify;
+pub mod workspace;
 
 use std::sync::Arc;
 
@@ -52,6 +53,8 @@ pub enum InboundError {
     Unverified(#[from] verify::VerifyError),
     #[error("{0}")]
     Malformed(String),
+    #[error("{0}; nothing was done")]
+    Foreign(#[from] workspace::Foreign),
     #[error("the delivery could not be recorded")]
     Store(#[from] sqlx::Error),
 }
@@ -62,6 +65,7 @@ impl ErrorCode for InboundError {
             InboundError::NotConfigured => StatusCode::NOT_FOUND,
             InboundError::Unverified(_) => StatusCode::UNAUTHORIZED,
             InboundError::Malformed(_) => StatusCode::BAD_REQUEST,
+            InboundError::Foreign(_) => StatusCode::FORBIDDEN,
             InboundError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -70,6 +74,7 @@ impl ErrorCode for InboundError {
             InboundError::NotConfigured => "slack_not_configured",
             InboundError::Unverified(_) => "invalid_signature",
             InboundError::Malformed(_) => "invalid_payload",
+            InboundError::Foreign(_) => "foreign_workspace",
             InboundError::Store(_) => "database_unavailable",
         }
     }
@@ -107,6 +112,9 @@ pub fn start(
     if !cfg.is_configured() {
         return Ok(None);
     }
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
     Ok(Some(Slack::new(cfg, requests.clone(), tasks.clone())?))
 }
 
@@ -123,6 +131,11 @@ impl Slack {
             requests.clone(),
             clock.clone(),
             cfg.identity_cache_ttl,
+            identity::Members {
+                team_ids: cfg.team_ids.clone(),
+                enterprise_id: cfg.enterprise_id.clone(),
+                allow_guests: cfg.allow_guests,
+            },
         );
         Ok(Slack {
             inner: Arc::new(Inner {
@@ -155,17 +168,27 @@ impl Slack {
         SlackDeliverer::new(self.clone())
     }
 
-    /// Verifies a delivery and records it. `Ok(false)`: a replay, to be acknowledged and ignored.
-    async fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<bool, InboundError> {
+    /// Verifies a delivery's signature on the raw bytes (before anything is parsed).
+    fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<String, InboundError> {
         let now = self.inner.clock.now_ms();
-        let sig = match verify::verify(&self.inner.cfg.signing_secrets, headers, body, now) {
-            Ok(s) => s,
-            Err(e) => {
-                inbound("rejected");
-                return Err(e.into());
-            }
-        };
-        let first = verify::first_delivery(&self.inner.store, &sig, now).await?;
+        verify::verify(&self.inner.cfg.signing_secrets, headers, body, now).map_err(|e| {
+            inbound("rejected");
+            e.into()
+        })
+    }
+
+    /// Refuses an origin this broker does not serve (before anything is recorded), then records
+    /// the delivery. `Ok(false)`: a replay, to be acknowledged and ignored.
+    async fn admit(&self, sig: &str, origin: &workspace::Origin) -> Result<bool, InboundError> {
+        if let Err(f) = workspace::check(&self.inner.cfg, origin) {
+            inbound("foreign");
+            tracing::warn!(team = ?origin.team_id, user_team = ?origin.user_team_id,
+                enterprise = ?origin.enterprise_id, app = ?origin.app_id, reason = %f,
+                "Slack request from an origin this broker does not serve refused");
+            return Err(f.into());
+        }
+        let first =
+            verify::first_delivery(&self.inner.store, sig, self.inner.clock.now_ms()).await?;
         if !first {
             inbound("replay");
         }
@@ -234,14 +257,18 @@ async fn commands_hook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let slack = slack_of(&state)?;
-    if !slack.authenticate(&headers, &body).await? {
+    let sig = slack.verify(&headers, &body)?;
+    let form = decode_form(&body);
+    let cmd = commands::Command::parse(&form)?;
+    if !slack
+        .admit(&sig, &workspace::Origin::of_command(&form))
+        .await?
+    {
         return Ok(Json(
             json!({"response_type": "ephemeral", "text": "This command was already received."}),
         )
         .into_response());
     }
-    let form = decode_form(&body);
-    let cmd = commands::Command::parse(&form)?;
     inbound("command");
     Ok(slack.on_command(cmd).await)
 }
@@ -252,9 +279,7 @@ async fn interactions_hook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let slack = slack_of(&state)?;
-    if !slack.authenticate(&headers, &body).await? {
-        return Ok(StatusCode::OK.into_response());
-    }
+    let sig = slack.verify(&headers, &body)?;
     let form = decode_form(&body);
     let raw = form
         .iter()
@@ -263,8 +288,13 @@ async fn interactions_hook(
         .ok_or_else(|| InboundError::Malformed("the form has no `payload` field".into()))?;
     let payload: Value = serde_json::from_str(raw)
         .map_err(|_| InboundError::Malformed("`payload` is not JSON".into()))?;
+    let origin = workspace::Origin::of_interaction(&payload);
+    let interaction = interactions::parse(payload)?;
+    if !slack.admit(&sig, &origin).await? {
+        return Ok(StatusCode::OK.into_response());
+    }
     inbound("interaction");
-    Ok(slack.on_interaction(payload).await?)
+    Ok(slack.on_interaction(interaction).await)
 }
 
 /// `application/x-www-form-urlencoded`, accepting both `+` and `%20` for spaces.

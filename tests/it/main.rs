@@ -17,6 +17,7 @@ mod demo;
 mod deploy;
 mod e2e_faults;
 mod events;
+mod fuzz;
 mod grants;
 // The re-check under the access lock is raced through a hook compiled only with `test-hooks`.
 #[cfg(feature = "test-hooks")]
@@ -34,6 +35,7 @@ mod redis_ha;
 mod requests;
 mod reviews;
 mod scheduler;
+mod secrets;
 mod shutdown;
 mod slack;
 mod sync;

@@ -9,6 +9,7 @@ pub mod fake;
 mod figures;
 mod flows;
 mod inbound;
+mod workspace;
 
 use std::time::Duration;
 
@@ -279,6 +280,9 @@ pub fn click_payload(user: &str, action: &str, value: &str, response_url: &str) 
     ))
     .unwrap();
     p["user"]["id"] = json!(user);
+    // Our workspace, as in the slash commands (the fixture's own team is another one).
+    p["team"]["id"] = json!(fake::TEAM);
+    p["user"]["team_id"] = json!(fake::TEAM);
     p["response_url"] = json!(response_url);
     p["actions"][0]["action_id"] = json!(action);
     p["actions"][0]["value"] = json!(value);

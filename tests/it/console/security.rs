@@ -11,6 +11,8 @@ use super::*;
 use crate::helpers::*;
 
 both_backends!(
+    a_callback_from_another_browser_is_refused,
+    anonymous_sign_in_starts_write_nothing,
     spoiled_id_tokens_open_no_session,
     wrong_state_and_reused_code_are_refused,
     forms_without_their_csrf_token_change_nothing,
@@ -23,6 +25,118 @@ both_backends!(
 fn session_cookie(p: &Page) -> String {
     let c = p.headers.get("set-cookie").unwrap().to_str().unwrap();
     c.split(';').next().unwrap().to_string()
+}
+
+/// The `jit_session` cookies a page sets.
+fn session_cookies(p: &Page) -> Vec<String> {
+    p.headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .filter(|c| c.starts_with("jit_session="))
+        .collect()
+}
+
+/// Login CSRF: mallory starts a sign-in as himself, stops at Okta's redirect and sends the
+/// callback link to alice. Opened in her browser (signed in, signed out, or with a sign-in of
+/// her own under way) it is refused with a page saying so, and changes nothing: she stays
+/// herself. Her own sign-in, and mallory's in his own browser, still work.
+async fn a_callback_from_another_browser_is_refused(db: Db) {
+    let env = console_env(db, |_| {}).await;
+    let mallory = Browser::new(&env.app.base);
+    let authorize = mallory.start_sign_in("/login").await;
+    let link = mallory.okta_sign_in(&authorize, "dave@example.com").await;
+    assert!(link.contains("/auth/callback?"), "{link}");
+
+    let alice = Browser::new(&env.app.base);
+    alice.sign_in("alice@example.com").await;
+    let fresh = Browser::new(&env.app.base);
+    let midway = Browser::new(&env.app.base);
+    midway.start_sign_in("/login").await;
+    for (who, b) in [
+        ("signed in", &alice),
+        ("fresh", &fresh),
+        ("mid-sign-in", &midway),
+    ] {
+        let p = b.get(&link).await;
+        assert_eq!(p.status, StatusCode::UNAUTHORIZED, "{who}: {}", p.body);
+        assert!(p.body.contains("sign_in_not_started_here"), "{who}");
+        assert!(
+            p.body.contains("not started in this browser"),
+            "{who}: {}",
+            p.body
+        );
+        assert!(session_cookies(&p).is_empty(), "{who}");
+    }
+    // Alice is still alice; the others are still signed out.
+    let access = alice.get("/access").await;
+    assert_eq!(access.status, StatusCode::OK);
+    assert!(access.body.contains("alice@example.com"), "{}", access.body);
+    assert!(!access.body.contains("dave@example.com"));
+    assert_eq!(fresh.get("/access").await.status, StatusCode::SEE_OTHER);
+    // The browser in the middle of its own sign-in finishes it.
+    let authorize = midway.start_sign_in("/login").await;
+    let own = midway.okta_sign_in(&authorize, "carol@example.com").await;
+    assert_eq!(midway.get(&own).await.status, StatusCode::SEE_OTHER);
+    assert!(midway
+        .get("/access")
+        .await
+        .body
+        .contains("carol@example.com"));
+    // The link was refused before its code was spent: in mallory's own browser it works.
+    let p = mallory.get(&link).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(session_cookies(&p).len(), 1);
+}
+
+/// Every table's row count.
+async fn row_counts(store: &jit_broker::store::Store, db: Db) -> Vec<(String, i64)> {
+    let list = match db {
+        Db::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        Db::Postgres => "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+    };
+    let names: Vec<String> = sqlx::query_scalar(list)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for n in names {
+        let c: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM \"{n}\""))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        out.push((n, c));
+    }
+    out
+}
+
+/// Thirty anonymous `GET /login`s (with and without cookies kept) write no row anywhere, and
+/// the sign-ins they started still work from the browser that started them.
+async fn anonymous_sign_in_starts_write_nothing(db: Db) {
+    let env = console_env(db, |_| {}).await;
+    let store = env.app.store().await;
+    let before = row_counts(&store, db).await;
+    let keeper = Browser::new(&env.app.base);
+    let mut started = Vec::new();
+    for i in 0..30 {
+        let b = if i % 2 == 0 {
+            Browser::new(&env.app.base)
+        } else {
+            Browser {
+                http: keeper.http.clone(),
+                base: env.app.base.clone(),
+            }
+        };
+        started.push(b.start_sign_in("/login?return_to=/approvals").await);
+    }
+    assert_eq!(row_counts(&store, db).await, before);
+    // The newest sign-in of the browser that kept its cookie finishes; it holds at most four.
+    let callback = keeper
+        .okta_sign_in(started.last().unwrap(), "alice@example.com")
+        .await;
+    let p = keeper.get(&callback).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.location, "/approvals");
 }
 
 async fn signed_out(base: &str, cookie: &str) -> bool {
@@ -57,7 +171,7 @@ async fn spoiled_id_tokens_open_no_session(db: Db) {
         let p = b.get(&callback).await;
         assert_eq!(p.status, StatusCode::UNAUTHORIZED, "{t:?}: {}", p.body);
         assert!(p.body.contains("sign_in_rejected"), "{t:?}");
-        assert!(p.headers.get("set-cookie").is_none(), "{t:?}");
+        assert!(session_cookies(&p).is_empty(), "{t:?}");
         assert_eq!(
             b.get("/access").await.status,
             StatusCode::SEE_OTHER,
@@ -85,7 +199,7 @@ async fn wrong_state_and_reused_code_are_refused(db: Db) {
         .append_pair("state", "forged-state");
     let p = b.get(u.as_str()).await;
     assert_eq!(p.status, StatusCode::UNAUTHORIZED);
-    assert!(p.body.contains("invalid_state"));
+    assert!(p.body.contains("sign_in_not_started_here"), "{}", p.body);
     // The real callback works once...
     let ok = b.get(&callback).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);

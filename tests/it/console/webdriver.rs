@@ -1,7 +1,8 @@
 //! A real headless Chromium through WebDriver (Debian's `chromium` and `chromium-driver`):
 //! sign in through okta-sim's page as a requester, request access, approve it in a second
 //! browser as the approver, see the grant on the first, end it and see it gone in okta-sim;
-//! then a step-up approval that goes through Okta's sign-in again.
+//! then a step-up approval that goes through Okta's sign-in again; then a sign-in link started
+//! by someone else (login CSRF), refused in both browsers.
 //! Every page is saved as a screenshot under the tests' output directory
 //! (`target/tmp/console-screenshots/`), to be looked at.
 //!
@@ -344,6 +345,39 @@ async fn request_approve_see_and_revoke_in_real_browsers() {
         .unwrap();
     wait_for_path(&bob, "/approvals").await;
     wait_until(WAIT, || async { env.sim.is_member(ON_CALL, ALICE) }).await;
+
+    // Login CSRF: mallory starts a sign-in as himself (here without a browser), stops at Okta's
+    // redirect and sends the callback link to alice. Her Chromium refuses it with a page saying
+    // so, and she is still herself.
+    let mallory = Browser::new(&base);
+    let authorize = mallory.start_sign_in("/login").await;
+    let link = mallory.okta_sign_in(&authorize, "dave@example.com").await;
+    alice.goto(&link).await.unwrap();
+    shot(&alice, "18-login-csrf-refused").await;
+    let page = body(&alice).await;
+    assert!(page.contains("not started in this browser"), "{page}");
+    alice.goto(&format!("{base}/access")).await.unwrap();
+    wait_for_path(&alice, "/access").await;
+    let who = alice
+        .find(Locator::Css(".who"))
+        .await
+        .unwrap()
+        .attr("title")
+        .await
+        .unwrap();
+    assert_eq!(who.as_deref(), Some("alice@example.com"));
+    // In a browser with no session either: refused, and still signed out.
+    let fresh = browser(&mut driver).await;
+    fresh.goto(&link).await.unwrap();
+    assert!(body(&fresh).await.contains("not started in this browser"));
+    fresh.goto(&format!("{base}/access")).await.unwrap();
+    assert!(fresh
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("/authorize"));
+    fresh.close().await.unwrap();
     alice.close().await.unwrap();
     bob.close().await.unwrap();
 }

@@ -1,7 +1,9 @@
 //! An in-process fake of the Slack Web API (and of `response_url`s): an axum server on a
 //! loopback port 0 that records every call and fails on demand (429 + `Retry-After`, 5xx,
 //! `ok:false`). Users are registered with their email so `users.info` and
-//! `users.lookupByEmail` answer like Slack.
+//! `users.lookupByEmail` answer like Slack, with the fields of Slack's user object the broker
+//! checks (`team_id`, `is_stranger`, `is_restricted`, `is_ultra_restricted`,
+//! `is_email_confirmed`, `deleted`, `enterprise_user`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -35,6 +37,48 @@ pub enum Failure {
     Lost(u16),
 }
 
+/// The workspace every user of the fake belongs to unless told otherwise.
+pub const TEAM: &str = "T111";
+
+/// A Slack user as the fake serves it.
+#[derive(Debug, Clone)]
+pub struct FakeUser {
+    pub email: String,
+    pub team_id: String,
+    pub deleted: bool,
+    /// `None`: the field is absent from the answer.
+    pub email_confirmed: Option<bool>,
+    /// A Slack Connect user of another organisation (`is_stranger: true`).
+    pub stranger: bool,
+    /// Multi-channel guest.
+    pub restricted: bool,
+    /// Single-channel guest.
+    pub ultra_restricted: bool,
+}
+
+impl FakeUser {
+    /// Slack's user object (the shape of `users.info` in Slack's method reference).
+    fn json(&self, id: &str) -> Value {
+        let name = self.email.split('@').next().unwrap_or("");
+        let mut u = json!({
+            "id": id, "team_id": self.team_id, "name": name, "deleted": self.deleted,
+            "real_name": name, "tz": "Europe/Amsterdam",
+            "profile": {"email": self.email, "real_name": name, "display_name": name,
+                        "team": self.team_id},
+            "is_admin": false, "is_owner": false, "is_primary_owner": false,
+            "is_restricted": self.restricted, "is_ultra_restricted": self.ultra_restricted,
+            "is_bot": false, "is_app_user": false, "updated": 1_700_000_000,
+        });
+        if let Some(c) = self.email_confirmed {
+            u["is_email_confirmed"] = json!(c);
+        }
+        if self.stranger {
+            u["is_stranger"] = json!(true);
+        }
+        u
+    }
+}
+
 #[derive(Default)]
 struct State_ {
     calls: Vec<Call>,
@@ -42,8 +86,8 @@ struct State_ {
     failures: HashMap<String, VecDeque<Failure>>,
     /// While set, every Web API call answers 503.
     outage: bool,
-    /// Slack user id → (email, deleted, confirmed).
-    users: HashMap<String, (String, bool, bool)>,
+    /// Slack user id → the user.
+    users: HashMap<String, FakeUser>,
     ts: u64,
     /// Messages posted, in order: (conversation id, ts, body as posted).
     messages: Vec<(String, String, Value)>,
@@ -82,17 +126,29 @@ impl FakeSlack {
         format!("{}/hooks/{id}", self.base)
     }
 
+    /// A confirmed member of [`TEAM`].
     pub fn add_user(&self, slack_id: &str, email: &str) {
-        self.state
-            .lock()
-            .unwrap()
-            .users
-            .insert(slack_id.into(), (email.into(), false, true));
+        self.add_user_with(slack_id, email, |_| {});
+    }
+
+    /// A user of [`TEAM`] with `tweak` applied (another team, a guest, an unconfirmed email…).
+    pub fn add_user_with(&self, slack_id: &str, email: &str, tweak: impl FnOnce(&mut FakeUser)) {
+        let mut u = FakeUser {
+            email: email.into(),
+            team_id: TEAM.into(),
+            deleted: false,
+            email_confirmed: Some(true),
+            stranger: false,
+            restricted: false,
+            ultra_restricted: false,
+        };
+        tweak(&mut u);
+        self.state.lock().unwrap().users.insert(slack_id.into(), u);
     }
 
     pub fn deactivate_user(&self, slack_id: &str) {
         if let Some(u) = self.state.lock().unwrap().users.get_mut(slack_id) {
-            u.1 = true;
+            u.deleted = true;
         }
     }
 
@@ -267,9 +323,7 @@ async fn api(
         "users.info" => {
             let id = body["user"].as_str().unwrap_or("");
             match s.users.get(id) {
-                Some((email, deleted, confirmed)) => json!({"ok": true, "user": {
-                    "id": id, "deleted": deleted, "is_email_confirmed": confirmed,
-                    "profile": {"email": email}}}),
+                Some(u) => json!({"ok": true, "user": u.json(id)}),
                 None => json!({"ok": false, "error": "user_not_found"}),
             }
         }
@@ -278,9 +332,9 @@ async fn api(
             match s
                 .users
                 .iter()
-                .find(|(_, u)| u.0.eq_ignore_ascii_case(email))
+                .find(|(_, u)| u.email.eq_ignore_ascii_case(email))
             {
-                Some((id, _)) => json!({"ok": true, "user": {"id": id}}),
+                Some((id, u)) => json!({"ok": true, "user": u.json(id)}),
                 None => json!({"ok": false, "error": "users_not_found"}),
             }
         }

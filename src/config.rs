@@ -110,6 +110,10 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// The example configuration and policies for a real org (deploy/kubernetes) mark what each org
+/// fills in with `REPLACE_ME_…`; such a value gets one error saying so instead of a format error.
+pub const PLACEHOLDER: &str = "REPLACE_ME";
+
 /// Lowercase hex SHA-256 of a token: what operators put in `auth.tokens[].sha256`, so the
 /// configuration never holds a usable credential.
 pub fn hash_token(token: &str) -> String {

@@ -13,8 +13,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::config::PLACEHOLDER;
 use crate::config::{resolve_secret, ConfigError};
-use crate::policy::validate::PLACEHOLDER;
 
 /// An example config's `REPLACE_ME` left in place, named as such (the value is not secret).
 pub(crate) fn placeholder(key: &str, what: &str) -> ConfigError {

@@ -29,9 +29,7 @@ pub(crate) fn valid_okta_id(id: &str, prefix: &str) -> bool {
     id.starts_with(prefix) && id.len() >= 6 && id.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
-/// The example policies for a real org (deploy/kubernetes) mark what each org fills in with
-/// `REPLACE_ME_…`; such a value gets one error saying so instead of a format error.
-pub const PLACEHOLDER: &str = "REPLACE_ME";
+pub use crate::config::PLACEHOLDER;
 
 /// Every id, login and channel a resource names, with its key, for the placeholder check.
 fn named_values(r: &Resource) -> Vec<(String, &str)> {

@@ -320,6 +320,15 @@ pub fn field_of(e: &RequestError) -> Option<&'static str> {
         InvalidDuration(_) | DurationTooLong { .. } | BreakGlassTooLong { .. } => Some("duration"),
         ReasonRequired(_) | InvalidInput(_) => Some("reason"),
         TicketRequired { .. } | InvalidTicket { .. } => Some("ticket"),
+        // The grants service's one input check answers for requests too.
+        Grant(g) => match g {
+            crate::grants::GrantError::UnknownResource(_) => Some("resource"),
+            crate::grants::GrantError::InvalidDuration(_)
+            | crate::grants::GrantError::DurationTooLong { .. } => Some("duration"),
+            crate::grants::GrantError::ReasonRequired(_)
+            | crate::grants::GrantError::InvalidInput(_) => Some("reason"),
+            _ => None,
+        },
         _ => None,
     }
 }

@@ -12,6 +12,9 @@
 use reqwest::header::HeaderMap;
 
 /// The rate-limit headers of one response, parsed case-insensitively (Okta sends lowercase).
+/// 9999-12-31T23:59:59Z: the latest reset or date the pacing takes as a time.
+const MAX_EPOCH_S: i64 = 253_402_300_799;
+
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RateHeaders {
     pub limit: Option<u64>,
@@ -31,11 +34,14 @@ impl RateHeaders {
             .get(reqwest::header::DATE)
             .and_then(|v| v.to_str().ok())
             .and_then(|s| chrono::DateTime::parse_from_rfc2822(s.trim()).ok())
-            .map(|d| d.timestamp());
+            .map(|d| d.timestamp())
+            .filter(|s| (0..=MAX_EPOCH_S).contains(s));
         RateHeaders {
             limit: num(h, "x-rate-limit-limit"),
             remaining: num(h, "x-rate-limit-remaining"),
-            reset: num(h, "x-rate-limit-reset"),
+            // Epoch seconds up to the year 9999: anything beyond is not a time, and would
+            // overflow the millisecond arithmetic the pacing does with it.
+            reset: num(h, "x-rate-limit-reset").filter(|s: &i64| (0..=MAX_EPOCH_S).contains(s)),
             date,
         }
     }
@@ -391,5 +397,40 @@ mod tests {
         // Server read 100.x both times: offset in [-300, 100].
         assert_eq!(o.lo, Some(-300));
         assert_eq!(o.hi, Some(100));
+    }
+}
+
+#[cfg(test)]
+mod header_bounds {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn a_reset_beyond_any_time_is_ignored_not_overflowed() {
+        for bad in [
+            "9223372036854775807",
+            "-9223372036854775808",
+            "-1",
+            "253402300800",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("x-rate-limit-remaining", HeaderValue::from_static("5"));
+            h.insert("x-rate-limit-reset", HeaderValue::from_str(bad).unwrap());
+            let parsed = RateHeaders::parse(&h);
+            assert_eq!(parsed.reset, None, "{bad}");
+            // And the bucket takes the answer without arithmetic on it.
+            let mut b = Bucket::default();
+            b.on_answer(
+                Some((&parsed, &ClockOffset::default())),
+                Some(200),
+                0,
+                1_000,
+                0,
+                0,
+            );
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x-rate-limit-reset", HeaderValue::from_static("1700000000"));
+        assert_eq!(RateHeaders::parse(&h).reset, Some(1_700_000_000));
     }
 }

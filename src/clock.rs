@@ -84,6 +84,30 @@ impl Clock {
     }
 }
 
+/// What [`parse_time`] accepts, for messages and help texts.
+pub const TIME_FORMATS: &str =
+    "a date (`2026-01-31`, midnight UTC) or an RFC 3339 time (`2026-01-31T14:30:00Z`)";
+
+/// A time someone typed (a filter's `since`/`until`, a review's due date): a date, read as
+/// midnight UTC, or an RFC 3339 time with its offset. The error quotes the input and names both
+/// formats.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    let t = s.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Ok(d.with_timezone(&Utc));
+    }
+    if let Some(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+    {
+        return Ok(d.and_utc());
+    }
+    Err(format!(
+        "`{}` is not a time: expected {TIME_FORMATS}",
+        crate::redact::shown(s)
+    ))
+}
+
 /// Milliseconds since the epoch to a UTC time; out-of-range values clamp to the epoch.
 pub fn ms_to_datetime(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
@@ -94,6 +118,29 @@ pub fn ms_to_datetime(ms: i64) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_dates_or_rfc3339() {
+        assert_eq!(
+            parse_time("2026-01-31").unwrap().to_rfc3339(),
+            "2026-01-31T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_time("2026-01-31T14:30:00+02:00")
+                .unwrap()
+                .timestamp_millis(),
+            parse_time("2026-01-31T12:30:00Z")
+                .unwrap()
+                .timestamp_millis()
+        );
+        for bad in ["yesterday", "31/01/2026", "2026-02-30", ""] {
+            let e = parse_time(bad).unwrap_err();
+            assert!(
+                e.contains(&format!("`{bad}`")) && e.contains("RFC 3339"),
+                "{e}"
+            );
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn tokio_clock_follows_paused_time() {

@@ -326,35 +326,57 @@ pub fn load_layers<T: serde::de::DeserializeOwned>(
     env: impl IntoIterator<Item = (String, String)>,
     skip: &[&str],
 ) -> Result<T, Vec<ConfigError>> {
+    let (figment, mut errors) = layers(file, env, skip);
+    match extract::<T>(&figment) {
+        Ok(t) if errors.is_empty() => Ok(t),
+        Ok(_) => Err(errors),
+        Err(e) => {
+            errors.extend(e);
+            Err(errors)
+        }
+    }
+}
+
+/// The three layers merged, and every problem found while reading them: an unreadable or
+/// malformed file, every malformed `JIT_*` variable. A layer with a problem is left out and
+/// the others are still read, so `check-config` can list everything wrong at once; the errors
+/// come back beside the figment instead of stopping at the first.
+pub fn layers(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    skip: &[&str],
+) -> (Figment, Vec<ConfigError>) {
     let defaults = Figment::new().merge(Named::new(
         Toml::string(DEFAULT_TOML),
         Metadata::named("built-in defaults"),
     ));
     let mut figment = defaults.clone();
+    let mut errors = Vec::new();
     if let Some(path) = file {
         // Read it ourselves: figment treats a missing file as empty, and a missing file the
         // operator named is an error, not a silent fallback to defaults.
-        let text = std::fs::read_to_string(path).map_err(|source| {
-            vec![ConfigError::FileUnreadable {
+        match std::fs::read_to_string(path) {
+            Err(source) => errors.push(ConfigError::FileUnreadable {
                 path: path.to_path_buf(),
                 source,
-            }]
-        })?;
-        // Checked here first: TOML's own error quotes the offending line, which may hold a
-        // secret; ours names only the place.
-        if let Err(e) = text.parse::<toml::Table>() {
-            return Err(vec![ConfigError::Parse(format!(
-                "config file {}: not valid TOML at {}",
-                path.display(),
-                crate::redact::toml_error(&text, &e)
-            ))]);
+            }),
+            // Checked here first: TOML's own error quotes the offending line, which may hold a
+            // secret; ours names only the place.
+            Ok(text) => match text.parse::<toml::Table>() {
+                Err(e) => errors.push(ConfigError::Parse(format!(
+                    "config file {}: not valid TOML at {}",
+                    path.display(),
+                    crate::redact::toml_error(&text, &e)
+                ))),
+                Ok(_) => {
+                    figment = figment.merge(Named::new(
+                        Toml::string(&text),
+                        Metadata::from("config file", path),
+                    ));
+                }
+            },
         }
-        figment = figment.merge(Named::new(
-            Toml::string(&text),
-            Metadata::from("config file", path),
-        ));
     }
-    let mut errors = Vec::new();
     let mut vars: Vec<(String, String)> = Vec::new();
     for (k, v) in env {
         if !k.starts_with(ENV_PREFIX) || skip.contains(&k.as_str()) {
@@ -370,9 +392,6 @@ pub fn load_layers<T: serde::de::DeserializeOwned>(
             continue;
         }
         vars.push((k, v));
-    }
-    if !errors.is_empty() {
-        return Err(errors);
     }
     // figment's `Env` provider reads the process environment; we feed the given variables
     // through the same mapping (`JIT_A__B` → `a.b`) so tests can pass their own. Each
@@ -397,12 +416,32 @@ pub fn load_layers<T: serde::de::DeserializeOwned>(
             Metadata::named(format!("environment variable {name}")),
         ));
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
+    (figment, errors)
+}
+
+/// The whole figment as `T`. serde stops at the first problem, so this names one; see
+/// [`extract_section`] for one per section.
+pub fn extract<T: serde::de::DeserializeOwned>(figment: &Figment) -> Result<T, Vec<ConfigError>> {
     figment.extract().map_err(|e| {
         e.into_iter()
             .map(|e| ConfigError::Parse(describe_figment_error(&e)))
+            .collect::<Vec<_>>()
+    })
+}
+
+/// The section `key` (a top-level table) as `T`, with errors named by their full key
+/// (`server.request_timeout`): deserializing each section on its own finds a problem in every
+/// section, where the whole aggregate stops at the first.
+pub fn extract_section<T: serde::de::DeserializeOwned>(
+    figment: &Figment,
+    key: &str,
+) -> Result<T, Vec<ConfigError>> {
+    figment.focus(key).extract().map_err(|e| {
+        e.into_iter()
+            .map(|mut e| {
+                e.path.insert(0, key.to_string());
+                ConfigError::Parse(describe_figment_error(&e))
+            })
             .collect::<Vec<_>>()
     })
 }

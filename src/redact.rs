@@ -10,6 +10,9 @@
 //! free-text message is dropped altogether under a secret-bearing key. Likewise `reqwest`
 //! errors carry the URL they were for, and an outbound endpoint's URL may hold a credential.
 //!
+//! The other way round, [`shown`] bounds what outside input (a duration or time someone typed)
+//! an error may quote back to them.
+//!
 //! What it must never do: put a configuration value, or a URL an error came from, into a
 //! message.
 
@@ -162,4 +165,19 @@ mod tests {
         let m = toml_error(text, &e);
         assert!(!m.contains("MARKER") && m.starts_with("line 2"), "{m}");
     }
+}
+
+/// Outside input quoted back in an error (`99h`, `1 fortnight`, as written): at most 40
+/// characters, control characters replaced, so an error can say what was typed without
+/// becoming a channel for anything else. Never for secrets or configuration values.
+pub fn shown(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(40)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if s.chars().count() > 40 {
+        out.push('…');
+    }
+    out
 }

@@ -24,9 +24,10 @@ pub struct ListParams {
     /// Return entries with a sequence number greater than this (the previous page's `next_after`).
     pub after: Option<i64>,
     pub limit: Option<i64>,
-    /// RFC 3339 bounds on the entry time: `since <= at < until`.
-    pub since: Option<chrono::DateTime<chrono::Utc>>,
-    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Bounds on the entry time, `since <= at < until`: a date (midnight UTC) or an RFC 3339
+    /// time (see [`crate::clock::parse_time`]).
+    pub since: Option<String>,
+    pub until: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,7 +52,17 @@ async fn list(
             "after must not be negative",
         ));
     }
-    if let (Some(since), Some(until)) = (p.since, p.until) {
+    let time = |name: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|s| {
+                crate::clock::parse_time(s)
+                    .map_err(|e| ApiError::bad_request("invalid_time", format!("{name}: {e}")))
+            })
+            .transpose()
+    };
+    let since = time("since", &p.since)?;
+    let until = time("until", &p.until)?;
+    if let (Some(since), Some(until)) = (since, until) {
         if since >= until {
             return Err(ApiError::bad_request(
                 "invalid_range",
@@ -63,8 +74,8 @@ async fn list(
         &state.store,
         after,
         limit,
-        p.since.map(|t| t.timestamp_millis()),
-        p.until.map(|t| t.timestamp_millis()),
+        since.map(|t| t.timestamp_millis()),
+        until.map(|t| t.timestamp_millis()),
     )
     .await?;
     let next_after = super::paging::next_after(&entries, limit, |e| e.seq);

@@ -1,9 +1,13 @@
 //! `GET|POST /hooks/okta` (Okta's verification challenge and deliveries) and the admin view of
-//! the inbox (`GET /v1/events`, `POST /v1/events/{uuid}/retry`).
+//! the inbox (`GET /v1/events`, `POST /v1/events/{uuid}/retry`) and of refused hook requests
+//! (`GET /v1/events/refusals`).
 //!
 //! Why it exists: the delivery handler is the broker's fastest path (Okta gives up after 3 s
 //! and a busy org delivers in bursts): authenticate, parse, store, answer 204. Everything else
 //! happens in the worker.
+//!
+//! Every refused hook request (verification or delivery) is counted and logged with its reason
+//! by [`crate::events::refusals`].
 //!
 //! What it must never do: parse or store anything before the secret matched (compared in
 //! constant time on the raw header, never logged), say which part of the authentication
@@ -27,6 +31,7 @@ use crate::authz::Verb;
 use crate::error::ApiError;
 use crate::events::envelope;
 use crate::events::inbox::{self, NewEvent};
+use crate::events::refusals::{self, Refusal};
 use crate::events::worker::metric_type;
 
 const CHALLENGE_HEADER: &str = "x-okta-verification-challenge";
@@ -37,12 +42,19 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/hooks/okta", get(verify).post(deliver))
         .route("/v1/events", get(list))
+        .route("/v1/events/refusals", get(refused))
         .route("/v1/events/{uuid}/retry", post(retry))
 }
 
-/// The one-time verification: echo the challenge. It changes nothing, so it needs no secret
-/// (whether Okta sends the auth header on it is unverified).
-async fn verify(headers: HeaderMap) -> Result<Response, ApiError> {
+/// The one-time verification: echo the challenge, only to a request that carries the secret.
+/// Okta sends the hook's auth header (and custom headers) on its verification request too, so
+/// a broker that would refuse every delivery (no `events.secret`, or another one than the hook
+/// was registered with) fails the verification instead of letting Okta report `VERIFIED`.
+async fn verify(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Err(r) = state.events.authenticate(&headers) {
+        state.events.refusals().record("verification", r);
+        return Err(unauthorized());
+    }
     let challenge = headers
         .get(CHALLENGE_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -80,12 +92,12 @@ async fn deliver(
 ) -> Result<StatusCode, ApiError> {
     let started = Instant::now();
     let events = &state.events;
-    if !events.authenticated(&headers) {
-        metrics::counter!("jit_events_rejected_total", "reason" => "unauthenticated").increment(1);
+    if let Err(r) = events.authenticate(&headers) {
+        events.refusals().record("delivery", r);
         return Err(unauthorized());
     }
     if !is_json(&headers) {
-        metrics::counter!("jit_events_rejected_total", "reason" => "content_type").increment(1);
+        events.refusals().record("delivery", Refusal::ContentType);
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -93,9 +105,14 @@ async fn deliver(
         ));
     }
     let delivery = envelope::parse(&body).map_err(|e| {
-        metrics::counter!("jit_events_rejected_total", "reason" => "malformed").increment(1);
+        events.refusals().record("delivery", Refusal::Malformed);
         ApiError::bad_request("invalid_delivery", e.to_string())
     })?;
+    if delivery.events.is_empty() && delivery.unusable == 0 {
+        // Nothing to store: `okta event-hook register`'s test delivery, which only asks
+        // whether the broker accepts the secret.
+        return Ok(StatusCode::NO_CONTENT);
+    }
     if delivery.unusable > 0 {
         metrics::counter!("jit_events_unusable_total").increment(delivery.unusable as u64);
     }
@@ -181,6 +198,16 @@ async fn list(
     }
     let rows = inbox::list(&state.store, p.state.as_deref(), limit).await?;
     Ok(Json(serde_json::json!({ "events": rows })))
+}
+
+/// The hook requests the broker refused, per reason (all replicas; written once a second).
+async fn refused(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    crate::authz::require(Verb::SeeDeadLetters, &caller.actor())?;
+    let rows = refusals::list(&state.store).await?;
+    Ok(Json(serde_json::json!({ "refusals": rows })))
 }
 
 async fn retry(

@@ -71,6 +71,7 @@ async fn create(
                 duration: b.duration,
                 reason: b.reason,
                 request_id: None,
+                requested_by: None,
             },
         )
         .await?;

@@ -77,7 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(AuditCommand::Verify) => {
             let config = load(cli.config)?;
-            let store = Store::connect(&config.database).await?;
+            let store = Store::open(&config.database).await?;
             cli::audit_verify(&store).await
         }
         Command::Audit(AuditCommand::Export {
@@ -92,7 +92,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             let config = load(cli.config)?;
-            let store = Store::connect(&config.database).await?;
+            let store = Store::open(&config.database).await?;
             cli::audit_export(&store, since, until, format, output).await
         }
     }
@@ -119,33 +119,43 @@ fn load(file: Option<PathBuf>) -> anyhow::Result<Config> {
     })
 }
 
+/// Every problem at once: each configuration layer and section, every secret file, and the
+/// policy file (whenever the policy section itself could be read), not the first of each.
 fn check_config(file: Option<PathBuf>) -> ExitCode {
-    match Config::load(file.as_deref()) {
-        Ok(config) => match config.policy.load() {
-            Ok(policy) => {
-                for w in config.slack.warnings() {
-                    eprintln!("warning: {w}");
-                }
-                println!(
-                    "configuration is valid; policy has {} resource(s)",
-                    policy.resources.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(errors) => {
-                eprintln!("policy has {} problem(s):", errors.len());
-                for e in errors {
-                    eprintln!("  {e}");
-                }
-                ExitCode::from(1)
-            }
-        },
-        Err(errors) => {
-            eprintln!("configuration has {} problem(s):", errors.len());
+    let report = Config::load_report(file.as_deref(), std::env::vars());
+    let mut ok = true;
+    if !report.errors.is_empty() {
+        ok = false;
+        eprintln!("configuration has {} problem(s):", report.errors.len());
+        for e in &report.errors {
+            eprintln!("  {e}");
+        }
+    }
+    let resources = match report.policy.as_ref().map(|p| p.load()) {
+        Some(Ok(policy)) => Some(policy.resources.len()),
+        Some(Err(errors)) => {
+            ok = false;
+            eprintln!("policy has {} problem(s):", errors.len());
             for e in errors {
                 eprintln!("  {e}");
             }
-            ExitCode::from(1)
+            None
         }
+        None => {
+            eprintln!("policy not checked: the [policy] section itself has a problem");
+            None
+        }
+    };
+    if let Some(config) = &report.config {
+        for w in config.slack.warnings() {
+            eprintln!("warning: {w}");
+        }
+    }
+    match (ok, resources) {
+        (true, Some(n)) => {
+            println!("configuration is valid; policy has {n} resource(s)");
+            ExitCode::SUCCESS
+        }
+        _ => ExitCode::from(1),
     }
 }

@@ -12,14 +12,12 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::api::auth::AuthConfig;
-use crate::config::{
-    resolve_secret, ConfigError, DatabaseConfig, LogConfig, RedisConfig, ServerConfig,
-};
+use crate::config::{resolve_secret, ConfigError, DatabaseConfig, LogConfig, RedisConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    pub server: ServerConfig,
+    pub server: crate::config::ServerConfig,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub log: LogConfig,
@@ -52,37 +50,81 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, Vec<ConfigError>> {
-        let mut config: Config = crate::config::load_layers(file, env, crate::cli::CLI_ENV_VARS)?;
-        config.resolve_secrets().map_err(|e| vec![e])?;
-        let errors = config.validate();
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(errors)
+        let report = Self::load_report(file, env);
+        match report.config {
+            Some(config) if report.errors.is_empty() => Ok(config),
+            _ => Err(report.errors),
         }
     }
 
-    fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
-        resolve_secret(
+    /// Reads every layer and checks everything it can, collecting every problem instead of
+    /// stopping at the first: a broken layer is left out and the rest still read; when the
+    /// aggregate cannot be built, each section is read on its own so each names its problem;
+    /// every secret is resolved and the whole validated. For `check-config`, which also wants
+    /// the policy section (to check the policy file) when something else is wrong.
+    pub fn load_report(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> LoadReport {
+        let (figment, mut errors) = crate::config::layers(file, env, crate::cli::CLI_ENV_VARS);
+        let policy =
+            crate::config::extract_section::<crate::policy::PolicyConfig>(&figment, "policy").ok();
+        let mut config = match crate::config::extract::<Config>(&figment) {
+            Ok(config) => config,
+            Err(first) => {
+                let mut found = first;
+                for e in section_errors(&figment) {
+                    let text = e.to_string();
+                    if !found.iter().any(|f| f.to_string() == text) {
+                        found.push(e);
+                    }
+                }
+                errors.extend(found);
+                return LoadReport {
+                    config: None,
+                    errors,
+                    policy,
+                };
+            }
+        };
+        errors.extend(config.resolve_secrets());
+        errors.extend(config.validate());
+        let policy = Some(config.policy.clone());
+        LoadReport {
+            config: Some(config),
+            errors,
+            policy,
+        }
+    }
+
+    /// Every secret's `*_file` read; one error per section that has a problem.
+    fn resolve_secrets(&mut self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut keep = |r: Result<(), ConfigError>| {
+            if let Err(e) = r {
+                errors.push(e);
+            }
+        };
+        keep(resolve_secret(
             "database.password",
             &mut self.database.password,
             &self.database.password_file,
-        )?;
-        self.okta.resolve_secrets()?;
-        self.console.resolve_secrets()?;
+        ));
+        keep(self.okta.resolve_secrets());
+        keep(self.console.resolve_secrets());
         for (i, e) in self.outbound.endpoints.iter_mut().enumerate() {
-            resolve_secret(
+            keep(resolve_secret(
                 &format!("outbound.endpoints[{i}].secret"),
                 &mut e.secret,
                 &e.secret_file,
-            )?;
+            ));
             // Resolved: the file's content is now the secret; `validate` checks one form.
             e.secret_file = None;
         }
-        self.callbacks.resolve_secrets()?;
-        self.events.resolve_secrets()?;
-        self.slack.resolve_secrets()?;
-        Ok(())
+        keep(self.callbacks.resolve_secrets());
+        keep(self.events.resolve_secrets());
+        keep(self.slack.resolve_secrets());
+        errors
     }
 
     /// Checks that serde cannot express. Collects every problem so `check-config` can print all.
@@ -195,6 +237,54 @@ impl Config {
         errors.extend(self.reviews.validate());
         errors
     }
+}
+
+/// What [`Config::load_report`] found.
+pub struct LoadReport {
+    /// The configuration, when every section could be read (it may still have `errors`).
+    pub config: Option<Config>,
+    /// Every problem found, in the order of the layers and sections.
+    pub errors: Vec<ConfigError>,
+    /// The policy section, when it could be read, so the policy file can be checked too.
+    pub policy: Option<crate::policy::PolicyConfig>,
+}
+
+/// Each section read on its own: serde stops at the first problem of the whole aggregate, so a
+/// typo in `[server]` would hide a bad value in `[okta]`.
+fn section_errors(figment: &figment::Figment) -> Vec<ConfigError> {
+    use crate::config::extract_section as section;
+    let mut out = Vec::new();
+    macro_rules! check {
+        ($($key:literal => $ty:ty),* $(,)?) => {
+            $(
+                if let Err(e) = section::<$ty>(figment, $key) {
+                    out.extend(e);
+                }
+            )*
+        };
+    }
+    check!(
+        "server" => crate::config::ServerConfig,
+        "database" => DatabaseConfig,
+        "redis" => RedisConfig,
+        "log" => LogConfig,
+        "auth" => AuthConfig,
+        "scheduler" => crate::scheduler::SchedulerConfig,
+        "policy" => crate::policy::PolicyConfig,
+        "okta" => crate::okta::OktaConfig,
+        "access_tokens" => crate::okta::jwt::AccessTokensConfig,
+        "requests" => crate::requests::RequestsConfig,
+        "console" => crate::console::ConsoleConfig,
+        "notify" => crate::notify::NotifyConfig,
+        "outbox" => crate::outbox::OutboxConfig,
+        "outbound" => crate::outbox::webhook::OutboundConfig,
+        "callbacks" => crate::callbacks::CallbacksConfig,
+        "events" => crate::events::EventsConfig,
+        "sync" => crate::sync::SyncConfig,
+        "slack" => crate::slack::SlackConfig,
+        "reviews" => crate::reviews::ReviewsConfig,
+    );
+    out
 }
 
 #[cfg(test)]

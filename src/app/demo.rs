@@ -32,6 +32,30 @@ pub enum DemoError {
     Sim(#[source] okta_sim::SimError),
     #[error("cannot write the demo files in {}", .0.display())]
     Files(PathBuf, #[source] std::io::Error),
+    /// Checked before the guide is printed, so a newcomer without Redis reads what to do
+    /// rather than a guide whose every command then fails.
+    #[error(
+        "the demo needs Redis and cannot reach it at {url} (redis.url): start one \
+         (`docker run -d -p 6379:6379 redis:7`, or `redis-server`) or point the demo at yours \
+         with JIT_REDIS__URL=redis://HOST:PORT"
+    )]
+    Redis {
+        url: String,
+        #[source]
+        source: crate::redis_conn::RedisError,
+    },
+}
+
+/// Connects to the configured Redis and pings it.
+pub async fn check_redis(config: &Config) -> Result<(), DemoError> {
+    let fail = |source| DemoError::Redis {
+        url: crate::store::redact_url(&config.redis.url),
+        source,
+    };
+    let redis = crate::redis_conn::RedisConn::connect(&config.redis)
+        .await
+        .map_err(fail)?;
+    redis.ping().await.map_err(fail)
 }
 
 /// A prepared demo: the configuration `serve` will run with, the admin token to print, and the
@@ -43,9 +67,11 @@ pub struct Demo {
 }
 
 /// Starts the simulator and rewrites `config` to use it, the demo policy, SQLite in `dir` (unless
-/// the configuration names PostgreSQL), and a new admin token. Redis and the listen address stay as configured (the local Redis under the
-/// key prefix `jit-demo` unless one was chosen).
+/// the configuration names PostgreSQL), and a new admin token. Redis and the listen address stay
+/// as configured (the local Redis under the key prefix `jit-demo` unless one was chosen); Redis
+/// is checked first ([`check_redis`]).
 pub async fn prepare(mut config: Config, dir: &Path) -> Result<Demo, DemoError> {
+    check_redis(&config).await?;
     let files = |e| DemoError::Files(dir.to_path_buf(), e);
     std::fs::create_dir_all(dir).map_err(files)?;
     let policy = dir.join("policy.toml");

@@ -88,6 +88,9 @@ pub async fn run_with(
     let store = Store::connect(&config.database).await?;
     if config.database.migrate_on_start {
         store.migrate().await?;
+    } else {
+        // Fail at start, naming the fix, instead of at the first request with "no such table".
+        store.check_migrated(&config.database.url).await?;
     }
     let redis = RedisConn::connect(&config.redis).await?;
     let tasks = Tasks::new();

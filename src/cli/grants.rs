@@ -50,7 +50,7 @@ pub enum GrantsCommand {
 }
 
 pub async fn run(config: Settings, cmd: GrantsCommand) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(&config.database).await?;
+    let store = Store::open(&config.database).await?;
     match cmd {
         GrantsCommand::List {
             user,

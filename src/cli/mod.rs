@@ -94,11 +94,12 @@ pub enum AuditCommand {
     Verify,
     /// Stream entries to a file or standard output.
     Export {
-        /// Earliest entry time to include (RFC 3339), inclusive.
-        #[arg(long, env = "JIT_AUDIT_SINCE")]
+        /// Earliest entry time to include, inclusive: a date (`2026-01-31`, midnight UTC) or an
+        /// RFC 3339 time (`2026-01-31T14:30:00Z`).
+        #[arg(long, env = "JIT_AUDIT_SINCE", value_parser = crate::clock::parse_time)]
         since: Option<chrono::DateTime<chrono::Utc>>,
-        /// Latest entry time (RFC 3339), exclusive.
-        #[arg(long, env = "JIT_AUDIT_UNTIL")]
+        /// Latest entry time, exclusive: a date or an RFC 3339 time.
+        #[arg(long, env = "JIT_AUDIT_UNTIL", value_parser = crate::clock::parse_time)]
         until: Option<chrono::DateTime<chrono::Utc>>,
         #[arg(long, value_enum, default_value = "jsonl", env = "JIT_AUDIT_FORMAT")]
         format: ExportFormat,

@@ -62,7 +62,7 @@ pub enum RequestsCommand {
 }
 
 pub async fn run(config: Settings, cmd: RequestsCommand) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(&config.database).await?;
+    let store = Store::open(&config.database).await?;
     let svc = || async {
         let grants = super::grants::service(&config, store.clone()).await?;
         anyhow::Ok(RequestService::new(grants, &config.requests, None))

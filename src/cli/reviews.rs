@@ -56,7 +56,8 @@ pub enum ReviewsCommand {
         /// Reviews what the rule cannot assign, and every reviewer's own access.
         #[arg(long)]
         fallback: String,
-        /// The due date, RFC 3339.
+        /// The due date: a date (`2026-01-31`, midnight UTC) or an RFC 3339 time
+        /// (`2026-01-31T17:00:00Z`).
         #[arg(long)]
         due: String,
         /// What happens to items nobody decided by the due date.
@@ -107,7 +108,7 @@ pub enum ReviewsCommand {
 }
 
 pub async fn run(config: Settings, cmd: ReviewsCommand) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(&config.database).await?;
+    let store = Store::open(&config.database).await?;
     let grants = super::grants::service(&config, store).await?;
     let svc = ReviewService::new(grants);
     let r = run_with(&svc, cmd).await;

@@ -37,7 +37,7 @@ pub async fn run(config: Settings, args: SyncArgs) -> anyhow::Result<ExitCode> {
     if !config.okta.is_configured() {
         anyhow::bail!("okta.base_url is empty: there is no Okta to sync with");
     }
-    let store = Store::connect(&config.database).await?;
+    let store = Store::open(&config.database).await?;
     let clock = Clock::system();
     let redis = RedisConn::connect(&config.redis).await?;
     let okta = OktaClient::new(&config.okta, clock.clone())?;

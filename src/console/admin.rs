@@ -173,13 +173,9 @@ fn day(name: &str, s: &str) -> Result<Option<i64>, PageError> {
     if s.is_empty() {
         return Ok(None);
     }
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| Some(t.and_utc().timestamp_millis()))
-        .ok_or_else(|| {
-            ConsoleError::InvalidInput(format!("{name} must be a date like 2026-01-31")).into()
-        })
+    crate::clock::parse_time(s)
+        .map(|t| Some(t.timestamp_millis()))
+        .map_err(|e| ConsoleError::InvalidInput(format!("{name}: {e}")).into())
 }
 
 pub async fn audit(
@@ -225,7 +221,7 @@ pub async fn audit(
             actor: r.actor,
             action: r.action,
             subject: r.subject,
-            details: r.details,
+            fields: super::views::detail_fields(&r.details),
         })
         .collect();
     let older = match out.last() {

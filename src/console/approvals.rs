@@ -6,12 +6,19 @@
 //! says `step_up_required`, and the console sends the person through Okta again with `max_age`,
 //! then back to the request.
 //!
+//! A comment typed before a step-up survives the round trip through Okta: it is kept in a
+//! short-lived cookie scoped to that request's page (`jit_comment`, not a secret: the
+//! approver's own words) and put back in the form when they return.
+//!
 //! What it must never do: decide whether someone may approve (the service does, with fresh
 //! groups), or treat a step-up sign-in as the approval itself (the person clicks again).
 
 use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::Form;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use serde::Deserialize;
 use sqlx::Row;
 
@@ -59,11 +66,44 @@ pub async fn inbox(
     })
 }
 
+/// The cookie that carries a comment across a step-up sign-in.
+const COMMENT_COOKIE: &str = "jit_comment";
+/// The longest comment kept (the form's own limit).
+const MAX_COMMENT: usize = 1000;
+
+fn comment_cookie(id: &str, value: &str, max_age_s: i64, secure: bool) -> Option<HeaderValue> {
+    let c = cookie::Cookie::build((COMMENT_COOKIE, value.to_string()))
+        .path(format!("/approvals/{id}"))
+        .http_only(true)
+        .secure(secure)
+        .same_site(cookie::SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(max_age_s))
+        .build();
+    HeaderValue::from_str(&c.to_string()).ok()
+}
+
+/// The comment kept for this page, if any (decoded, bounded, text only).
+fn kept_comment(headers: &HeaderMap) -> Option<String> {
+    let raw = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == COMMENT_COOKIE)
+        .map(|c| c.value().to_string())?;
+    let bytes = URL_SAFE_NO_PAD.decode(raw.as_bytes()).ok()?;
+    String::from_utf8(bytes)
+        .ok()
+        .filter(|c| c.len() <= MAX_COMMENT && !c.chars().any(|ch| ch.is_control() && ch != '\n'))
+}
+
 pub async fn detail(
     State(state): State<ConsoleState>,
     v: Viewer,
     Path(id): Path<String>,
     Query(q): Query<Done>,
+    headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let svc = requests(&state)?;
     // Who may look is the rules' answer (the requester, its approvers, whoever decided it,
@@ -94,7 +134,10 @@ pub async fn detail(
             )
         })
         .unwrap_or_default();
-    html(views::Approval {
+    let comment = kept_comment(&headers);
+    let secure = state.console.as_ref().is_some_and(|c| c.secure_cookie);
+    let mut page = html(views::Approval {
+        comment: comment.clone().unwrap_or_default(),
         l: Layout::new(format!("Request for {}", r.resource), "approvals", Some(&v))
             .with_notice(notice(q.done.as_deref())),
         r: request_row(r),
@@ -118,7 +161,14 @@ pub async fn detail(
         may_decide,
         current: current.iter().map(|g| grant_row(g, now)).collect(),
         history: history.iter().map(request_row).collect(),
-    })
+    })?;
+    // Put back in the form once; then forgotten.
+    if comment.is_some() {
+        if let Some(c) = comment_cookie(&r.id, "", 0, secure) {
+            page.headers_mut().append(header::SET_COOKIE, c);
+        }
+    }
+    Ok(page)
 }
 
 /// `/requests/{id}` (the link in Slack's step-up message) is the request's approval page.
@@ -181,9 +231,21 @@ pub async fn decide(
                 .unwrap_or(0);
             let back = format!("/approvals/{id}?done=stepped_up");
             let back: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
-            Ok(see_other(&format!(
-                "/login?max_age={window}&return_to={back}"
-            )))
+            let mut resp = see_other(&format!("/login?max_age={window}&return_to={back}"));
+            // The comment comes back with the person (the service already checked `id`).
+            let comment = f.comment.trim();
+            if !comment.is_empty() && comment.len() <= MAX_COMMENT {
+                let c = state.console.as_ref();
+                let max_age = c.map_or(600, |c| {
+                    i64::try_from(c.cfg.login_timeout.as_secs()).unwrap_or(600) + 60
+                });
+                let secure = c.is_some_and(|c| c.secure_cookie);
+                let value = URL_SAFE_NO_PAD.encode(comment.as_bytes());
+                if let Some(h) = comment_cookie(&id, &value, max_age, secure) {
+                    resp.headers_mut().append(header::SET_COOKIE, h);
+                }
+            }
+            Ok(resp)
         }
         Err(e) => Err(e.into()),
     }

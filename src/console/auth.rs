@@ -7,6 +7,9 @@
 //! the ID token, reads the person's Okta groups for their console role, and opens a fresh
 //! session (a new cookie on every sign-in, so no session is fixed in advance).
 //!
+//! Every sign-in and sign-out is recorded in the audit log (`console.sign_in`,
+//! `console.sign_out`) in the transaction that opens or ends the session.
+//!
 //! What it must never do: redirect anywhere but a path on this console after sign-in (no open
 //! redirect), open a session from an unverified token or from a callback this browser did not
 //! start, end the browser's current session on such a callback, or keep the old session alive
@@ -201,6 +204,7 @@ async fn finish(
     }
     let cookie = session::create(
         &state.store,
+        &state.clock,
         now,
         NewSession {
             login: &id.login,
@@ -223,7 +227,7 @@ pub async fn logout(
 ) -> Result<Response, PageError> {
     let c = console(&state)?;
     v.check_csrf(&f.csrf)?;
-    session::delete(&state.store, &v).await?;
+    session::sign_out(&state.store, &state.clock, &v).await?;
     let mut resp = see_other("/?done=signed_out").into_response();
     let clear = session::clear_cookie(c.secure_cookie)
         .unwrap_or(HeaderValue::from_static("jit_session=; Max-Age=0; Path=/"));

@@ -40,6 +40,15 @@ pub enum ConsoleError {
     Render(#[from] askama::Error),
 }
 
+impl From<crate::audit::AuditError> for ConsoleError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        match e {
+            crate::audit::AuditError::Store(e) => ConsoleError::Store(e),
+            other => ConsoleError::Store(crate::store::StoreError::Corrupt(other.to_string())),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ConsoleError {
     fn from(e: sqlx::Error) -> Self {
         ConsoleError::Store(crate::store::StoreError::Query(e))

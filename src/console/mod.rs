@@ -211,6 +211,10 @@ pub fn routes(state: &ConsoleState) -> Router<ConsoleState> {
         .route("/static/console.js", get(js))
         .layer(middleware::from_fn_with_state(
             state.clone(),
+            pages::with_navigation,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
             security_headers,
         ))
 }

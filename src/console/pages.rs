@@ -48,19 +48,82 @@ impl IntoResponse for PageError {
                 Redirect::to(&u).into_response()
             }
             PageError::Page(s) => {
-                let page = views::ErrorPage {
-                    l: Layout::new("Something went wrong", "", None),
-                    code: s.code.to_string(),
-                    sentence: sentence(s.code).to_string(),
+                let shown = ErrorShown {
+                    status: s.status,
+                    code: s.code,
                     detail: s.detail,
-                    back: "/".into(),
                 };
-                match page.render() {
-                    Ok(body) => (s.status, Html(body)).into_response(),
-                    Err(_) => (s.status, s.code).into_response(),
-                }
+                // Rendered here without the navigation (no viewer at hand);
+                // `with_navigation` renders it again for a signed-in viewer.
+                let mut resp = error_page(&shown, None);
+                resp.extensions_mut().insert(shown);
+                resp
             }
         }
+    }
+}
+
+/// What an error page shows, kept on its response so that [`with_navigation`] can render it
+/// again with the signed-in person's navigation.
+#[derive(Clone, Debug)]
+pub struct ErrorShown {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+/// The error page, with the navigation of `v` when someone is signed in.
+pub fn error_page(s: &ErrorShown, v: Option<&Viewer>) -> Response {
+    let page = views::ErrorPage {
+        l: Layout::new("Something went wrong", "", v),
+        code: s.code.to_string(),
+        sentence: sentence(s.code).to_string(),
+        detail: s.detail.clone(),
+        back: "/".into(),
+    };
+    match page.render() {
+        Ok(body) => (s.status, Html(body)).into_response(),
+        Err(_) => (s.status, s.code).into_response(),
+    }
+}
+
+/// Middleware: an error page answered to someone signed in keeps the navigation (and the
+/// sign-out button), so a refused action does not strand them on a bare page. The session is
+/// read again only for error pages.
+pub async fn with_navigation(
+    State(state): State<ConsoleState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::extract::FromRequestParts;
+    let (method, uri, headers) = (
+        req.method().clone(),
+        req.uri().clone(),
+        req.headers().clone(),
+    );
+    let resp = next.run(req).await;
+    let Some(shown) = resp.extensions().get::<ErrorShown>().cloned() else {
+        return resp;
+    };
+    let (mut parts, ()) = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(())
+        .map(axum::http::Request::into_parts)
+        .unwrap_or_else(|_| axum::http::Request::new(()).into_parts());
+    parts.headers = headers;
+    match Viewer::from_request_parts(&mut parts, &state).await {
+        Ok(v) => {
+            let mut again = error_page(&shown, Some(&v));
+            // Keep what the handler set beyond the page itself (cookies, cache headers).
+            for (k, val) in resp.headers() {
+                if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+                    again.headers_mut().append(k.clone(), val.clone());
+                }
+            }
+            again
+        }
+        Err(_) => resp,
     }
 }
 
@@ -228,6 +291,25 @@ pub async fn cancel(
     Ok(see_other("/access?done=cancelled"))
 }
 
+/// The people a stage names, as the policy names them: logins, then Okta groups by id (the
+/// page makes no Okta call to look names up).
+fn who_approves(p: &crate::policy::Principals) -> String {
+    let mut who: Vec<String> = p.users.clone();
+    who.extend(
+        p.okta_groups
+            .iter()
+            .map(|g| format!("the members of Okta group {g}")),
+    );
+    match who.len() {
+        0 => "nobody named".into(),
+        1 => who.remove(0),
+        _ => {
+            let last = who.pop().unwrap_or_default();
+            format!("{} or {last}", who.join(", "))
+        }
+    }
+}
+
 fn fmt_d(d: std::time::Duration) -> String {
     views::span(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
@@ -248,7 +330,15 @@ pub async fn request_form(
             } else {
                 let names: Vec<String> = stages
                     .iter()
-                    .map(|s| format!("{} ({} needed)", s.name, s.approvals_required))
+                    .map(|s| {
+                        let n = s.approvals_required;
+                        format!(
+                            "{}: {} ({n} approval{} needed)",
+                            s.name,
+                            who_approves(&s.approvers),
+                            if n == 1 { "" } else { "s" }
+                        )
+                    })
                     .collect();
                 format!("Approved by {}", names.join(", then "))
             };

@@ -111,7 +111,13 @@ pub struct NewSession<'a> {
     pub auth_time_ms: i64,
 }
 
-pub async fn create(store: &Store, now: i64, s: NewSession<'_>) -> Result<String, ConsoleError> {
+/// Opens the session and records the sign-in in the audit log, in one transaction.
+pub async fn create(
+    store: &Store,
+    clock: &crate::clock::Clock,
+    now: i64,
+    s: NewSession<'_>,
+) -> Result<String, ConsoleError> {
     let cookie = random_token();
     let roles = match (s.admin, s.auditor) {
         (true, true) => "admin,auditor",
@@ -119,6 +125,7 @@ pub async fn create(store: &Store, now: i64, s: NewSession<'_>) -> Result<String
         (false, true) => "auditor",
         (false, false) => "",
     };
+    let mut tx = store.begin().await?;
     sqlx::query(
         "INSERT INTO console_sessions (id_hash, login, user_id, name, roles, auth_time_ms, \
          created_ms, last_seen_ms, csrf) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -132,16 +139,58 @@ pub async fn create(store: &Store, now: i64, s: NewSession<'_>) -> Result<String
     .bind(now)
     .bind(now)
     .bind(random_token())
-    .execute(store.pool())
+    .execute(tx.conn())
     .await?;
+    crate::audit::append(
+        &mut tx,
+        clock,
+        crate::audit::NewEntry::new(
+            s.login,
+            "console.sign_in",
+            format!("user:{}", s.user_id),
+            serde_json::json!({
+                "admin": s.admin, "auditor": s.auditor, "auth_time_ms": s.auth_time_ms,
+            }),
+        ),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(cookie)
 }
 
+/// Ends a session without an audit entry: the one a new sign-in in the same browser replaces
+/// (that sign-in is recorded).
 pub async fn delete(store: &Store, v: &Viewer) -> Result<(), ConsoleError> {
     sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
         .bind(&v.id_hash)
         .execute(store.pool())
         .await?;
+    Ok(())
+}
+
+/// Ends the session on the person's own sign-out, recorded in the audit log.
+pub async fn sign_out(
+    store: &Store,
+    clock: &crate::clock::Clock,
+    v: &Viewer,
+) -> Result<(), ConsoleError> {
+    let mut tx = store.begin().await?;
+    sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
+        .bind(&v.id_hash)
+        .execute(tx.conn())
+        .await?;
+    crate::audit::append(
+        &mut tx,
+        clock,
+        crate::audit::NewEntry::new(
+            &v.login,
+            "console.sign_out",
+            format!("user:{}", v.user_id),
+            serde_json::json!({}),
+        ),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(())
 }
 

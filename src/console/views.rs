@@ -171,6 +171,8 @@ pub struct DecisionRow {
 #[template(path = "approval.html")]
 pub struct Approval {
     pub l: Layout,
+    /// A comment typed before a step-up sign-in, put back in the form.
+    pub comment: String,
     pub r: RequestRow,
     pub ticket: String,
     pub stages: Vec<String>,
@@ -204,7 +206,62 @@ pub struct AuditRow {
     pub actor: String,
     pub action: String,
     pub subject: String,
-    pub details: String,
+    /// The entry's details as fields a person reads (see [`detail_fields`]).
+    pub fields: Vec<DetailField>,
+}
+
+/// One field of an audit entry's details: a time shown as a time, a duration as a duration.
+pub struct DetailField {
+    pub key: String,
+    pub value: String,
+    pub time: Option<Time>,
+}
+
+/// An audit entry's details (a JSON object) as fields, sorted by key: keys ending in
+/// `_at` (or `_at_ms`) holding epoch milliseconds become times, keys ending in `duration_ms`
+/// become durations, strings lose their quotes, nested values stay compact JSON. Details that
+/// are not an object are one field `details`.
+pub fn detail_fields(details: &str) -> Vec<DetailField> {
+    let field = |key: &str, v: &serde_json::Value| {
+        let ms = v.as_i64();
+        let is_time = key.ends_with("_at") || key.ends_with("_at_ms") || key == "published";
+        match (ms, v) {
+            (Some(ms), _) if is_time && ms > 0 => DetailField {
+                key: key.to_string(),
+                value: String::new(),
+                time: Some(time(ms)),
+            },
+            (Some(ms), _) if key.ends_with("duration_ms") => DetailField {
+                key: key.to_string(),
+                value: span(ms),
+                time: None,
+            },
+            (_, serde_json::Value::String(s)) => DetailField {
+                key: key.to_string(),
+                value: s.clone(),
+                time: None,
+            },
+            (_, serde_json::Value::Null) => DetailField {
+                key: key.to_string(),
+                value: "–".into(),
+                time: None,
+            },
+            (_, other) => DetailField {
+                key: key.to_string(),
+                value: other.to_string(),
+                time: None,
+            },
+        }
+    };
+    match serde_json::from_str::<serde_json::Value>(details) {
+        Ok(serde_json::Value::Object(m)) => m.iter().map(|(k, v)| field(k, v)).collect(),
+        Ok(v) => vec![field("details", &v)],
+        Err(_) => vec![DetailField {
+            key: "details".into(),
+            value: details.to_string(),
+            time: None,
+        }],
+    }
 }
 
 pub struct AuditFilter {

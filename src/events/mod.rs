@@ -18,6 +18,7 @@ mod config;
 pub mod envelope;
 pub mod inbox;
 pub mod reactions;
+pub mod refusals;
 mod retention;
 pub mod worker;
 
@@ -55,6 +56,8 @@ struct Inner {
     secret_hashes: Vec<[u8; 32]>,
     /// Wakes this replica's worker when a delivery stored something.
     wake: Arc<Notify>,
+    /// Refused hook requests not yet written (see [`refusals`]).
+    refusals: Arc<refusals::Refusals>,
 }
 
 impl std::fmt::Debug for Events {
@@ -85,15 +88,33 @@ impl Events {
     /// Whether `headers` carry one of the configured secrets. Every configured secret is
     /// compared (no early exit), over SHA-256 digests of equal length.
     pub fn authenticated(&self, headers: &HeaderMap) -> bool {
+        self.authenticate(headers).is_ok()
+    }
+
+    /// Like [`Events::authenticated`], with the reason of a refusal for the log and the
+    /// count (never for the caller: the HTTP answer is the same for all of them).
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<(), refusals::Refusal> {
+        if self.inner.secret_hashes.is_empty() {
+            return Err(refusals::Refusal::NotConfigured);
+        }
         let Some(v) = headers.get(self.inner.config.auth_header.as_str()) else {
-            return false;
+            return Err(refusals::Refusal::MissingHeader);
         };
         let got: [u8; 32] = Sha256::digest(v.as_bytes()).into();
         let mut ok = subtle::Choice::from(0);
         for h in &self.inner.secret_hashes {
             ok |= h.ct_eq(&got);
         }
-        bool::from(ok)
+        if bool::from(ok) {
+            Ok(())
+        } else {
+            Err(refusals::Refusal::WrongSecret)
+        }
+    }
+
+    /// Where refused hook requests are counted.
+    pub fn refusals(&self) -> &refusals::Refusals {
+        &self.inner.refusals
     }
 
     /// Whether an event is about something the broker manages or reacts to (else it is only
@@ -138,11 +159,12 @@ impl Events {
             inner: Arc::new(Inner {
                 intake: inbox::Intake::new(store.clone(), clock.clone()),
                 store,
-                clock,
+                clock: clock.clone(),
                 config,
                 policy,
                 secret_hashes,
                 wake: Arc::new(Notify::new()),
+                refusals: Arc::new(refusals::Refusals::new(clock.clone())),
             }),
         }
     }
@@ -157,9 +179,10 @@ impl Events {
         &self.inner.config
     }
 
-    /// Starts `events.purge` (see [`retention`]) on `tasks`: on every replica, with or without
-    /// Okta.
+    /// Starts `events.purge` (see [`retention`]) and `events.refusals` (see [`refusals`]) on
+    /// `tasks`: on every replica, with or without Okta.
     pub fn start_retention(&self, tasks: &Tasks) {
+        refusals::spawn(self.inner.refusals.clone(), self.inner.store.clone(), tasks);
         retention::spawn(
             self.inner.store.clone(),
             self.inner.clock.clone(),

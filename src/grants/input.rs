@@ -16,6 +16,7 @@ use super::error::GrantError;
 use crate::clock::ms_to_datetime;
 use crate::okta::User;
 use crate::policy::{parse_duration, Policy, Resource};
+use crate::redact::shown;
 
 /// The longest reason or comment, in bytes.
 pub const MAX_REASON: usize = 1000;
@@ -46,7 +47,8 @@ pub fn duration(res: &Resource, asked: Option<&str>) -> Result<Duration, GrantEr
     };
     if d > res.max_duration {
         return Err(GrantError::DurationTooLong {
-            requested: fmt_duration(d),
+            // As written (`99h`), not as re-rendered (`4days 3h`): what the person typed.
+            requested: asked.map_or_else(|| fmt_duration(d), |s| format!("`{}`", shown(s))),
             max: fmt_duration(res.max_duration),
         });
     }

@@ -40,6 +40,9 @@ pub struct CreateGrant {
     pub duration: Option<String>,
     pub reason: Option<String>,
     pub request_id: Option<String>,
+    /// Who asked for the access: an approved request's requester. `None`: the actor, who then
+    /// both asked and made it (the admin API). The actor stays the audit entry's actor.
+    pub requested_by: Option<String>,
 }
 
 impl GrantService {
@@ -119,7 +122,10 @@ impl GrantService {
             standing: None,
             duration_ms,
             reason: reason.clone(),
-            requested_by: actor.to_string(),
+            requested_by: req
+                .requested_by
+                .clone()
+                .unwrap_or_else(|| actor.to_string()),
             request_id: req.request_id.clone(),
             end_sessions: res.end_sessions_on_expiry,
             created_at: now,

@@ -427,12 +427,39 @@ fn describe_de_error(resource: &str, text: &str, e: &toml::de::Error) -> PolicyE
     }
 }
 
+use crate::redact::shown;
+
 /// Parses a requested duration such as `1h` or `90m`: it must be positive and whole seconds.
+/// Every error quotes the input as written (see [`shown`]) and gives an example.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration like `30m` or `4h`: {e}"))?;
+    let t = s.trim();
+    let example = "a duration such as `30m`, `4h` or `1h30m` (units: s, m, h, d)";
+    if t.is_empty() {
+        return Err(format!("the duration is empty; expected {example}"));
+    }
+    if t.starts_with('-') {
+        return Err(format!("`{}` is negative; expected {example}", shown(s)));
+    }
+    let d = humantime::parse_duration(t).map_err(|e| {
+        let why = match e {
+            humantime::DurationError::UnknownUnit { unit, .. } => {
+                format!("unknown unit `{}`", shown(&unit))
+            }
+            humantime::DurationError::NumberExpected(_) => "a number must come first".into(),
+            humantime::DurationError::InvalidCharacter(_) => "unexpected character".into(),
+            humantime::DurationError::NumberOverflow => "too large".into(),
+            humantime::DurationError::Empty => "empty".into(),
+        };
+        format!(
+            "`{}` is not a duration ({why}); expected {example}",
+            shown(s)
+        )
+    })?;
     if d < Duration::from_secs(1) {
-        return Err(format!("`{s}`: duration must be at least one second"));
+        return Err(format!(
+            "`{}`: a duration must be at least one second; expected {example}",
+            shown(s)
+        ));
     }
     Ok(d)
 }
@@ -535,6 +562,15 @@ approvers = { okta_groups = ["REPLACE_ME_GROUP_ID_owners"], users = ["REPLACE_ME
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("-1h").is_err());
         assert!(parse_duration("soon").is_err());
+        // Errors quote the input as written and give an example.
+        for bad in ["-5m", "1 fortnight", "soon", "0s"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains(&format!("`{bad}`")), "{e}");
+            assert!(e.contains("`30m`"), "{e}");
+        }
+        assert!(parse_duration("1 fortnight")
+            .unwrap_err()
+            .contains("unknown unit `fortnight`"));
         assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5400));
     }
 }

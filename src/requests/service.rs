@@ -332,6 +332,9 @@ impl RequestService {
                             duration: Some(format!("{}s", d.as_secs().max(1))),
                             reason: Some(r.reason.clone()),
                             request_id: Some(r.id.clone()),
+                            // The grant was asked for by the requester, not by the approver
+                            // whose decision made it (the audit entry's actor).
+                            requested_by: Some(r.requested_by.clone()),
                         },
                     )
                     .await

@@ -175,8 +175,8 @@ impl ReviewService {
         if let ReviewerRule::Person { login } = &req.reviewer {
             check_login("reviewer.login", login)?;
         }
-        let due_at = chrono::DateTime::parse_from_rfc3339(&req.due_at)
-            .map_err(|_| ReviewError::InvalidInput("due_at must be an RFC 3339 time".into()))?
+        let due_at = crate::clock::parse_time(&req.due_at)
+            .map_err(|e| ReviewError::InvalidInput(format!("due_at: {e}")))?
             .timestamp_millis();
         let now = self.grants.clock().now_ms();
         if due_at <= now {

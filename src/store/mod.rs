@@ -46,6 +46,17 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database exists but lacks migrations this build needs (or was never migrated).
+    #[error(
+        "the database {url} is not migrated ({missing} of {known} migrations not applied): \
+         run `jit-broker migrate` with the same configuration first \
+         (or `jit-broker serve` with database.migrate_on_start = true)"
+    )]
+    NotMigrated {
+        url: String,
+        missing: usize,
+        known: usize,
+    },
 }
 
 impl ErrorCode for StoreError {
@@ -58,6 +69,7 @@ impl ErrorCode for StoreError {
     fn code(&self) -> &'static str {
         match self {
             StoreError::Connect(_) => "database_unavailable",
+            StoreError::NotMigrated { .. } => "database_not_migrated",
             _ => "database_error",
         }
     }
@@ -198,14 +210,78 @@ impl Store {
         })
     }
 
+    /// Connects to a database that must already be migrated: what every command but `migrate`
+    /// and `serve` uses. A SQLite file that does not exist is not created, and a database
+    /// without this build's migrations gets [`StoreError::NotMigrated`], which says to run
+    /// `jit-broker migrate`, instead of the first query's "no such table".
+    pub async fn open(cfg: &DatabaseConfig) -> Result<Store, StoreError> {
+        if let Some(path) = sqlite_file_path(&cfg.url) {
+            if !std::path::Path::new(&path).exists() {
+                return Err(StoreError::NotMigrated {
+                    url: redact_url(&cfg.url),
+                    missing: SQLITE_MIGRATIONS.iter().count(),
+                    known: SQLITE_MIGRATIONS.iter().count(),
+                });
+            }
+        }
+        let store = Store::connect(cfg).await?;
+        store.check_migrated(&cfg.url).await?;
+        Ok(store)
+    }
+
+    /// Whether every migration this build knows is applied; `url` only names the database in
+    /// the error. A database migrated by a newer build (more migrations) passes.
+    pub async fn check_migrated(&self, url: &str) -> Result<(), StoreError> {
+        let migrator = self.migrator();
+        let known: Vec<i64> = migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| m.version)
+            .collect();
+        let exists_sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
+                 AND name = '_sqlx_migrations'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+            }
+        };
+        let exists: i64 = sqlx::query_scalar(exists_sql).fetch_one(&self.pool).await?;
+        let applied: Vec<i64> = if exists > 0 {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let missing = known.iter().filter(|v| !applied.contains(v)).count();
+        if missing == 0 {
+            Ok(())
+        } else {
+            Err(StoreError::NotMigrated {
+                url: redact_url(url),
+                missing,
+                known: known.len(),
+            })
+        }
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
     /// Applies pending migrations. On PostgreSQL sqlx holds an advisory lock for the duration,
     /// so replicas starting together apply each migration once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let migrator = match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator.run(&self.pool).await.map_err(StoreError::Migrate)
+        self.migrator()
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::Migrate)
     }
 
     /// Opens a transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken up front
@@ -286,6 +362,17 @@ pub fn spawn_checkpointer(store: &Store, tasks: &crate::tasks::Tasks) {
             }
         }
     });
+}
+
+/// The file of a `sqlite:` URL; `None` for PostgreSQL and in-memory databases.
+fn sqlite_file_path(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("sqlite:")?;
+    if rest.contains(":memory:") || rest.contains("mode=memory") {
+        return None;
+    }
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty()).then(|| path.to_string())
 }
 
 /// `sqlite://file` → create the file when missing; in-memory URLs pass through.

@@ -393,6 +393,23 @@ async fn http_audit_pages_for_auditors(db: Db) {
         codes["?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z"],
         "invalid_range"
     );
+    // Issue 22: a bad time says which formats are accepted; a plain date is one of them.
+    assert_eq!(codes["?since=yesterday"], "invalid_time");
+    let r = get("?since=yesterday", Some(AUDITOR_TOKEN)).await.unwrap();
+    let body: ErrorBody = r.json().await.unwrap();
+    assert!(
+        body.message.contains("`yesterday`")
+            && body.message.contains("2026-01-31")
+            && body.message.contains("RFC 3339"),
+        "{}",
+        body.message
+    );
+    let r = get("?since=2000-01-01&until=2999-12-31", Some(AUDITOR_TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 7, "{page}");
     app.stop().await.unwrap();
 }
 
@@ -440,6 +457,17 @@ async fn cli_verify_and_export(db: Db) {
         "2020-01-01T00:00:00Z",
     ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // A date is a time too; a bad one names the formats.
+    let out = run(&["audit", "export", "--since", "2000-01-01"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+    let out = run(&["audit", "export", "--since", "last week"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("RFC 3339") && err.contains("2026-01-31"),
+        "{err}"
+    );
 
     drop_append_only_triggers(&store).await;
     sqlx::query("UPDATE audit_log SET subject = 'grant:forged' WHERE seq = 4")

@@ -427,3 +427,44 @@ fn access_tokens_need_an_https_issuer_an_audience_and_sane_intervals() {
         "https://example.okta.com/oauth2/default/v1/keys"
     );
 }
+
+/// Issue 22: `check-config` stopped at the first problem of the configuration and did not look
+/// at the policy file at all while the configuration had one. Now one run lists a bad value in
+/// one section, an unknown key in another, a malformed environment variable and the policy
+/// file's own problem.
+#[test]
+fn check_config_lists_every_problem_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[resource]]\nname = \"prod-admins\"\nkind = \"okta_group\"\nokta_id = \"00g1prodadmins000001\"\n\
+         default_duration = \"1h\"\nmax_duration = \"10m\"\n\n\
+         [[resource]]\nname = \"payroll\"\nkind = \"not_a_kind\"\nokta_id = \"0oa1payroll000000001\"\n",
+    )
+    .unwrap();
+    let f = file(&format!(
+        "[server]\nrequest_timeout = \"soon\"\n\n[okta]\nbase_urll = \"https://x\"\n\n\
+         [policy]\nfile = \"{}\"\n",
+        policy.display()
+    ));
+    let out = broker_cmd()
+        .args(["--config", f.path().to_str().unwrap(), "check-config"])
+        .env("JIT_DATABASE__MAX_CONNECTIONS", "many")
+        .env("JIT_REDISURL", "redis://x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "`server.request_timeout`",
+        "`okta.base_urll`",
+        "JIT_REDISURL",
+        "database.max_connections",
+        "policy has 3 problem(s)",
+        "`prod-admins`",
+        "`payroll`",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected}: {stderr}");
+    }
+}

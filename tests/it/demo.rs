@@ -132,3 +132,37 @@ fn a_bad_demo_directory_or_setting_is_an_error_that_says_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("redis.url"), "{err}");
 }
+
+/// Issue 22: without Redis the demo printed its guide (whose every command then failed) and
+/// only logged a raw connection error. Now it checks Redis first, names the URL and
+/// `JIT_REDIS__URL`, and prints no guide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_without_redis_says_where_it_looked_and_how_to_point_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let out = tokio::task::block_in_place(|| {
+        Command::new(env!("CARGO_BIN_EXE_jit-broker"))
+            .arg("demo")
+            .arg("--dir")
+            .arg(dir.path())
+            .env_clear()
+            .env("JIT_SERVER__LISTEN", "127.0.0.1:0")
+            .env("JIT_REDIS__URL", &url)
+            .env("JIT_REDIS__CONNECT_TIMEOUT", "2s")
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap()
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stdout} {stderr}");
+    assert!(!stdout.contains("admin token"), "{stdout}");
+    assert!(stderr.contains(&url), "{stderr}");
+    assert!(stderr.contains("JIT_REDIS__URL"), "{stderr}");
+}

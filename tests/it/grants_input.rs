@@ -95,6 +95,29 @@ async fn bad_input_changes_nothing(db: Db) {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{body} → {r}");
         assert_eq!(r["code"], code, "{body} → {r}");
     }
+    // Issue 22: each duration error quotes the input as written and gives an example (`99h`
+    // was echoed as `4days 3h`, `-5m` as "expected number at 0").
+    for (asked, code, says) in [
+        ("-5m", "invalid_duration", "`-5m` is negative"),
+        (
+            "1 fortnight",
+            "invalid_duration",
+            "unknown unit `fortnight`",
+        ),
+        ("99h", "duration_exceeds_max", "`99h`"),
+    ] {
+        let body =
+            json!({"user": ALICE, "resource": "prod-db-admin", "duration": asked, "reason": "x"});
+        let (s, r) = e.post("/v1/grants", body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{asked} → {r}");
+        assert_eq!(r["code"], code, "{asked} → {r}");
+        let msg = r["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{asked} → {msg}");
+        assert!(msg.contains(&format!("`{asked}`")), "{asked} → {msg}");
+        if code == "invalid_duration" {
+            assert!(msg.contains("`30m`"), "{asked} → {msg}");
+        }
+    }
     let raw = |body: Vec<u8>| {
         e.app
             .http

@@ -27,6 +27,7 @@ mod grants_input;
 mod grants_races;
 mod health;
 mod layers;
+mod migrations;
 mod okta_auth;
 mod okta_client;
 mod okta_limits;

@@ -121,7 +121,11 @@ async fn step_up_approval_sends_the_approver_back_to_okta(db: Db) {
     let first = bob
         .post(
             &format!("/approvals/{id}/decide"),
-            &[("csrf", &detail.csrf()), ("verdict", "approve")],
+            &[
+                ("csrf", &detail.csrf()),
+                ("verdict", "approve"),
+                ("comment", "ok for the <incident> call"),
+            ],
         )
         .await;
     assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
@@ -152,10 +156,25 @@ async fn step_up_approval_sends_the_approver_back_to_okta(db: Db) {
     );
     let detail = bob.get(&back.location).await;
     assert!(detail.body.contains("You signed in again"));
+    // Issue 22: the comment typed before the step-up is back in the form (escaped), once.
+    assert!(
+        detail
+            .body
+            .contains(">ok for the &#60;incident&#62; call</textarea>"),
+        "{}",
+        detail.body
+    );
+    assert!(!detail.body.contains("<incident>"));
+    let again = bob.get(&back.location).await;
+    assert!(!again.body.contains("call</textarea>"), "{}", again.body);
     let second = bob
         .post(
             &format!("/approvals/{id}/decide"),
-            &[("csrf", &detail.csrf()), ("verdict", "approve")],
+            &[
+                ("csrf", &detail.csrf()),
+                ("verdict", "approve"),
+                ("comment", "ok for the <incident> call"),
+            ],
         )
         .await;
     assert_eq!(
@@ -164,6 +183,27 @@ async fn step_up_approval_sends_the_approver_back_to_okta(db: Db) {
         second.body
     );
     wait_until(WAIT, || async { env.sim.is_member(ON_CALL, ALICE) }).await;
+    let (_, r) = admin_get(&env.app.http, &env.app.base, &format!("/v1/requests/{id}")).await;
+    assert_eq!(
+        r["decisions"][0]["comment"], "ok for the <incident> call",
+        "{r}"
+    );
+
+    // Sign-ins and sign-outs are in the audit log (issue 22).
+    let page = bob.get("/access").await;
+    let out = bob.post("/logout", &[("csrf", &page.csrf())]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let (_, audit) = admin_get(&env.app.http, &env.app.base, "/v1/audit?limit=500").await;
+    let by = |action: &str| {
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == action && e["actor"] == "bob@example.com")
+            .count()
+    };
+    assert_eq!(by("console.sign_in"), 3, "{audit}");
+    assert_eq!(by("console.sign_out"), 1, "{audit}");
 }
 
 async fn auditors_see_grants_and_the_verified_audit_chain(db: Db) {
@@ -187,6 +227,33 @@ async fn auditors_see_grants_and_the_verified_audit_chain(db: Db) {
     let audit = carol.get("/admin/audit?action=grant.").await;
     assert_eq!(audit.status, StatusCode::OK);
     assert!(audit.body.contains("grant.active") || audit.body.contains("grant."));
+    // Issue 22: details are fields, with times as times and durations as durations, not JSON.
+    assert!(
+        audit
+            .body
+            .contains("<dt>provisional_expires_at</dt><dd><time datetime=\""),
+        "{}",
+        audit.body
+    );
+    assert!(
+        audit.body.contains("<dt>duration_ms</dt><dd>1h</dd>"),
+        "{}",
+        audit.body
+    );
+    assert!(!audit.body.contains("{&quot;"), "{}", audit.body);
+    // A date or an RFC 3339 time filters; anything else names both formats.
+    let dated = carol.get("/admin/audit?since=2000-01-01T00:00:00Z").await;
+    assert_eq!(dated.status, StatusCode::OK, "{}", dated.body);
+    let bad = carol.get("/admin/audit?since=yesterday").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("RFC 3339"), "{}", bad.body);
+    // An error page keeps the navigation and the sign-out button (issue 22).
+    assert!(
+        bad.body.contains(r#"<nav aria-label="Main">"#),
+        "{}",
+        bad.body
+    );
+    assert!(bad.body.contains("Sign out"), "{}", bad.body);
     let verified = carol
         .post("/admin/audit/verify", &[("csrf", &audit.csrf())])
         .await;

@@ -316,6 +316,13 @@ async fn request_approve_see_and_revoke_in_real_browsers() {
         .await
         .unwrap();
     shot(&bob, "15-step-up-request").await;
+    // A comment typed before the step-up is still there after it (issue 22).
+    bob.find(Locator::Id("comment"))
+        .await
+        .unwrap()
+        .send_keys("approved for incident 42")
+        .await
+        .unwrap();
     bob.find(Locator::Id("approve"))
         .await
         .unwrap()
@@ -337,6 +344,14 @@ async fn request_approve_see_and_revoke_in_real_browsers() {
         .unwrap();
     shot(&bob, "17-step-up-back").await;
     assert!(body(&bob).await.contains("You signed in again"));
+    let kept = bob
+        .find(Locator::Id("comment"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("approved for incident 42"));
     bob.find(Locator::Id("approve"))
         .await
         .unwrap()
@@ -345,6 +360,20 @@ async fn request_approve_see_and_revoke_in_real_browsers() {
         .unwrap();
     wait_for_path(&bob, "/approvals").await;
     wait_until(WAIT, || async { env.sim.is_member(ON_CALL, ALICE) }).await;
+    let (_, reqs) = admin_get(&env.app.http, &env.app.base, "/v1/requests?limit=100").await;
+    let decided: Vec<&serde_json::Value> = reqs["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["resource"] == "on-call")
+        .collect();
+    assert_eq!(decided.len(), 1, "{reqs}");
+    let id = decided[0]["id"].as_str().unwrap();
+    let (_, r) = admin_get(&env.app.http, &env.app.base, &format!("/v1/requests/{id}")).await;
+    assert_eq!(
+        r["decisions"][0]["comment"], "approved for incident 42",
+        "{r}"
+    );
 
     // Login CSRF: mallory starts a sign-in as himself (here without a browser), stops at Okta's
     // redirect and sends the callback link to alice. Her Chromium refuses it with a page saying

@@ -108,6 +108,7 @@ async fn verification_challenge(db: Db) {
         .http
         .get(e.app.url("/hooks/okta"))
         .header("X-Okta-Verification-Challenge", "abc123")
+        .header("Authorization", SECRET)
         .send()
         .await
         .unwrap();
@@ -120,10 +121,24 @@ async fn verification_challenge(db: Db) {
         .app
         .http
         .get(e.app.url("/hooks/okta"))
+        .header("Authorization", SECRET)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Without the secret the challenge is not answered: Okta sends the auth header on its
+    // verification request, so a broker that would refuse deliveries fails verification.
+    for secret in [None, Some("not-the-secret")] {
+        let mut req = e
+            .app
+            .http
+            .get(e.app.url("/hooks/okta"))
+            .header("X-Okta-Verification-Challenge", "abc123");
+        if let Some(s) = secret {
+            req = req.header("Authorization", s);
+        }
+        assert_eq!(req.send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
 }
 
 async fn drift_enforced_and_reported(db: Db) {

@@ -50,6 +50,8 @@ async fn request_approve_grant_and_history(db: Db) {
     assert_eq!(v["state"], "approved", "{v}");
     assert_eq!(v["grant"]["state"], "active", "{v}");
     assert_eq!(v["grant"]["request_id"], id.as_str());
+    // The grant was asked for by alice; bob's approval made it (issue 22: it said bob).
+    assert_eq!(v["grant"]["requested_by"], "alice@example.com", "{v}");
     assert!(e.sim.is_member(PROD_ADMINS, ALICE));
     // The clock started at activation and the duration is the one asked for.
     assert_eq!(v["grant"]["duration_ms"], 2 * 3600 * 1000);

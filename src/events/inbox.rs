@@ -336,11 +336,7 @@ pub async fn claim(
 /// one statement. Returns how many were still `owner`'s. The worker renews while a reaction
 /// runs, so the lease can be short (a dead replica's event is taken over within seconds) without
 /// a slow reaction losing its claim.
-pub async fn renew(
-    store: &Store,
-    owner: &str,
-    lease_until: i64,
-) -> Result<u64, StoreError> {
+pub async fn renew(store: &Store, owner: &str, lease_until: i64) -> Result<u64, StoreError> {
     let r = sqlx::query(
         "UPDATE okta_events SET lease_until = $2 \
          WHERE lease_owner = $1 AND state = 'processing'",

@@ -366,9 +366,13 @@ impl ExpiryHandler for GrantService {
     }
 
     async fn overdue(&self, now_ms: i64, limit: u32) -> Result<Vec<DueEntry>, BoxError> {
-        let rows =
-            repo::due_entries(self.store(), Some(now_ms), i64::from(limit), RESUME_AFTER_MS)
-                .await?;
+        let rows = repo::due_entries(
+            self.store(),
+            Some(now_ms),
+            i64::from(limit),
+            RESUME_AFTER_MS,
+        )
+        .await?;
         Ok(rows
             .into_iter()
             .map(|(grant_id, due_ms)| DueEntry { grant_id, due_ms })

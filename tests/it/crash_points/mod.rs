@@ -138,7 +138,10 @@ pub async fn revoking_window(p: &mut Pair, user: &str, resource: &str, group: &s
     let t0 = Instant::now();
     assert!(landed, "the doomed replica did not reach its crash point");
     let at_kill = p.doomed.sql_states().await;
-    assert_eq!(at_kill[&gid], "revoking", "the kill landed after the commit");
+    assert_eq!(
+        at_kill[&gid], "revoking",
+        "the kill landed after the commit"
+    );
     wait_until(REVOKING_BOUND, || async {
         p.state(&gid).await == "revoked" && !p.sim.is_member(group, user)
     })
@@ -166,7 +169,9 @@ pub async fn provisioning_window(
         .http
         .post(format!("{}/v1/grants", p.doomed.base))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"user": user, "resource": resource, "duration": "1h", "reason": "aimed kill"}))
+        .json(
+            &json!({"user": user, "resource": resource, "duration": "1h", "reason": "aimed kill"}),
+        )
         .send()
         .await;
     let landed = p.doomed.wait_dead(Duration::from_secs(5)).await;
@@ -284,18 +289,28 @@ async fn killed_between_revoking_commit_and_index_update(db: Db) {
 
 async fn killed_between_grant_row_and_okta_add(db: Db) {
     let mut p = Pair::start(db, crash::BEFORE_OKTA_ADD).await;
-    let (k, _) =
-        provisioning_window(&mut p, crash::BEFORE_OKTA_ADD, BOB, "prod-db-admin", PROD_ADMINS)
-            .await;
+    let (k, _) = provisioning_window(
+        &mut p,
+        crash::BEFORE_OKTA_ADD,
+        BOB,
+        "prod-db-admin",
+        PROD_ADMINS,
+    )
+    .await;
     eprintln!("before the add: active {:?} after the kill", k.took);
     settled(&p).await;
 }
 
 async fn killed_between_okta_add_and_activation(db: Db) {
     let mut p = Pair::start(db, crash::AFTER_OKTA_ADD).await;
-    let (k, gid) =
-        provisioning_window(&mut p, crash::AFTER_OKTA_ADD, BOB, "prod-db-admin", PROD_ADMINS)
-            .await;
+    let (k, gid) = provisioning_window(
+        &mut p,
+        crash::AFTER_OKTA_ADD,
+        BOB,
+        "prod-db-admin",
+        PROD_ADMINS,
+    )
+    .await;
     eprintln!("after the add: active {:?} after the kill", k.took);
     // The add the dead replica made is recorded as ours (not standing): it is removed at expiry.
     let (_, g) = p.survivor.get(&format!("/v1/grants/{gid}")).await;
@@ -308,7 +323,10 @@ async fn killed_between_okta_add_and_activation(db: Db) {
 async fn killed_inside_a_departure(db: Db) {
     let mut p = Pair::start(db, crash::REVOKING_COMMITTED).await;
     let k = departure_window(&mut p, DAVE).await;
-    assert!(k.landed, "the doomed replica did not die inside the reaction");
+    assert!(
+        k.landed,
+        "the doomed replica did not die inside the reaction"
+    );
     eprintln!("departure: all access gone {:?} after the kill", k.took);
     settled(&p).await;
 }

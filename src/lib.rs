@@ -12,7 +12,8 @@
 //! a second path cannot grow back. See `docs/architecture.md` for the picture.
 //!
 //! 1. **Foundation**: [`error`] (one error type, `{code, message}`), [`clock`] (the one "now"),
-//!    [`tasks`] (named tracked tasks, drained on shutdown), [`redact`] (errors without the
+//!    [`tasks`] (named tracked tasks, drained on shutdown), [`crash`] (crash points of test
+//!    builds), [`redact`] (errors without the
 //!    values they are about), [`config`] (layers, secrets, the foundation's sections),
 //!    [`csv_safe`] (CSV cells a spreadsheet cannot run), [`authz`] (who may do what: one rule
 //!    per verb for every channel), [`telemetry`] (logs, metrics), [`webhooks`] (Standard Webhooks
@@ -40,6 +41,7 @@
 pub mod authz;
 pub mod clock;
 pub mod config;
+pub mod crash;
 pub mod csv_safe;
 pub mod error;
 pub mod okta;

@@ -9,8 +9,9 @@
 //!
 //! Order of checks: raw bytes first (size by the router's limit, timestamp window both ways,
 //! signature in constant time: which integration signed it is learnt here), then idempotency
-//! (`webhook-id` per integration: a redelivery gets the first answer and changes nothing), and
-//! only then is the body parsed.
+//! (`webhook-id` per integration: a redelivery gets the first answer and changes nothing; the
+//! receipt is a short lease renewed while the decision runs, so a delivery whose process died is
+//! taken over by the sender's retry within seconds), and only then is the body parsed.
 //!
 //! What it must never do: parse an unverified body, tell the caller which part of the
 //! authentication failed, or process one `webhook-id` twice.
@@ -180,9 +181,10 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
-/// A receipt older than this still `processing` belongs to a process that died mid-way: a
-/// redelivery may take it over.
-const STALE_MS: i64 = 60_000;
+/// A `processing` receipt is its process's lease: its time (`created_at`) is pushed out every
+/// third of this while the decision runs, so one older than this belongs to a process that died
+/// mid-way, and the sender's retry takes it over within seconds (it used to wait a minute).
+const LEASE_MS: i64 = 5_000;
 
 async fn receive(State(state): State<CallbacksState>, headers: HeaderMap, raw: Bytes) -> Response {
     let verifier = &state.callbacks;
@@ -208,7 +210,7 @@ async fn receive(State(state): State<CallbacksState>, headers: HeaderMap, raw: B
     else {
         return unauthorized();
     };
-    match claim(&state, &integration.name, signed.id).await {
+    let stamp = match claim(&state, &integration.name, signed.id).await {
         Ok(Claim::Answered(status, body)) => {
             metrics::counter!("jit_callbacks_total", "integration" => integration.name.clone(), "outcome" => "replayed").increment(1);
             return answer(status, body);
@@ -221,10 +223,18 @@ async fn receive(State(state): State<CallbacksState>, headers: HeaderMap, raw: B
             )
             .into_response()
         }
-        Ok(Claim::Mine) => {}
+        Ok(Claim::Mine(stamp)) => stamp,
         Err(e) => return ApiError::from(e).into_response(),
-    }
-    let (status, body) = decide(&state, integration, &raw).await;
+    };
+    crate::crash::point(crate::crash::CALLBACK_PROCESSING);
+    let (status, body) = holding(
+        &state,
+        &integration.name,
+        signed.id,
+        stamp,
+        decide(&state, integration, &raw),
+    )
+    .await;
     metrics::counter!("jit_callbacks_total", "integration" => integration.name.clone(), "outcome" => if status.is_success() { "accepted" } else { "refused" }).increment(1);
     // A failure of ours (5xx: database or Okta unavailable) is not the answer to remember: the
     // receipt is dropped so the sender's retry is processed again.
@@ -295,8 +305,8 @@ async fn decide(
 }
 
 enum Claim {
-    /// This delivery is ours to process.
-    Mine,
+    /// This delivery is ours to process; the receipt's time as we wrote it (the lease).
+    Mine(i64),
     /// Processed before: this was the answer.
     Answered(StatusCode, String),
     /// Another delivery of the same id is being processed right now.
@@ -315,7 +325,7 @@ async fn claim(state: &CallbacksState, source: &str, id: &str) -> Result<Claim, 
     .execute(state.store.pool())
     .await?;
     if inserted.rows_affected() == 1 {
-        return Ok(Claim::Mine);
+        return Ok(Claim::Mine(now));
     }
     let row = sqlx::query(
         "SELECT state, status, body, created_at FROM webhook_receipts \
@@ -338,7 +348,7 @@ async fn claim(state: &CallbacksState, source: &str, id: &str) -> Result<Claim, 
     // A receipt left `processing` by a process that died: take it over (compare-and-set on
     // its time, so only one redelivery does).
     let created: i64 = row.try_get("created_at")?;
-    if now - created > STALE_MS {
+    if now - created > LEASE_MS {
         let took = sqlx::query(
             "UPDATE webhook_receipts SET created_at = $1 WHERE source = $2 AND webhook_id = $3 \
              AND state = 'processing' AND created_at = $4",
@@ -350,10 +360,51 @@ async fn claim(state: &CallbacksState, source: &str, id: &str) -> Result<Claim, 
         .execute(state.store.pool())
         .await?;
         if took.rows_affected() == 1 {
-            return Ok(Claim::Mine);
+            return Ok(Claim::Mine(now));
         }
     }
     Ok(Claim::InProgress)
+}
+
+/// Runs `work` (the decision) while renewing the receipt's lease every third of [`LEASE_MS`],
+/// in the same task, so the renewal ends with the work or with the process. A renewal that finds
+/// the receipt taken over stops renewing (the other delivery's decision is idempotent with ours:
+/// the request is decided once, the second sees `already_decided`).
+async fn holding<T>(
+    state: &CallbacksState,
+    source: &str,
+    id: &str,
+    mut stamp: i64,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let period = Duration::from_millis(u64::try_from(LEASE_MS / 3).unwrap_or(1_000));
+    let mut work = std::pin::pin!(work);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ours = true;
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick(), if ours => {
+                let now = state.clock.now_ms();
+                let r = sqlx::query(
+                    "UPDATE webhook_receipts SET created_at = $1 WHERE source = $2 \
+                     AND webhook_id = $3 AND state = 'processing' AND created_at = $4",
+                )
+                .bind(now)
+                .bind(source)
+                .bind(id)
+                .bind(stamp)
+                .execute(state.store.pool())
+                .await;
+                match r {
+                    Ok(r) if r.rows_affected() == 1 => stamp = now,
+                    Ok(_) => ours = false,
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the callback receipt's lease"),
+                }
+            }
+        }
+    }
 }
 
 async fn finish(

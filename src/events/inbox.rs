@@ -332,6 +332,22 @@ pub async fn claim(
         .collect()
 }
 
+/// Pushes the leases of `uuids` (claimed by `owner`, still in process) out to `lease_until`, in
+/// one statement. Returns how many were still `owner`'s. The worker renews while a reaction
+/// runs, so the lease can be short (a dead replica's event is taken over within seconds) without
+/// a slow reaction losing its claim.
+pub async fn renew(store: &Store, owner: &str, lease_until: i64) -> Result<u64, StoreError> {
+    let r = sqlx::query(
+        "UPDATE okta_events SET lease_until = $2 \
+         WHERE lease_owner = $1 AND state = 'processing'",
+    )
+    .bind(owner)
+    .bind(lease_until)
+    .execute(store.pool())
+    .await?;
+    Ok(r.rows_affected())
+}
+
 /// Marks a claimed event done with `outcome`, if the claim is still `owner`'s.
 pub async fn complete(
     store: &Store,

@@ -3,8 +3,10 @@
 //! Why it exists: a delivery is answered as soon as its events are stored; the work happens
 //! here, with retries, so an Okta or Redis hiccup delays a reaction instead of losing it. Any
 //! number of replicas run it on one inbox: the claim (see `inbox`) gives each event to one of
-//! them, one user's events in `published` order; a replica that dies loses its leases and
-//! another one takes the events over.
+//! them, one user's events in `published` order. Leases are short (`events.lease`, 5 s) and
+//! renewed every third of a lease while the reactions run, as the scheduler's are: a replica
+//! that dies loses its leases within seconds and another one takes the events over, re-running
+//! the reaction (reactions finish what an earlier attempt started, see `reactions`).
 //!
 //! What it must never do: drop an event after a failed attempt (it is retried with capped,
 //! jittered backoff, then dead-lettered and counted), or stop between a reaction and its
@@ -75,16 +77,41 @@ impl Worker {
         )
         .await?;
         let n = claimed.len();
-        futures::stream::iter(claimed)
-            .for_each_concurrent(None, |c| {
-                let owner = owner.as_str();
-                async move { self.process(c, owner).await }
-            })
-            .await;
+        if n == 0 {
+            return Ok(0);
+        }
+        let work = futures::stream::iter(claimed).for_each_concurrent(None, |c| {
+            let owner = owner.as_str();
+            async move { self.process(c, owner).await }
+        });
+        self.renewing(&owner, work).await;
         Ok(n)
     }
 
+    /// Runs `work` while renewing the claim's leases every third of `events.lease`, in the same
+    /// task (a `select!`), so the renewal stops the moment the work ends or the process dies: a
+    /// dead replica's events come back after one short lease, a slow reaction keeps its own.
+    async fn renewing(&self, owner: &str, work: impl std::future::Future<Output = ()>) {
+        let lease = i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX);
+        let period = (self.config.lease / 3).max(std::time::Duration::from_millis(100));
+        let mut work = std::pin::pin!(work);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut work => return,
+                _ = tick.tick() => {
+                    let until = self.clock.now_ms().saturating_add(lease);
+                    if let Err(e) = inbox::renew(&self.store, owner, until).await {
+                        tracing::warn!(error = %e, "cannot renew event leases; they may be taken over");
+                    }
+                }
+            }
+        }
+    }
+
     async fn process(&self, c: Claimed, owner: &str) {
+        crate::crash::point(crate::crash::EVENT_PROCESSING);
         let result = match serde_json::from_str::<serde_json::Value>(&c.body)
             .ok()
             .and_then(|v| OktaEvent::from_value(&v))

@@ -7,7 +7,9 @@
 //! re-check. Here it is written once: [`GrantService::remove_unexplained`] takes the
 //! per-(user, access) lock, re-checks under it that no grant (live, or ended after the change
 //! that was seen) and no `allow_standing` explains the access, removes it on the revocation lane
-//! and audits it; [`GrantService::restore`] re-adds an active grant's access under the same lock,
+//! and audits it (once: a removal that finds the access gone for a finding already audited, as
+//! when an event is processed again after a crash, is that revert seen again and is not audited
+//! twice); [`GrantService::restore`] re-adds an active grant's access under the same lock,
 //! audited once and scheduled like any grant. [`GrantService::holds`] and
 //! [`GrantService::find_role_assignment`] are the only Okta reads of one user's access.
 //!
@@ -239,11 +241,45 @@ impl GrantService {
         let removed =
             provision::remove_access(self.okta(), &a.user_id, a.kind, &a.okta_id, role.as_deref())
                 .await?;
+        if self.noted_before(&u.note).await? {
+            // The same finding (same detection, same resource) was reverted and audited by an
+            // earlier attempt that died before its event was recorded done: this is that revert,
+            // seen again (Okta answers a removal of a non-member with 204 or 404 alike), not a
+            // second one.
+            return Ok(Settled::Removed(Removed::AlreadyGone));
+        }
         self.write_note(&u.note, Some(removed.as_str())).await?;
         metrics::counter!("jit_grant_okta_changes_total", "kind" => a.kind.as_str(),
             "change" => "removed_unexplained")
         .increment(1);
         Ok(Settled::Removed(removed))
+    }
+
+    /// Whether the log already holds `note` for the same detection and resource (written within
+    /// the last hour: a re-run after a crash comes within leases and retries, not days). One
+    /// newest-first read of the last hour's entries per revert; reverts are rare.
+    async fn noted_before(&self, note: &AuditNote) -> Result<bool, GrantError> {
+        let since = self.clock().now_ms().saturating_sub(3_600_000);
+        let found = crate::audit::query::search(
+            self.store(),
+            &crate::audit::query::Search {
+                since_ms: Some(since),
+                action_prefix: Some(note.action.clone()),
+                subject: Some(note.subject.clone()),
+                limit: 50,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let same = |d: &serde_json::Value| {
+            d.get("detected") == note.details.get("detected")
+                && d.get("resource") == note.details.get("resource")
+                && note.details.get("detected").is_some()
+        };
+        Ok(found.iter().any(|e| {
+            e.action == note.action
+                && serde_json::from_str::<serde_json::Value>(&e.details).is_ok_and(|d| same(&d))
+        }))
     }
 
     /// Appends `note` (with `okta_change` when given) in its own transaction.

@@ -105,7 +105,9 @@ impl GrantService {
                 GrantState::Revoked | GrantState::Requested | GrantState::RemovedExternally => {
                     out[at] = Some(ExpiryOutcome::Done)
                 }
-                GrantState::Provisioning | GrantState::Active if g.expires_at > now => {
+                // Early while provisioning: the resume path (one at a time, it takes the lock).
+                GrantState::Provisioning if g.expires_at > now => slow.push(at),
+                GrantState::Active if g.expires_at > now => {
                     out[at] = Some(ExpiryOutcome::Reschedule {
                         due_ms: g.expires_at,
                     })

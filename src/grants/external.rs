@@ -9,8 +9,9 @@
 //!
 //! What it must never do: re-add access someone removed, call Okta for a grant it ends as
 //! `removed_externally` (the access is gone; removing "again" could take a new grant's access),
-//! or end a grant that is not `active` (a provisioning grant's add may still be on its way, and
-//! a revoking or failed one is finished by the expiry path, which counts "already gone" as done).
+//! or end a grant as `removed_externally` that is not `active` (a provisioning grant's add may
+//! still be on its way, and a revoking or failed one is finished by the expiry path, which counts
+//! "already gone" as done).
 
 use serde_json::json;
 
@@ -73,10 +74,14 @@ impl GrantService {
         Err(GrantError::Conflict)
     }
 
-    /// Revokes every live (`provisioning` or `active`) grant of the Okta user `user_id` through
-    /// the early-revoke path, with `reason` recorded on each. Returns the grants as they stand
-    /// afterwards; each is at least durably `revoking` (the expiry path finishes any whose Okta
-    /// call failed). Every grant is attempted; the first error is returned after all ran.
+    /// Revokes every grant of the Okta user `user_id` that may hold access (`provisioning`,
+    /// `active`, and those already ending: `revoking`, `failed`) through the early-revoke path,
+    /// with `reason` recorded on each. The ending ones are included so that a departure
+    /// processed again after a crash finishes what the first attempt started: a grant it had
+    /// committed `revoking` is removed now, not at whatever time the index still held for it.
+    /// Returns the grants as they stand afterwards; each is at least durably `revoking` (the
+    /// expiry path finishes any whose Okta call failed). Every grant is attempted; the first
+    /// error is returned after all ran.
     pub async fn revoke_all_for_user(
         &self,
         actor: &str,
@@ -84,7 +89,7 @@ impl GrantService {
         reason: &str,
     ) -> Result<Vec<Grant>, GrantError> {
         use futures::StreamExt;
-        let live = repo::live_of(self.store(), Holder::Id(user_id), None, false).await?;
+        let live = repo::live_of(self.store(), Holder::Id(user_id), None, true).await?;
         let results: Vec<Result<Grant, GrantError>> = futures::stream::iter(live)
             .map(|g| async move { self.revoke(actor, &g.id, reason).await })
             .buffer_unordered(REVOKE_ALL_CONCURRENCY)

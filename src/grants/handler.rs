@@ -17,6 +17,7 @@ use super::lock::AccessLock;
 use super::model::{Grant, GrantState};
 use super::provision::{self, Removed};
 use super::repo::{self, Bind};
+use super::resume::RESUME_AFTER_MS;
 use super::GrantService;
 use crate::audit::NewEntry;
 use crate::okta::OktaError;
@@ -55,6 +56,10 @@ impl GrantService {
             GrantState::Provisioning | GrantState::Active => {
                 let now = self.clock().now_ms();
                 if g.expires_at > now {
+                    // Due early while provisioning: its activation may have died with a replica.
+                    if g.state == GrantState::Provisioning {
+                        return self.resume_provisioning(&g).await;
+                    }
                     return Ok(ExpiryOutcome::Reschedule {
                         due_ms: g.expires_at,
                     });
@@ -345,7 +350,15 @@ impl ExpiryHandler for GrantService {
                 metrics::gauge!("jit_grants", "state" => st.as_str()).set(n as f64);
             }
         }
-        let rows = repo::due_entries(self.store(), None, REBUILD_LIMIT).await?;
+        let rows = repo::due_entries(self.store(), None, REBUILD_LIMIT, RESUME_AFTER_MS).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(grant_id, due_ms)| DueEntry { grant_id, due_ms })
+            .collect())
+    }
+
+    async fn overdue_early(&self, now_ms: i64, limit: u32) -> Result<Vec<DueEntry>, BoxError> {
+        let rows = repo::due_early(self.store(), now_ms, i64::from(limit), RESUME_AFTER_MS).await?;
         Ok(rows
             .into_iter()
             .map(|(grant_id, due_ms)| DueEntry { grant_id, due_ms })
@@ -353,7 +366,13 @@ impl ExpiryHandler for GrantService {
     }
 
     async fn overdue(&self, now_ms: i64, limit: u32) -> Result<Vec<DueEntry>, BoxError> {
-        let rows = repo::due_entries(self.store(), Some(now_ms), i64::from(limit)).await?;
+        let rows = repo::due_entries(
+            self.store(),
+            Some(now_ms),
+            i64::from(limit),
+            RESUME_AFTER_MS,
+        )
+        .await?;
         Ok(rows
             .into_iter()
             .map(|(grant_id, due_ms)| DueEntry { grant_id, due_ms })

@@ -6,7 +6,7 @@
 //! answers people who ask through a channel after asking
 //! [`crate::authz`] ([`gate`]), removes access no grant explains and restores a grant's lost access for the drift reaction,
 //! the sync and the reviews ([`access`]), and checks the input of a grant or a request
-//! ([`input`]). Its Okta calls (`provision`), SQL (`repo`) and Redis lock (`lock`) are private:
+//! ([`input`]), and finishes a grant a crash left `provisioning` ([`resume`]). Its Okta calls (`provision`), SQL (`repo`) and Redis lock (`lock`) are private:
 //! every other module goes through the service.
 //!
 //! What it must never do: call Okta for a grant that is not yet durable and scheduled, or take
@@ -24,6 +24,7 @@ mod lock;
 pub mod model;
 mod provision;
 mod repo;
+pub mod resume;
 pub mod service;
 
 use std::sync::Arc;

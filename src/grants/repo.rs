@@ -422,11 +422,18 @@ pub async fn due_entries(
     store: &Store,
     until_ms: Option<i64>,
     limit: i64,
+    resume_after_ms: i64,
 ) -> Result<Vec<(String, i64)>, StoreError> {
+    // A `provisioning` grant is due at its resume time (`resume::resume_due`), so that the
+    // rebuild and the sweep hand a grant whose activation died to the resume path within seconds.
     let rows = sqlx::query(
         "SELECT id, due FROM ( \
            SELECT id, expires_at AS due FROM grants \
-             WHERE state IN ('provisioning', 'active', 'revoking') \
+             WHERE state IN ('active', 'revoking') \
+           UNION ALL \
+           SELECT id, CASE WHEN created_at + $3 < expires_at THEN created_at + $3 \
+                           ELSE expires_at END AS due FROM grants \
+             WHERE state = 'provisioning' \
            UNION ALL \
            SELECT id, next_retry_at AS due FROM grants \
              WHERE state = 'failed' AND next_retry_at IS NOT NULL \
@@ -434,6 +441,34 @@ pub async fn due_entries(
     )
     .bind(until_ms)
     .bind(limit)
+    .bind(resume_after_ms)
+    .fetch_all(store.reads())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+        .collect()
+}
+
+/// Of [`due_entries`] due by `until_ms`, the `revoking` and `provisioning` ones: the states whose
+/// due time moves earlier than the index may hold (see `ExpiryHandler::overdue_early`).
+pub async fn due_early(
+    store: &Store,
+    until_ms: i64,
+    limit: i64,
+    resume_after_ms: i64,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, due FROM ( \
+           SELECT id, expires_at AS due FROM grants WHERE state = 'revoking' \
+           UNION ALL \
+           SELECT id, CASE WHEN created_at + $3 < expires_at THEN created_at + $3 \
+                           ELSE expires_at END AS due FROM grants \
+             WHERE state = 'provisioning' \
+         ) d WHERE due <= $1 ORDER BY due LIMIT $2",
+    )
+    .bind(until_ms)
+    .bind(limit)
+    .bind(resume_after_ms)
     .fetch_all(store.reads())
     .await?;
     rows.iter()

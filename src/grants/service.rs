@@ -161,7 +161,10 @@ impl GrantService {
         .await?;
         tx.commit().await?;
         self.count("provisioning");
-        if let Err(e) = self.index().schedule(&g.id, g.expires_at).await {
+        // Indexed at its resume time, not its provisional expiry: if this replica dies before
+        // activation, the scheduler hands the grant to `resume_provisioning` within seconds.
+        let due = super::resume::resume_due(g.created_at, g.expires_at);
+        if let Err(e) = self.index().schedule(&g.id, due).await {
             self.abort(&g, "the expiry could not be scheduled").await;
             return Err(e.into());
         }
@@ -240,6 +243,37 @@ impl GrantService {
                     return Err(e.into());
                 }
             };
+        self.provision_locked(g, holding, actor).await
+    }
+
+    /// Under the access lock, with what Okta holds now: decide standing (or keep the decision a
+    /// previous attempt recorded), add the access if needed, mark the grant active.
+    pub(super) async fn provision_locked(
+        &self,
+        g: Grant,
+        holding: Holding,
+        actor: &str,
+    ) -> Result<Grant, GrantError> {
+        let id = g.id.as_str();
+        // A decision recorded by an attempt that died (`resume`): with the access present it
+        // stands (standing = false means that attempt's add landed). Absent, decide again.
+        let resumed = g.standing;
+        if let (Some(standing), true) = (g.standing, holding.holds()) {
+            let change = if standing {
+                "already_present_standing"
+            } else {
+                "added"
+            };
+            let role_id = match &holding {
+                Holding::Yes {
+                    role_assignment_id, ..
+                } => role_assignment_id.clone(),
+                Holding::No => None,
+            };
+            return self
+                .finish_activation(&g, standing, change, role_id, actor, resumed.is_some())
+                .await;
+        }
         let mut conn = self.store().reads().acquire().await?;
         let ours = repo::count_ours(
             &mut conn,
@@ -278,13 +312,19 @@ impl GrantService {
         }
         let g = self.get(id).await?;
         let (change, role_id) = match &holding {
-            Holding::No => match provision::add(self.okta(), &g).await {
-                Ok(role_id) => ("added", role_id),
-                Err(e) => {
-                    self.fail_provisioning(&g, &e).await?;
-                    return Err(e.into());
+            Holding::No => {
+                crate::crash::point(crate::crash::BEFORE_OKTA_ADD);
+                match provision::add(self.okta(), &g).await {
+                    Ok(role_id) => {
+                        crate::crash::point(crate::crash::AFTER_OKTA_ADD);
+                        ("added", role_id)
+                    }
+                    Err(e) => {
+                        self.fail_provisioning(&g, &e).await?;
+                        return Err(e.into());
+                    }
                 }
-            },
+            }
             Holding::Yes {
                 role_assignment_id,
                 inherited,
@@ -297,13 +337,28 @@ impl GrantService {
                 (change, role_assignment_id.clone())
             }
         };
+        self.finish_activation(&g, standing, change, role_id, actor, resumed.is_some())
+            .await
+    }
+
+    /// `provisioning` → `active`, expiry counted from now, with what was done in Okta.
+    async fn finish_activation(
+        &self,
+        g: &Grant,
+        standing: bool,
+        change: &'static str,
+        role_id: Option<String>,
+        actor: &str,
+        resumed: bool,
+    ) -> Result<Grant, GrantError> {
+        let id = g.id.as_str();
         let now = self.clock().now_ms();
         let expires_at = now.saturating_add(g.duration_ms);
         metrics::counter!("jit_grant_okta_changes_total", "kind" => g.kind.as_str(), "change" => change)
             .increment(1);
         let won = self
             .transition(
-                &g,
+                g,
                 "state = 'active', activated_at = $3, expires_at = $4, role_assignment_id = $5",
                 vec![Bind::I(now), Bind::I(expires_at), Bind::OS(role_id.clone())],
                 actor,
@@ -311,6 +366,7 @@ impl GrantService {
                 json!({
                     "standing": standing, "okta_change": change,
                     "role_assignment_id": role_id, "expires_at": expires_at,
+                    "resumed": resumed,
                 }),
             )
             .await?;
@@ -440,6 +496,9 @@ impl GrantService {
             if !won {
                 continue;
             }
+            // A crash here leaves the grant `revoking` with the index at its old expiry: the
+            // sweep moves it to now (`scheduler::maintenance`), a departure re-run includes it.
+            crate::crash::point(crate::crash::REVOKING_COMMITTED);
             // Durable and indexed before Okta is called: a crash here is finished by the worker.
             if let Err(e) = self.index().schedule(id, now).await {
                 tracing::warn!(grant = %id, error = %e, "cannot schedule revocation");

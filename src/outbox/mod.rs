@@ -11,8 +11,8 @@
 //! listed at `GET /v1/outbox?state=dead`, from where an admin can retry it.
 //!
 //! Several replicas: a channel is delivered by the replica holding its SQL lease
-//! (`channel_leases`), renewed while it works; a dead replica's lease lapses and another takes
-//! over. Delivery is at least once: a crash after the other side accepted but before `delivered`
+//! (`channel_leases`, 3 s), renewed every round and every second while deliveries are in
+//! flight; a dead replica's lease lapses within seconds and another takes over. Delivery is at least once: a crash after the other side accepted but before `delivered`
 //! was recorded sends it again, with the same notification id (`webhook-id`), so receivers drop
 //! the repeat.
 //!
@@ -63,9 +63,12 @@ pub struct Delivery {
     pub notification: Notification,
 }
 
-/// A channel's lease: renewed every round (at most a second apart while idle), released on a
-/// clean shutdown, and lapsing this long after a replica died.
-const LEASE_MS: i64 = 10_000;
+/// A channel's lease: renewed every round (at most a second apart while idle) and every third of
+/// it while a round's deliveries are in flight, released on a clean shutdown, and lapsing this
+/// long after a replica died: a dead replica's channel is taken over within seconds, as the
+/// scheduler's grants are (it was 10 s, renewed only between rounds, so a slow delivery could
+/// also outlive it and be sent by two replicas).
+const LEASE_MS: i64 = 3_000;
 const PAGE: i64 = 200;
 
 /// Starts one `outbox.<channel>` task per configured channel.
@@ -166,14 +169,14 @@ impl Worker {
             return Ok(Duration::from_millis(wait as u64));
         }
         let limit = self.cfg.concurrency.max(1);
-        let results = futures::stream::iter(due)
+        let sends = futures::stream::iter(due)
             .map(|d| async move {
                 let r = self.deliverer.deliver(&d.notification).await;
                 (d, r)
             })
             .buffer_unordered(limit)
-            .collect::<Vec<_>>()
-            .await;
+            .collect::<Vec<_>>();
+        let results = self.renewing(channel, sends).await;
         for (d, r) in results {
             self.settle(channel, d, r).await?;
         }
@@ -243,6 +246,25 @@ impl Worker {
             .min(self.cfg.backoff_max);
         let half = d / 2;
         half + half.mul_f64(rand::thread_rng().gen_range(0.0..1.0))
+    }
+
+    /// Runs `work` (a round's deliveries) while renewing the channel's lease every third of
+    /// [`LEASE_MS`], in the same task: the renewal ends with the work or with the process.
+    async fn renewing<T>(&self, channel: &str, work: impl std::future::Future<Output = T>) -> T {
+        let period = Duration::from_millis(LEASE_MS as u64 / 3);
+        let mut work = std::pin::pin!(work);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tick.tick() => match self.lease(channel).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(channel, "outbox lease lost mid-round"),
+                    Err(e) => tracing::warn!(channel, error = %e, "cannot renew the outbox lease"),
+                },
+            }
+        }
     }
 
     /// Takes or renews this replica's lease on the channel.

@@ -6,13 +6,16 @@
 //! SQL says is pending, at start, periodically, and as soon as the worker notices the sentinel
 //! key is gone; the sweep asks SQL for anything overdue and puts back what the index lacks.
 //!
-//! What it must never do: overwrite a score already in the index. Both use `ZADD NX`: a claimed
-//! grant's lease score, a back-off time or an extension already in Redis is newer than what a
-//! rebuild read from SQL a moment ago, and overwriting a lease would let a second replica run a
-//! grant that is in flight. A grant the index holds at a stale *later* time is the sweep's job
-//! once it is overdue in SQL: the sweep cannot see that case, but the handler returns
-//! `Reschedule`/`Done` from SQL whenever the grant fires, and the `ExpiryIndex::schedule` call on
-//! every change keeps the two in step.
+//! What it must never do: overwrite a claim's score, or let a due grant hide behind a later one.
+//! The rebuild and the sweep add what the index lacks with `ZADD NX`: a claimed grant's lease
+//! score, a back-off time or an extension already in Redis is newer than what a rebuild read
+//! from SQL a moment ago, and overwriting a lease would let a second replica run a grant that is
+//! in flight. For the overdue grants whose due time moves *earlier* (`revoking`, and
+//! `provisioning` at its resume time: `ExpiryHandler::overdue_early`) the sweep goes further
+//! (`scripts::PULL_DUE`): a member held at a later score that is not a claim's (the claim
+//! state's `ours`) is moved to SQL's due time. That is the grant committed `revoking` whose index
+//! update died with its replica, or a `provisioning` grant indexed at its provisional expiry; a
+//! lease or back-off is left alone, so the lease rule still holds.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -115,12 +118,23 @@ pub(crate) async fn sweep(inner: &Inner) -> Result<u64, SchedulerError> {
     if overdue.is_empty() {
         return Ok(0);
     }
-    let added = add_missing(inner, &overdue).await?;
+    let mut added = add_missing(inner, &overdue).await?;
+    // Only the states whose due time moves earlier need the compare with the claim state: the
+    // others' index entries are never later than SQL, and a burst's overdue grants (claimed,
+    // leased) then cost one ZADD NX per sweep, not a script call per grant.
+    let early = inner
+        .handler
+        .overdue_early(cutoff, SWEEP_LIMIT)
+        .await
+        .map_err(SchedulerError::Handler)?;
+    for chunk in early.chunks(CHUNK) {
+        added += inner.scripts.pull_due(&inner.redis, chunk).await?;
+    }
     if added > 0 {
         ::metrics::counter!(m::SWEEP_REPAIRED).increment(added);
         tracing::warn!(
             added,
-            "overdue sweep found grants missing from the expiry index; put back"
+            "overdue sweep found grants missing from the expiry index or held there later than due; put back"
         );
         inner.wake.notify_one();
     }

@@ -204,6 +204,14 @@ pub trait ExpiryHandler: Send + Sync + 'static {
     async fn due_entries(&self) -> Result<Vec<DueEntry>, BoxError>;
     /// Grants due at or before `now_ms` according to SQL, at most `limit` (the overdue sweep).
     async fn overdue(&self, now_ms: i64, limit: u32) -> Result<Vec<DueEntry>, BoxError>;
+    /// Of the overdue grants, those whose due time may have moved *earlier* than the index holds
+    /// (a state change whose index update died with its replica: a `revoking` commit, a
+    /// `provisioning` grant's resume time), at most `limit`. The sweep moves such a grant's
+    /// score earlier when no claim wrote it (`scripts::PULL_DUE`); everything else it only adds
+    /// when missing. The default (none) suits a handler whose due times only move later.
+    async fn overdue_early(&self, _now_ms: i64, _limit: u32) -> Result<Vec<DueEntry>, BoxError> {
+        Ok(Vec::new())
+    }
 }
 
 /// The index, as the grants service sees it: schedule after the grant row commits and before

@@ -162,6 +162,38 @@ end
 return out
 "#;
 
+/// The overdue sweep's repair (see `maintenance`). ARGV: `id, due` pairs read from SQL, each
+/// overdue there. A member that is absent is added at `due`; a member held at a *later* score is
+/// moved to `due` unless that score is a claim's (the `ours` of its claim state): a lease held
+/// by a live replica (or a dead one's, which lapses within a lease) or a back-off. Any other later
+/// score is a due time SQL no longer holds (a `revoking` commit whose index update died with its
+/// replica, a provisional expiry), and nobody runs a grant without a lease score, so moving it
+/// earlier cannot put a grant in flight on two replicas. Returns how many members changed.
+const PULL_DUE: &str = r#"
+local n = 0
+for i = 1, #ARGV, 2 do
+  local id = ARGV[i]
+  local due = tonumber(ARGV[i + 1])
+  local cur = redis.call('ZSCORE', KEYS[1], id)
+  local move = false
+  if not cur then
+    move = true
+  elseif tonumber(cur) > due then
+    move = true
+    local st = redis.call('HGET', KEYS[2], id)
+    if st then
+      local ours = string.match(st, '^-?%d+:(-?%d+):%d+$')
+      if ours and tonumber(ours) == tonumber(cur) then move = false end
+    end
+  end
+  if move then
+    redis.call('ZADD', KEYS[1], ARGV[i + 1], id)
+    n = n + 1
+  end
+end
+return n
+"#;
+
 /// One grant this replica now holds a lease on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -208,6 +240,7 @@ pub struct Scripts {
     settle: Script,
     settle_done_many: Script,
     renew_many: Script,
+    pull_due: Script,
 }
 
 impl Scripts {
@@ -217,6 +250,7 @@ impl Scripts {
             settle: Script::new(SETTLE),
             settle_done_many: Script::new(SETTLE_DONE_MANY),
             renew_many: Script::new(RENEW_MANY),
+            pull_due: Script::new(PULL_DUE),
         }
     }
 
@@ -331,6 +365,28 @@ impl Scripts {
             return Err(bad("renew length"));
         }
         Ok(raw.iter().map(|s| s.parse::<i64>().ok()).collect())
+    }
+}
+
+impl Scripts {
+    /// [`PULL_DUE`] for `entries` (at most one chunk's worth): adds the missing, moves earlier
+    /// the ones held at a later score that no claim wrote. Returns how many changed.
+    pub async fn pull_due(
+        &self,
+        redis: &RedisConn,
+        entries: &[super::DueEntry],
+    ) -> Result<u64, SchedulerError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = self.pull_due.prepare_invoke();
+        inv.key(redis.key(super::INDEX_KEY))
+            .key(redis.key(super::STATE_KEY));
+        for e in entries {
+            inv.arg(&e.grant_id).arg(e.due_ms);
+        }
+        let mut c = redis.conn();
+        Ok(inv.invoke_async(&mut c).await?)
     }
 }
 

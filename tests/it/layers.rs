@@ -17,6 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "error",
             "clock",
             "tasks",
+            "crash",
             "redact",
             "config",
             "csv_safe",

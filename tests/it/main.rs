@@ -12,6 +12,9 @@ mod audit;
 mod authz;
 mod config;
 mod console;
+// Aimed kills at crash points compiled only with `test-hooks`.
+#[cfg(feature = "test-hooks")]
+mod crash_points;
 #[cfg(feature = "demo")]
 mod demo;
 mod deploy;

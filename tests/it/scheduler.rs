@@ -340,6 +340,45 @@ async fn the_sweep_catches_a_grant_missing_from_the_index() {
     r.stop().await;
 }
 
+/// A replica died between a state change that made a grant due now (an early revoke's
+/// `revoking` commit) and the index update: the index still holds the old, later score. The
+/// sweep moves it to SQL's due time (and adds one missing altogether), but never moves a score
+/// a claim wrote: a leased grant is not handed to a second replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_moves_a_stale_later_score_to_the_due_time_but_never_a_lease() {
+    let clock = Clock::tokio();
+    let h = TestHandler::new(clock.clone());
+    let redis = redis_at(&redis_url(), &unique_prefix()).await;
+    let s = Scheduler::with_time_source(
+        redis.clone(),
+        clock.clone(),
+        fast_config(),
+        h.clone(),
+        TimeSource::Clock,
+    );
+    let index = s.index();
+    let key = index.index_key();
+    let due = clock.now_ms() - 60_000;
+    h.add("stale", due);
+    index
+        .schedule("stale", clock.now_ms() + 3_600_000)
+        .await
+        .unwrap();
+    h.add("lost", due);
+    assert_eq!(s.sweep().await.unwrap(), 2);
+    assert_eq!(zscore(&redis, &key, "stale").await, Some(due));
+    assert_eq!(zscore(&redis, &key, "lost").await, Some(due));
+    let claims = s.claim(10).await.unwrap();
+    assert_eq!(claims.len(), 2);
+    assert_eq!(s.sweep().await.unwrap(), 0, "a lease is never moved");
+    for c in &claims {
+        assert_eq!(
+            zscore(&redis, &key, &c.grant_id).await,
+            Some(c.lease_until_ms)
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_in_flight_expiries() {
     let clock = Clock::tokio();

@@ -151,6 +151,52 @@ impl ChildBroker {
         b
     }
 
+    /// As [`ChildBroker::replica`], with its own `overrides` (a replica that is not armed to
+    /// die at a crash point while this one is).
+    pub async fn replica_with(&self, overrides: Overrides) -> ChildBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broker.toml");
+        std::fs::copy(&self.file, &file).unwrap();
+        let mut b = ChildBroker {
+            db: self.db.shared(),
+            base: String::new(),
+            http: reqwest::Client::new(),
+            dir,
+            file,
+            overrides,
+            child: None,
+            starts: 0,
+        };
+        b.spawn().await;
+        b
+    }
+
+    /// Sets (or replaces) one environment override for the next (re)start.
+    pub fn set_override(&mut self, key: &'static str, value: &str) {
+        self.overrides.retain(|(k, _)| *k != key);
+        self.overrides.push((key, value.to_string()));
+    }
+
+    /// Waits up to `timeout` for the process to end by itself (a crash point aborted it);
+    /// returns whether it did. A process that ended is reaped, so `restart` may follow.
+    pub async fn wait_dead(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let done = match self.child.as_mut() {
+                None => return true,
+                Some(c) => c.try_wait().unwrap().is_some(),
+            };
+            if done {
+                self.child = None;
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// SIGKILL: no shutdown hook, no lock release, no settle.
     pub fn kill9(&mut self) {
         let mut c = self.child.take().expect("not running");

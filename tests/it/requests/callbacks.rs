@@ -7,7 +7,10 @@ use serde_json::{json, Value};
 
 use super::*;
 
-both_backends!(signed_callbacks_decide_and_nothing_else_does);
+both_backends!(
+    signed_callbacks_decide_and_nothing_else_does,
+    a_callback_whose_process_died_is_retried_within_seconds,
+);
 
 async fn post_signed(
     e: &Env,
@@ -210,4 +213,52 @@ async fn signed_callbacks_decide_and_nothing_else_does(db: Db) {
         "{b}"
     );
     e.audit_ok().await;
+}
+
+/// A process that died deciding a callback left its receipt `processing`; the sender retries
+/// (on 409, every half second): the receipt is a 5 s lease, so the retry is processed within
+/// seconds and decides, once. (It used to be refused for a minute.)
+async fn a_callback_whose_process_died_is_retried_within_seconds(db: Db) {
+    let e = env(db).await;
+    let id = e
+        .pending(
+            "alice@example.com",
+            json!({"resource": "prod-admins", "reason": "ticket INC-8"}),
+        )
+        .await;
+    let good = serde_json::to_vec(&json!({
+        "request_id": id, "decision": "approve", "approver": "bob@example.com",
+    }))
+    .unwrap();
+    // What the dead process left: the receipt claimed a moment ago, never finished.
+    let store = e.app.store().await;
+    sqlx::query(
+        "INSERT INTO webhook_receipts (source, webhook_id, state, created_at) \
+         VALUES ('servicenow', 'died-1', 'processing', $1)",
+    )
+    .bind(chrono::Utc::now().timestamp_millis())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut refused = 0;
+    loop {
+        let (s, v) = post_signed(&e, CALLBACK_SECRET, "died-1", now_s(), &good, None).await;
+        if s == StatusCode::OK {
+            assert_eq!(v["state"], "approved", "{v}");
+            break;
+        }
+        assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "in_progress"), "{v}");
+        refused += 1;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sender's retry was still refused after 10 s ({refused} tries)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(refused > 0, "the live lease was not respected");
+    assert!(e.sim.is_member(PROD_ADMINS, ALICE));
+    // The receipt is now the answer: a later redelivery replays it.
+    let (s, v) = post_signed(&e, CALLBACK_SECRET, "died-1", now_s(), &good, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
 }

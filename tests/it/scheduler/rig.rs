@@ -172,6 +172,11 @@ impl ExpiryHandler for TestHandler {
             .collect())
     }
 
+    /// Any of this handler's due times may have moved earlier than the index holds.
+    async fn overdue_early(&self, now_ms: i64, limit: u32) -> Result<Vec<DueEntry>, BoxError> {
+        self.overdue(now_ms, limit).await
+    }
+
     async fn overdue(&self, now_ms: i64, limit: u32) -> Result<Vec<DueEntry>, BoxError> {
         let st = self.state.lock().unwrap();
         Ok(st

@@ -1,16 +1,21 @@
 //! Audit log figures: appends per second on SQLite and PostgreSQL (one writer, eight concurrent
-//! writers, one transaction per append as the broker does), and the time `audit verify` takes
-//! over a million entries on SQLite.
+//! writers, one transaction per append as the broker does, each extending the Merkle tree), and
+//! over a million entries on each store: `audit verify` (the chain), building the tree over an
+//! existing log (the upgrade), one checkpoint, `audit verify --checkpoint` (every leaf
+//! recomputed, root and consistency proof), and an inclusion proof's size and offline check.
 //!
 //! Run: `cargo bench --bench audit` (needs PostgreSQL on 127.0.0.1:5432 like the tests; set
-//! `BENCH_POSTGRES_URL` to point elsewhere, `BENCH_VERIFY_ENTRIES` to change the million).
+//! `BENCH_POSTGRES_URL` to point elsewhere, `BENCH_VERIFY_ENTRIES` to change the million on
+//! SQLite, `BENCH_PG_VERIFY_ENTRIES` on PostgreSQL, 0 to skip).
 //! It prints figures; it asserts nothing about speed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
+use jit_broker::audit::checkpoint;
 use jit_broker::audit::export::{self, ExportFormat};
+use jit_broker::audit::{merkle, proof};
 use jit_broker::audit::{self, canonical, entry_hash, NewEntry, GENESIS_HASH};
 use jit_broker::clock::Clock;
 use jit_broker::store::Store;
@@ -153,16 +158,101 @@ async fn verify_million(dir: &std::path::Path) {
         export_took.as_secs_f64(),
         n as f64 / export_took.as_secs_f64()
     );
+    println!(
+        "verify     {n} entries on SQLite: {:.2} s ({:.0} entries/s); bulk fill took {:.1} s",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64(),
+        fill.as_secs_f64()
+    );
+    tree_figures("SQLite", &store, n).await;
     let size = std::fs::metadata(dir.join("verify.db"))
         .map(|m| m.len())
         .unwrap_or(0);
+    println!("SQLite     file with chain and tree: {} MB", size / 1_000_000);
+    store.close().await;
+}
+
+/// The Merkle tree over a bulk-filled chain of `n` entries: building it, a checkpoint, a full
+/// check against it, a proof.
+async fn tree_figures(label: &str, store: &Store, n: usize) {
+    let t = Instant::now();
+    let added = merkle::catch_up(store).await.unwrap();
+    assert_eq!(added, n as u64);
     println!(
-        "verify     {n} entries on SQLite: {:.2} s ({:.0} entries/s); file {} MB; bulk fill took {:.1} s",
+        "{label:<10} tree built over {n} existing entries (the upgrade): {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    let (skey, vkey) = checkpoint::generate_key("bench").unwrap();
+    let signer = checkpoint::Signer::parse(&skey).unwrap();
+    let clock = Clock::system();
+    let t = Instant::now();
+    let c = checkpoint::prepare(store, &clock, "bench/audit", Some(&signer))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    checkpoint::store_in(&mut tx, &c).await.unwrap();
+    tx.commit().await.unwrap();
+    println!(
+        "{label:<10} checkpoint at {n} entries (read head, root, sign, store): {:.2} ms; note {} bytes",
+        t.elapsed().as_secs_f64() * 1000.0,
+        c.note.len()
+    );
+    let keys = vec![vkey];
+    let cp = checkpoint::verify(&c.note, &keys, Some("bench/audit"), false).unwrap();
+    let t = Instant::now();
+    let check = proof::check_log(store, &cp, &keys).await.unwrap();
+    let took = t.elapsed();
+    assert!(check.ok(), "{check:?}");
+    println!(
+        "{label:<10} audit verify --checkpoint over {n} entries: {:.2} s ({:.0} entries/s)",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
+    let seq = (n / 2) as i64 + 1;
+    let t = Instant::now();
+    let p = proof::prove(store, seq, &c.note, n as u64).await.unwrap();
+    let prove_took = t.elapsed();
+    let json = serde_json::to_vec(&p).unwrap();
+    const ROUNDS: u32 = 200;
+    let t = Instant::now();
+    for _ in 0..ROUNDS {
+        let parsed: proof::InclusionProof = serde_json::from_slice(&json).unwrap();
+        proof::verify_offline(&parsed, &keys, false).unwrap();
+    }
+    let per = t.elapsed() / ROUNDS;
+    println!(
+        "{label:<10} inclusion proof of entry {seq} of {n}: {} hashes, {} bytes JSON; built in {:.2} ms; verify-proof (parse, signature, path) {:.0} us",
+        p.audit_path.len(),
+        json.len(),
+        prove_took.as_secs_f64() * 1000.0,
+        per.as_secs_f64() * 1e6
+    );
+}
+
+async fn verify_postgres(url: &str) {
+    let n: usize = std::env::var("BENCH_PG_VERIFY_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    if n == 0 {
+        return;
+    }
+    let store = store_for(url).await;
+    let t = Instant::now();
+    bulk_chain(&store, n).await;
+    let fill = t.elapsed();
+    let t = Instant::now();
+    let report = audit::verify(&store).await.unwrap();
+    let took = t.elapsed();
+    assert!(report.ok() && report.entries == n as u64, "{report:?}");
+    println!(
+        "verify     {n} entries on PostgreSQL: {:.2} s ({:.0} entries/s); bulk fill took {:.1} s",
         took.as_secs_f64(),
         n as f64 / took.as_secs_f64(),
-        size / 1_000_000,
         fill.as_secs_f64()
     );
+    tree_figures("PostgreSQL", &store, n).await;
     store.close().await;
 }
 
@@ -198,4 +288,8 @@ async fn main() {
         None => println!("PostgreSQL not reachable: skipped"),
     }
     verify_million(dir.path()).await;
+    match postgres_db().await {
+        Some((url, _)) => verify_postgres(&url).await,
+        None => println!("PostgreSQL not reachable: skipped"),
+    }
 }

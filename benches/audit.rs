@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use jit_broker::audit::checkpoint;
 use jit_broker::audit::export::{self, ExportFormat};
-use jit_broker::audit::{merkle, proof};
 use jit_broker::audit::{self, canonical, entry_hash, NewEntry, GENESIS_HASH};
+use jit_broker::audit::{merkle, proof};
 use jit_broker::clock::Clock;
 use jit_broker::store::Store;
 use jit_broker::Config;
@@ -39,8 +39,17 @@ async fn store_for(url: &str) -> Store {
     s
 }
 
-async fn appends(label: &str, url: &str) {
+/// `tree`: false detaches the Merkle tree first (`tree_size` that can never equal the head's
+/// seq), so appends take the chain-only path the broker had before the tree: the "before"
+/// figure, measured by the same binary in the same run.
+async fn appends(label: &str, url: &str, tree: bool) {
     let store = store_for(url).await;
+    if !tree {
+        sqlx::query("UPDATE audit_head SET tree_size = -1 WHERE id = 1")
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
     let clock = Clock::system();
     let t = Instant::now();
     for i in 0..SINGLE {
@@ -82,7 +91,7 @@ async fn appends(label: &str, url: &str) {
     let concurrent = (WRITERS * PER_WRITER) as f64 / t.elapsed().as_secs_f64();
     let report = audit::verify(&store).await.unwrap();
     assert!(report.ok(), "{report:?}");
-    println!("{label:<10} appends/s: 1 writer {single:>8.0}   {WRITERS} writers {concurrent:>8.0}   (chain of {} verified)", report.entries);
+    println!("{label:<16} appends/s: 1 writer {single:>8.0}   {WRITERS} writers {concurrent:>8.0}   (chain of {} verified)", report.entries);
     store.close().await;
 }
 
@@ -168,7 +177,10 @@ async fn verify_million(dir: &std::path::Path) {
     let size = std::fs::metadata(dir.join("verify.db"))
         .map(|m| m.len())
         .unwrap_or(0);
-    println!("SQLite     file with chain and tree: {} MB", size / 1_000_000);
+    println!(
+        "SQLite     file with chain and tree: {} MB",
+        size / 1_000_000
+    );
     store.close().await;
 }
 
@@ -278,14 +290,20 @@ async fn postgres_db() -> Option<(String, String)> {
 async fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported, so ignore arguments.
     let dir = tempfile::tempdir().unwrap();
-    appends(
-        "SQLite",
-        &format!("sqlite://{}", dir.path().join("appends.db").display()),
-    )
-    .await;
-    match postgres_db().await {
-        Some((url, _)) => appends("PostgreSQL", &url).await,
-        None => println!("PostgreSQL not reachable: skipped"),
+    for (tree, name) in [(false, "no-tree"), (true, "tree")] {
+        appends(
+            &format!("SQLite {name}"),
+            &format!(
+                "sqlite://{}",
+                dir.path().join(format!("appends-{name}.db")).display()
+            ),
+            tree,
+        )
+        .await;
+        match postgres_db().await {
+            Some((url, _)) => appends(&format!("PG {name}"), &url, tree).await,
+            None => println!("PostgreSQL not reachable: skipped"),
+        }
     }
     verify_million(dir.path()).await;
     match postgres_db().await {

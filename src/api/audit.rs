@@ -52,15 +52,16 @@ async fn entry_proof(
 ) -> Result<Json<InclusionProof>, ApiError> {
     crate::authz::require(Verb::ReadAudit, &caller.actor())?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let seq: i64 = seq
-        .parse()
-        .ok()
-        .filter(|s| *s >= 1)
-        .ok_or_else(|| ApiError::bad_request("invalid_seq", "seq must be a positive integer"))?;
+    let seq: i64 =
+        seq.parse().ok().filter(|s| *s >= 1).ok_or_else(|| {
+            ApiError::bad_request("invalid_seq", "seq must be a positive integer")
+        })?;
     let c = match p.tree_size {
-        Some(size) => checkpoint::at_size(&state.store, size).await?.ok_or_else(|| {
-            ApiError::not_found(format!("no checkpoint of {size} entries was taken"))
-        })?,
+        Some(size) => checkpoint::at_size(&state.store, size)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(format!("no checkpoint of {size} entries was taken"))
+            })?,
         None => checkpoint::latest(&state.store)
             .await?
             .ok_or(checkpoint::CheckpointError::NoneYet)?,

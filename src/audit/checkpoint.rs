@@ -172,7 +172,9 @@ pub struct Signer {
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("public", &self.public).finish()
+        f.debug_struct("Signer")
+            .field("public", &self.public)
+            .finish()
     }
 }
 
@@ -183,7 +185,10 @@ impl Signer {
         // signed_note derives the public key only internally: derive it again for the verifier
         // key (`PRIVATE+KEY+name+hash+base64(0x01 || seed)`).
         let mut parts = text.splitn(5, '+');
-        let name = parts.nth(2).ok_or(CheckpointError::BadSigningKey)?.to_string();
+        let name = parts
+            .nth(2)
+            .ok_or(CheckpointError::BadSigningKey)?
+            .to_string();
         let b64 = parts.nth(1).ok_or(CheckpointError::BadSigningKey)?;
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b64)
@@ -247,7 +252,8 @@ pub fn sign(body: &[u8], signer: Option<&Signer>) -> Result<String, CheckpointEr
     let text = match signer {
         Some(s) => {
             let mut note = Note::new(body, &[]).map_err(|_| CheckpointError::Malformed)?;
-            note.add_sigs(&[&s.inner]).map_err(|_| CheckpointError::Sign)?;
+            note.add_sigs(&[&s.inner])
+                .map_err(|_| CheckpointError::Sign)?;
             note.to_bytes()
         }
         None => body.to_vec(),
@@ -506,7 +512,11 @@ mod tests {
         assert_eq!(line.lines().count(), 1);
         let rest = line.strip_prefix("\u{2014} log.example-1 ").unwrap();
         let blob = STANDARD.decode(rest).unwrap();
-        assert_eq!(&blob[..4], key_hash.as_slice(), "signature line carries the key hash");
+        assert_eq!(
+            &blob[..4],
+            key_hash.as_slice(),
+            "signature line carries the key hash"
+        );
         let pk = ed25519_dalek::VerifyingKey::from_bytes(&vkey[1..].try_into().unwrap()).unwrap();
         let sig = ed25519_dalek::Signature::from_bytes(&blob[4..].try_into().unwrap());
         pk.verify(text.as_bytes(), &sig).unwrap();

@@ -180,7 +180,9 @@ pub async fn append_many(
         Backend::Postgres => {
             "SELECT seq, hash, tree_size, tree_frontier FROM audit_head WHERE id = 1 FOR UPDATE"
         }
-        Backend::Sqlite => "SELECT seq, hash, tree_size, tree_frontier FROM audit_head WHERE id = 1",
+        Backend::Sqlite => {
+            "SELECT seq, hash, tree_size, tree_frontier FROM audit_head WHERE id = 1"
+        }
     };
     let head = sqlx::query(lock).fetch_one(tx.conn()).await?;
     let mut seq: i64 = head.try_get(0)?;

@@ -74,7 +74,9 @@ pub enum ProofError {
     SizeMismatch { proof: u64, checkpoint: u64 },
     #[error("the entry's fields do not hash to the proof's leaf: the entry was altered")]
     LeafMismatch,
-    #[error("the audit path does not lead to the checkpoint's root: the entry is not in that tree")]
+    #[error(
+        "the audit path does not lead to the checkpoint's root: the entry is not in that tree"
+    )]
     PathMismatch,
 }
 
@@ -232,12 +234,14 @@ pub async fn check_log(
         } else if merkle::stored_size(store).await? >= current && current > n {
             let p = merkle::consistency_proof(store, current, n).await?;
             if tlog::check_tree(&p, current, frontier.root()?, n, cp.root).is_err() {
-                diff = first_stored_leaf_mismatch(store, current).await?.or(Some(Difference {
-                    seq: None,
-                    from: n as i64 + 1,
-                    to: current as i64,
-                    reason: "the stored tree is not consistent with the checkpoint".into(),
-                }));
+                diff = first_stored_leaf_mismatch(store, current)
+                    .await?
+                    .or(Some(Difference {
+                        seq: None,
+                        from: n as i64 + 1,
+                        to: current as i64,
+                        reason: "the stored tree is not consistent with the checkpoint".into(),
+                    }));
             }
         }
     } else {

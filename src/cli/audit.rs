@@ -117,7 +117,10 @@ pub async fn verify_checkpoint(
         }
         Some(d) => {
             match d.seq {
-                Some(seq) => println!("audit log DIFFERS from the checkpoint at entry {seq}: {}", d.reason),
+                Some(seq) => println!(
+                    "audit log DIFFERS from the checkpoint at entry {seq}: {}",
+                    d.reason
+                ),
                 None => println!(
                     "audit log DIFFERS from the checkpoint between entries {} and {}: {}",
                     d.from, d.to, d.reason
@@ -201,9 +204,8 @@ pub fn verify_proof(keys: &[String], args: &VerifyProofArgs) -> anyhow::Result<E
 
 /// `audit keygen NAME`: a new Ed25519 key pair in signed-note form.
 pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
-    let (skey, vkey) = checkpoint::generate_key(&args.name).map_err(|_| {
-        anyhow::anyhow!("the key name must be non-empty, without spaces or `+`")
-    })?;
+    let (skey, vkey) = checkpoint::generate_key(&args.name)
+        .map_err(|_| anyhow::anyhow!("the key name must be non-empty, without spaces or `+`"))?;
     match &args.output {
         Some(path) => {
             write_private(path, skey.expose_secret())?;

@@ -68,7 +68,9 @@ impl Deliverer for Witness {
             return Ok(());
         }
         if status == reqwest::StatusCode::GONE {
-            return Err(DeliveryError::Permanent(format!("witness answered {status}")));
+            return Err(DeliveryError::Permanent(format!(
+                "witness answered {status}"
+            )));
         }
         Err(DeliveryError::Retry {
             message: format!("witness answered {status}"),

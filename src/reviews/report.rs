@@ -143,8 +143,7 @@ impl ReviewService {
         if let Some(cp) = &checkpoint {
             for (item_id, seq) in repo::decision_entries(store, id).await? {
                 if seq as u64 <= cp.tree_size {
-                    let proof = proof::prove(store, seq, &cp.note, cp.tree_size)
-                        .await?;
+                    let proof = proof::prove(store, seq, &cp.note, cp.tree_size).await?;
                     decision_proofs.push(DecisionProof { item_id, proof });
                 }
             }

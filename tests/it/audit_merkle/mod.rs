@@ -105,7 +105,10 @@ pub async fn recompute_chain(store: &Store) {
         .execute(store.pool())
         .await
         .unwrap();
-    assert!(audit::verify(store).await.unwrap().ok(), "the chain was recomputed");
+    assert!(
+        audit::verify(store).await.unwrap().ok(),
+        "the chain was recomputed"
+    );
 }
 
 /// Throws the stored tree away and rebuilds it from the rows as they now are, with the broker's

@@ -55,7 +55,9 @@ async fn checkpoints_are_published_and_entries_proven(db: Db) {
         r.send()
     };
     wait_until(Duration::from_secs(20), || async {
-        let r = get("/v1/audit/checkpoint", Some(AUDITOR_TOKEN)).await.unwrap();
+        let r = get("/v1/audit/checkpoint", Some(AUDITOR_TOKEN))
+            .await
+            .unwrap();
         r.status() == 200 && r.json::<StoredCheckpoint>().await.unwrap().tree_size >= 5
     })
     .await;
@@ -69,7 +71,10 @@ async fn checkpoints_are_published_and_entries_proven(db: Db) {
     assert_eq!(c.key_name.as_deref(), Some("jit-test"));
     let v = checkpoint::verify(&c.note, &[vk.clone()], Some(ORIGIN), false).unwrap();
     assert_eq!(v.size, c.tree_size);
-    assert_eq!(get("/v1/audit/checkpoint", None).await.unwrap().status(), 401);
+    assert_eq!(
+        get("/v1/audit/checkpoint", None).await.unwrap().status(),
+        401
+    );
     assert_eq!(
         get("/v1/audit/checkpoint", Some(REQUESTER_TOKEN))
             .await
@@ -79,12 +84,11 @@ async fn checkpoints_are_published_and_entries_proven(db: Db) {
     );
 
     // Published: an `audit.checkpoint` notification in the outbox, and the note at the witness.
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM notifications WHERE kind = 'audit.checkpoint'",
-    )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE kind = 'audit.checkpoint'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
     assert!(n >= 1);
     wait_until(Duration::from_secs(20), || async {
         witnessed
@@ -105,7 +109,13 @@ async fn checkpoints_are_published_and_entries_proven(db: Db) {
     let file = dir.path().join("proof.json");
     std::fs::write(&file, serde_json::to_string(&p).unwrap()).unwrap();
     let out = broker_cmd()
-        .args(["audit", "verify-proof", file.to_str().unwrap(), "--key", &vk])
+        .args([
+            "audit",
+            "verify-proof",
+            file.to_str().unwrap(),
+            "--key",
+            &vk,
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -119,7 +129,13 @@ async fn checkpoints_are_published_and_entries_proven(db: Db) {
     ));
     std::fs::write(&file, serde_json::to_string(&forged).unwrap()).unwrap();
     let out = broker_cmd()
-        .args(["audit", "verify-proof", file.to_str().unwrap(), "--key", &vk])
+        .args([
+            "audit",
+            "verify-proof",
+            file.to_str().unwrap(),
+            "--key",
+            &vk,
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -148,7 +164,8 @@ async fn checkpoints_are_published_and_entries_proven(db: Db) {
 
     // A clean shutdown checkpoints what the log gained since the last round.
     append_n(&store, 5, 2).await;
-    app.stop().await.unwrap();
+    // `stop_keep`: the database outlives the app (a SQLite file would go with it).
+    let (_db, _) = app.stop_keep().await;
     let last = checkpoint::latest(&store).await.unwrap().unwrap();
     assert_eq!(last.tree_size, 7);
 }
@@ -191,8 +208,12 @@ async fn rotation_keeps_old_checkpoints_verifiable(db: Db) {
     let after = take_checkpoint(&store, Some(&new)).await;
     append_n(&store, 6, 1).await;
     let forged = checkpoint::sign(
-        &checkpoint::body(ORIGIN, 7, audit::merkle::stored_root(&store, 7).await.unwrap())
-            .unwrap(),
+        &checkpoint::body(
+            ORIGIN,
+            7,
+            audit::merkle::stored_root(&store, 7).await.unwrap(),
+        )
+        .unwrap(),
         Some(&stranger),
     )
     .unwrap();
@@ -281,19 +302,31 @@ async fn keygen_and_bad_input(db: Db) {
     // A proof file that is not one.
     let junk = dir.path().join("junk.json");
     std::fs::write(&junk, "{\"format\": 1}").unwrap();
-    let out = run(&["audit", "verify-proof", junk.to_str().unwrap(), "--key", &vk]);
+    let out = run(&[
+        "audit",
+        "verify-proof",
+        junk.to_str().unwrap(),
+        "--key",
+        &vk,
+    ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 
     // Configuration: every bad key named, no secret quoted.
     let secret = "PRIVATE+KEY+x+00000000+c2VjcmV0LWJ5dGVz";
     let env = vec![
-        ("JIT_AUDIT__CHECKPOINT_INTERVAL".to_string(), "0s".to_string()),
+        (
+            "JIT_AUDIT__CHECKPOINT_INTERVAL".to_string(),
+            "0s".to_string(),
+        ),
         ("JIT_AUDIT__SIGNING_KEY".to_string(), secret.to_string()),
         (
             "JIT_AUDIT__VERIFICATION_KEYS".to_string(),
             "[\"not-a-key\"]".to_string(),
         ),
-        ("JIT_AUDIT__WITNESS_URLS".to_string(), "[\"ftp://x\"]".to_string()),
+        (
+            "JIT_AUDIT__WITNESS_URLS".to_string(),
+            "[\"ftp://x\"]".to_string(),
+        ),
         ("JIT_AUDIT__ORIGIN".to_string(), " ".to_string()),
     ];
     let errors = Config::load_with_env(None, env).unwrap_err();

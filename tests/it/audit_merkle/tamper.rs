@@ -35,7 +35,10 @@ where
 
 fn named(d: Option<Difference>) -> (i64, String) {
     let d = d.expect("the tampering must be detected");
-    (d.seq.expect("the first changed entry must be named"), d.reason)
+    (
+        d.seq.expect("the first changed entry must be named"),
+        d.reason,
+    )
 }
 
 async fn exec(store: &Store, sql: &[&str]) {
@@ -48,7 +51,11 @@ async fn tampering_is_detected_against_a_kept_checkpoint(db: Db) {
     // The review's attack: an entry re-attributed, chain and head recomputed. The chain says
     // intact; the tree (untouched) does not match the entry any more.
     let d = attacked(db, |s| async move {
-        exec(&s, &["UPDATE audit_log SET actor = 'mallory' WHERE seq = 3"]).await;
+        exec(
+            &s,
+            &["UPDATE audit_log SET actor = 'mallory' WHERE seq = 3"],
+        )
+        .await;
         recompute_chain(&s).await;
     })
     .await;
@@ -145,7 +152,11 @@ async fn a_rebuilt_tree_is_detected_and_narrowed_by_signed_checkpoints(db: Db) {
     let cp = checkpoint::verify(&kept, &[vk.clone()], Some(ORIGIN), false).unwrap();
 
     drop_triggers(&store).await;
-    exec(&store, &["UPDATE audit_log SET actor = 'mallory' WHERE seq = 3"]).await;
+    exec(
+        &store,
+        &["UPDATE audit_log SET actor = 'mallory' WHERE seq = 3"],
+    )
+    .await;
     recompute_chain(&store).await;
     rebuild_tree(&store).await;
     // Consistent inside: the stored tree's root is the recomputed one.
@@ -203,7 +214,10 @@ async fn cli_verify_against_a_checkpoint(db: Db) {
 
     // A key that is not configured: refused, and the log is not called intact.
     let (_, other, _) = key("jit-test");
-    let out = run(&["audit", "verify", "--checkpoint", f, "--key", &other], &[]);
+    let out = run(
+        &["audit", "verify", "--checkpoint", f, "--key", &other],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("checkpoint REFUSED"));
 
@@ -211,20 +225,38 @@ async fn cli_verify_against_a_checkpoint(db: Db) {
     let junk = dir.path().join("junk");
     std::fs::write(&junk, "hello\n").unwrap();
     let out = run(
-        &["audit", "verify", "--checkpoint", junk.to_str().unwrap(), "--key", &vk],
+        &[
+            "audit",
+            "verify",
+            "--checkpoint",
+            junk.to_str().unwrap(),
+            "--key",
+            &vk,
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 
     drop_triggers(&store).await;
-    exec(&store, &["UPDATE audit_log SET actor = 'mallory' WHERE seq = 2"]).await;
+    exec(
+        &store,
+        &["UPDATE audit_log SET actor = 'mallory' WHERE seq = 2"],
+    )
+    .await;
     recompute_chain(&store).await;
     let out = run(&["audit", "verify"], &[]);
-    assert_eq!(out.status.code(), Some(0), "the chain alone misses it: {out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the chain alone misses it: {out:?}"
+    );
     let out = run(&["audit", "verify", "--checkpoint", f, "--key", &vk], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(stdout.contains("DIFFERS from the checkpoint at entry 2"), "{stdout}");
+    assert!(
+        stdout.contains("DIFFERS from the checkpoint at entry 2"),
+        "{stdout}"
+    );
 }
 
 both_backends!(

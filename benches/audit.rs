@@ -1,17 +1,22 @@
 //! Audit log figures: appends per second on SQLite and PostgreSQL (one writer, eight concurrent
-//! writers, one transaction per append as the broker does), and the time `audit verify` takes
-//! over a million entries on SQLite.
+//! writers, one transaction per append as the broker does, each extending the Merkle tree), and
+//! over a million entries on each store: `audit verify` (the chain), building the tree over an
+//! existing log (the upgrade), one checkpoint, `audit verify --checkpoint` (every leaf
+//! recomputed, root and consistency proof), and an inclusion proof's size and offline check.
 //!
 //! Run: `cargo bench --bench audit` (needs PostgreSQL on 127.0.0.1:5432 like the tests; set
-//! `BENCH_POSTGRES_URL` to point elsewhere, `BENCH_VERIFY_ENTRIES` to change the million).
+//! `BENCH_POSTGRES_URL` to point elsewhere, `BENCH_VERIFY_ENTRIES` to change the million on
+//! SQLite, `BENCH_PG_VERIFY_ENTRIES` on PostgreSQL, 0 to skip).
 //! It prints figures; it asserts nothing about speed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
+use jit_broker::audit::checkpoint;
 use jit_broker::audit::export::{self, ExportFormat};
 use jit_broker::audit::{self, canonical, entry_hash, NewEntry, GENESIS_HASH};
+use jit_broker::audit::{merkle, proof};
 use jit_broker::clock::Clock;
 use jit_broker::store::Store;
 use jit_broker::Config;
@@ -34,8 +39,17 @@ async fn store_for(url: &str) -> Store {
     s
 }
 
-async fn appends(label: &str, url: &str) {
+/// `tree`: false detaches the Merkle tree first (`tree_size` that can never equal the head's
+/// seq), so appends take the chain-only path the broker had before the tree: the "before"
+/// figure, measured by the same binary in the same run.
+async fn appends(label: &str, url: &str, tree: bool) {
     let store = store_for(url).await;
+    if !tree {
+        sqlx::query("UPDATE audit_head SET tree_size = -1 WHERE id = 1")
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
     let clock = Clock::system();
     let t = Instant::now();
     for i in 0..SINGLE {
@@ -77,7 +91,7 @@ async fn appends(label: &str, url: &str) {
     let concurrent = (WRITERS * PER_WRITER) as f64 / t.elapsed().as_secs_f64();
     let report = audit::verify(&store).await.unwrap();
     assert!(report.ok(), "{report:?}");
-    println!("{label:<10} appends/s: 1 writer {single:>8.0}   {WRITERS} writers {concurrent:>8.0}   (chain of {} verified)", report.entries);
+    println!("{label:<16} appends/s: 1 writer {single:>8.0}   {WRITERS} writers {concurrent:>8.0}   (chain of {} verified)", report.entries);
     store.close().await;
 }
 
@@ -153,16 +167,104 @@ async fn verify_million(dir: &std::path::Path) {
         export_took.as_secs_f64(),
         n as f64 / export_took.as_secs_f64()
     );
+    println!(
+        "verify     {n} entries on SQLite: {:.2} s ({:.0} entries/s); bulk fill took {:.1} s",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64(),
+        fill.as_secs_f64()
+    );
+    tree_figures("SQLite", &store, n).await;
     let size = std::fs::metadata(dir.join("verify.db"))
         .map(|m| m.len())
         .unwrap_or(0);
     println!(
-        "verify     {n} entries on SQLite: {:.2} s ({:.0} entries/s); file {} MB; bulk fill took {:.1} s",
+        "SQLite     file with chain and tree: {} MB",
+        size / 1_000_000
+    );
+    store.close().await;
+}
+
+/// The Merkle tree over a bulk-filled chain of `n` entries: building it, a checkpoint, a full
+/// check against it, a proof.
+async fn tree_figures(label: &str, store: &Store, n: usize) {
+    let t = Instant::now();
+    let added = merkle::catch_up(store).await.unwrap();
+    assert_eq!(added, n as u64);
+    println!(
+        "{label:<10} tree built over {n} existing entries (the upgrade): {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    let (skey, vkey) = checkpoint::generate_key("bench").unwrap();
+    let signer = checkpoint::Signer::parse(&skey).unwrap();
+    let clock = Clock::system();
+    let t = Instant::now();
+    let c = checkpoint::prepare(store, &clock, "bench/audit", Some(&signer))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    checkpoint::store_in(&mut tx, &c).await.unwrap();
+    tx.commit().await.unwrap();
+    println!(
+        "{label:<10} checkpoint at {n} entries (read head, root, sign, store): {:.2} ms; note {} bytes",
+        t.elapsed().as_secs_f64() * 1000.0,
+        c.note.len()
+    );
+    let keys = vec![vkey];
+    let cp = checkpoint::verify(&c.note, &keys, Some("bench/audit"), false).unwrap();
+    let t = Instant::now();
+    let check = proof::check_log(store, &cp, &keys).await.unwrap();
+    let took = t.elapsed();
+    assert!(check.ok(), "{check:?}");
+    println!(
+        "{label:<10} audit verify --checkpoint over {n} entries: {:.2} s ({:.0} entries/s)",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
+    let seq = (n / 2) as i64 + 1;
+    let t = Instant::now();
+    let p = proof::prove(store, seq, &c.note, n as u64).await.unwrap();
+    let prove_took = t.elapsed();
+    let json = serde_json::to_vec(&p).unwrap();
+    const ROUNDS: u32 = 200;
+    let t = Instant::now();
+    for _ in 0..ROUNDS {
+        let parsed: proof::InclusionProof = serde_json::from_slice(&json).unwrap();
+        proof::verify_offline(&parsed, &keys, false).unwrap();
+    }
+    let per = t.elapsed() / ROUNDS;
+    println!(
+        "{label:<10} inclusion proof of entry {seq} of {n}: {} hashes, {} bytes JSON; built in {:.2} ms; verify-proof (parse, signature, path) {:.0} us",
+        p.audit_path.len(),
+        json.len(),
+        prove_took.as_secs_f64() * 1000.0,
+        per.as_secs_f64() * 1e6
+    );
+}
+
+async fn verify_postgres(url: &str) {
+    let n: usize = std::env::var("BENCH_PG_VERIFY_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    if n == 0 {
+        return;
+    }
+    let store = store_for(url).await;
+    let t = Instant::now();
+    bulk_chain(&store, n).await;
+    let fill = t.elapsed();
+    let t = Instant::now();
+    let report = audit::verify(&store).await.unwrap();
+    let took = t.elapsed();
+    assert!(report.ok() && report.entries == n as u64, "{report:?}");
+    println!(
+        "verify     {n} entries on PostgreSQL: {:.2} s ({:.0} entries/s); bulk fill took {:.1} s",
         took.as_secs_f64(),
         n as f64 / took.as_secs_f64(),
-        size / 1_000_000,
         fill.as_secs_f64()
     );
+    tree_figures("PostgreSQL", &store, n).await;
     store.close().await;
 }
 
@@ -188,14 +290,24 @@ async fn postgres_db() -> Option<(String, String)> {
 async fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported, so ignore arguments.
     let dir = tempfile::tempdir().unwrap();
-    appends(
-        "SQLite",
-        &format!("sqlite://{}", dir.path().join("appends.db").display()),
-    )
-    .await;
-    match postgres_db().await {
-        Some((url, _)) => appends("PostgreSQL", &url).await,
-        None => println!("PostgreSQL not reachable: skipped"),
+    for (tree, name) in [(false, "no-tree"), (true, "tree")] {
+        appends(
+            &format!("SQLite {name}"),
+            &format!(
+                "sqlite://{}",
+                dir.path().join(format!("appends-{name}.db")).display()
+            ),
+            tree,
+        )
+        .await;
+        match postgres_db().await {
+            Some((url, _)) => appends(&format!("PG {name}"), &url, tree).await,
+            None => println!("PostgreSQL not reachable: skipped"),
+        }
     }
     verify_million(dir.path()).await;
+    match postgres_db().await {
+        Some((url, _)) => verify_postgres(&url).await,
+        None => println!("PostgreSQL not reachable: skipped"),
+    }
 }

@@ -75,11 +75,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(cli.config)?;
             cli::events::run(settings(config), cmd).await
         }
-        Command::Audit(AuditCommand::Verify) => {
+        Command::Audit(AuditCommand::Verify(args)) => {
             let config = load(cli.config)?;
             let store = Store::open(&config.database).await?;
-            cli::audit_verify(&store).await
+            let chain = cli::audit_verify(&store).await?;
+            match &args.checkpoint {
+                Some(file) if chain == ExitCode::SUCCESS => {
+                    cli::audit::verify_checkpoint(&store, &config.audit, &args, file).await
+                }
+                Some(file) => {
+                    // The chain is broken; the checkpoint still says which history was signed.
+                    cli::audit::verify_checkpoint(&store, &config.audit, &args, file).await?;
+                    Ok(chain)
+                }
+                None => Ok(chain),
+            }
         }
+        Command::Audit(AuditCommand::Prove(args)) => {
+            let config = load(cli.config)?;
+            let store = Store::open(&config.database).await?;
+            cli::audit::prove(&store, &args).await
+        }
+        Command::Audit(AuditCommand::VerifyProof(args)) => {
+            // Offline: no database. Keys from `--key`, else from the configuration.
+            let keys = if args.keys.is_empty() {
+                load(cli.config)?.audit.verifier_keys()
+            } else {
+                args.keys.clone()
+            };
+            cli::audit::verify_proof(&keys, &args)
+        }
+        Command::Audit(AuditCommand::Keygen(args)) => cli::audit::keygen(&args),
         Command::Audit(AuditCommand::Export {
             since,
             until,
@@ -109,6 +135,7 @@ fn settings(config: Config) -> cli::Settings {
         requests: config.requests,
         sync: config.sync,
         events: config.events,
+        audit: config.audit,
     }
 }
 

@@ -36,6 +36,7 @@ pub struct Config {
     pub sync: crate::sync::SyncConfig,
     pub slack: crate::slack::SlackConfig,
     pub reviews: crate::reviews::ReviewsConfig,
+    pub audit: crate::audit::checkpoint::AuditConfig,
 }
 
 impl Config {
@@ -124,6 +125,7 @@ impl Config {
         keep(self.callbacks.resolve_secrets());
         keep(self.events.resolve_secrets());
         keep(self.slack.resolve_secrets());
+        keep(self.audit.resolve_secrets());
         errors
     }
 
@@ -235,6 +237,7 @@ impl Config {
         errors.extend(self.events.validate());
         errors.extend(self.slack.validate());
         errors.extend(self.reviews.validate());
+        errors.extend(self.audit.validate());
         errors
     }
 }

@@ -92,6 +92,11 @@ pub async fn prepare(mut config: Config, dir: &Path) -> Result<Demo, DemoError> 
     if config.redis.key_prefix == "jit" {
         config.redis.key_prefix = "jit-demo".into();
     }
+    // Signed audit checkpoints from the start: a key of the demo's own, kept in its directory
+    // (made once, reused by later runs so their checkpoints verify with the same key).
+    if config.audit.signing_key.is_none() {
+        config.audit.signing_key = Some(demo_signing_key(dir).map_err(files)?);
+    }
     let token = format!("demo-{}", uuid::Uuid::new_v4().simple());
     config.auth.tokens.push(TokenConfig {
         name: "demo-admin".into(),
@@ -99,6 +104,21 @@ pub async fn prepare(mut config: Config, dir: &Path) -> Result<Demo, DemoError> 
         sha256: crate::config::hash_token(&token),
     });
     Ok(Demo { config, token, sim })
+}
+
+/// The demo's checkpoint signing key, `audit-signing-key` in `dir`, created on first use.
+fn demo_signing_key(dir: &Path) -> Result<SecretString, std::io::Error> {
+    let path = dir.join("audit-signing-key");
+    if !path.exists() {
+        let (skey, vkey) = crate::audit::checkpoint::generate_key("jit-broker-demo")
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        crate::cli::audit::write_private(&path, secrecy::ExposeSecret::expose_secret(&skey))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        std::fs::write(dir.join("audit-verifier-key"), format!("{vkey}\n"))?;
+    }
+    Ok(SecretString::from(
+        std::fs::read_to_string(&path)?.trim().to_string(),
+    ))
 }
 
 /// What to try, printed once the broker listens on `addr`.
@@ -113,8 +133,9 @@ pub fn instructions(demo: &Demo, addr: SocketAddr) -> String {
          -d '{{\"user\":\"alice@example.com\",\"resource\":\"prod-admins\",\"duration\":\"30s\",\"reason\":\"trying the demo\"}}'\n\
          Watch it (state active, then revoked after 30 s):\n  \
          curl -s http://{addr}/v1/grants -H 'Authorization: Bearer {t}'\n\
-         The audit log:\n  \
-         curl -s http://{addr}/v1/audit -H 'Authorization: Bearer {t}'\n\
+         The audit log, and its newest signed checkpoint (key in the demo directory):\n  \
+         curl -s http://{addr}/v1/audit -H 'Authorization: Bearer {t}'\n  \
+         curl -s http://{addr}/v1/audit/checkpoint -H 'Authorization: Bearer {t}'\n\
          Okta's side (okta-sim's state):\n  \
          curl -s {sim}/_sim/state\n\
          Metrics: curl -s http://{addr}/metrics\n\

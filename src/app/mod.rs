@@ -7,6 +7,7 @@
 //! What it must never do: decide anything (who may do what is the domain's; how to answer is
 //! the channels'). It wires, starts and stops.
 
+pub mod checkpoints;
 pub mod cli;
 pub mod config;
 #[cfg(feature = "demo")]
@@ -49,6 +50,8 @@ pub enum RunError {
     Config(String),
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
+    #[error("the audit log's Merkle tree cannot be completed")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// Options a test (or an embedding program) may change; `Default` is production.
@@ -91,6 +94,11 @@ pub async fn run_with(
     } else {
         // Fail at start, naming the fix, instead of at the first request with "no such table".
         store.check_migrated(&config.database.url).await?;
+    }
+    // Entries from before the Merkle tree existed join it once, before anything is served.
+    let added = crate::audit::merkle::catch_up(&store).await?;
+    if added > 0 {
+        tracing::info!(entries = added, "audit entries added to the Merkle tree");
     }
     let redis = RedisConn::connect(&config.redis).await?;
     let tasks = Tasks::new();
@@ -156,7 +164,16 @@ pub async fn run_with(
     if let Some(s) = &slack {
         channels.add(Arc::new(s.deliverer()));
     }
-    start_notifications(&config, &store, &clock, &channels, &tasks);
+    let wake = start_notifications(&config, &store, &clock, &channels, &tasks);
+    checkpoints::Checkpointer {
+        store: store.clone(),
+        clock: clock.clone(),
+        origin: config.audit.origin.clone(),
+        signer: checkpoints::signer(&config.audit),
+        channels: channels.clone(),
+        wake,
+    }
+    .spawn(&tasks, config.audit.checkpoint_interval);
     let events = events::Events::new(
         store.clone(),
         clock.clone(),
@@ -310,18 +327,23 @@ fn notify_channels(config: &Config, clock: &Clock) -> Result<notify::Channels, R
         .map_err(|err| RunError::Config(err.to_string()))?;
         channels.add(Arc::new(ep));
     }
+    for (i, url) in config.audit.witness_urls.iter().enumerate() {
+        let w = outbox::witness::Witness::new(i, url, config.outbound.timeout)
+            .map_err(|e| RunError::Config(format!("audit.witness_urls[{i}]: {e}")))?;
+        channels.add(Arc::new(w));
+    }
     Ok(channels)
 }
 
 /// Starts deriving notifications from the audit log (`notify.derive`, `notify.timed`) and one
-/// delivery worker per channel (`outbox.<channel>`).
+/// delivery worker per channel (`outbox.<channel>`). Returns what wakes those workers.
 fn start_notifications(
     config: &Config,
     store: &Store,
     clock: &Clock,
     channels: &notify::Channels,
     tasks: &Tasks,
-) {
+) -> notify::Wake {
     let wake = notify::Wake::default();
     notify::derive::spawn(
         tasks,
@@ -349,9 +371,10 @@ fn start_notifications(
         clock.clone(),
         channels,
         config.outbox.clone(),
-        wake,
+        wake.clone(),
     );
     outbox::spawn_gauges(tasks, store.clone(), channels);
+    wake
 }
 
 /// How long the start waits for the policy's check against Okta before going on without it.

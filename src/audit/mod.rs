@@ -6,6 +6,11 @@
 //! reordering any row breaks the chain at that row, and `audit_head` pins the newest hash so
 //! truncating the tail is detected as well.
 //!
+//! The chain is anchored only in the database, so each append also extends an RFC 6962 Merkle
+//! tree over the entries ([`merkle`]) whose signed checkpoints ([`checkpoint`]) are published
+//! outside it; [`proof`] checks the log against a checkpoint and builds and checks inclusion
+//! proofs (docs/audit.md). The chain stays: cheap, and what exports re-verify.
+//!
 //! Appends take the caller's open transaction: a state change and its entry commit together or
 //! not at all. On PostgreSQL the head row is locked `FOR UPDATE`, which serializes appenders
 //! across tasks and replicas into one chain; on SQLite the single writer connection does that.
@@ -13,7 +18,10 @@
 //! What it must never do: update or delete an entry, append outside the caller's transaction,
 //! or serialize an entry for hashing in a way that depends on map order or float formatting.
 
+pub mod checkpoint;
 pub mod export;
+pub mod merkle;
+pub mod proof;
 pub mod query;
 
 use axum::http::StatusCode;
@@ -43,6 +51,10 @@ pub enum AuditError {
     Io(#[from] std::io::Error),
     #[error("cannot write the export as CSV")]
     Csv(#[from] csv::Error),
+    #[error("audit tree: {0}")]
+    Tree(String),
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
 }
 
 impl From<sqlx::Error> for AuditError {
@@ -55,12 +67,14 @@ impl ErrorCode for AuditError {
     fn status(&self) -> StatusCode {
         match self {
             AuditError::Store(e) => e.status(),
+            AuditError::Checkpoint(e) => e.status(),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
     fn code(&self) -> &'static str {
         match self {
             AuditError::Store(e) => e.code(),
+            AuditError::Checkpoint(e) => e.code(),
             _ => "audit_error",
         }
     }
@@ -163,30 +177,47 @@ pub async fn append_many(
         return Ok(Vec::new());
     }
     let lock = match tx.backend() {
-        Backend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
-        Backend::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
+        Backend::Postgres => {
+            "SELECT seq, hash, tree_size, tree_frontier FROM audit_head WHERE id = 1 FOR UPDATE"
+        }
+        Backend::Sqlite => {
+            "SELECT seq, hash, tree_size, tree_frontier FROM audit_head WHERE id = 1"
+        }
     };
     let head = sqlx::query(lock).fetch_one(tx.conn()).await?;
     let mut seq: i64 = head.try_get(0)?;
     let mut prev_hash: String = head.try_get(1)?;
+    let tree_size: i64 = head.try_get(2)?;
+    // The tree grows with the log only when it is complete; entries from before it existed are
+    // added by `merkle::catch_up`, which then takes over the ones appended meanwhile.
+    let mut frontier = if tree_size == seq {
+        Some(merkle::Frontier::decode(
+            tree_size as u64,
+            &head.try_get::<String, _>(3)?,
+        )?)
+    } else {
+        None
+    };
+    let mut nodes = Vec::new();
     let mut out = Vec::with_capacity(entries.len());
     let mut texts = Vec::with_capacity(entries.len());
     for entry in entries {
         seq += 1;
         let at_ms = clock.now_ms();
         let details_text = entry.details.to_string();
-        let hash = entry_hash(
-            &prev_hash,
-            &canonical(
-                seq,
-                at_ms,
-                &entry.actor,
-                &entry.action,
-                &entry.subject,
-                &details_text,
-            ),
+        let bytes = canonical(
+            seq,
+            at_ms,
+            &entry.actor,
+            &entry.action,
+            &entry.subject,
+            &details_text,
         );
+        let hash = entry_hash(&prev_hash, &bytes);
         let prev = std::mem::replace(&mut prev_hash, hash.clone());
+        if let Some(f) = frontier.as_mut() {
+            nodes.extend(f.push(tlog_tiles::tlog::record_hash(bytes.as_bytes()))?);
+        }
         texts.push(details_text);
         out.push(AuditEntry {
             seq,
@@ -242,11 +273,28 @@ pub async fn append_many(
             .execute(tx.conn())
             .await?;
     }
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-        .bind(seq)
-        .bind(&prev_hash)
-        .execute(tx.conn())
-        .await?;
+    match &frontier {
+        Some(f) => {
+            merkle::insert_nodes(tx, &nodes).await?;
+            sqlx::query(
+                "UPDATE audit_head SET seq = $1, hash = $2, tree_size = $3, tree_frontier = $4 \
+                 WHERE id = 1",
+            )
+            .bind(seq)
+            .bind(&prev_hash)
+            .bind(f.size() as i64)
+            .bind(f.encode())
+            .execute(tx.conn())
+            .await?;
+        }
+        None => {
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(seq)
+                .bind(&prev_hash)
+                .execute(tx.conn())
+                .await?;
+        }
+    }
     metrics::counter!("jit_audit_appends_total").increment(out.len() as u64);
     Ok(out)
 }
@@ -301,7 +349,7 @@ pub struct RawEntry {
 }
 
 impl RawEntry {
-    fn from_row(row: &sqlx::any::AnyRow) -> Result<RawEntry, sqlx::Error> {
+    pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<RawEntry, sqlx::Error> {
         Ok(RawEntry {
             seq: row.try_get(0)?,
             at_ms: row.try_get(1)?,

@@ -8,6 +8,7 @@
 //! The app (`crate::app::cli`) loads the configuration and hands each verb the [`Settings`] it
 //! needs, so every verb reads the same configuration as `serve`.
 
+pub mod audit;
 pub mod events;
 pub mod grants;
 pub mod requests;
@@ -90,8 +91,16 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the whole hash chain; report the first broken entry and exit 1 if any.
-    Verify,
+    /// Recompute the whole hash chain; report the first broken entry and exit 1 if any. With
+    /// `--checkpoint FILE`, also check the log against that signed checkpoint (its root at its
+    /// size, and consistency of the current tree) and name the first entry that differs.
+    Verify(audit::VerifyArgs),
+    /// Print the inclusion proof of entry SEQ in the newest checkpoint (or `--checkpoint FILE`).
+    Prove(audit::ProveArgs),
+    /// Check an inclusion proof offline: the checkpoint's signature, the entry, the path.
+    VerifyProof(audit::VerifyProofArgs),
+    /// Generate an Ed25519 key pair for signing checkpoints (signed-note form).
+    Keygen(audit::KeygenArgs),
     /// Stream entries to a file or standard output.
     Export {
         /// Earliest entry time to include, inclusive: a date (`2026-01-31`, midnight UTC) or an
@@ -147,6 +156,7 @@ pub struct Settings {
     pub requests: crate::requests::RequestsConfig,
     pub sync: crate::sync::SyncConfig,
     pub events: crate::events::EventsConfig,
+    pub audit: crate::audit::checkpoint::AuditConfig,
 }
 
 /// `hash-token`: the SHA-256 of a token read from standard input.

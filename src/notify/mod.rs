@@ -53,6 +53,9 @@ pub mod kinds {
     /// A reviewer still has undecided items `reviews.remind_before` ahead of the due date (one
     /// per campaign and reviewer; payload `campaign`, `name`, `reviewer`, `undecided`, `due_at`).
     pub const REVIEW_REMINDER: &str = "review.reminder";
+    /// A signed checkpoint of the audit log's Merkle tree (payload `tree_size`, `root_hash`,
+    /// `note`, `signed`): for SIEMs, auditors' stores and witnesses.
+    pub const AUDIT_CHECKPOINT: &str = "audit.checkpoint";
 
     pub const ALL: &[&str] = &[
         REQUEST_CREATED,
@@ -73,6 +76,7 @@ pub mod kinds {
         REVIEW_OPENED,
         REVIEW_OVERDUE,
         REVIEW_REMINDER,
+        AUDIT_CHECKPOINT,
     ];
 }
 

@@ -20,6 +20,7 @@
 //! delay another, or retry forever without making the failure visible.
 
 pub mod webhook;
+pub mod witness;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -495,6 +495,32 @@ pub async fn audit_range(
     ))
 }
 
+/// `(item, seq)` of the latest `review.decided` entry of each decided item of `campaign`.
+pub async fn decision_entries(
+    store: &crate::store::Store,
+    campaign: &str,
+) -> Result<Vec<(i64, i64)>, ReviewError> {
+    let rows = sqlx::query(
+        "SELECT seq, details FROM audit_log WHERE subject = $1 AND action = 'review.decided' \
+         ORDER BY seq",
+    )
+    .bind(format!("review:{campaign}"))
+    .fetch_all(store.reads())
+    .await?;
+    let mut latest = std::collections::BTreeMap::new();
+    for r in rows {
+        let seq: i64 = r.try_get(0)?;
+        let details: String = r.try_get(1)?;
+        let item = serde_json::from_str::<serde_json::Value>(&details)
+            .ok()
+            .and_then(|v| v.get("item").and_then(|i| i.as_i64()));
+        if let Some(item) = item {
+            latest.insert(item, seq);
+        }
+    }
+    Ok(latest.into_iter().collect())
+}
+
 /// Items of campaigns not yet closed, by state (`undecided`, `keep`, `revoke`), and how many
 /// undecided ones are past their campaign's due date.
 pub async fn open_item_states(

@@ -3,12 +3,19 @@
 //! hash and the sequence range covering the campaign, so an auditor can run `jit-broker audit
 //! verify` and know nothing in that range was edited.
 //!
+//! The JSON report also carries the newest signed checkpoint of the audit log and, for every
+//! decision it covers, the decision's audit entry with its inclusion proof: an auditor checks
+//! one decision in isolation with `jit-broker audit verify-proof` (docs/audit.md). A decision
+//! newer than the newest checkpoint has no proof yet (ask again after the next one).
+//!
 //! What it must never do: compute anything the service did not record (the report reads the
 //! stored items as they are), or call Okta.
 
 use serde::{Deserialize, Serialize};
 
 use super::{repo, Campaign, Item, ReviewError, ReviewService};
+use crate::audit::checkpoint::{self, StoredCheckpoint};
+use crate::audit::proof::{self, InclusionProof};
 
 /// The audit range of a campaign.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -28,6 +35,20 @@ pub struct Report {
     pub counts: Counts,
     pub items: Vec<Item>,
     pub audit: Evidence,
+    /// The newest audit checkpoint when the report was made (`None` before the first).
+    #[serde(default)]
+    pub checkpoint: Option<StoredCheckpoint>,
+    /// The latest `review.decided` entry of each decided item, with its inclusion proof in
+    /// `checkpoint`, for the decisions that checkpoint covers.
+    #[serde(default)]
+    pub decision_proofs: Vec<DecisionProof>,
+}
+
+/// One decision's audit entry, provable against the report's checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DecisionProof {
+    pub item_id: i64,
+    pub proof: InclusionProof,
 }
 
 /// Items by decision and remediation outcome.
@@ -115,7 +136,21 @@ impl ReviewService {
             }
         }
         c.complete = campaign.state == "closed" && c.revokes_unsettled == 0;
+        drop(conn);
+        let store = self.grants().store();
+        let checkpoint = checkpoint::latest(store).await?;
+        let mut decision_proofs = Vec::new();
+        if let Some(cp) = &checkpoint {
+            for (item_id, seq) in repo::decision_entries(store, id).await? {
+                if seq as u64 <= cp.tree_size {
+                    let proof = proof::prove(store, seq, &cp.note, cp.tree_size).await?;
+                    decision_proofs.push(DecisionProof { item_id, proof });
+                }
+            }
+        }
         Ok(Report {
+            checkpoint,
+            decision_proofs,
             audit: Evidence {
                 seq_start: campaign.audit_seq_start,
                 seq_end,

@@ -9,6 +9,7 @@ mod helpers;
 
 mod access_tokens;
 mod audit;
+mod audit_merkle;
 mod authz;
 mod config;
 mod console;

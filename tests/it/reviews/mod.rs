@@ -320,9 +320,35 @@ async fn campaign_snapshot_decide_remediate_report(db: Db) {
         (StatusCode::CONFLICT, Some("campaign_closed"))
     );
 
+    // A checkpoint of the audit log first, so the report carries each decision's proof.
+    {
+        use jit_broker::audit::checkpoint;
+        let store = e.app.store().await;
+        let clock = jit_broker::clock::Clock::system();
+        let c = checkpoint::prepare(&store, &clock, "jit-broker/audit", None)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut tx = store.begin().await.unwrap();
+        checkpoint::store_in(&mut tx, &c).await.unwrap();
+        tx.commit().await.unwrap();
+    }
     // The report: each item's decision, outcome and read-back, with the audit range.
     let (s, r) = e.get(&format!("/v1/reviews/{id}/report?format=json")).await;
     assert_eq!(s, StatusCode::OK, "{r}");
+    // Every decision with its audit entry and inclusion proof, checkable in isolation.
+    let proofs: Vec<jit_broker::reviews::report::DecisionProof> =
+        serde_json::from_value(r["decision_proofs"].clone()).unwrap();
+    assert!(!proofs.is_empty(), "{r}");
+    assert!(r["checkpoint"]["tree_size"].as_u64().is_some(), "{r}");
+    for p in &proofs {
+        assert_eq!(p.proof.entry.action, "review.decided");
+        assert_eq!(p.proof.entry.subject, format!("review:{id}"));
+        let details: Value = serde_json::from_str(&p.proof.entry.details).unwrap();
+        assert_eq!(details["item"], p.item_id);
+        // The test broker has no signing key: its checkpoints are unsigned.
+        jit_broker::audit::proof::verify_offline(&p.proof, &[], true).unwrap();
+    }
     let outcome = |u: &str, res: &str| {
         let i = item(&r, u, res);
         (

@@ -65,6 +65,8 @@ fn sample(n: usize) -> Report {
             head_seq: 120,
             head_hash: "ab12cd34".into(),
         },
+        checkpoint: None,
+        decision_proofs: Vec::new(),
     }
 }
 

@@ -114,11 +114,12 @@ async fn main() {
         // The grant is `revoked` with its `ended_at` once the removal is recorded.
         let deadline = Instant::now() + Duration::from_secs(30);
         let ended = loop {
-            let row = sqlx::query("SELECT ended_at FROM grants WHERE id = $1 AND state = 'revoked'")
-                .bind(&gid)
-                .fetch_optional(store.reads())
-                .await
-                .unwrap();
+            let row =
+                sqlx::query("SELECT ended_at FROM grants WHERE id = $1 AND state = 'revoked'")
+                    .bind(&gid)
+                    .fetch_optional(store.reads())
+                    .await
+                    .unwrap();
             if let Some(r) = row {
                 break r.get::<Option<i64>, _>(0).unwrap_or(0);
             }

@@ -205,7 +205,9 @@ async fn retry(
 ) -> Result<StatusCode, ApiError> {
     crate::authz::require(Verb::RetryDeadLetter, &caller.actor())?;
     if uuid.is_empty() || uuid.len() > 128 {
-        return Err(ApiError::not_found(format!("no dead or stale event `{uuid}`")));
+        return Err(ApiError::not_found(format!(
+            "no dead or stale event `{uuid}`"
+        )));
     }
     if inbox::retry_dead(&state.store, &state.clock, &uuid, &caller.name).await? {
         state.events.wake_worker();

@@ -163,7 +163,12 @@ pub async fn run_with(
     events.start_retention(&tasks);
     // Replay-protection rows past their windows, on every replica.
     callbacks::spawn_purge(store.clone(), clock.clone(), &tasks);
-    store::purge::spawn(store.clone(), clock.clone(), slack::verify::DELIVERIES, &tasks);
+    store::purge::spawn(
+        store.clone(),
+        clock.clone(),
+        slack::verify::DELIVERIES,
+        &tasks,
+    );
     if let Some(g) = &grants {
         events.start(g.clone(), requests.clone(), &tasks);
     }

@@ -166,8 +166,7 @@ impl Confirmer {
             self.forget(user_id);
             Ok(Verdict::Confirmed(said))
         } else {
-            metrics::counter!("jit_events_confirm_reads_total", "result" => "refuted")
-                .increment(1);
+            metrics::counter!("jit_events_confirm_reads_total", "result" => "refuted").increment(1);
             self.remember(user_id, &said);
             Ok(Verdict::Refuted(said))
         }

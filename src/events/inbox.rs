@@ -369,12 +369,7 @@ pub async fn complete(
 
 /// Puts a claimed event back to `pending` until `until` without counting the attempt: the
 /// reaction chose to wait (the confirmation read's per-user pace, see `confirm`), nothing failed.
-pub async fn defer(
-    store: &Store,
-    uuid: &str,
-    owner: &str,
-    until: i64,
-) -> Result<bool, StoreError> {
+pub async fn defer(store: &Store, uuid: &str, owner: &str, until: i64) -> Result<bool, StoreError> {
     let r = sqlx::query(
         "UPDATE okta_events SET state = 'pending', next_attempt_at = $3, \
            attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
@@ -451,14 +446,7 @@ pub struct EventRow {
     pub processed_at: Option<i64>,
 }
 
-pub const STATES: [&str; 6] = [
-    "pending",
-    "processing",
-    "done",
-    "dead",
-    "dropped",
-    "stale",
-];
+pub const STATES: [&str; 6] = ["pending", "processing", "done", "dead", "dropped", "stale"];
 
 pub async fn list(
     store: &Store,

@@ -101,7 +101,12 @@ impl Events {
     /// Whether `ev`, received now (`now_ms`), is outside the freshness window
     /// (`events.max_age`, `events.max_skew`): then it is stored as `stale` and not acted on.
     pub fn stale(&self, ev: &OktaEvent, now_ms: i64) -> Option<window::Stale> {
-        window::judge(ev, now_ms, self.inner.config.max_age, self.inner.config.max_skew)
+        window::judge(
+            ev,
+            now_ms,
+            self.inner.config.max_age,
+            self.inner.config.max_skew,
+        )
     }
 
     /// Whether an event is about something the broker manages or reacts to (else it is only

@@ -177,7 +177,11 @@ impl Reactions {
                     .await?;
                 let t = &ev.event_type;
                 let n = self
-                    .user_departed(user, &format!("{t} in Okta (event {})", ev.uuid), &audit_actor(ev))
+                    .user_departed(
+                        user,
+                        &format!("{t} in Okta (event {})", ev.uuid),
+                        &audit_actor(ev),
+                    )
                     .await?;
                 Ok(format!("revoked {n}"))
             }
@@ -267,7 +271,12 @@ impl Reactions {
                 && res.drift == Drift::Enforce
                 && !own
                 && !res.allows_standing(&user.id, user.alternate_id.as_deref());
-            if removes && !self.confirm.holds(&Access::of_resource(&user.id, &res)).await? {
+            if removes
+                && !self
+                    .confirm
+                    .holds(&Access::of_resource(&user.id, &res))
+                    .await?
+            {
                 self.confirm
                     .record(
                         self.grants.store(),

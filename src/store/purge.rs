@@ -84,7 +84,11 @@ pub async fn round(
     }
     if total > 0 {
         metrics::counter!("jit_replay_rows_purged_total", "table" => t.table).increment(total);
-        tracing::info!(table = t.table, deleted = total, "purged rows past their replay window");
+        tracing::info!(
+            table = t.table,
+            deleted = total,
+            "purged rows past their replay window"
+        );
     }
     Ok((total, more))
 }

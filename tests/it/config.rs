@@ -174,16 +174,39 @@ fn events_freshness_window_is_checked() {
     assert_eq!(c.events.max_age, std::time::Duration::from_secs(86_400));
     assert_eq!(c.events.max_skew, std::time::Duration::from_secs(300));
     for (vars, key, why) in [
-        (vec![("JIT_EVENTS__MAX_AGE", "59s")], "events.max_age", "at least 1m"),
-        (vec![("JIT_EVENTS__MAX_AGE", "31d")], "events.max_age", "at most events.retention"),
         (
-            vec![("JIT_EVENTS__MAX_AGE", "2d"), ("JIT_EVENTS__RETENTION", "1d")],
+            vec![("JIT_EVENTS__MAX_AGE", "59s")],
+            "events.max_age",
+            "at least 1m",
+        ),
+        (
+            vec![("JIT_EVENTS__MAX_AGE", "31d")],
             "events.max_age",
             "at most events.retention",
         ),
-        (vec![("JIT_EVENTS__MAX_AGE", "a while")], "events.max_age", "expected a duration"),
-        (vec![("JIT_EVENTS__MAX_SKEW", "2h")], "events.max_skew", "at most 1h"),
-        (vec![("JIT_EVENTS__MAX_SKEW", "-5m")], "events.max_skew", "expected a duration"),
+        (
+            vec![
+                ("JIT_EVENTS__MAX_AGE", "2d"),
+                ("JIT_EVENTS__RETENTION", "1d"),
+            ],
+            "events.max_age",
+            "at most events.retention",
+        ),
+        (
+            vec![("JIT_EVENTS__MAX_AGE", "a while")],
+            "events.max_age",
+            "expected a duration",
+        ),
+        (
+            vec![("JIT_EVENTS__MAX_SKEW", "2h")],
+            "events.max_skew",
+            "at most 1h",
+        ),
+        (
+            vec![("JIT_EVENTS__MAX_SKEW", "-5m")],
+            "events.max_skew",
+            "expected a duration",
+        ),
     ] {
         let e = errors(None, &vars);
         assert!(
@@ -193,7 +216,10 @@ fn events_freshness_window_is_checked() {
     }
     let c = Config::load_with_env(
         None,
-        env(&[("JIT_EVENTS__MAX_AGE", "1h"), ("JIT_EVENTS__MAX_SKEW", "0s")]),
+        env(&[
+            ("JIT_EVENTS__MAX_AGE", "1h"),
+            ("JIT_EVENTS__MAX_SKEW", "0s"),
+        ]),
     )
     .unwrap();
     assert_eq!(c.events.max_age, std::time::Duration::from_secs(3600));
@@ -226,7 +252,10 @@ fn metrics_listen_is_checked() {
         env(&[("JIT_SERVER__METRICS_LISTEN", "127.0.0.1:9090")]),
     )
     .unwrap();
-    assert_eq!(c.server.metrics_listen, Some("127.0.0.1:9090".parse().unwrap()));
+    assert_eq!(
+        c.server.metrics_listen,
+        Some("127.0.0.1:9090".parse().unwrap())
+    );
 }
 
 #[test]

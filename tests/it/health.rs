@@ -90,7 +90,9 @@ async fn metrics_move_to_their_own_listener(db: Db) {
     assert_eq!(r.status(), 404);
     app.stop().await.unwrap();
     assert!(
-        reqwest::get(format!("http://{maddr}/metrics")).await.is_err(),
+        reqwest::get(format!("http://{maddr}/metrics"))
+            .await
+            .is_err(),
         "the metrics listener stopped with the broker"
     );
 }

@@ -56,7 +56,10 @@ async fn purge_table(store: &Store, t: &Table, insert_old: usize) {
     let cancel = CancellationToken::new();
     // Before the window has passed for any of them, nothing goes.
     let early = Clock::tokio_at(NOW - keep);
-    assert_eq!(purge::round(store, &early, t, &cancel).await.unwrap(), (0, false));
+    assert_eq!(
+        purge::round(store, &early, t, &cancel).await.unwrap(),
+        (0, false)
+    );
     let before = count(store, t.table).await;
     // One chunk by hand first: at most CHUNK rows.
     let n = purge::chunk(store, t, NOW - keep).await.unwrap();

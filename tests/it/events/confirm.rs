@@ -85,7 +85,10 @@ async fn forged_2001_deactivation_is_stale(db: Db) {
     );
     // Something fresh behind it is processed: the worker ran and still left alice alone.
     let marker = group_add("after-forgery", ON_CALL, CAROL, Some("00uother"));
-    assert_eq!(deliver(&e, &delivery(vec![marker])).await, StatusCode::NO_CONTENT);
+    assert_eq!(
+        deliver(&e, &delivery(vec![marker])).await,
+        StatusCode::NO_CONTENT
+    );
     settled(&e).await;
     wait_until(Duration::from_secs(10), || async {
         event_outcome(&e, "after-forgery").await.is_some()
@@ -154,7 +157,10 @@ async fn fresh_forged_deactivation_is_refuted(db: Db) {
 async fn real_deactivation_still_revokes(db: Db) {
     let e = hooked(db).await;
     let (g, rid) = alice_with_access(&e).await;
-    e.sim.admin("hr@example.com").deactivate_user(ALICE).unwrap();
+    e.sim
+        .admin("hr@example.com")
+        .deactivate_user(ALICE)
+        .unwrap();
     wait_until(Duration::from_secs(10), || async {
         e.state(&g).await == "revoked"
     })
@@ -165,7 +171,10 @@ async fn real_deactivation_still_revokes(db: Db) {
     .await;
     let entries = audit_entries(&e, "event.confirmed").await;
     assert_eq!(entries.len(), 1, "{entries:?}");
-    assert_eq!(entries[0]["details"]["okta"]["user_status"], "DEPROVISIONED");
+    assert_eq!(
+        entries[0]["details"]["okta"]["user_status"],
+        "DEPROVISIONED"
+    );
     assert_eq!(audit_count(&e, "event.unconfirmed").await, 0);
 }
 
@@ -202,7 +211,10 @@ async fn replayed_deactivation_of_reactivated_user(db: Db) {
         .execute(store.pool())
         .await
         .unwrap();
-    assert_eq!(deliver(&e, &delivery(vec![real])).await, StatusCode::NO_CONTENT);
+    assert_eq!(
+        deliver(&e, &delivery(vec![real])).await,
+        StatusCode::NO_CONTENT
+    );
     wait_until(Duration::from_secs(15), || async {
         event_outcome(&e, &uuid).await.is_some()
     })
@@ -221,13 +233,21 @@ async fn drift_removal_needs_okta_membership(db: Db) {
     let e = hooked(db).await;
     assert!(!e.sim.is_member(PROD_ADMINS, BOB));
     let removals = e.sim.counter(REMOVE_MEMBER.0, REMOVE_MEMBER.1);
-    let d = delivery(vec![group_add("forged-add", PROD_ADMINS, BOB, Some("00uother"))]);
+    let d = delivery(vec![group_add(
+        "forged-add",
+        PROD_ADMINS,
+        BOB,
+        Some("00uother"),
+    )]);
     assert_eq!(deliver(&e, &d).await, StatusCode::NO_CONTENT);
     wait_until(Duration::from_secs(10), || async {
         event_outcome(&e, "forged-add").await.is_some()
     })
     .await;
-    assert_eq!(event_outcome(&e, "forged-add").await.unwrap(), "unconfirmed");
+    assert_eq!(
+        event_outcome(&e, "forged-add").await.unwrap(),
+        "unconfirmed"
+    );
     assert_eq!(e.sim.counter(REMOVE_MEMBER.0, REMOVE_MEMBER.1), removals);
     assert_eq!(audit_count(&e, "drift.reverted").await, 0);
     let entries = audit_entries(&e, "event.unconfirmed").await;
@@ -249,7 +269,10 @@ async fn unreadable_okta_defers_departure(db: Db) {
             ..Default::default()
         },
     ));
-    e.sim.admin("hr@example.com").deactivate_user(ALICE).unwrap();
+    e.sim
+        .admin("hr@example.com")
+        .deactivate_user(ALICE)
+        .unwrap();
     // Attempts are made and fail; the grant stays and the event is not dead.
     wait_until(Duration::from_secs(20), || async {
         let (_, v) = e.get("/v1/events?limit=500").await;

@@ -67,7 +67,11 @@ async fn limited_integrations_decide_only_within_their_limits(db: Db) {
     }
     let (r0, d0, g0, a0) = before;
     let (r1, d1, g1, a1) = e.footprint().await;
-    assert_eq!((r1, d1, g1, a1), (r0, d0, g0, a0), "a refused callback changed state");
+    assert_eq!(
+        (r1, d1, g1, a1),
+        (r0, d0, g0, a0),
+        "a refused callback changed state"
+    );
     assert!(!e.sim.is_member(PROD_ADMINS, ALICE));
     // An unknown request under a resource limit: the ordinary not_found.
     let unknown = serde_json::to_vec(&json!({

@@ -91,6 +91,8 @@ async fn main() {
     // 1. Real deactivations, the read skipped and done alternately.
     let admin = sim.admin("hr@example.com");
     let (mut off_db, mut on_db, mut off_wall, mut on_wall) = (vec![], vec![], vec![], vec![]);
+    // okta-sim's user reads in each mode: the switch really skips the read.
+    let (mut off_reads, mut on_reads) = (0, 0);
     for (i, u) in users[..samples].iter().enumerate() {
         let confirm = i % 2 == 1;
         jit_broker::events::confirm::SKIP_READS_FOR_BENCH.store(!confirm, Ordering::Relaxed);
@@ -105,6 +107,7 @@ async fn main() {
         assert_eq!(r.status().as_u16(), 201);
         let g: Value = r.json().await.unwrap();
         let gid = g["id"].as_str().unwrap().to_string();
+        let reads_before = sim.counter(GET_USER.0, GET_USER.1);
         let t = Instant::now();
         admin.deactivate_user(u).unwrap();
         while sim.is_member(broker::GROUP, u) && t.elapsed() < Duration::from_secs(30) {
@@ -136,6 +139,12 @@ async fn main() {
         .unwrap()
         .get(0);
         let db = (ended - received) as f64;
+        let reads = sim.counter(GET_USER.0, GET_USER.1) - reads_before;
+        if confirm {
+            on_reads += reads;
+        } else {
+            off_reads += reads;
+        }
         if confirm {
             on_db.push(db);
             on_wall.push(wall);
@@ -150,6 +159,7 @@ async fn main() {
     line("event received → revoked, confirmed (after)", &mut on_db);
     line("deactivate → gone in okta-sim, no read", &mut off_wall);
     line("deactivate → gone in okta-sim, confirmed", &mut on_wall);
+    println!("  okta-sim user reads: {off_reads} without the read, {on_reads} confirmed");
 
     // 2. Forged floods: Okta reads per forged event.
     let rest = &users[samples..];

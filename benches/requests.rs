@@ -172,6 +172,8 @@ async fn main() {
         secret: Some(secrecy::SecretString::from(SECRET)),
         secret_file: None,
         trusted_for_step_up: false,
+        allowed_resources: None,
+        allowed_approvers: None,
     }];
     config.outbound.endpoints = vec![endpoint("healthy", &url), endpoint("hole", &hole)];
     config.outbound.timeout = Duration::from_secs(10);

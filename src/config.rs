@@ -64,6 +64,10 @@ impl ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// When set, `/metrics` is served only on this address (a second listener, e.g. on a
+    /// private interface) and no longer on `listen`.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,

@@ -114,21 +114,30 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or(AuthError::Missing)?;
-        let value = header.to_str().map_err(|_| AuthError::Invalid)?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or(AuthError::Missing)?
-            .trim();
-        if token.is_empty() {
-            return Err(AuthError::Missing.into());
-        }
-        Ok(state.authenticator().authenticate(token)?)
+        Ok(caller_of(&parts.headers, state.authenticator())?)
     }
+}
+
+/// The caller a request's `Authorization: Bearer` header names: [`AuthError::Missing`] without
+/// one, [`AuthError::Invalid`] for a token no configured hash matches. For handlers that answer
+/// anonymous callers too (`/readyz`), which call it themselves instead of extracting a [`Caller`].
+pub fn caller_of(
+    headers: &axum::http::HeaderMap,
+    auth: &Authenticator,
+) -> Result<Caller, AuthError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or(AuthError::Missing)?;
+    let value = header.to_str().map_err(|_| AuthError::Invalid)?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or(AuthError::Missing)?
+        .trim();
+    if token.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    auth.authenticate(token)
 }
 
 /// The API channel's section of the configuration (`[auth]`).

@@ -119,8 +119,14 @@ async fn deliver(
     let policy = events.policy().current();
     let now = events.clock().now_ms();
     let mut rows = Vec::with_capacity(delivery.events.len());
+    let mut stale_seen: Vec<(String, &'static str)> = Vec::new();
     for (ev, raw) in &delivery.events {
         let relevant = events.relevant(&policy, ev);
+        // Outside the freshness window: stored for admins to see, never acted on.
+        let stale = relevant.then(|| events.stale(ev, now)).flatten();
+        if let Some(s) = stale {
+            stale_seen.push((ev.uuid.clone(), s.reason()));
+        }
         rows.push(NewEvent {
             uuid: ev.uuid.clone(),
             event_type: ev.event_type.chars().take(200).collect(),
@@ -130,6 +136,7 @@ async fn deliver(
                 .user()
                 .map_or_else(|| format!("event:{}", ev.uuid), |u| u.id.clone()),
             body: relevant.then(|| raw.to_string()),
+            stale: stale.map(|s| s.as_str().to_string()),
         });
     }
     // What the metrics need, kept before the rows move into the store: per event its type
@@ -139,6 +146,14 @@ async fn deliver(
         .map(|r| (r.uuid.clone(), metric_type(&r.event_type), r.body.is_some()))
         .collect();
     let mut stored = events.intake().store(rows).await?;
+    // Counted once, when first stored (a redelivery of a stale event is a duplicate).
+    for (uuid, reason) in &stale_seen {
+        if stored.inserted.contains(uuid) {
+            metrics::counter!("jit_events_stale_total", "reason" => *reason).increment(1);
+            tracing::warn!(event = %uuid, reason = *reason,
+                "Okta event outside the freshness window: stored as stale, not acted on");
+        }
+    }
     // Counted per type, once per delivery: a 50-event delivery is 50 events of a few types.
     let mut counts: std::collections::HashMap<&'static str, [u64; 3]> = Default::default();
     let mut woke = false;
@@ -150,7 +165,7 @@ async fn deliver(
             c[1] += 1;
         } else if !has_body {
             c[2] += 1;
-        } else {
+        } else if !stale_seen.iter().any(|(u, _)| u == uuid) {
             woke = true;
         }
     }
@@ -217,12 +232,16 @@ async fn retry(
 ) -> Result<StatusCode, ApiError> {
     crate::authz::require(Verb::RetryDeadLetter, &caller.actor())?;
     if uuid.is_empty() || uuid.len() > 128 {
-        return Err(ApiError::not_found(format!("no dead event `{uuid}`")));
+        return Err(ApiError::not_found(format!(
+            "no dead or stale event `{uuid}`"
+        )));
     }
     if inbox::retry_dead(&state.store, &state.clock, &uuid, &caller.name).await? {
         state.events.wake_worker();
         Ok(StatusCode::ACCEPTED)
     } else {
-        Err(ApiError::not_found(format!("no dead event `{uuid}`")))
+        Err(ApiError::not_found(format!(
+            "no dead or stale event `{uuid}`"
+        )))
     }
 }

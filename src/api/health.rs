@@ -1,18 +1,27 @@
 //! Liveness, readiness and metrics endpoints.
 //!
 //! `/healthz` answers while the process runs: a failing dependency must not get the pod killed,
-//! only taken out of rotation. `/readyz` checks each dependency with a short timeout and names
-//! the failing one; it recovers by itself because every probe is fresh.
+//! only taken out of rotation. `/readyz` checks each dependency with a short timeout; it recovers
+//! by itself because every probe is fresh.
+//!
+//! What it must never do: tell an anonymous caller more than ready or not. The details (which
+//! dependency fails and its error, the broker's Okta principal and capabilities, the Okta queue)
+//! help an attacker map the deployment, so they are shown only to a token `authz` lets see them
+//! (`Verb::ReadHealth`: admin or auditor). `/metrics` can be moved off the public listener
+//! (`server.metrics_listen`, see `app`).
 
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use super::auth::{caller_of, AuthError};
 use super::ApiState;
+use crate::authz::Verb;
+use crate::error::ApiError;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -20,7 +29,27 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-pub async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
+/// Ready (200) or not (503). Anonymous: `{"status": …}` only. With a token allowed to
+/// [`Verb::ReadHealth`]: every check and the Okta client's state. A token that is invalid (401)
+/// or not allowed (403) gets the error, so that a misconfigured monitor is noticed.
+pub async fn readyz(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let details = match caller_of(&headers, &state.auth) {
+        Err(AuthError::Missing) => false,
+        Err(e) => return ApiError::from(e).into_response(),
+        Ok(c) => match crate::authz::require(Verb::ReadHealth, &c.actor()) {
+            Ok(()) => true,
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+    };
+    let (status, body) = probe(&state).await;
+    if details {
+        (status, Json(body)).into_response()
+    } else {
+        (status, Json(json!({ "status": body["status"] }))).into_response()
+    }
+}
+
+async fn probe(state: &ApiState) -> (StatusCode, serde_json::Value) {
     let (sql, redis) = tokio::join!(
         tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()),
         tokio::time::timeout(PROBE_TIMEOUT, state.redis.ping()),
@@ -69,7 +98,7 @@ pub async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(body))
+    (status, body)
 }
 
 fn describe(r: Result<(), String>) -> String {

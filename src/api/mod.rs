@@ -61,12 +61,16 @@ impl HasAuthenticator for ApiState {
 }
 
 /// Every API route, with its state. The app adds the middleware every channel shares.
-pub fn routes(state: ApiState) -> Router {
-    Router::new()
+/// `/metrics` is here unless `metrics_elsewhere` (then [`metrics_routes`] serves it on its own
+/// listener).
+pub fn routes(state: ApiState, metrics_elsewhere: bool) -> Router {
+    let mut r = Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .merge(audit::routes())
+        .route("/readyz", get(health::readyz));
+    if !metrics_elsewhere {
+        r = r.route("/metrics", get(health::metrics));
+    }
+    r.merge(audit::routes())
         .merge(grants::routes())
         .merge(requests::routes())
         .merge(outbox::routes())
@@ -74,5 +78,12 @@ pub fn routes(state: ApiState) -> Router {
         .merge(inventory::routes())
         .merge(sync::routes())
         .merge(reviews::routes())
+        .with_state(state)
+}
+
+/// `/metrics` alone, for `server.metrics_listen`.
+pub fn metrics_routes(state: ApiState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
         .with_state(state)
 }

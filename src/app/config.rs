@@ -144,6 +144,15 @@ impl Config {
                 "must be between 1024 and 67108864",
             ));
         }
+        if let Some(m) = self.server.metrics_listen {
+            // Port 0 picks a free port for each: never the same socket.
+            if m == self.server.listen && m.port() != 0 {
+                errors.push(ConfigError::invalid(
+                    "server.metrics_listen",
+                    "must differ from server.listen (it moves /metrics off the main listener)",
+                ));
+            }
+        }
         let db = &self.database.url;
         if !(db.starts_with("sqlite:")
             || db.starts_with("postgres://")

@@ -55,7 +55,7 @@ pub fn router(server: &ServerConfig, channels: Channels) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID));
 
     Router::new()
-        .merge(api::routes(channels.api))
+        .merge(api::routes(channels.api, cfg.metrics_listen.is_some()))
         .merge(console::routes(&channels.console).with_state(channels.console))
         .merge(callbacks::routes().with_state(channels.callbacks))
         .merge(slack::routes().with_state(channels.slack))

@@ -181,6 +181,14 @@ pub async fn run_with(
         policy.clone(),
     );
     events.start_retention(&tasks);
+    // Replay-protection rows past their windows, on every replica.
+    callbacks::spawn_purge(store.clone(), clock.clone(), &tasks);
+    store::purge::spawn(
+        store.clone(),
+        clock.clone(),
+        slack::verify::DELIVERIES,
+        &tasks,
+    );
     if let Some(g) = &grants {
         events.start(g.clone(), requests.clone(), &tasks);
     }
@@ -225,6 +233,9 @@ pub async fn run_with(
             events,
         },
     };
+    if let Some(maddr) = config.server.metrics_listen {
+        serve_metrics(maddr, channels.api.clone(), &tasks).await?;
+    }
     let app = http::router(&config.server, channels);
     tracing::info!(%addr, database = %store::redact_url(&config.database.url), "jit-broker listening");
 
@@ -417,6 +428,30 @@ async fn start_policy(
         loaded,
         config.policy.file.clone(),
     ))
+}
+
+/// Serves `/metrics` alone on `addr` (`server.metrics_listen`) as the tracked task
+/// `server.metrics`, which stops accepting when shutdown starts and drains what is in flight.
+/// Bound before the main listener serves, so a taken address fails the start.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    api: api::ApiState,
+    tasks: &Tasks,
+) -> Result<(), RunError> {
+    let listener = TcpListener::bind(addr).await.map_err(RunError::Serve)?;
+    let bound = listener.local_addr().map_err(RunError::Serve)?;
+    tracing::info!(addr = %bound, "metrics listening");
+    let cancel = tasks.cancel_token();
+    let router = api::metrics_routes(api);
+    tasks.spawn("server.metrics", async move {
+        let r = axum::serve(listener, router.into_make_service())
+            .with_graceful_shutdown(cancel.cancelled_owned())
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "the metrics listener failed");
+        }
+    });
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT: what `serve` passes as the shutdown future.

@@ -53,10 +53,13 @@ pub enum Verb {
     /// Read every campaign and its items (a reviewer always reads their own items).
     ReadReviews,
     ReadInventory,
+    /// See `/readyz` in detail: failing dependencies and their errors, the Okta principal and
+    /// capabilities (anonymous callers see only ready or not).
+    ReadHealth,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 22] = [
+    pub const ALL: [Verb; 23] = [
         Verb::See,
         Verb::ListAll,
         Verb::Request,
@@ -79,6 +82,7 @@ impl Verb {
         Verb::ManageReviews,
         Verb::ReadReviews,
         Verb::ReadInventory,
+        Verb::ReadHealth,
     ];
 
     /// The verb as people read it (the rule table, error messages).
@@ -106,6 +110,7 @@ impl Verb {
             Verb::ManageReviews => "create, close or stop review campaigns",
             Verb::ReadReviews => "read every review campaign",
             Verb::ReadInventory => "read the Okta inventory",
+            Verb::ReadHealth => "see readiness details",
         }
     }
 }
@@ -262,7 +267,8 @@ pub fn decide(verb: Verb, actor: &Actor, f: &Facts) -> Result<(), Denied> {
         | Verb::Export
         | Verb::ReadSyncRuns
         | Verb::ReadReviews
-        | Verb::ReadInventory => need(verb, actor, READER),
+        | Verb::ReadInventory
+        | Verb::ReadHealth => need(verb, actor, READER),
         Verb::RunSync
         | Verb::SeeDeadLetters
         | Verb::RetryDeadLetter

@@ -220,6 +220,7 @@ pub const ROWS: &[Row] = &[
         "read the Okta inventory",
         "YY----------",
     ),
+    row(Verb::ReadHealth, "see readiness details", "YY----------"),
 ];
 
 impl Row {
@@ -390,6 +391,7 @@ mod tests {
             Verb::ReadSyncRuns,
             Verb::ReadReviews,
             Verb::ReadInventory,
+            Verb::ReadHealth,
         ];
         let auditor = Actor::api("auditor", &[Role::Auditor]);
         let console_auditor = Actor::console("carol@example.com", 0, false, true);

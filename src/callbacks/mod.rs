@@ -13,8 +13,12 @@
 //! receipt is a short lease renewed while the decision runs, so a delivery whose process died is
 //! taken over by the sender's retry within seconds), and only then is the body parsed.
 //!
+//! An integration may be limited to resources (`allowed_resources`) and to the people it decides
+//! as (`allowed_approvers`): a callback outside them is refused (`403 callback_not_allowed`)
+//! before the requests service is asked. Receipts are purged after the replay window (`purge`).
+//!
 //! What it must never do: parse an unverified body, tell the caller which part of the
-//! authentication failed, or process one `webhook-id` twice.
+//! authentication failed, process one `webhook-id` twice, or decide outside its limits.
 
 use std::time::Duration;
 
@@ -52,6 +56,30 @@ pub struct IntegrationConfig {
     /// May approve `approval_step_up` resources (the other system did its own MFA).
     #[serde(default)]
     pub trusted_for_step_up: bool,
+    /// The policy resources whose requests it may decide; absent: any. Bounds what a leaked
+    /// signing secret can approve.
+    #[serde(default)]
+    pub allowed_resources: Option<Vec<String>>,
+    /// The people (Okta logins or ids, compared ignoring case) it may decide as; absent: any
+    /// approver. Bounds whom a leaked signing secret can impersonate.
+    #[serde(default)]
+    pub allowed_approvers: Option<Vec<String>>,
+}
+
+impl IntegrationConfig {
+    /// Whether `allowed_approvers` (if set) names `approver`.
+    pub fn allows_approver(&self, approver: &str) -> bool {
+        self.allowed_approvers
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|a| a.trim().eq_ignore_ascii_case(approver)))
+    }
+
+    /// Whether `allowed_resources` (if set) names `resource`.
+    pub fn allows_resource(&self, resource: &str) -> bool {
+        self.allowed_resources
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|r| r == resource))
+    }
 }
 
 /// The `[callbacks]` config section.
@@ -98,6 +126,26 @@ impl CallbacksConfig {
                 Some(s) => {
                     if let Err(e) = WebhookSecret::parse_many(s) {
                         errors.push(ConfigError::invalid(key("secret"), e.to_string()));
+                    }
+                }
+            }
+            // An empty list would refuse everything: almost surely a mistake for "no limit",
+            // which is written by leaving the key out.
+            for (k, list) in [
+                ("allowed_resources", &it.allowed_resources),
+                ("allowed_approvers", &it.allowed_approvers),
+            ] {
+                if let Some(l) = list {
+                    if l.is_empty() {
+                        errors.push(ConfigError::invalid(
+                            key(k),
+                            "must not be empty (leave it out for no limit)",
+                        ));
+                    } else if l.iter().any(|v| v.trim().is_empty() || v.len() > 256) {
+                        errors.push(ConfigError::invalid(
+                            key(k),
+                            "entries must be non-empty and at most 256 characters",
+                        ));
                     }
                 }
             }
@@ -179,6 +227,25 @@ fn unauthorized() -> Response {
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// How long a receipt is kept: well past the timestamp window (`callbacks.tolerance`, at most an
+/// hour either way, after which a replay of the same bytes is refused by its timestamp), so that
+/// a sender's re-signed retry within a day still gets the first answer.
+pub const RECEIPT_KEEP: Duration = Duration::from_secs(24 * 3600);
+
+/// The purge of `webhook_receipts` past [`RECEIPT_KEEP`] (task `callbacks.purge`).
+pub const RECEIPTS: crate::store::purge::Table = crate::store::purge::Table {
+    task: "callbacks.purge",
+    table: "webhook_receipts",
+    key: "source, webhook_id",
+    time: "created_at",
+    keep: RECEIPT_KEEP,
+};
+
+/// Starts `callbacks.purge` on `tasks` (every replica, integrations configured or not).
+pub fn spawn_purge(store: Store, clock: Clock, tasks: &crate::tasks::Tasks) {
+    crate::store::purge::spawn(store, clock, RECEIPTS, tasks);
 }
 
 /// A `processing` receipt is its process's lease: its time (`created_at`) is pushed out every
@@ -289,6 +356,28 @@ async fn decide(
     let Some(svc) = state.requests.as_ref() else {
         return err(crate::grants::GrantError::OktaNotConfigured.into());
     };
+    // The integration's own limits, before anything is decided: a leaked secret of a
+    // ServiceNow integration limited to two resources and its approvers cannot approve more.
+    let approver = b.approver.trim();
+    if !it.allows_approver(approver) {
+        return err(not_allowed(format!(
+            "integration `{}` may not decide as `{approver}` (not in its allowed_approvers)",
+            it.name
+        )));
+    }
+    if it.allowed_resources.is_some() {
+        match svc.get(&b.request_id).await {
+            Ok(v) if it.allows_resource(&v.request.resource) => {}
+            Ok(v) => {
+                return err(not_allowed(format!(
+                    "integration `{}` may not decide requests for `{}` (not in its \
+                     allowed_resources)",
+                    it.name, v.request.resource
+                )))
+            }
+            Err(e) => return err(e.into()),
+        }
+    }
     // The integration vouches for who decided; the rules still require that person to be an
     // approver of the request, and scope the integration to decisions.
     let actor = Actor::callback(&it.name, b.approver.trim(), it.trusted_for_step_up);
@@ -302,6 +391,10 @@ async fn decide(
         ),
         Err(e) => err(e.into()),
     }
+}
+
+fn not_allowed(message: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "callback_not_allowed", message)
 }
 
 enum Claim {

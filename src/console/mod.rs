@@ -65,9 +65,15 @@ pub struct Console {
     verified: Arc<Mutex<Option<(i64, VerifyReport)>>>,
 }
 
+/// Whether the console's cookies are `Secure`: when browsers reach it over https
+/// (`console.public_url`'s scheme; without one the console is at `http://{listen}`).
+pub fn secure_cookie(base_url: &str) -> bool {
+    url::Url::parse(base_url).is_ok_and(|u| u.scheme() == "https")
+}
+
 /// Builds the console when `[console]` is configured, and starts its tasks (session sweep,
-/// periodic audit verification). `addr` is the bound address: the default redirect URI and
-/// whether the cookie is `Secure` follow from it.
+/// periodic audit verification). `addr` is the bound address: the default redirect URI when
+/// `console.public_url` is unset. Cookies are `Secure` when that URL is https.
 pub fn start(
     config: &ConsoleConfig,
     addr: SocketAddr,
@@ -102,7 +108,9 @@ pub fn start(
         pending: pending::Sealer::new(secret)?,
         oidc,
         cfg: cfg.clone(),
-        secure_cookie: !addr.ip().is_loopback(),
+        // The scheme browsers reach the console by, not the socket it listens on: behind a TLS
+        // proxy the broker listens on plain HTTP (even on loopback) while browsers use https.
+        secure_cookie: secure_cookie(&base),
         csp,
         verified: Arc::new(Mutex::new(None)),
     };

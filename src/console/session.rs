@@ -79,7 +79,7 @@ fn cookie_value(parts: &Parts) -> Option<String> {
         .map(|c| c.value().to_string())
 }
 
-/// The `Set-Cookie` for a new session; `Secure` unless the broker listens on loopback.
+/// The `Set-Cookie` for a new session; `Secure` when `console.public_url` is https.
 pub fn set_cookie(value: &str, secure: bool) -> Option<HeaderValue> {
     let c = cookie::Cookie::build((COOKIE, value.to_string()))
         .path("/")

@@ -48,6 +48,23 @@ pub struct EventsConfig {
     /// before they are deleted. Pending, in-process and dead events are never deleted.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// An event whose `published` is older than this when it arrives is stored as `stale` and
+    /// not acted on (a replay, or a forgery dated in the past). At most `retention`: beyond it
+    /// a replayed event would no longer be recognised as a duplicate and still be in the window.
+    #[serde(with = "humantime_serde", default = "default_max_age")]
+    pub max_age: Duration,
+    /// How far in the future (our clock) an event's `published` may be and still be acted on;
+    /// later is `stale` too (Okta's clock and ours differ by seconds, not minutes).
+    #[serde(with = "humantime_serde", default = "default_max_skew")]
+    pub max_skew: Duration,
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn default_max_skew() -> Duration {
+    Duration::from_secs(5 * 60)
 }
 
 impl EventsConfig {
@@ -106,6 +123,18 @@ impl EventsConfig {
                 && self.retention <= Duration::from_secs(10 * 366 * 86_400),
             "retention",
             "must be between 1d and 10 years",
+        );
+        // Okta delivers within seconds and retries once, so a minute is the least that keeps
+        // real deliveries; more than `retention` would let a replay outlive its duplicate row.
+        need(
+            self.max_age >= Duration::from_secs(60) && self.max_age <= self.retention,
+            "max_age",
+            "must be at least 1m and at most events.retention",
+        );
+        need(
+            self.max_skew <= Duration::from_secs(3600),
+            "max_skew",
+            "must be at most 1h",
         );
         errors
     }

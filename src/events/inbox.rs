@@ -36,6 +36,9 @@ pub struct NewEvent {
     pub user_key: String,
     /// `None`: dropped (not about anything managed), kept only for deduplication.
     pub body: Option<String>,
+    /// Why the event is outside the freshness window (see `window`): stored as `stale` with
+    /// this as its outcome, never claimed. `None`: acted on (if it has a body).
+    pub stale: Option<String>,
 }
 
 /// What intake did with one delivery's events.
@@ -68,26 +71,35 @@ pub struct Intake {
 const POSTGRES_WRITERS: u32 = 4;
 
 /// One inbox row as the intake INSERT reads it: `[uuid, event_type, published, user_key, body,
-/// state]` (a tuple serializes as a JSON array).
-type InboxRow<'a> = (&'a str, &'a str, i64, &'a str, Option<&'a str>, &'a str);
+/// state, outcome]` (a tuple serializes as a JSON array).
+type InboxRow<'a> = (
+    &'a str,
+    &'a str,
+    i64,
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    Option<&'a str>,
+);
 
 /// Rows per INSERT statement.
 const INSERT_ROWS: usize = 500;
 
 /// The intake INSERT: `$1` is a JSON array of `[uuid, event_type, published, user_key, body,
-/// state]` rows, `$2` the receive time. One bound value per statement instead of eight per row
+/// state, outcome]` rows, `$2` the receive time. One bound value per statement instead of eight per row
 /// (binding dominated a 50-event delivery), and one statement shape to prepare. SQLite's `->>`
 /// yields the JSON value's own SQL type (a JSON null body is SQL NULL); `WHERE true` is how
 /// SQLite tells an upsert's `ON CONFLICT` from a join's. PostgreSQL's `->>` yields text, cast
 /// where the column is a number.
 const INSERT_JSON_SQLITE: &str = "INSERT INTO okta_events (uuid, event_type, published, \
-     user_key, body, state, attempts, next_attempt_at, received_at) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, 0, $2, $2 \
+     user_key, body, state, outcome, attempts, next_attempt_at, received_at) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+       value ->> 6, 0, $2, $2 \
      FROM json_each($1) WHERE true \
      ON CONFLICT (uuid) DO NOTHING RETURNING uuid";
 const INSERT_JSON_POSTGRES: &str = "INSERT INTO okta_events (uuid, event_type, published, \
-     user_key, body, state, attempts, next_attempt_at, received_at) \
-     SELECT r ->> 0, r ->> 1, (r ->> 2)::BIGINT, r ->> 3, r ->> 4, r ->> 5, 0, $2, $2 \
+     user_key, body, state, outcome, attempts, next_attempt_at, received_at) \
+     SELECT r ->> 0, r ->> 1, (r ->> 2)::BIGINT, r ->> 3, r ->> 4, r ->> 5, r ->> 6, 0, $2, $2 \
      FROM jsonb_array_elements($1::JSONB) AS r \
      ON CONFLICT (uuid) DO NOTHING RETURNING uuid";
 
@@ -254,10 +266,10 @@ fn rows_json(events: &[&NewEvent]) -> Result<String, StoreError> {
     let rows: Vec<InboxRow<'_>> = events
         .iter()
         .map(|e| {
-            let state = if e.body.is_some() {
-                "pending"
-            } else {
-                "dropped"
+            let state = match (&e.body, &e.stale) {
+                (None, _) => "dropped",
+                (Some(_), Some(_)) => "stale",
+                (Some(_), None) => "pending",
             };
             let body = e.body.as_deref();
             (
@@ -267,6 +279,7 @@ fn rows_json(events: &[&NewEvent]) -> Result<String, StoreError> {
                 &*e.user_key,
                 body,
                 state,
+                e.stale.as_deref().filter(|_| e.body.is_some()),
             )
         })
         .collect();
@@ -370,6 +383,23 @@ pub async fn complete(
     Ok(r.rows_affected() == 1)
 }
 
+/// Puts a claimed event back to `pending` until `until` without counting the attempt: the
+/// reaction chose to wait (the confirmation read's per-user pace, see `confirm`), nothing failed.
+pub async fn defer(store: &Store, uuid: &str, owner: &str, until: i64) -> Result<bool, StoreError> {
+    let r = sqlx::query(
+        "UPDATE okta_events SET state = 'pending', next_attempt_at = $3, \
+           attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+           lease_owner = NULL, lease_until = NULL \
+         WHERE uuid = $1 AND lease_owner = $2 AND state = 'processing'",
+    )
+    .bind(uuid)
+    .bind(owner)
+    .bind(until)
+    .execute(store.pool())
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// A failed attempt: back to `pending` at `retry_at`, or `dead` (with its audit entry, the
 /// alert) when `retry_at` is `None`.
 pub async fn fail(
@@ -432,7 +462,7 @@ pub struct EventRow {
     pub processed_at: Option<i64>,
 }
 
-pub const STATES: [&str; 5] = ["pending", "processing", "done", "dead", "dropped"];
+pub const STATES: [&str; 6] = ["pending", "processing", "done", "dead", "dropped", "stale"];
 
 pub async fn list(
     store: &Store,
@@ -466,7 +496,8 @@ pub async fn list(
         .collect()
 }
 
-/// An admin sends a dead event back to the worker (attempts reset), audited.
+/// An admin sends a dead or stale event back to the worker (attempts reset), audited. A stale
+/// event is then processed like any other: confirmed with Okta before it takes access away.
 pub async fn retry_dead(
     store: &Store,
     clock: &Clock,
@@ -477,7 +508,7 @@ pub async fn retry_dead(
     let mut tx = store.begin().await?;
     let r = sqlx::query(
         "UPDATE okta_events SET state = 'pending', attempts = 0, next_attempt_at = $2 \
-         WHERE uuid = $1 AND state = 'dead'",
+         WHERE uuid = $1 AND state IN ('dead', 'stale')",
     )
     .bind(uuid)
     .bind(now)
@@ -505,7 +536,7 @@ pub async fn retry_dead(
 /// millions never holds SQLite's writer for long.
 pub const PURGE_CHUNK: u64 = 1_000;
 
-/// Deletes up to [`PURGE_CHUNK`] processed or dropped events whose `next_attempt_at` is before
+/// Deletes up to [`PURGE_CHUNK`] processed, dropped or stale events whose `next_attempt_at` is before
 /// `cutoff`; returns how many. `next_attempt_at` is the receipt for a dropped event and the time
 /// its last attempt was due for a processed one; the `(state, next_attempt_at)` index finds
 /// them. The limit is written into the statement, not bound: PostgreSQL plans a bound `LIMIT`
@@ -519,7 +550,7 @@ pub async fn purge(store: &Store, cutoff: i64) -> Result<u64, StoreError> {
     let sql = format!(
         "DELETE FROM okta_events WHERE uuid IN ( \
            SELECT uuid FROM okta_events \
-           WHERE state IN ('done', 'dropped') AND next_attempt_at < $1 \
+           WHERE state IN ('done', 'dropped', 'stale') AND next_attempt_at < $1 \
            LIMIT {PURGE_CHUNK}{skip_locked})"
     );
     let r = sqlx::query(&sql).bind(cutoff).execute(store.pool()).await?;

@@ -15,11 +15,13 @@
 //! broker's own Okta changes for someone else's.
 
 mod config;
+pub mod confirm;
 pub mod envelope;
 pub mod inbox;
 pub mod reactions;
 pub mod refusals;
 mod retention;
+pub mod window;
 pub mod worker;
 
 use std::sync::Arc;
@@ -115,6 +117,17 @@ impl Events {
     /// Where refused hook requests are counted.
     pub fn refusals(&self) -> &refusals::Refusals {
         &self.inner.refusals
+    }
+
+    /// Whether `ev`, received now (`now_ms`), is outside the freshness window
+    /// (`events.max_age`, `events.max_skew`): then it is stored as `stale` and not acted on.
+    pub fn stale(&self, ev: &OktaEvent, now_ms: i64) -> Option<window::Stale> {
+        window::judge(
+            ev,
+            now_ms,
+            self.inner.config.max_age,
+            self.inner.config.max_skew,
+        )
     }
 
     /// Whether an event is about something the broker manages or reacts to (else it is only

@@ -9,14 +9,17 @@
 //! changes as someone else's, or restore anything on unsuspend/reactivate (a returning user
 //! asks again; documented in docs/events.md).
 
+use std::sync::Arc;
+
 use serde_json::json;
 
+use super::confirm::{Confirmer, Verdict};
 use super::envelope::OktaEvent;
 use crate::drift::{Detection, DriftError, DriftReactor, Finding, OktaActor};
 use crate::error::ErrorCode;
 use crate::grants::{Access, GrantError, GrantService, GrantState};
-use crate::okta::Priority;
-use crate::policy::ResourceKind;
+use crate::okta::OktaError;
+use crate::policy::{Drift, ResourceKind};
 
 /// Event types that end all of a user's access.
 pub const DEPARTURE_TYPES: [&str; 3] = [
@@ -62,6 +65,15 @@ pub enum ReactionError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Request(#[from] crate::requests::RequestError),
+    /// The confirmation read failed (Okta down, 429): nothing was taken away; retried.
+    #[error("cannot confirm the event with Okta: {0}")]
+    Okta(#[from] OktaError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// Not a failure: the event waits for the confirmation reads' per-user pace (see
+    /// `confirm`) and is processed again at `until_ms` without counting an attempt.
+    #[error("the event waits for its confirmation read until {until_ms}")]
+    NotYet { until_ms: i64 },
 }
 
 impl ErrorCode for ReactionError {
@@ -72,6 +84,9 @@ impl ErrorCode for ReactionError {
             ReactionError::Drift(e) => e.status(),
             ReactionError::Store(e) => e.status(),
             ReactionError::Request(e) => e.status(),
+            ReactionError::Okta(e) => ErrorCode::status(e),
+            ReactionError::Audit(e) => e.status(),
+            ReactionError::NotYet { .. } => axum::http::StatusCode::SERVICE_UNAVAILABLE,
         }
     }
     fn code(&self) -> &'static str {
@@ -81,6 +96,9 @@ impl ErrorCode for ReactionError {
             ReactionError::Drift(e) => e.code(),
             ReactionError::Store(e) => e.code(),
             ReactionError::Request(e) => e.code(),
+            ReactionError::Okta(e) => ErrorCode::code(e),
+            ReactionError::Audit(e) => e.code(),
+            ReactionError::NotYet { .. } => "event_not_yet",
         }
     }
 }
@@ -93,6 +111,8 @@ pub struct Reactions {
     requests: Option<crate::requests::RequestService>,
     drift: DriftReactor,
     revoke_on_lock: bool,
+    /// Okta's word before anything is taken away (shared by the worker's concurrent events).
+    confirm: Arc<Confirmer>,
 }
 
 /// How far after an event a grant may have been activated and still be the one it is about
@@ -106,11 +126,13 @@ impl Reactions {
         revoke_on_lock: bool,
     ) -> Self {
         let drift = DriftReactor::new(grants.clone());
+        let confirm = Arc::new(Confirmer::new(grants.clone(), revoke_on_lock));
         Reactions {
             grants,
             requests,
             drift,
             revoke_on_lock,
+            confirm,
         }
     }
 
@@ -123,16 +145,46 @@ impl Reactions {
         let t = ev.event_type.as_str();
         if DEPARTURE_TYPES.contains(&t) || (t == LOCK_TYPE && self.revoke_on_lock) {
             let user = self.need_user(ev)?;
-            let actor = audit_actor(ev);
-            let n = self
-                .user_departed(&user, &format!("{t} in Okta (event {})", ev.uuid), &actor)
-                .await?;
-            return Ok(format!("revoked {n}"));
+            return self.departure(ev, &user).await;
         }
         match t {
             GROUP_ADD | APP_ADD | ROLE_GRANT => self.added(ev).await,
             GROUP_REMOVE | APP_REMOVE | ROLE_REVOKE => self.removed(ev).await,
             _ => Ok("ignored".into()),
+        }
+    }
+
+    /// A departure event: acted on only if Okta confirms the user is gone (see `confirm`), and
+    /// audited either way with what the event claimed and what Okta said.
+    async fn departure(&self, ev: &OktaEvent, user: &str) -> Result<String, ReactionError> {
+        let store = self.grants.store();
+        match self.confirm.departure(ev, user).await? {
+            Verdict::Wait(until_ms) => Err(ReactionError::NotYet { until_ms }),
+            Verdict::Refuted(said) => {
+                let status = said.status.clone().unwrap_or_else(|| "NOT_FOUND".into());
+                metrics::counter!("jit_events_unconfirmed_total", "type" => super::worker::metric_type(&ev.event_type))
+                    .increment(1);
+                tracing::warn!(event = %ev.uuid, event_type = %ev.event_type, user = %user,
+                    okta_status = %status, "departure event not confirmed by Okta: nothing revoked");
+                self.confirm
+                    .record(store, "event.unconfirmed", ev, user, said.json())
+                    .await?;
+                Ok(format!("unconfirmed: okta says {status}"))
+            }
+            Verdict::Confirmed(said) => {
+                self.confirm
+                    .record(store, "event.confirmed", ev, user, said.json())
+                    .await?;
+                let t = &ev.event_type;
+                let n = self
+                    .user_departed(
+                        user,
+                        &format!("{t} in Okta (event {})", ev.uuid),
+                        &audit_actor(ev),
+                    )
+                    .await?;
+                Ok(format!("revoked {n}"))
+            }
         }
     }
 
@@ -207,8 +259,38 @@ impl Reactions {
                 event_type: ev.event_type.clone(),
                 what: "User",
             })?;
+        let own = ev
+            .actor
+            .as_ref()
+            .is_some_and(|a| self.drift.is_own_actor(&a.id));
         let mut outcomes = Vec::new();
         for res in self.resources_of(ev)? {
+            // Drift enforcement takes access away: only if Okta shows the user holding it. Our
+            // own changes, report mode and allowances take nothing away and need no read.
+            let removes = res.jit_only
+                && res.drift == Drift::Enforce
+                && !own
+                && !res.allows_standing(&user.id, user.alternate_id.as_deref());
+            if removes
+                && !self
+                    .confirm
+                    .holds(&Access::of_resource(&user.id, &res))
+                    .await?
+            {
+                self.confirm
+                    .record(
+                        self.grants.store(),
+                        "event.unconfirmed",
+                        ev,
+                        &user.id,
+                        json!({"resource": res.name, "holds": false}),
+                    )
+                    .await?;
+                metrics::counter!("jit_events_unconfirmed_total", "type" => super::worker::metric_type(&ev.event_type))
+                    .increment(1);
+                outcomes.push("unconfirmed");
+                continue;
+            }
             let f = Finding {
                 resource: res.name.clone(),
                 user_id: user.id.clone(),
@@ -259,14 +341,16 @@ impl Reactions {
                 }
                 // Out-of-order deliveries: the access may have come back since (our own add
                 // of a later grant); only what is really gone is ended.
-                match self.grants.holds(&g.access(), Priority::Grant).await {
-                    Ok(h) if h.holds() => continue,
-                    Ok(_) => {}
-                    Err(e) => return Err(GrantError::from(e).into()),
+                // This is also the confirmation: Okta, read on the read lane, must show the
+                // access gone before the grant ends on the event's word.
+                if self.confirm.holds(&g.access()).await? {
+                    continue;
                 }
                 let details = json!({
                     "source": "event", "event_uuid": ev.uuid, "event_type": ev.event_type,
                     "okta_actor": ev.actor.as_ref().map(|a| json!({"id": a.id, "alternate_id": a.alternate_id})),
+                    "claimed": super::confirm::claimed(ev),
+                    "okta": {"holds": false},
                 });
                 let after = self
                     .grants

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::envelope::OktaEvent;
 use super::inbox::{self, Claimed};
-use super::reactions::Reactions;
+use super::reactions::{ReactionError, Reactions};
 use super::EventsConfig;
 use crate::clock::Clock;
 use crate::store::Store;
@@ -116,12 +116,24 @@ impl Worker {
             .ok()
             .and_then(|v| OktaEvent::from_value(&v))
         {
-            Some(ev) => self
-                .reactions
-                .handle(&ev)
-                .await
-                .map_err(|e| crate::error::chain(&e)),
-            None => Err("the stored event cannot be read".to_string()),
+            Some(ev) => match self.reactions.handle(&ev).await {
+                Err(ReactionError::NotYet { until_ms }) => {
+                    if let Err(e) = inbox::defer(&self.store, &c.uuid, owner, until_ms).await {
+                        // The lease runs out and the event is claimed again.
+                        tracing::warn!(event = %c.uuid, error = %e, "cannot defer event");
+                    }
+                    return;
+                }
+                // A confirmation read that failed for a while (5xx, 429, timeout) is retried for as long as it takes (capped
+                // backoff): dead-lettering it would drop a real departure on an Okta outage.
+                // A permanent refusal (no permission to read) is dead-lettered as usual.
+                Err(ReactionError::Okta(e)) => {
+                    let keep = e.is_retryable();
+                    Err((crate::error::chain(&ReactionError::Okta(e)), keep))
+                }
+                r => r.map_err(|e| (crate::error::chain(&e), false)),
+            },
+            None => Err(("the stored event cannot be read".to_string(), false)),
         };
         let now = self.clock.now_ms();
         let ty = metric_type(&c.event_type);
@@ -143,10 +155,10 @@ impl Worker {
                     }
                 }
             }
-            Err(error) => {
+            Err((error, keep)) => {
                 metrics::counter!("jit_events_failed_total", "type" => ty).increment(1);
                 let attempts = u32::try_from(c.attempts).unwrap_or(u32::MAX);
-                let retry_at = (attempts < self.config.max_attempts)
+                let retry_at = (keep || attempts < self.config.max_attempts)
                     .then(|| now.saturating_add(self.backoff_ms(attempts)));
                 match inbox::fail(&self.store, &self.clock, &c, owner, &error, retry_at).await {
                     Ok(true) if retry_at.is_none() => {

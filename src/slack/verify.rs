@@ -79,6 +79,16 @@ pub fn verify(
     }
 }
 
+/// The purge of `slack_deliveries` past twice the timestamp window (task `slack.purge`): an
+/// older signature protects nothing, its timestamp fails the check first.
+pub const DELIVERIES: crate::store::purge::Table = crate::store::purge::Table {
+    task: "slack.purge",
+    table: "slack_deliveries",
+    key: "signature",
+    time: "received_at",
+    keep: std::time::Duration::from_secs(2 * WINDOW_SECS as u64),
+};
+
 /// Records a verified delivery; `false` when the same signature was seen before (a replay).
 /// Old rows are pruned in passing: anything older than the window fails the timestamp check.
 pub async fn first_delivery(

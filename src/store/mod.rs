@@ -24,6 +24,8 @@ use secrecy::ExposeSecret;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions};
 
+pub mod purge;
+
 use crate::config::DatabaseConfig;
 use crate::error::ErrorCode;
 

@@ -166,6 +166,98 @@ fn events_retention_is_between_a_day_and_ten_years() {
     }
 }
 
+/// `events.max_age` (at least 1m, at most `events.retention`, so a replay after retention is
+/// outside the window) and `events.max_skew` (at most 1h); defaults 24h and 5m.
+#[test]
+fn events_freshness_window_is_checked() {
+    let c = Config::load_with_env(None, Vec::new()).unwrap();
+    assert_eq!(c.events.max_age, std::time::Duration::from_secs(86_400));
+    assert_eq!(c.events.max_skew, std::time::Duration::from_secs(300));
+    for (vars, key, why) in [
+        (
+            vec![("JIT_EVENTS__MAX_AGE", "59s")],
+            "events.max_age",
+            "at least 1m",
+        ),
+        (
+            vec![("JIT_EVENTS__MAX_AGE", "31d")],
+            "events.max_age",
+            "at most events.retention",
+        ),
+        (
+            vec![
+                ("JIT_EVENTS__MAX_AGE", "2d"),
+                ("JIT_EVENTS__RETENTION", "1d"),
+            ],
+            "events.max_age",
+            "at most events.retention",
+        ),
+        (
+            vec![("JIT_EVENTS__MAX_AGE", "a while")],
+            "events.max_age",
+            "expected a duration",
+        ),
+        (
+            vec![("JIT_EVENTS__MAX_SKEW", "2h")],
+            "events.max_skew",
+            "at most 1h",
+        ),
+        (
+            vec![("JIT_EVENTS__MAX_SKEW", "-5m")],
+            "events.max_skew",
+            "expected a duration",
+        ),
+    ] {
+        let e = errors(None, &vars);
+        assert!(
+            e.contains(&format!("`{key}`")) && e.contains(why),
+            "{vars:?}: {e}"
+        );
+    }
+    let c = Config::load_with_env(
+        None,
+        env(&[
+            ("JIT_EVENTS__MAX_AGE", "1h"),
+            ("JIT_EVENTS__MAX_SKEW", "0s"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.events.max_age, std::time::Duration::from_secs(3600));
+    assert!(c.events.max_skew.is_zero());
+}
+
+/// `server.metrics_listen`: a socket address other than `server.listen`.
+#[test]
+fn metrics_listen_is_checked() {
+    let c = Config::load_with_env(None, Vec::new()).unwrap();
+    assert_eq!(c.server.metrics_listen, None);
+    let e = errors(None, &[("JIT_SERVER__METRICS_LISTEN", "metrics-host")]);
+    assert!(
+        e.contains("`server.metrics_listen`") && e.contains("socket address"),
+        "{e}"
+    );
+    let e = errors(
+        None,
+        &[
+            ("JIT_SERVER__LISTEN", "127.0.0.1:8080"),
+            ("JIT_SERVER__METRICS_LISTEN", "127.0.0.1:8080"),
+        ],
+    );
+    assert!(
+        e.contains("`server.metrics_listen`") && e.contains("must differ"),
+        "{e}"
+    );
+    let c = Config::load_with_env(
+        None,
+        env(&[("JIT_SERVER__METRICS_LISTEN", "127.0.0.1:9090")]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.server.metrics_listen,
+        Some("127.0.0.1:9090".parse().unwrap())
+    );
+}
+
 #[test]
 fn secret_from_file() {
     let secret = file("s3cr3t-from-file\n");

@@ -293,7 +293,13 @@ async fn without_okta_grants_answer_503(db: Db) {
         r.json::<Value>().await.unwrap()["code"],
         "okta_not_configured"
     );
-    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url("/readyz"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.unwrap()["okta"], "not configured");
 }

@@ -12,13 +12,89 @@ async fn health_and_ready(db: Db) {
     assert_eq!(r.status(), 200);
     let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "generated id {id}");
-    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let body: serde_json::Value = r.json().await.unwrap();
+    let (status, body) = ready_status(&app).await;
+    assert_eq!(status, 200);
     assert_eq!(body["status"], "ready");
     assert_eq!(body["checks"]["sql"], "ok");
     assert_eq!(body["checks"]["redis"], "ok");
     app.stop().await.unwrap();
+}
+
+/// Anonymous callers learn ready or not, nothing else; the details need an admin or auditor
+/// token; a bad token is refused rather than treated as anonymous.
+async fn anonymous_readyz_reveals_only_the_state(db: Db) {
+    let app = spawn_app(db).await;
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"status": "ready"}));
+    for token in [ADMIN_TOKEN, AUDITOR_TOKEN] {
+        let r = app
+            .http
+            .get(app.url("/readyz"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["checks"]["sql"], "ok", "{body}");
+        assert!(body.get("okta").is_some(), "{body}");
+    }
+    for (token, status, code) in [
+        (REQUESTER_TOKEN, 403, "forbidden"),
+        ("not-a-token", 401, "invalid_token"),
+    ] {
+        let r = app
+            .http
+            .get(app.url("/readyz"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status);
+        let body: ErrorBody = r.json().await.unwrap();
+        assert_eq!(body.code, code);
+        assert!(!body.message.contains("sql"), "{}", body.message);
+    }
+    app.stop().await.unwrap();
+}
+
+/// With `server.metrics_listen`, `/metrics` is served there and no longer on the main listener;
+/// the second listener drains at shutdown like every tracked task.
+async fn metrics_move_to_their_own_listener(db: Db) {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let maddr = free.local_addr().unwrap();
+    drop(free);
+    let test_db = TestDb::new(db).await;
+    let mut config = base_config(&test_db);
+    config.server.metrics_listen = Some(maddr);
+    let app = spawn_app_with(test_db, config, RunOptions::default()).await;
+    let r = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = app
+        .http
+        .get(format!("http://{maddr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("jit_"));
+    // Only /metrics there.
+    let r = app
+        .http
+        .get(format!("http://{maddr}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    app.stop().await.unwrap();
+    assert!(
+        reqwest::get(format!("http://{maddr}/metrics"))
+            .await
+            .is_err(),
+        "the metrics listener stopped with the broker"
+    );
 }
 
 async fn unknown_route_is_json_404(db: Db) {
@@ -65,8 +141,15 @@ async fn readyz_names_redis_while_it_is_unreachable(db: Db) {
     app.stop().await.unwrap();
 }
 
+/// `/readyz` in detail (an admin token).
 async fn ready_status(app: &TestApp) -> (u16, serde_json::Value) {
-    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url("/readyz"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
 }
@@ -175,7 +258,9 @@ async fn redis_keys_are_hash_tagged_under_the_prefix() {
 both_backends!(
     health_and_ready,
     unknown_route_is_json_404,
-    readyz_names_redis_while_it_is_unreachable
+    readyz_names_redis_while_it_is_unreachable,
+    anonymous_readyz_reveals_only_the_state,
+    metrics_move_to_their_own_listener
 );
 
 /// A request that outlives `server.request_timeout` is answered 408 JSON. The slow path is a

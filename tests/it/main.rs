@@ -37,6 +37,7 @@ mod okta_client;
 mod okta_limits;
 mod policy;
 mod redis_ha;
+mod replay_purge;
 mod requests;
 mod reviews;
 mod scheduler;

@@ -242,7 +242,13 @@ async fn readyz_reports_okta() {
     let app = spawn_app_with(db, config, jit_broker::RunOptions::default()).await;
     let body = std::sync::Mutex::new(serde_json::Value::Null);
     wait_until(Duration::from_secs(10), || async {
-        let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+        let r = app
+            .http
+            .get(app.url("/readyz"))
+            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         let v: serde_json::Value = r.json().await.unwrap();
         let known = !v["okta"]["capabilities"].is_null() || !v["okta"]["probe_error"].is_null();

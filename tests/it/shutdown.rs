@@ -24,7 +24,9 @@ async fn drains_in_flight_request(db: Db) {
     let before = proxy.seen();
     let client = app.http.clone();
     let url = app.url("/readyz");
-    let in_flight = tokio::spawn(async move { client.get(url).send().await });
+    // With an admin token: the details say what ran.
+    let in_flight =
+        tokio::spawn(async move { client.get(url).bearer_auth(ADMIN_TOKEN).send().await });
     // The handler has sent its PING: the request is in flight.
     wait_until(Duration::from_secs(10), || async { proxy.seen() > before }).await;
 

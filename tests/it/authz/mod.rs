@@ -187,6 +187,8 @@ pub async fn env(db: Db) -> Env {
         secret: Some(secrecy::SecretString::from(CALLBACK_SECRET)),
         secret_file: None,
         trusted_for_step_up: false,
+        allowed_resources: None,
+        allowed_approvers: None,
     }];
     c.console.issuer = c.okta.base_url.clone();
     c.console.client_id = okta_sim::oidc::DEFAULT_CLIENT_ID.into();

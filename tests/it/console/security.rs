@@ -19,7 +19,32 @@ both_backends!(
     requesters_cannot_open_admin_pages,
     sessions_end_at_sign_out,
     sessions_end_past_their_idle_and_absolute_timeouts,
+    cookie_secure_follows_public_url,
 );
+
+/// The console's cookies are `Secure` when browsers reach it over https (`console.public_url`),
+/// whatever the broker listens on: here loopback behind an imagined TLS proxy, where they used
+/// to be sent without `Secure`. Without `public_url` (plain http) they cannot be `Secure`.
+async fn cookie_secure_follows_public_url(db: Db) {
+    for (public_url, secure) in [("https://jit.example.com", true), ("", false)] {
+        let e = console_env(db, |c| c.console.public_url = public_url.into()).await;
+        let page = Browser::new(&e.app.base).get("/login").await;
+        let cookies: Vec<String> = page
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        assert!(!cookies.is_empty(), "{public_url}: /login sets its cookie");
+        for c in &cookies {
+            assert_eq!(
+                c.split(';').any(|a| a.trim() == "Secure"),
+                secure,
+                "{public_url}: {c}"
+            );
+        }
+    }
+}
 
 /// The broker's session cookie from a callback answer.
 fn session_cookie(p: &Page) -> String {

@@ -27,6 +27,7 @@ fn event(n: usize) -> NewEvent {
         user_key: format!("00uintake{}", n % 7),
         // Odd events are about nothing managed: stored without a body, only for deduplication.
         body: n.is_multiple_of(2).then(|| format!("{{\"n\":{n}}}")),
+        stale: None,
     }
 }
 

@@ -10,7 +10,85 @@ use super::*;
 both_backends!(
     signed_callbacks_decide_and_nothing_else_does,
     a_callback_whose_process_died_is_retried_within_seconds,
+    limited_integrations_decide_only_within_their_limits,
 );
+
+/// Base64 of 24 bytes each: two more integrations' secrets.
+const PAYROLL_ONLY: &str = "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY";
+const CAROL_ONLY: &str = "whsec_YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4";
+
+fn integration(name: &str, secret: &str) -> jit_broker::callbacks::IntegrationConfig {
+    jit_broker::callbacks::IntegrationConfig {
+        name: name.into(),
+        secret: Some(secrecy::SecretString::from(secret)),
+        secret_file: None,
+        trusted_for_step_up: false,
+        allowed_resources: None,
+        allowed_approvers: None,
+    }
+}
+
+/// `allowed_resources` and `allowed_approvers`: a callback outside them is refused with
+/// `callback_not_allowed` and changes nothing; inside them (approvers compared ignoring case) it
+/// decides as usual.
+async fn limited_integrations_decide_only_within_their_limits(db: Db) {
+    let e = env_with(db, |c| {
+        c.callbacks.integrations[0].allowed_resources = Some(vec!["prod-admins".into()]);
+        c.callbacks.integrations[0].allowed_approvers = Some(vec!["BOB@example.com".into()]);
+        let mut payroll = integration("payroll-portal", PAYROLL_ONLY);
+        payroll.allowed_resources = Some(vec!["payroll".into()]);
+        let mut carol = integration("carol-bot", CAROL_ONLY);
+        carol.allowed_approvers = Some(vec!["carol@example.com".into()]);
+        c.callbacks.integrations.push(payroll);
+        c.callbacks.integrations.push(carol);
+    })
+    .await;
+    let id = e
+        .pending(
+            "alice@example.com",
+            json!({"resource": "prod-admins", "reason": "ticket INC-8"}),
+        )
+        .await;
+    let approve = serde_json::to_vec(&json!({
+        "request_id": id, "decision": "approve", "approver": "bob@example.com",
+    }))
+    .unwrap();
+    let before = e.footprint().await;
+    for (secret, mid, why) in [
+        (PAYROLL_ONLY, "l1", "allowed_resources"),
+        (CAROL_ONLY, "l2", "allowed_approvers"),
+    ] {
+        let (s, b) = post_signed(&e, secret, mid, now_s(), &approve, None).await;
+        assert_eq!(
+            (s, code(&b)),
+            (StatusCode::FORBIDDEN, "callback_not_allowed"),
+            "{mid}: {b}"
+        );
+        assert!(b["message"].as_str().unwrap().contains(why), "{b}");
+    }
+    let (r0, d0, g0, a0) = before;
+    let (r1, d1, g1, a1) = e.footprint().await;
+    assert_eq!(
+        (r1, d1, g1, a1),
+        (r0, d0, g0, a0),
+        "a refused callback changed state"
+    );
+    assert!(!e.sim.is_member(PROD_ADMINS, ALICE));
+    // An unknown request under a resource limit: the ordinary not_found.
+    let unknown = serde_json::to_vec(&json!({
+        "request_id": "0190a0a0-0000-7000-8000-000000000000", "decision": "approve",
+        "approver": "bob@example.com",
+    }))
+    .unwrap();
+    let (s, b) = post_signed(&e, PAYROLL_ONLY, "l3", now_s(), &unknown, None).await;
+    assert_eq!((s, code(&b)), (StatusCode::NOT_FOUND, "not_found"), "{b}");
+    // Within its limits the first integration decides.
+    let (s, v) = post_signed(&e, CALLBACK_SECRET, "l4", now_s(), &approve, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "approved");
+    assert_eq!(v["decisions"][0]["channel"], "callback:servicenow");
+    e.audit_ok().await;
+}
 
 async fn post_signed(
     e: &Env,

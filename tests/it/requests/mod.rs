@@ -33,6 +33,8 @@ pub async fn env_with(db: Db, tweak: impl FnOnce(&mut Config) + Send) -> Env {
                 secret: Some(secrecy::SecretString::from(CALLBACK_SECRET)),
                 secret_file: None,
                 trusted_for_step_up: false,
+                allowed_resources: None,
+                allowed_approvers: None,
             }];
         })
         .tweak(tweak)

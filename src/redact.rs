@@ -112,6 +112,21 @@ pub fn http_error(e: reqwest::Error) -> String {
     crate::error::chain(&e.without_url())
 }
 
+/// Outside input quoted back in an error (`99h`, `1 fortnight`, as written): at most 40
+/// characters, control characters replaced, so an error can say what was typed without
+/// becoming a channel for anything else. Never for secrets or configuration values.
+pub fn shown(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(40)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if s.chars().count() > 40 {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,19 +181,4 @@ mod tests {
         let m = toml_error(text, &e);
         assert!(!m.contains("MARKER") && m.starts_with("line 2"), "{m}");
     }
-}
-
-/// Outside input quoted back in an error (`99h`, `1 fortnight`, as written): at most 40
-/// characters, control characters replaced, so an error can say what was typed without
-/// becoming a channel for anything else. Never for secrets or configuration values.
-pub fn shown(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(40)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if s.chars().count() > 40 {
-        out.push('…');
-    }
-    out
 }

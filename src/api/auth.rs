@@ -1,15 +1,20 @@
-//! API authentication: bearer tokens mapped to roles.
+//! API authentication: static bearer tokens mapped to roles, and Okta access tokens for people.
 //!
 //! Why it exists: every `/v1` call changes or reveals access, so each one must say who is
-//! calling and what they may do (invariant I7). Tokens are configured only as SHA-256 hashes, so
-//! neither the config file nor a log line can leak a usable credential.
+//! calling and what they may do (invariant I7). Static tokens are configured only as SHA-256
+//! hashes, so neither the config file nor a log line can leak a usable credential. A bearer that
+//! looks like a JWT, when `[access_tokens]` is on, is an Okta access token instead: the verifier
+//! (`okta::jwt`, keys cached) checks it, the route's scope ([`super::scopes`]) must be in it, and
+//! the person is the token's Okta user, read through `requests::people` (login, status, and
+//! admin/auditor from the same groups the console uses), cached briefly.
 //!
-//! What it must never do: compare a token with `==` (timing leaks), log a presented token, or
-//! decide what a role may do: a [`Caller`] becomes an [`Actor`] and [`crate::authz`] decides.
+//! What it must never do: compare a token with `==` (timing leaks), log a presented token, fall
+//! back from a refused JWT to the static tokens (a JWT is never a configured secret), or decide
+//! what a role may do: a [`Caller`] becomes an [`Actor`] and [`crate::authz`] decides.
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -18,21 +23,34 @@ use subtle::ConstantTimeEq;
 
 use crate::authz::Actor;
 use crate::error::{ApiError, ErrorCode};
+use crate::okta::jwt::{AccessTokenVerifier, Rejection, TokenError};
+use crate::requests::people::People;
+use crate::requests::RequestError;
 
 /// Roles are the authorization domain's; re-exported here, where tokens are configured.
 pub use crate::authz::Role;
 
-/// A caller whose token matched a configured hash.
+/// How the caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A configured static token (bots, portals, operators).
+    Static,
+    /// An Okta access token: the person's Okta user id and the OAuth client they signed in with.
+    Okta { user_id: String, client_id: String },
+}
+
+/// A caller whose token matched a configured hash, or whose Okta access token verified.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The token's configured name: the actor recorded in the audit log.
+    /// The token's configured name, or the person's Okta login: the actor in the audit log.
     pub name: String,
     pub roles: Vec<Role>,
+    pub credential: Credential,
 }
 
 impl Caller {
-    /// The actor the domain sees: the token's name and roles, through the API. Whether the
-    /// caller may do anything is [`crate::authz::decide`]'s answer, never the handler's.
+    /// The actor the domain sees: the name and roles, through the API. Whether the caller may
+    /// do anything is [`crate::authz::decide`]'s answer, never the handler's.
     pub fn actor(&self) -> Actor {
         Actor::api(self.name.clone(), &self.roles)
     }
@@ -44,26 +62,67 @@ pub enum AuthError {
     Missing,
     #[error("the token is not valid")]
     Invalid,
+    /// An Okta access token refused by the verifier or for its scopes.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The token's user is no longer active in Okta.
+    #[error("the person behind the access token is not active in Okta")]
+    Inactive,
+    /// Okta could not say who the token's user is.
+    #[error("cannot read the person behind the access token from Okta")]
+    Person(#[source] RequestError),
 }
 
 impl ErrorCode for AuthError {
     fn status(&self) -> StatusCode {
         match self {
-            AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
+            AuthError::Missing | AuthError::Invalid | AuthError::Inactive => {
+                StatusCode::UNAUTHORIZED
+            }
+            AuthError::Token(e) => match e.rejection() {
+                Rejection::Unauthorized => StatusCode::UNAUTHORIZED,
+                Rejection::Forbidden => StatusCode::FORBIDDEN,
+                Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            AuthError::Person(e) => e.status(),
         }
     }
     fn code(&self) -> &'static str {
         match self {
             AuthError::Missing => "unauthenticated",
-            AuthError::Invalid => "invalid_token",
+            AuthError::Invalid | AuthError::Inactive => "invalid_token",
+            AuthError::Token(e) => match e.rejection() {
+                Rejection::Unauthorized => "invalid_token",
+                Rejection::Forbidden => "insufficient_scope",
+                Rejection::Unavailable => "okta_keys_unavailable",
+            },
+            AuthError::Person(e) => e.code(),
         }
     }
 }
 
-/// The configured tokens, decoded once at start.
-#[derive(Debug, Default)]
+/// Okta access tokens: the verifier and who their users are.
+#[derive(Clone)]
+pub struct OktaTokens {
+    pub verifier: AccessTokenVerifier,
+    pub people: People,
+}
+
+/// The configured tokens, decoded once at start, and the Okta access token verifier when
+/// `[access_tokens]` is on.
+#[derive(Default)]
 pub struct Authenticator {
     tokens: Vec<(String, Vec<Role>, [u8; 32])>,
+    okta: Option<OktaTokens>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("tokens", &self.tokens.len())
+            .field("okta", &self.okta.is_some())
+            .finish()
+    }
 }
 
 impl Authenticator {
@@ -78,7 +137,13 @@ impl Authenticator {
                 Some((t.name.clone(), t.roles.clone(), arr))
             })
             .collect();
-        Authenticator { tokens }
+        Authenticator { tokens, okta: None }
+    }
+
+    /// Also accepts Okta access tokens.
+    pub fn with_okta(mut self, okta: OktaTokens) -> Self {
+        self.okta = Some(okta);
+        self
     }
 
     /// Checks a presented token against every configured hash. The loop visits all entries so
@@ -95,9 +160,57 @@ impl Authenticator {
             .map(|(name, roles, _)| Caller {
                 name: name.clone(),
                 roles: roles.clone(),
+                credential: Credential::Static,
             })
             .ok_or(AuthError::Invalid)
     }
+
+    /// Authenticates a bearer presented for `scope`: an Okta access token when it looks like a
+    /// JWT and access tokens are on, else a static token.
+    pub async fn authenticate_for(
+        &self,
+        presented: &str,
+        scope: &str,
+    ) -> Result<Caller, AuthError> {
+        match &self.okta {
+            Some(okta) if looks_like_jwt(presented) => okta.caller(presented, scope).await,
+            _ => self.authenticate(presented),
+        }
+    }
+}
+
+impl OktaTokens {
+    async fn caller(&self, token: &str, scope: &str) -> Result<Caller, AuthError> {
+        let t = self.verifier.verify(token).await?;
+        // The scope before Okta is asked anything: a token that may not do this costs no read.
+        t.require_scopes(&[scope])?;
+        let person = self.people.by_id(&t.user_id).await.map_err(|e| match e {
+            RequestError::UnknownUser(_) => AuthError::Inactive,
+            e => AuthError::Person(e),
+        })?;
+        if !person.is_active() {
+            return Err(AuthError::Inactive);
+        }
+        Ok(Caller {
+            name: person.login,
+            roles: person.roles.roles(),
+            credential: Credential::Okta {
+                user_id: person.user_id,
+                client_id: t.client_id,
+            },
+        })
+    }
+}
+
+/// Three base64url segments whose header starts with `{"` (`eyJ`): a JWT's shape. Static tokens
+/// are operator-chosen strings; one shaped like a JWT would be read as one when access tokens are
+/// on (docs/api.md says so).
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with("eyJ")
+        && token.split('.').count() == 3
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='))
 }
 
 pub use crate::config::hash_token;
@@ -114,17 +227,33 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Ok(caller_of(&parts.headers, state.authenticator())?)
+        let token = bearer_token(&parts.headers)?;
+        // The route's pattern, not the concrete path: `/v1/requests/{id}/approve`. Without one
+        // (never for a routed handler) the strictest scope applies.
+        let path = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
+        let scope = super::scopes::required(&parts.method, &path);
+        Ok(state.authenticator().authenticate_for(token, scope).await?)
     }
 }
 
 /// The caller a request's `Authorization: Bearer` header names: [`AuthError::Missing`] without
 /// one, [`AuthError::Invalid`] for a token no configured hash matches. For handlers that answer
 /// anonymous callers too (`/readyz`), which call it themselves instead of extracting a [`Caller`].
+/// Static tokens only: the readiness details are for operators' tokens, not people's.
 pub fn caller_of(
     headers: &axum::http::HeaderMap,
     auth: &Authenticator,
 ) -> Result<Caller, AuthError> {
+    auth.authenticate(bearer_token(headers)?)
+}
+
+/// The token of an `Authorization: Bearer` header: [`AuthError::Missing`] without one or with an
+/// empty one, [`AuthError::Invalid`] for a header that is not text.
+fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, AuthError> {
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .ok_or(AuthError::Missing)?;
@@ -137,7 +266,7 @@ pub fn caller_of(
     if token.is_empty() {
         return Err(AuthError::Missing);
     }
-    auth.authenticate(token)
+    Ok(token)
 }
 
 /// The API channel's section of the configuration (`[auth]`).
@@ -182,6 +311,7 @@ mod tests {
         let c = Caller {
             name: "x".into(),
             roles: vec![Role::Admin],
+            credential: Credential::Static,
         };
         let a = c.actor();
         assert_eq!(a.channel, crate::authz::Channel::Api);
@@ -189,7 +319,16 @@ mod tests {
         let c = Caller {
             name: "y".into(),
             roles: vec![Role::Requester],
+            credential: Credential::Static,
         };
         assert!(!c.actor().has(Role::Auditor));
+    }
+
+    #[test]
+    fn only_jwt_shaped_bearers_go_to_the_verifier() {
+        assert!(looks_like_jwt("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"));
+        assert!(!looks_like_jwt("test-admin-token"));
+        assert!(!looks_like_jwt("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0"));
+        assert!(!looks_like_jwt("eyJ.a b.c"));
     }
 }

@@ -2,7 +2,8 @@
 //! event hooks, and `/healthz`, `/readyz`, `/metrics` for the platform.
 //!
 //! Why it exists: one home for every HTTP handler of the API. Handlers are thin: parse,
-//! authenticate (API tokens, [`auth`]), call the domain, map the result.
+//! authenticate (static API tokens or Okta access tokens, [`auth`]; scopes per verb,
+//! [`scopes`]), call the domain, map the result.
 //!
 //! What it must never do: decide who may do what (the domain does), parse a webhook body before
 //! its signature is verified on the raw bytes (I7), log headers (they carry tokens and webhook
@@ -14,10 +15,13 @@ pub mod events;
 pub mod grants;
 pub mod health;
 pub mod inventory;
+pub mod metadata;
 pub mod outbox;
 pub mod paging;
 pub mod requests;
+pub mod resources;
 pub mod reviews;
+pub mod scopes;
 pub mod sync;
 
 use std::sync::Arc;
@@ -52,6 +56,8 @@ pub struct ApiState {
     pub scheduler: Option<crate::scheduler::Scheduler>,
     /// The Okta event hook intake (`/hooks/okta`).
     pub events: crate::events::Events,
+    /// RFC 9728 metadata; `None` when `[access_tokens]` is off.
+    pub resource_metadata: Option<Arc<metadata::ResourceMetadata>>,
 }
 
 impl HasAuthenticator for ApiState {
@@ -73,6 +79,8 @@ pub fn routes(state: ApiState, metrics_elsewhere: bool) -> Router {
     r.merge(audit::routes())
         .merge(grants::routes())
         .merge(requests::routes())
+        .merge(resources::routes())
+        .merge(metadata::routes())
         .merge(outbox::routes())
         .merge(events::routes())
         .merge(inventory::routes())

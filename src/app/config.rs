@@ -209,6 +209,12 @@ impl Config {
         errors.extend(self.sync.validate());
         errors.extend(self.okta.validate());
         errors.extend(self.access_tokens.validate());
+        if self.access_tokens.is_enabled() && !self.okta.is_configured() {
+            errors.push(ConfigError::invalid(
+                "access_tokens.issuer",
+                "needs [okta] configured: the person behind a token and their groups are read from Okta",
+            ));
+        }
         errors.extend(self.console.validate());
         errors.extend(self.outbound.validate());
         errors.extend(self.callbacks.validate());

@@ -202,6 +202,18 @@ pub async fn run_with(
             reviews::CHECK_INTERVAL,
         );
     }
+    let auth = api_authenticator(&config, &clock, requests.as_ref())?;
+    let resource_metadata = config.access_tokens.is_enabled().then(|| {
+        let url = if config.console.public_url.trim().is_empty() {
+            format!("http://{addr}")
+        } else {
+            config.console.public_url.clone()
+        };
+        Arc::new(api::metadata::ResourceMetadata::new(
+            &url,
+            &config.access_tokens.issuer,
+        ))
+    });
     let channels = http::Channels {
         console: console::ConsoleState {
             config: Arc::new(config.console.clone()),
@@ -219,7 +231,7 @@ pub async fn run_with(
         },
         slack: slack::SlackState { slack },
         api: api::ApiState {
-            auth: Arc::new(Authenticator::from_config(&config.auth.tokens)),
+            auth: Arc::new(auth),
             store: store.clone(),
             redis,
             clock,
@@ -231,6 +243,7 @@ pub async fn run_with(
             okta,
             scheduler,
             events,
+            resource_metadata,
         },
     };
     if let Some(maddr) = config.server.metrics_listen {
@@ -292,6 +305,34 @@ pub async fn run_with(
         tracing::info!("stopped cleanly");
     }
     result
+}
+
+/// The API's static tokens and, when `[access_tokens]` is on, the Okta access token verifier
+/// with the people behind tokens (roles from the console's groups: one mapping for both).
+fn api_authenticator(
+    config: &Config,
+    clock: &Clock,
+    requests: Option<&requests::RequestService>,
+) -> Result<Authenticator, RunError> {
+    let auth = Authenticator::from_config(&config.auth.tokens);
+    if !config.access_tokens.is_enabled() {
+        return Ok(auth);
+    }
+    // Config validation requires `[okta]` with access tokens, so there is a requests service.
+    let Some(requests) = requests else {
+        return Err(RunError::Config(
+            "access_tokens needs [okta] to read the person behind a token".into(),
+        ));
+    };
+    let verifier = okta::jwt::AccessTokenVerifier::new(config.access_tokens.clone(), clock.clone())
+        .map_err(|e| RunError::Config(format!("access_tokens: {e}")))?;
+    let people = requests::people::People::new(
+        requests.directory().clone(),
+        config.console.group_roles(),
+        clock.clone(),
+        config.access_tokens.person_cache_ttl,
+    );
+    Ok(auth.with_okta(api::auth::OktaTokens { verifier, people }))
 }
 
 /// Builds the expiry scheduler from the configuration and starts its background tasks

@@ -92,6 +92,48 @@ pub struct Actor {
 /// names them (whether it does is read from Okta when they act).
 const PERSON: [Role; 2] = [Role::Requester, Role::Approver];
 
+/// The Okta groups whose members are admins or auditors (`console.admin_groups` and
+/// `console.auditor_groups`): the one mapping from a person's groups to their roles, whichever
+/// channel signed them in (the console at sign-in, the API for an Okta access token).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupRoles {
+    pub admin_groups: Vec<String>,
+    pub auditor_groups: Vec<String>,
+}
+
+/// What a person's Okta groups make them, besides requester and approver.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PersonRoles {
+    pub admin: bool,
+    pub auditor: bool,
+}
+
+impl GroupRoles {
+    /// Whether `groups` (the person's Okta group ids, read by the caller) include an admin or
+    /// an auditor group.
+    pub fn of(&self, groups: &std::collections::HashSet<String>) -> PersonRoles {
+        let any = |list: &[String]| list.iter().any(|g| groups.contains(g));
+        PersonRoles {
+            admin: any(&self.admin_groups),
+            auditor: any(&self.auditor_groups),
+        }
+    }
+}
+
+impl PersonRoles {
+    /// A signed-in person's roles: requester and approver, plus admin and auditor from groups.
+    pub fn roles(self) -> Vec<Role> {
+        let mut roles = PERSON.to_vec();
+        if self.admin {
+            roles.push(Role::Admin);
+        }
+        if self.auditor {
+            roles.push(Role::Auditor);
+        }
+        roles
+    }
+}
+
 impl Actor {
     fn with(login: impl Into<String>, channel: Channel, roles: Vec<Role>) -> Self {
         Actor {
@@ -109,7 +151,8 @@ impl Actor {
         Self::with(login, channel, PERSON.to_vec())
     }
 
-    /// An API token: its name and configured roles.
+    /// An API token: its name and configured roles; or, for an Okta access token, the person's
+    /// login and [`PersonRoles::roles`].
     pub fn api(name: impl Into<String>, roles: &[Role]) -> Self {
         Self::with(name, Channel::Api, roles.to_vec())
     }
@@ -122,13 +165,7 @@ impl Actor {
         admin: bool,
         auditor: bool,
     ) -> Self {
-        let mut roles = PERSON.to_vec();
-        if admin {
-            roles.push(Role::Admin);
-        }
-        if auditor {
-            roles.push(Role::Auditor);
-        }
+        let roles = PersonRoles { admin, auditor }.roles();
         let mut a = Self::with(login, Channel::Console, roles);
         a.authenticated_at = Some(auth_time_ms);
         a

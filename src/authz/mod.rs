@@ -17,7 +17,7 @@ mod actor;
 mod rules;
 pub mod table;
 
-pub use actor::{same_person, Actor, Channel, Role};
+pub use actor::{same_person, Actor, Channel, GroupRoles, PersonRoles, Role};
 pub use rules::{allows, decide, depends_on_approver, require, Denied, Facts, StepUp, Verb};
 
 #[cfg(test)]

@@ -186,16 +186,14 @@ async fn finish(
         .await?;
     // Roles from Okta group membership, read now (a person removed from the admin group loses
     // the role at their next sign-in, and sessions end within the absolute timeout).
+    // The same mapping the API applies to an Okta access token (`requests::people`).
     let (user_id, admin, auditor) = match state.requests.as_ref() {
         Some(svc) => {
-            let user = svc.directory().user(&id.subject).await?;
-            let groups = svc.directory().groups_fresh(&user.id).await?;
-            let any = |list: &[String]| list.iter().any(|g| groups.contains(g));
-            (
-                user.id.clone(),
-                any(&c.cfg.admin_groups),
-                any(&c.cfg.auditor_groups),
-            )
+            let person = svc
+                .directory()
+                .person(&id.subject, &c.cfg.group_roles())
+                .await?;
+            (person.user_id, person.roles.admin, person.roles.auditor)
         }
         None => (id.subject.clone(), false, false),
     };

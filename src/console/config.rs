@@ -45,6 +45,15 @@ impl ConsoleConfig {
         !self.issuer.is_empty()
     }
 
+    /// The groups that make a person admin or auditor: the console's, and the API's for Okta
+    /// access tokens (one mapping for every channel a person signs in through).
+    pub fn group_roles(&self) -> crate::authz::GroupRoles {
+        crate::authz::GroupRoles {
+            admin_groups: self.admin_groups.clone(),
+            auditor_groups: self.auditor_groups.clone(),
+        }
+    }
+
     pub(crate) fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
         resolve_secret(
             "console.client_secret",

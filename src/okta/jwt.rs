@@ -55,6 +55,10 @@ pub struct AccessTokensConfig {
     /// Cached keys older than this are fetched again on the next token (kept if that fails).
     #[serde(with = "humantime_serde")]
     pub jwks_max_age: Duration,
+    /// How long the API keeps the person behind a token (login, status, roles from groups)
+    /// before reading Okta again.
+    #[serde(with = "humantime_serde")]
+    pub person_cache_ttl: Duration,
 }
 
 impl AccessTokensConfig {
@@ -98,6 +102,12 @@ impl AccessTokensConfig {
             errors.push(ConfigError::invalid(
                 "access_tokens.jwks_refresh_min_interval",
                 "must be at least 1s (it is what keeps forged kids from reaching Okta)",
+            ));
+        }
+        if self.person_cache_ttl > Duration::from_secs(600) {
+            errors.push(ConfigError::invalid(
+                "access_tokens.person_cache_ttl",
+                "must be at most 10m (a deactivated person keeps access for as long)",
             ));
         }
         if self.jwks_max_age < self.jwks_refresh_min_interval {

@@ -19,6 +19,7 @@ mod decide;
 pub mod directory;
 pub mod error;
 pub mod model;
+pub mod people;
 mod read;
 pub mod repo;
 mod service;

@@ -26,6 +26,7 @@ fn config(sim: &SimHandle) -> AccessTokensConfig {
         // Long enough that no test crosses it by accident.
         jwks_refresh_min_interval: Duration::from_secs(3600),
         jwks_max_age: Duration::from_secs(3600),
+        person_cache_ttl: Duration::from_secs(60),
     }
 }
 

@@ -2,6 +2,7 @@
 //! key; `check-config` and `migrate` exit codes through the real binary.
 
 use std::io::Write;
+use std::time::Duration;
 
 use jit_broker::config::ConfigError;
 use jit_broker::Config;
@@ -503,6 +504,21 @@ fn access_tokens_need_an_https_issuer_an_audience_and_sane_intervals() {
         "{e}"
     );
     assert!(e.contains("`access_tokens.clock_skew`"), "{e}");
+    // The person behind a token is read from Okta: access tokens need `[okta]`; a person cache
+    // longer than 10 minutes is refused.
+    let e = errors(
+        None,
+        &[
+            (
+                "JIT_ACCESS_TOKENS__ISSUER",
+                "https://example.okta.com/oauth2/default",
+            ),
+            ("JIT_ACCESS_TOKENS__AUDIENCE", "api://jit-broker"),
+            ("JIT_ACCESS_TOKENS__PERSON_CACHE_TTL", "1h"),
+        ],
+    );
+    assert!(e.contains("needs [okta] configured"), "{e}");
+    assert!(e.contains("`access_tokens.person_cache_ttl`"), "{e}");
     let c = Config::load_with_env(
         None,
         env(&[
@@ -511,9 +527,12 @@ fn access_tokens_need_an_https_issuer_an_audience_and_sane_intervals() {
                 "https://example.okta.com/oauth2/default",
             ),
             ("JIT_ACCESS_TOKENS__AUDIENCE", "api://jit-broker"),
+            ("JIT_OKTA__BASE_URL", "https://example.okta.com"),
+            ("JIT_OKTA__API_TOKEN", "t"),
         ]),
     )
     .unwrap();
+    assert_eq!(c.access_tokens.person_cache_ttl, Duration::from_secs(60));
     assert_eq!(
         c.access_tokens.jwks_url(),
         "https://example.okta.com/oauth2/default/v1/keys"

@@ -179,7 +179,9 @@ fn violations() -> Vec<String> {
     let mut unplaced = BTreeMap::new();
     for file in &files {
         let module = module_of(&src, file);
-        if module == "lib" || module == "main" {
+        // `src/bin/*` are separate crates (the `jit` client), not modules of the library; their
+        // rule is `the_terminal_client_never_uses_the_broker_library` below.
+        if module == "lib" || module == "main" || module == "bin" {
             continue;
         }
         if place(&module).is_none() {
@@ -254,4 +256,28 @@ fn the_table_matches_lib_rs() {
         .flat_map(|(_, m)| m.iter().map(|s| s.to_string()))
         .collect();
     assert_eq!(declared, table);
+}
+
+/// `jit` (src/bin/jit) talks to the broker only over HTTP: it names nothing of the library, so
+/// it cannot hold a rule of its own (every answer comes from the API).
+#[test]
+fn the_terminal_client_never_uses_the_broker_library() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/jit");
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    assert!(!files.is_empty(), "src/bin/jit has no sources");
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            assert!(
+                !line.contains("jit_broker"),
+                "{}:{}: the client uses the broker library",
+                f.display(),
+                i + 1
+            );
+        }
+    }
 }

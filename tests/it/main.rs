@@ -8,6 +8,7 @@
 mod helpers;
 
 mod access_tokens;
+mod api_tokens;
 mod audit;
 mod audit_merkle;
 mod authz;
@@ -30,6 +31,7 @@ mod grants_batch;
 mod grants_input;
 mod grants_races;
 mod health;
+mod jit_cli;
 mod layers;
 mod migrations;
 mod okta_auth;

@@ -121,6 +121,22 @@ impl<'a> EnvBuilder<'a> {
         })
     }
 
+    /// Changes okta-sim's configuration before it starts.
+    pub fn sim(mut self, f: impl FnOnce(&mut okta_sim::SimConfig)) -> Self {
+        f(&mut self.sim);
+        self
+    }
+
+    /// Turns on Okta access tokens from okta-sim's `default` authorization server (audience
+    /// `api://default`), the keys refetched at most once a minute.
+    pub fn okta_tokens(self) -> Self {
+        self.tweak(|c| {
+            c.access_tokens.issuer = format!("{}/oauth2/default", c.okta.base_url);
+            c.access_tokens.audience = "api://default".into();
+            c.access_tokens.jwks_refresh_min_interval = Duration::from_secs(60);
+        })
+    }
+
     pub async fn start(self) -> Env {
         self.start_split(|_| {}).await.0
     }
@@ -246,6 +262,46 @@ impl Env {
             .http
             .get(self.app.url(path))
             .bearer_auth(token_of(login))
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// An access token okta-sim's `default` server signs for `login` with `scopes`.
+    pub fn jwt(&self, login: &str, scopes: &[&str]) -> String {
+        self.sim
+            .mint_access_token(&okta_sim::authz::MintSpec {
+                login: login.into(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            })
+            .unwrap()
+    }
+
+    /// `POST` with `bearer` (any token: static, Okta, forged).
+    pub async fn post_bearer(&self, bearer: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .app
+            .http
+            .post(self.app.url(path))
+            .bearer_auth(bearer)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET` with `bearer`.
+    pub async fn get_bearer(&self, bearer: &str, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .app
+            .http
+            .get(self.app.url(path))
+            .bearer_auth(bearer)
             .send()
             .await
             .unwrap();

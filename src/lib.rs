@@ -18,7 +18,8 @@
 //!    [`csv_safe`] (CSV cells a spreadsheet cannot run), [`authz`] (who may do what: one rule
 //!    per verb for every channel), [`telemetry`] (logs, metrics), [`webhooks`] (Standard Webhooks
 //!    signatures), [`store`] (SQL, the record), [`redis_conn`] (Redis, the index), [`okta`]
-//!    (the Okta client).
+//!    (the Okta client), [`oncall`] (who is on call now, from PagerDuty, Opsgenie or Jira
+//!    Service Management).
 //! 2. **Audit, policy, scheduler**: [`audit`] (the append-only, hash-chained log), [`policy`]
 //!    (resources and their rules), [`scheduler`] (the Redis expiry index and its worker).
 //! 3. **Grants**: [`grants`], the only module that adds or removes access in Okta.
@@ -45,6 +46,7 @@ pub mod crash;
 pub mod csv_safe;
 pub mod error;
 pub mod okta;
+pub mod oncall;
 pub mod redact;
 pub mod redis_conn;
 pub mod store;

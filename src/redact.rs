@@ -22,8 +22,9 @@ use figment::error::{Actual, Kind};
 /// carry one inline (`callbacks.integrations`, `outbound.endpoints`, `auth.tokens`), and URLs
 /// that may carry a password.
 pub fn is_secret_key(path: &[String]) -> bool {
-    const PREFIXES: [&str; 5] = [
+    const PREFIXES: [&str; 6] = [
         "callbacks.integrations",
+        "oncall.sources",
         "outbound.endpoints",
         "auth.tokens",
         "database.url",

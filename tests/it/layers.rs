@@ -26,6 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "redis_conn",
             "okta",
+            "oncall",
             "telemetry",
         ],
     ),

@@ -26,8 +26,8 @@ use crate::redis_conn::{RedisConn, RedisError};
 use crate::store::{Store, StoreError};
 use crate::tasks::Tasks;
 use crate::{
-    api, callbacks, console, events, grants, notify, okta, oncall, outbox, policy, requests, reviews,
-    scheduler, slack, store, sync, telemetry,
+    api, callbacks, console, events, grants, notify, okta, oncall, outbox, policy, requests,
+    reviews, scheduler, slack, store, sync, telemetry,
 };
 
 /// Why the application could not start or stopped abnormally.

@@ -138,9 +138,7 @@ impl OncallConfig {
             if s.token.is_none() {
                 errors.push(ConfigError::invalid(
                     key("token"),
-                    format!(
-                        "required (set JIT_ONCALL__SOURCES or oncall.sources[{i}].token_file)"
-                    ),
+                    format!("required (set JIT_ONCALL__SOURCES or oncall.sources[{i}].token_file)"),
                 ));
             }
             for (k, v) in [("base_url", &s.base_url), ("site_url", &s.site_url)] {

@@ -99,7 +99,10 @@ impl Window {
         let from = minutes(&self.from);
         let to = minutes(&self.to);
         if from.is_none() || from == Some(24 * 60) {
-            out.push(("from", format!("`{}` is not a time like `09:00`", self.from)));
+            out.push((
+                "from",
+                format!("`{}` is not a time like `09:00`", self.from),
+            ));
         }
         if to.is_none() {
             out.push((
@@ -182,14 +185,22 @@ pub fn check_sources(
                         errors.push(super::PolicyError::invalid(
                             &r.name,
                             format!("{key}.escalation_policy"),
-                            format!("only PagerDuty sources have escalation policies; `{}` is {}", rule.source, v.as_str()),
+                            format!(
+                                "only PagerDuty sources have escalation policies; `{}` is {}",
+                                rule.source,
+                                v.as_str()
+                            ),
                         ));
                     }
                     if !rule.levels.is_empty() {
                         errors.push(super::PolicyError::invalid(
                             &r.name,
                             format!("{key}.levels"),
-                            format!("only PagerDuty answers with escalation levels; `{}` is {}", rule.source, v.as_str()),
+                            format!(
+                                "only PagerDuty answers with escalation levels; `{}` is {}",
+                                rule.source,
+                                v.as_str()
+                            ),
                         ));
                     }
                 }
@@ -223,7 +234,12 @@ mod tests {
     #[test]
     fn business_hours_follow_daylight_saving() {
         // Berlin left summer time on Sunday 2026-10-25 at 03:00 CEST (01:00 UTC).
-        let win = w(&["mon", "tue", "wed", "thu", "fri"], "09:00", "18:00", "Europe/Berlin");
+        let win = w(
+            &["mon", "tue", "wed", "thu", "fri"],
+            "09:00",
+            "18:00",
+            "Europe/Berlin",
+        );
         // Friday before: 09:00 CEST is 07:00 UTC.
         assert!(!win.contains(ms("2026-10-23T06:59:00Z")));
         assert!(win.contains(ms("2026-10-23T07:00:00Z")));

@@ -30,7 +30,8 @@ use std::time::Duration;
 
 pub use error::RequestError;
 pub use model::{
-    Actor, AutoApproval, Channel, DecisionRecord, Request, RequestKind, RequestState, RequestView, Verdict,
+    Actor, AutoApproval, Channel, DecisionRecord, Request, RequestKind, RequestState, RequestView,
+    Verdict,
 };
 pub use service::{Created, NewRequest};
 

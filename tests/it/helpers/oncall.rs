@@ -63,10 +63,7 @@ impl FakeOncall {
         let app = Router::new()
             .route("/oncalls", get(pagerduty))
             .route("/v2/schedules/{id}/on-calls", get(opsgenie))
-            .route(
-                "/jsm/ops/api/{cloud}/v1/schedules/{id}/on-calls",
-                get(jsm),
-            )
+            .route("/jsm/ops/api/{cloud}/v1/schedules/{id}/on-calls", get(jsm))
             .route("/rest/api/3/user/search", get(jira_user_search))
             .with_state((state.clone(), calls.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -284,8 +281,10 @@ async fn opsgenie(
     let Some(shifts) = on_call.get(&id) else {
         return (
             StatusCode::NOT_FOUND,
-            Json(json!({"message": format!("Schedule with identifier [{id}] could not be found"),
-                        "took": 0.003, "requestId": "0b7a1c1e-404"})),
+            Json(
+                json!({"message": format!("Schedule with identifier [{id}] could not be found"),
+                        "took": 0.003, "requestId": "0b7a1c1e-404"}),
+            ),
         )
             .into_response();
     };
@@ -337,8 +336,10 @@ async fn jsm(
     };
     let flat = pairs(&q).iter().any(|(k, v)| k == "flat" && v == "true");
     if flat {
-        Json(json!({"onCallUsers": shifts.iter().map(|s| s.account_id.clone()).collect::<Vec<_>>()}))
-            .into_response()
+        Json(
+            json!({"onCallUsers": shifts.iter().map(|s| s.account_id.clone()).collect::<Vec<_>>()}),
+        )
+        .into_response()
     } else {
         Json(json!({"onCallParticipants": shifts.iter().map(|s| json!({
             "id": s.account_id, "type": "user"})).collect::<Vec<_>>()}))

@@ -194,7 +194,11 @@ async fn unavailable_source_falls_back(db: Db) {
     );
     let before = e.footprint().await;
     let cases = [
-        ("eng1@example.com", Mode::Down, "HTTP 503: Service Unavailable"),
+        (
+            "eng1@example.com",
+            Mode::Down,
+            "HTTP 503: Service Unavailable",
+        ),
         ("eng2@example.com", Mode::RateLimited(120), "rate-limiting"),
     ];
     for (who, mode, reason) in cases {
@@ -231,7 +235,11 @@ async fn unavailable_source_falls_back(db: Db) {
             .contains("rate-limiting"),
         "{b}"
     );
-    assert_eq!(fake.calls(), calls, "a rate-limited source was called again");
+    assert_eq!(
+        fake.calls(),
+        calls,
+        "a rate-limited source was called again"
+    );
     // Slow: an answer after the 300 ms timeout is no answer (Opsgenie is not rate-limited).
     fake.latency(Duration::from_secs(2));
     fake.set("4f1c2a9e-og-sched", &["eng4@example.com"]);
@@ -336,23 +344,62 @@ auto_approve = {auto}
 #[test]
 fn bad_on_call_and_window_keys_are_named() {
     let cases = [
-        (r#"{ max_duration = "1h", on_call = [{ source = "pd", schedule = "P1", escalation_policy = "P2" }] }"#, "auto_approve.on_call[0]`"),
-        (r#"{ max_duration = "1h", on_call = [{ source = "pd" }] }"#, "auto_approve.on_call[0]`"),
-        (r#"{ max_duration = "1h", on_call = [{ source = "pd", schedule = "P 1" }] }"#, "auto_approve.on_call[0].schedule"),
-        (r#"{ max_duration = "1h", on_call = [{ source = "p d", schedule = "P1" }] }"#, "auto_approve.on_call[0].source"),
-        (r#"{ max_duration = "1h", on_call = [{ source = "pd", schedule = "P1", levels = [0] }] }"#, "auto_approve.on_call[0].levels"),
-        (r#"{ max_duration = "1h", on_call = [{ source = "pd", schedul = "P1" }] }"#, "schedul"),
-        (r#"{ max_duration = "1h", on_call = [{ source = "pd", schedule = "REPLACE_ME_SCHEDULE" }] }"#, "placeholder"),
+        (
+            r#"{ max_duration = "1h", on_call = [{ source = "pd", schedule = "P1", escalation_policy = "P2" }] }"#,
+            "auto_approve.on_call[0]`",
+        ),
+        (
+            r#"{ max_duration = "1h", on_call = [{ source = "pd" }] }"#,
+            "auto_approve.on_call[0]`",
+        ),
+        (
+            r#"{ max_duration = "1h", on_call = [{ source = "pd", schedule = "P 1" }] }"#,
+            "auto_approve.on_call[0].schedule",
+        ),
+        (
+            r#"{ max_duration = "1h", on_call = [{ source = "p d", schedule = "P1" }] }"#,
+            "auto_approve.on_call[0].source",
+        ),
+        (
+            r#"{ max_duration = "1h", on_call = [{ source = "pd", schedule = "P1", levels = [0] }] }"#,
+            "auto_approve.on_call[0].levels",
+        ),
+        (
+            r#"{ max_duration = "1h", on_call = [{ source = "pd", schedul = "P1" }] }"#,
+            "schedul",
+        ),
+        (
+            r#"{ max_duration = "1h", on_call = [{ source = "pd", schedule = "REPLACE_ME_SCHEDULE" }] }"#,
+            "placeholder",
+        ),
         (r#"{ max_duration = "1h" }"#, "`auto_approve`"),
-        (r#"{ users = ["a@example.com"], max_duration = "1h", windows = [{ from = "9", to = "18:00", time_zone = "UTC" }] }"#, "auto_approve.windows[0].from"),
-        (r#"{ users = ["a@example.com"], max_duration = "1h", windows = [{ from = "09:00", to = "18:00", time_zone = "Europe/Atlantis" }] }"#, "auto_approve.windows[0].time_zone"),
-        (r#"{ users = ["a@example.com"], max_duration = "1h", windows = [{ days = ["someday"], from = "09:00", to = "18:00", time_zone = "UTC" }] }"#, "auto_approve.windows[0].days"),
-        (r#"{ users = ["a@example.com"], max_duration = "1h", windows = [{ from = "18:00", to = "09:00", time_zone = "UTC" }] }"#, "auto_approve.windows[0].to"),
-        (r#"{ users = ["a@example.com"], max_duration = "1h", windows = [{ from = "09:00", to = "18:00", tz = "UTC" }] }"#, "tz"),
+        (
+            r#"{ users = ["a@example.com"], max_duration = "1h", windows = [{ from = "9", to = "18:00", time_zone = "UTC" }] }"#,
+            "auto_approve.windows[0].from",
+        ),
+        (
+            r#"{ users = ["a@example.com"], max_duration = "1h", windows = [{ from = "09:00", to = "18:00", time_zone = "Europe/Atlantis" }] }"#,
+            "auto_approve.windows[0].time_zone",
+        ),
+        (
+            r#"{ users = ["a@example.com"], max_duration = "1h", windows = [{ days = ["someday"], from = "09:00", to = "18:00", time_zone = "UTC" }] }"#,
+            "auto_approve.windows[0].days",
+        ),
+        (
+            r#"{ users = ["a@example.com"], max_duration = "1h", windows = [{ from = "18:00", to = "09:00", time_zone = "UTC" }] }"#,
+            "auto_approve.windows[0].to",
+        ),
+        (
+            r#"{ users = ["a@example.com"], max_duration = "1h", windows = [{ from = "09:00", to = "18:00", tz = "UTC" }] }"#,
+            "tz",
+        ),
     ];
     for (auto, key) in cases {
         let errs = policy_errors(auto);
-        assert!(errs.contains("r1") && errs.contains(key), "expected `{key}` in: {errs}");
+        assert!(
+            errs.contains("r1") && errs.contains(key),
+            "expected `{key}` in: {errs}"
+        );
     }
 }
 
@@ -453,7 +500,12 @@ async fn oncall_latency_figures() {
     let fake = FakeOncall::spawn().await;
     fake.latency(Duration::from_millis(100));
     fake.set("PSCHED1", &["alice@example.com"]);
-    let mut cached = source("pd-cached", Vendor::Pagerduty, &fake, Duration::from_secs(2));
+    let mut cached = source(
+        "pd-cached",
+        Vendor::Pagerduty,
+        &fake,
+        Duration::from_secs(2),
+    );
     cached.cache_ttl = Duration::from_secs(30);
     let policy = format!(
         "{POLICY}{}",
@@ -501,7 +553,10 @@ auto_approve = { max_duration = "2h", on_call = [{ source = "pd-cached", schedul
             assert_eq!(s, StatusCode::CREATED, "{b}");
             let gid = b["grant"]["id"].as_str().unwrap().to_string();
             let (s, b) = e
-                .post(&format!("/v1/grants/{gid}/revoke"), json!({"reason": "bench"}))
+                .post(
+                    &format!("/v1/grants/{gid}/revoke"),
+                    json!({"reason": "bench"}),
+                )
                 .await;
             assert!(s.is_success(), "{b}");
         }

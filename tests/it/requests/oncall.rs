@@ -568,3 +568,54 @@ auto_approve = { max_duration = "2h", on_call = [{ source = "pd-cached", schedul
         );
     }
 }
+
+/// The client alone: `probe` (one cheap authenticated read per source) proves each credential
+/// and names a refused one; a cached answer is served without a call until `cache_ttl` passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_probe_and_cache() {
+    use jit_broker::oncall::{Oncall, OncallConfig, OncallError, Target};
+    let fake = FakeOncall::spawn().await;
+    let t = Duration::from_secs(2);
+    let mut cached = source("pd", Vendor::Pagerduty, &fake, t);
+    cached.cache_ttl = Duration::from_secs(30);
+    let mut wrong = source("og-wrong", Vendor::Opsgenie, &fake, t);
+    wrong.token = Some(secrecy::SecretString::from("not-the-key"));
+    let cfg = OncallConfig {
+        sources: vec![
+            cached,
+            source("og", Vendor::Opsgenie, &fake, t),
+            source("jsm", Vendor::Jsm, &fake, t),
+            wrong,
+        ],
+    };
+    let clock = Clock::tokio_at(1_800_000_000_000);
+    let oc = Oncall::new(&cfg, clock).unwrap();
+    for s in ["pd", "og", "jsm"] {
+        oc.probe(s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+    match oc.probe("og-wrong").await {
+        Err(OncallError::Status {
+            status: 401,
+            message,
+            ..
+        }) => {
+            assert_eq!(message, "Could not authenticate")
+        }
+        other => panic!("{other:?}"),
+    }
+    fake.set("PSCHED1", &["alice@example.com"]);
+    let target = Target::Schedule("PSCHED1".into());
+    let calls = fake.calls();
+    for _ in 0..5 {
+        let m = oc
+            .on_call("pd", &target, "Alice@Example.com", &[])
+            .await
+            .unwrap();
+        assert_eq!(m.map(|m| m.level), Some(Some(1)));
+    }
+    assert_eq!(fake.calls() - calls, 1, "one read, then the cache");
+    assert!(matches!(
+        oc.on_call("nope", &target, "alice@example.com", &[]).await,
+        Err(OncallError::UnknownSource(_))
+    ));
+}

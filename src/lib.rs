@@ -11,14 +11,15 @@
 //! other. `tests/it/layers.rs` reads `src/` and fails on an import that goes up or sideways, so
 //! a second path cannot grow back. See `docs/architecture.md` for the picture.
 //!
-//! 1. **Foundation**: [`error`] (one error type, `{code, message}`), [`clock`] (the one "now"),
-//!    [`tasks`] (named tracked tasks, drained on shutdown), [`crash`] (crash points of test
-//!    builds), [`redact`] (errors without the
-//!    values they are about), [`config`] (layers, secrets, the foundation's sections),
+//! 1. **Foundation**: [`error`] (one error type, `{code, message}`), [`redact`] (errors without
+//!    the values they are about), [`clock`] (the one "now"), [`tasks`] (named tracked tasks,
+//!    drained on shutdown), [`crash`] (crash points of test builds), [`config`] (layers,
+//!    secrets, the foundation's sections),
 //!    [`csv_safe`] (CSV cells a spreadsheet cannot run), [`authz`] (who may do what: one rule
 //!    per verb for every channel), [`telemetry`] (logs, metrics), [`webhooks`] (Standard Webhooks
 //!    signatures), [`store`] (SQL, the record), [`redis_conn`] (Redis, the index), [`okta`]
-//!    (the Okta client).
+//!    (the Okta client), [`oncall`] (who is on call now, from PagerDuty, Opsgenie or Jira
+//!    Service Management).
 //! 2. **Audit, policy, scheduler**: [`audit`] (the append-only, hash-chained log), [`policy`]
 //!    (resources and their rules), [`scheduler`] (the Redis expiry index and its worker).
 //! 3. **Grants**: [`grants`], the only module that adds or removes access in Okta.
@@ -45,6 +46,7 @@ pub mod crash;
 pub mod csv_safe;
 pub mod error;
 pub mod okta;
+pub mod oncall;
 pub mod redact;
 pub mod redis_conn;
 pub mod store;

@@ -22,9 +22,10 @@ use figment::error::{Actual, Kind};
 /// carry one inline (`callbacks.integrations`, `outbound.endpoints`, `auth.tokens`), and URLs
 /// that may carry a password.
 pub fn is_secret_key(path: &[String]) -> bool {
-    const PREFIXES: [&str; 6] = [
+    const PREFIXES: [&str; 7] = [
         "audit.witness_urls",
         "callbacks.integrations",
+        "oncall.sources",
         "outbound.endpoints",
         "auth.tokens",
         "database.url",

@@ -158,7 +158,23 @@ fn check_config(file: Option<PathBuf>) -> ExitCode {
             eprintln!("  {e}");
         }
     }
-    let resources = match report.policy.as_ref().map(|p| p.load()) {
+    // On-call rules name configured sources: checked when the configuration itself was read.
+    let sources = report
+        .config
+        .as_ref()
+        .map(super::oncall_sources)
+        .unwrap_or_default();
+    let checked = report.config.is_some();
+    let resources = match report.policy.as_ref().map(|p| {
+        p.load().and_then(|policy| {
+            let unknown = crate::policy::auto::check_sources(&policy, &sources);
+            if unknown.is_empty() || !checked {
+                Ok(policy)
+            } else {
+                Err(unknown)
+            }
+        })
+    }) {
         Some(Ok(policy)) => Some(policy.resources.len()),
         Some(Err(errors)) => {
             ok = false;

@@ -27,6 +27,8 @@ pub struct Config {
     pub okta: crate::okta::OktaConfig,
     pub access_tokens: crate::okta::jwt::AccessTokensConfig,
     pub requests: crate::requests::RequestsConfig,
+    #[serde(default)]
+    pub oncall: crate::oncall::OncallConfig,
     pub console: crate::console::ConsoleConfig,
     pub notify: crate::notify::NotifyConfig,
     pub outbox: crate::outbox::OutboxConfig,
@@ -126,6 +128,7 @@ impl Config {
         keep(self.events.resolve_secrets());
         keep(self.slack.resolve_secrets());
         keep(self.audit.resolve_secrets());
+        keep(self.oncall.resolve_secrets());
         errors
     }
 
@@ -253,6 +256,7 @@ impl Config {
         errors.extend(self.slack.validate());
         errors.extend(self.reviews.validate());
         errors.extend(self.audit.validate());
+        errors.extend(self.oncall.validate());
         errors
     }
 }
@@ -301,6 +305,7 @@ fn section_errors(figment: &figment::Figment) -> Vec<ConfigError> {
         "sync" => crate::sync::SyncConfig,
         "slack" => crate::slack::SlackConfig,
         "reviews" => crate::reviews::ReviewsConfig,
+        "oncall" => crate::oncall::OncallConfig,
     );
     out
 }

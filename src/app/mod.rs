@@ -27,8 +27,8 @@ use crate::redis_conn::{RedisConn, RedisError};
 use crate::store::{Store, StoreError};
 use crate::tasks::Tasks;
 use crate::{
-    api, callbacks, console, events, grants, notify, okta, outbox, policy, requests, reviews,
-    scheduler, slack, store, sync, telemetry,
+    api, callbacks, console, events, grants, notify, okta, oncall, outbox, policy, requests,
+    reviews, scheduler, slack, store, sync, telemetry,
 };
 
 /// Why the application could not start or stopped abnormally.
@@ -129,6 +129,8 @@ pub async fn run_with(
         }
     }
     policy::reload::spawn_sighup_listener(&tasks, policy.clone(), okta.clone());
+    let oncall = oncall::Oncall::new(&config.oncall, clock.clone())
+        .map_err(|e| RunError::Config(e.to_string()))?;
     let grants = okta.clone().map(|okta| {
         grants::GrantService::new(
             store.clone(),
@@ -152,7 +154,8 @@ pub async fn run_with(
         )
     });
     let requests = grants.clone().map(|g| {
-        let svc = requests::RequestService::new(g, &config.requests, Some(tasks.clone()));
+        let svc = requests::RequestService::new(g, &config.requests, Some(tasks.clone()))
+            .with_oncall(oncall.clone());
         svc.spawn_checks(&tasks, config.requests.check_interval);
         svc
     });
@@ -429,6 +432,16 @@ fn start_notifications(
     wake
 }
 
+/// The configured on-call sources' names and vendors, for the policy's cross-check.
+pub(crate) fn oncall_sources(config: &Config) -> Vec<(String, oncall::Vendor)> {
+    config
+        .oncall
+        .sources
+        .iter()
+        .map(|s| (s.name.clone(), s.kind))
+        .collect()
+}
+
 /// How long the start waits for the policy's check against Okta before going on without it.
 const POLICY_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -441,6 +454,11 @@ async fn start_policy(
     okta: Option<&okta::OktaClient>,
 ) -> Result<policy::PolicyHandle, RunError> {
     let loaded = config.policy.load().map_err(RunError::Policy)?;
+    let sources = oncall_sources(config);
+    let unknown = policy::auto::check_sources(&loaded, &sources);
+    if !unknown.is_empty() {
+        return Err(RunError::Policy(unknown));
+    }
     if let Some(client) = okta {
         match tokio::time::timeout(POLICY_CHECK_TIMEOUT, policy::online::check(&loaded, client))
             .await

@@ -9,6 +9,7 @@
 //! What it must never do: accept a key it does not know (a typo in `drift = "enforce"` silently
 //! ignored is a security bug), or replace a working policy with one that failed validation.
 
+pub mod auto;
 pub mod online;
 pub mod reload;
 pub mod validate;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use auto::{in_windows, OnCallRule, Window};
 pub use reload::PolicyHandle;
 pub use validate::{validate_resource, STANDARD_ROLE_TYPES};
 
@@ -147,6 +149,13 @@ pub struct AutoApprove {
     pub users: Vec<String>,
     #[serde(with = "humantime_serde")]
     pub max_duration: Duration,
+    /// Also approves whoever an on-call schedule says is on call now (read at request time; a
+    /// source that cannot answer approves no one, see docs/oncall.md).
+    #[serde(default)]
+    pub on_call: Vec<OnCallRule>,
+    /// When auto-approval applies at all; empty: always.
+    #[serde(default)]
+    pub windows: Vec<Window>,
 }
 
 /// One managed resource, as written in the policy file.

@@ -214,11 +214,63 @@ pub fn validate_resource(r: &Resource) -> Vec<PolicyError> {
         );
     }
     if let Some(a) = &r.auto_approve {
-        if a.okta_groups.is_empty() && a.users.is_empty() {
+        if a.okta_groups.is_empty() && a.users.is_empty() && a.on_call.is_empty() {
             err(
                 "auto_approve",
-                "names no `okta_groups` or `users`; remove it or name who is auto-approved".into(),
+                "names no `okta_groups`, `users` or `on_call`; remove it or name who is auto-approved"
+                    .into(),
             );
+        }
+        if a.on_call.len() > 10 {
+            err("auto_approve.on_call", "at most 10 on-call rules".into());
+        }
+        for (i, rule) in a.on_call.iter().enumerate() {
+            let key = format!("auto_approve.on_call[{i}]");
+            if !crate::config::valid_name(&rule.source) {
+                err(
+                    &format!("{key}.source"),
+                    "expected the name of an `oncall.sources` entry".into(),
+                );
+            }
+            if rule.target().is_none() {
+                err(
+                    &key,
+                    "name exactly one of `schedule` or `escalation_policy`".into(),
+                );
+            }
+            for (k, v) in [
+                ("schedule", &rule.schedule),
+                ("escalation_policy", &rule.escalation_policy),
+            ] {
+                if let Some(v) = v {
+                    if v.contains(PLACEHOLDER) {
+                        err(
+                            &format!("{key}.{k}"),
+                            format!("`{v}` is a placeholder: replace it with the real id"),
+                        );
+                    } else if v.is_empty()
+                        || v.len() > 64
+                        || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    {
+                        err(
+                            &format!("{key}.{k}"),
+                            "expected a schedule or escalation policy id (letters, digits, `-`)"
+                                .into(),
+                        );
+                    }
+                }
+            }
+            if rule.levels.iter().any(|l| *l == 0 || *l > 20) {
+                err(
+                    &format!("{key}.levels"),
+                    "escalation levels are 1 to 20".into(),
+                );
+            }
+        }
+        for (i, w) in a.windows.iter().enumerate() {
+            for (k, msg) in w.problems() {
+                err(&format!("auto_approve.windows[{i}].{k}"), msg);
+            }
         }
         if a.max_duration.is_zero() || a.max_duration > r.max_duration {
             err(

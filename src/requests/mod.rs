@@ -15,6 +15,7 @@
 //! anything when the input is invalid or the caller may not act.
 
 mod access;
+mod auto;
 mod decide;
 pub mod directory;
 pub mod error;
@@ -30,7 +31,8 @@ use std::time::Duration;
 
 pub use error::RequestError;
 pub use model::{
-    Actor, Channel, DecisionRecord, Request, RequestKind, RequestState, RequestView, Verdict,
+    Actor, AutoApproval, Channel, DecisionRecord, Request, RequestKind, RequestState, RequestView,
+    Verdict,
 };
 pub use service::{Created, NewRequest};
 
@@ -65,6 +67,9 @@ struct Inner {
     policy: PolicyHandle,
     grants: GrantService,
     directory: directory::Directory,
+    /// The on-call client `auto_approve.on_call` asks; unset: every on-call rule answers
+    /// "source not configured" (no auto-approval).
+    oncall: std::sync::OnceLock<crate::oncall::Oncall>,
 }
 
 impl RequestService {
@@ -83,8 +88,19 @@ impl RequestService {
                 policy: grants.policy().clone(),
                 grants,
                 directory,
+                oncall: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Uses `oncall` for `auto_approve.on_call` (set once, when the service is built).
+    pub fn with_oncall(self, oncall: crate::oncall::Oncall) -> Self {
+        let _ = self.inner.oncall.set(oncall);
+        self
+    }
+
+    pub fn oncall(&self) -> Option<&crate::oncall::Oncall> {
+        self.inner.oncall.get()
     }
 
     pub fn store(&self) -> &Store {

@@ -101,7 +101,30 @@ pub struct Request {
     pub decided_at: Option<i64>,
     /// Why it ended: the deny comment, `cancelled by …`, `pending timeout`, `policy`.
     pub end_reason: Option<String>,
+    /// What the policy's automatic approval made of it, when it was more than "named": which
+    /// on-call source and schedule approved it, or why it could not (a source down, slow or
+    /// rate-limiting; outside the auto-approval windows), for the requester to read.
+    #[serde(default)]
+    pub auto_approval: Option<AutoApproval>,
     pub version: i64,
+}
+
+/// How `auto_approve` went for a request, beyond the people it names (stored as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoApproval {
+    /// `on_call` (approved: the source says the requester is on call now), `unavailable` (a
+    /// source could not answer: the request waits for approvers), `outside_window`.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u32>,
+    /// What the requester is told.
+    pub note: String,
 }
 
 impl Request {

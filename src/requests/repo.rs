@@ -12,7 +12,7 @@ use crate::store::{Store, StoreError, Tx};
 
 const COLUMNS: &str = "id, user_id, user_login, resource, kind, grant_id, duration_ms, reason, \
     ticket, requested_by, channel, state, break_glass, review_pending, created_at, expires_at, \
-    decided_at, end_reason, version";
+    decided_at, end_reason, version, auto_approval";
 
 fn from_row(r: &AnyRow) -> Result<Request, StoreError> {
     let kind: String = r.try_get("kind")?;
@@ -40,6 +40,14 @@ fn from_row(r: &AnyRow) -> Result<Request, StoreError> {
         expires_at: r.try_get("expires_at")?,
         decided_at: r.try_get("decided_at")?,
         end_reason: r.try_get("end_reason")?,
+        auto_approval: {
+            let v: Option<String> = r.try_get("auto_approval")?;
+            v.map(|t| {
+                serde_json::from_str(&t)
+                    .map_err(|e| StoreError::Corrupt(format!("request auto_approval: {e}")))
+            })
+            .transpose()?
+        },
         version: r.try_get("version")?,
     })
 }
@@ -49,7 +57,7 @@ fn from_row(r: &AnyRow) -> Result<Request, StoreError> {
 pub async fn insert(tx: &mut Tx, r: &Request) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "INSERT INTO requests ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         $12, $13, $14, $15, $16, $17, $18, $19)"
+         $12, $13, $14, $15, $16, $17, $18, $19, $20)"
     ))
     .bind(&r.id)
     .bind(&r.user_id)
@@ -70,6 +78,11 @@ pub async fn insert(tx: &mut Tx, r: &Request) -> Result<(), sqlx::Error> {
     .bind(r.decided_at)
     .bind(&r.end_reason)
     .bind(r.version)
+    .bind(
+        r.auto_approval
+            .as_ref()
+            .and_then(|a| serde_json::to_string(a).ok()),
+    )
     .execute(tx.conn())
     .await?;
     Ok(())

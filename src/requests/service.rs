@@ -23,7 +23,6 @@ use crate::audit::{self, NewEntry};
 use crate::authz::{self, Facts, Verb};
 use crate::grants::input::{self, ms};
 use crate::grants::{CreateGrant, Grant, GrantError, GrantState, Holder};
-use crate::okta::User;
 use crate::policy::{parse_duration, Resource};
 
 const MAX_TICKET: usize = 128;
@@ -131,10 +130,14 @@ impl RequestService {
                 resource: res.name.clone(),
             });
         }
-        let auto = auto_approves(&res, &user, &groups, ms(duration));
+        let auto = if req.break_glass {
+            super::auto::Auto::No(None)
+        } else {
+            self.auto_decision(&res, &user, &groups, ms(duration)).await
+        };
         let stages = res.approval_stages();
         let now = self.clock().now_ms();
-        let approved = req.break_glass || auto || stages.is_empty();
+        let approved = req.break_glass || auto.approved() || stages.is_empty();
         let r = Request {
             id: uuid::Uuid::now_v7().to_string(),
             user_id: user.id.clone(),
@@ -158,6 +161,7 @@ impl RequestService {
             expires_at: now.saturating_add(ms(res.pending_timeout)),
             decided_at: approved.then_some(now),
             end_reason: None,
+            auto_approval: auto.record(),
             version: 0,
         };
         let audit_actor = actor.audit_name();
@@ -167,7 +171,7 @@ impl RequestService {
                 &audit_actor,
                 json!({
                     "ticket": r.ticket, "on_behalf": r.is_on_behalf(),
-                    "break_glass": r.break_glass,
+                    "break_glass": r.break_glass, "auto_approval": r.auto_approval,
                     "stages": stages.iter().map(|s| json!({"name": s.name, "approvals_required": s.approvals_required})).collect::<Vec<_>>(),
                 }),
             )
@@ -201,8 +205,8 @@ impl RequestService {
             )
             .await?;
         } else if approved {
-            let rule = if auto {
-                "auto_approve"
+            let rule = if auto.approved() {
+                auto.rule()
             } else {
                 "no_approval_required"
             };
@@ -288,7 +292,10 @@ impl RequestService {
                 by,
                 "request.approved",
                 r.subject(),
-                json!({ "resource": r.resource, "user_login": r.user_login, "by": by, "rule": rule }),
+                json!({
+                    "resource": r.resource, "user_login": r.user_login, "by": by, "rule": rule,
+                    "auto_approval": r.auto_approval,
+                }),
             ),
         )
         .await?;
@@ -595,9 +602,13 @@ impl RequestService {
         let user = self.directory().user(&g.user_id).await?;
         let groups = self.directory().groups_cached(&user.id).await?;
         let total = g.duration_ms.saturating_add(ms(d));
-        let auto = auto_approves(&res, &user, &groups, total);
+        let auto = if by_admin {
+            super::auto::Auto::No(None)
+        } else {
+            self.auto_decision(&res, &user, &groups, total).await
+        };
         let stages = res.approval_stages();
-        let approved = auto || by_admin || stages.is_empty();
+        let approved = auto.approved() || by_admin || stages.is_empty();
         let now = self.clock().now_ms();
         let r = Request {
             id: uuid::Uuid::now_v7().to_string(),
@@ -624,6 +635,7 @@ impl RequestService {
                 .min(g.expires_at.max(now)),
             decided_at: approved.then_some(now),
             end_reason: None,
+            auto_approval: auto.record(),
             version: 0,
         };
         if approved {
@@ -634,9 +646,9 @@ impl RequestService {
         let mut tx = self
             .begin_with_request(&r, &actor.audit_name(), json!({ "grant_id": g.id }))
             .await?;
-        let (by, rule) = match (by_admin, auto) {
+        let (by, rule) = match (by_admin, auto.approved()) {
             (true, _) => (actor.audit_name(), "admin"),
-            (false, true) => ("policy".to_string(), "auto_approve"),
+            (false, true) => ("policy".to_string(), auto.rule()),
             (false, false) => ("policy".to_string(), "no_approval_required"),
         };
         if approved {
@@ -658,26 +670,6 @@ impl RequestService {
             grant,
         })
     }
-}
-
-/// Whether the resource's `auto_approve` names `user` and `total_ms` of access is within it.
-fn auto_approves(
-    res: &Resource,
-    user: &User,
-    groups: &std::collections::HashSet<String>,
-    total_ms: i64,
-) -> bool {
-    res.auto_approve.as_ref().is_some_and(|a| {
-        total_ms <= ms(a.max_duration)
-            && is_named(
-                &crate::policy::Principals {
-                    okta_groups: a.okta_groups.clone(),
-                    users: a.users.clone(),
-                },
-                user,
-                groups,
-            )
-    })
 }
 
 /// Approvals counted in stage `i`.

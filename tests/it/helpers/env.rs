@@ -35,6 +35,7 @@ pub struct EnvBuilder<'a> {
     policy: String,
     sim: okta_sim::SimConfig,
     tweaks: Vec<Tweak<'a>>,
+    clock: Option<Clock>,
 }
 
 /// The token of the person with this login (person tokens are named after Okta logins).
@@ -72,7 +73,14 @@ impl<'a> EnvBuilder<'a> {
             policy: policy.to_string(),
             sim: okta_sim::SimConfig::default(),
             tweaks: Vec::new(),
+            clock: None,
         }
+    }
+
+    /// Runs the app on `clock` (a controlled "now") instead of the system clock.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     /// Changes the configuration (applied in order, after okta-sim and the policy are set).
@@ -157,7 +165,11 @@ impl<'a> EnvBuilder<'a> {
         }
         let mut app_config = config.clone();
         app_only(&mut app_config);
-        let app = spawn_app_with(tdb, app_config, RunOptions::default()).await;
+        let options = match self.clock {
+            Some(clock) => RunOptions { clock },
+            None => RunOptions::default(),
+        };
+        let app = spawn_app_with(tdb, app_config, options).await;
         (
             Env {
                 app,

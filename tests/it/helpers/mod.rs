@@ -6,11 +6,13 @@
 
 mod env;
 mod okta;
+mod oncall;
 mod policies;
 mod proxy;
 
 pub use env::*;
 pub use okta::*;
+pub use oncall::*;
 pub use policies::*;
 pub use proxy::*;
 

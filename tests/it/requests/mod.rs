@@ -5,6 +5,7 @@
 mod api;
 mod callbacks;
 mod cli;
+mod oncall;
 mod outbound;
 mod races;
 

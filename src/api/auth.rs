@@ -191,9 +191,17 @@ impl OktaTokens {
         if !person.is_active() {
             return Err(AuthError::Inactive);
         }
+        // A person's token acts with their admin role only when it was issued for admin work
+        // (`jit.admin`). The route's scope alone is not enough: `jit.request` routes (extend,
+        // end) take an admin branch in the rules, and a terminal's token, which never asks for
+        // `jit.admin`, must not carry it there.
+        let mut roles = person.roles.roles();
+        if t.require_scopes(&[super::scopes::ADMIN]).is_err() {
+            roles.retain(|r| *r != Role::Admin);
+        }
         Ok(Caller {
             name: person.login,
-            roles: person.roles.roles(),
+            roles,
             credential: Credential::Okta {
                 user_id: person.user_id,
                 client_id: t.client_id,

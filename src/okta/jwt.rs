@@ -59,6 +59,11 @@ pub struct AccessTokensConfig {
     /// before reading Okta again.
     #[serde(with = "humantime_serde")]
     pub person_cache_ttl: Duration,
+    /// The OAuth clients (`cid`) whose tokens the broker accepts: the terminal client's app and
+    /// the assistants' apps. Empty accepts any client of the authorization server, which on a
+    /// shared server (`default`) means every app whose access policy grants the scopes.
+    #[serde(default)]
+    pub client_ids: Vec<String>,
 }
 
 impl AccessTokensConfig {
@@ -145,6 +150,8 @@ pub enum TokenError {
     MissingClaim(&'static str),
     #[error("the access token was not issued to a person (no uid)")]
     NotAUser,
+    #[error("the access token was issued to an OAuth client the broker does not accept")]
+    Client,
     #[error("the access token lacks the scope `{0}`")]
     MissingScope(String),
     #[error("the authorization server's keys cannot be fetched: {0}")]
@@ -343,10 +350,14 @@ impl AccessTokenVerifier {
             .sub
             .filter(|s| !s.is_empty())
             .ok_or(TokenError::MissingClaim("sub"))?;
+        let client_id = c.cid.unwrap_or_default();
+        if !cfg.client_ids.is_empty() && !cfg.client_ids.iter().any(|id| *id == client_id) {
+            return Err(TokenError::Client);
+        }
         Ok(VerifiedToken {
             user_id,
             login,
-            client_id: c.cid.unwrap_or_default(),
+            client_id,
             scopes: c.scp.into_vec(),
             expires_at_ms: exp.saturating_mul(1000),
         })

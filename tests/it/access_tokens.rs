@@ -27,6 +27,7 @@ fn config(sim: &SimHandle) -> AccessTokensConfig {
         jwks_refresh_min_interval: Duration::from_secs(3600),
         jwks_max_age: Duration::from_secs(3600),
         person_cache_ttl: Duration::from_secs(60),
+        client_ids: Vec::new(),
     }
 }
 
@@ -68,6 +69,26 @@ async fn a_minted_token_verifies_and_names_the_person_and_scopes() {
         1,
         "keys must be cached, not fetched per token"
     );
+    sim.shutdown().await;
+}
+
+/// With `client_ids` set, a token another app of the same authorization server obtained for the
+/// person is refused: only the listed clients speak for people.
+#[tokio::test]
+async fn a_token_of_another_client_is_refused_when_clients_are_listed() {
+    let sim = okta_sim::spawn(SimConfig::default()).await.unwrap();
+    let mut cfg = config(&sim);
+    cfg.client_ids = vec!["jit-cli".into()];
+    let v = AccessTokenVerifier::new(cfg, Clock::system()).unwrap();
+    let ours = sim.mint_access_token(&spec(&["jit.read"])).unwrap();
+    assert_eq!(v.verify(&ours).await.unwrap().client_id, "jit-cli");
+    let other = sim
+        .mint_access_token(&MintSpec {
+            client_id: Some("intranet-spa".into()),
+            ..spec(&["jit.read", "jit.approve"])
+        })
+        .unwrap();
+    assert_eq!(refused(&v, &other).await, TokenError::Client);
     sim.shutdown().await;
 }
 

@@ -15,11 +15,13 @@ both_backends!(
     a_person_requests_and_another_approves_with_okta_tokens,
     refused_tokens_change_nothing,
     roles_come_from_the_consoles_groups_and_an_inactive_person_is_refused,
+    an_admins_token_acts_as_admin_only_with_the_admin_scope,
 );
 
 const READ: &str = "jit.read";
 const REQUEST: &str = "jit.request";
 const APPROVE: &str = "jit.approve";
+const ADMIN: &str = "jit.admin";
 
 async fn env(db: Db, tweak: impl FnOnce(&mut jit_broker::Config) + Send) -> Env {
     EnvBuilder::new(db, REQUESTS_POLICY)
@@ -264,6 +266,24 @@ async fn roles_come_from_the_consoles_groups_and_an_inactive_person_is_refused(d
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
     assert_eq!(code(&b), "invalid_token", "{b}");
     assert_eq!(e.footprint().await, before);
+}
+
+/// An admin's terminal token (never `jit.admin`) is a person's token: the admin branches of the
+/// rules (reading the audit log, ending or extending anyone's grant) need the admin scope too.
+async fn an_admins_token_acts_as_admin_only_with_the_admin_scope(db: Db) {
+    let e = env(db, |c| {
+        c.console.admin_groups = vec![ON_CALL.into()];
+    })
+    .await;
+    let terminal = e.jwt("carol@example.com", &[READ, REQUEST, APPROVE]);
+    let before = e.footprint().await;
+    let (s, b) = e.get_bearer(&terminal, "/v1/audit").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert_eq!(code(&b), "forbidden", "{b}");
+    assert_eq!(e.footprint().await, before);
+    let operator = e.jwt("carol@example.com", &[READ, ADMIN]);
+    let (s, b) = e.get_bearer(&operator, "/v1/audit").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
 }
 
 /// With `[access_tokens]` off, a valid Okta token is just an unknown static token.

@@ -113,7 +113,12 @@ impl RequestService {
         if named {
             return Auto::Named;
         }
-        let email = user.email.as_deref().unwrap_or(&user.login);
+        // The vendor's user is matched on the Okta login, which is unique and which people
+        // cannot edit, never on `profile.email`: Okta allows duplicate primary emails and many
+        // orgs let people change theirs, which would let anyone borrow the on-call engineer's
+        // address. (Okta logins are email-shaped; an org whose logins are not must make them
+        // the vendor's email.)
+        let email = user.login.as_str();
         let mut failure = None;
         for rule in &a.on_call {
             // Validated at load: exactly one target.

@@ -125,11 +125,14 @@ impl EventsConfig {
             "must be between 1d and 10 years",
         );
         // Okta delivers within seconds and retries once, so a minute is the least that keeps
-        // real deliveries; more than `retention` would let a replay outlive its duplicate row.
+        // real deliveries. An event is acted on until `published + max_age`, and `published`
+        // may be up to `max_skew` ahead of its arrival, whose row is kept for `retention`:
+        // `max_age + max_skew` beyond `retention` would let a replay outlive its duplicate row.
         need(
-            self.max_age >= Duration::from_secs(60) && self.max_age <= self.retention,
+            self.max_age >= Duration::from_secs(60)
+                && self.max_age.saturating_add(self.max_skew) <= self.retention,
             "max_age",
-            "must be at least 1m and at most events.retention",
+            "must be at least 1m, and with events.max_skew at most events.retention",
         );
         need(
             self.max_skew <= Duration::from_secs(3600),

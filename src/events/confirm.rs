@@ -18,6 +18,13 @@
 //! forged one is delayed by at most [`SKEW_MS`]. A read that confirmed a departure is never
 //! reused: acting on an old "deactivated" after the user was reactivated is what replays do.
 //!
+//! The comparison puts `published` (Okta's clock) beside the read's time (ours), so it holds
+//! only while the two clocks agree within [`SKEW_MS`]: a broker clock further ahead would let a
+//! remembered "ACTIVE" answer for a real departure published just after the read. Replicas must
+//! keep NTP time (docs/operations.md); the Okta client's measured offset to Okta's `Date` is the
+//! check. A wider margin was tried and rejected: forged events published "now" would then need a
+//! fresh read each until they aged past it, delaying the user's real events behind them.
+//!
 //! What it must never do: take access away on an event's word alone, treat an Okta error or a
 //! 429 as a confirmation or as a refutation (the event is retried with backoff), or read on a
 //! lane that competes with revocations.

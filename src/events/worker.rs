@@ -9,7 +9,9 @@
 //! the reaction (reactions finish what an earlier attempt started, see `reactions`).
 //!
 //! What it must never do: drop an event after a failed attempt (it is retried with capped,
-//! jittered backoff, then dead-lettered and counted), or stop between a reaction and its
+//! jittered backoff, then dead-lettered and counted; an event waiting on a confirmation read
+//! that Okta cannot answer now is retried without a limit, since dead-lettering it would drop a
+//! real departure on an Okta outage), or stop between a reaction and its
 //! record without the lease making the event claimable again.
 
 use std::sync::Arc;

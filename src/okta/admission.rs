@@ -271,6 +271,12 @@ impl Admission {
             if let (Some(h), Some(a)) = (&parsed, &answer) {
                 if let Some(date) = h.date {
                     st.offset.observe(date, a.sent_ms, now);
+                    // Our clock against Okta's: the event hooks' freshness window and their
+                    // confirmation reads compare Okta's `published` with our time, and hold only
+                    // while the two agree within seconds (docs/operations.md alerts on it).
+                    if let Some(ms) = st.offset.estimate_ms() {
+                        metrics::gauge!("jit_okta_clock_offset_seconds").set(ms as f64 / 1000.0);
+                    }
                 }
             }
             let status = answer.as_ref().and_then(|a| a.status);

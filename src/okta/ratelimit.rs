@@ -61,6 +61,14 @@ pub(crate) struct ClockOffset {
 const OFFSET_MAX_AGE_MS: i64 = 5 * 60 * 1000;
 
 impl ClockOffset {
+    /// Okta's clock minus ours, in ms, when the bounds pin it: the middle of `[lo, hi]`.
+    pub fn estimate_ms(&self) -> Option<i64> {
+        match (self.lo, self.hi) {
+            (Some(l), Some(h)) => Some(l + (h - l) / 2),
+            _ => None,
+        }
+    }
+
     pub fn observe(&mut self, date_s: i64, sent_ms: i64, recv_ms: i64) {
         let lo = date_s * 1000 - recv_ms;
         let hi = date_s * 1000 + 1000 - sent_ms;

@@ -167,7 +167,7 @@ fn events_retention_is_between_a_day_and_ten_years() {
     }
 }
 
-/// `events.max_age` (at least 1m, at most `events.retention`, so a replay after retention is
+/// `events.max_age` (at least 1m, with `max_skew` at most `events.retention`, so a replay after retention is
 /// outside the window) and `events.max_skew` (at most 1h); defaults 24h and 5m.
 #[test]
 fn events_freshness_window_is_checked() {
@@ -192,6 +192,15 @@ fn events_freshness_window_is_checked() {
             ],
             "events.max_age",
             "at most events.retention",
+        ),
+        (
+            // Together with the skew a future-dated replay would outlive its duplicate row.
+            vec![
+                ("JIT_EVENTS__MAX_AGE", "1d"),
+                ("JIT_EVENTS__RETENTION", "1d"),
+            ],
+            "events.max_age",
+            "with events.max_skew at most events.retention",
         ),
         (
             vec![("JIT_EVENTS__MAX_AGE", "a while")],

@@ -125,8 +125,14 @@ pub enum CheckpointError {
     /// Never quotes the key: only what is wrong with it.
     #[error("the signing key is not a signed-note Ed25519 key (`PRIVATE+KEY+name+hash+base64`)")]
     BadSigningKey,
-    #[error("`{0}` is not a signed-note verifier key (`name+hash+base64`)")]
-    BadVerifierKey(String),
+    /// Names the key's place in the list, never the key: a signing key pasted where a verifier
+    /// key belongs would otherwise be printed.
+    #[error(
+        "verifier key {0} (counting from 1) is not a signed-note verifier key (`name+hash+base64`)"
+    )]
+    BadVerifierKey(usize),
+    #[error("`{0}` is not a valid key name (letters, digits and punctuation, no `+` or spaces)")]
+    BadKeyName(String),
     #[error("the checkpoint is not a C2SP tlog-checkpoint")]
     Malformed,
     #[error("the checkpoint is unsigned")]
@@ -210,7 +216,7 @@ impl Signer {
 /// A new key pair for `name`: (signing key, verifier key).
 pub fn generate_key(name: &str) -> Result<(SecretString, String), CheckpointError> {
     if !signed_note::is_key_name_valid(name) {
-        return Err(CheckpointError::BadVerifierKey(name.to_string()));
+        return Err(CheckpointError::BadKeyName(name.to_string()));
     }
     let (skey, vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, name);
     Ok((SecretString::from(skey), vkey))
@@ -219,9 +225,9 @@ pub fn generate_key(name: &str) -> Result<(SecretString, String), CheckpointErro
 /// A verifier list from public keys.
 pub fn verifiers(keys: &[String]) -> Result<VerifierList, CheckpointError> {
     let mut list: Vec<Box<dyn Verifier>> = Vec::new();
-    for k in keys {
-        let v = StandardVerifier::new(k.trim())
-            .map_err(|_| CheckpointError::BadVerifierKey(k.clone()))?;
+    for (i, k) in keys.iter().enumerate() {
+        let v =
+            StandardVerifier::new(k.trim()).map_err(|_| CheckpointError::BadVerifierKey(i + 1))?;
         list.push(Box::new(v));
     }
     Ok(VerifierList::new(list))

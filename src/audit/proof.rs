@@ -133,7 +133,8 @@ pub fn verify_offline(
     keys: &[String],
     allow_unsigned: bool,
 ) -> Result<Verified, ProofError> {
-    if p.format != PROOF_FORMAT || p.leaf_index + 1 != p.entry.seq as u64 {
+    // `checked_add`: the index is the file's word, and u64::MAX must be refused, not wrapped.
+    if p.format != PROOF_FORMAT || p.leaf_index.checked_add(1) != u64::try_from(p.entry.seq).ok() {
         return Err(ProofError::Format);
     }
     let v = checkpoint::verify(&p.checkpoint, keys, None, allow_unsigned)?;

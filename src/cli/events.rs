@@ -189,8 +189,11 @@ async fn test_delivery(
     secret: &secrecy::SecretString,
 ) -> Result<(), String> {
     use secrecy::ExposeSecret;
+    // No redirects: reqwest drops only `Authorization` on a cross-origin redirect, and the hook
+    // secret travels in a header of the operator's choosing; a 3xx is a failed check here.
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("HTTP client: {e}"))?;
     let body = serde_json::json!({

@@ -268,6 +268,15 @@ async fn exit_codes_for_no_sign_in_a_broker_down_and_bad_usage() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach the broker"), "{err}");
     assert!(!err.contains("access_token"), "{err}");
+    // Another broker named on the command line or in the environment never gets the stored
+    // bearer: the sign-in belongs to the broker it was made for.
+    let (code, v) = run(home.path(), "http://127.0.0.1:9", &["access"]).await;
+    assert_eq!(code, 3, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("signed in to") && msg.contains("jit login"),
+        "{v}"
+    );
     // Usage errors are clap's exit code 2; completions are printed for a shell.
     let out = jit(home.path(), &down)
         .args(["request"])

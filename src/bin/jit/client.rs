@@ -28,9 +28,20 @@ impl Api {
     pub fn signed_in(http: reqwest::Client, broker: Option<&str>) -> Result<Api, CliError> {
         let creds = store::load()?
             .ok_or_else(|| CliError::Auth("not signed in: run `jit login` first".into()))?;
-        let base = broker
-            .map(|b| b.trim_end_matches('/').to_string())
-            .unwrap_or_else(|| creds.broker.clone());
+        // The sign-in's bearer goes only to the broker it was made for: a `--broker` or
+        // `JIT_BROKER_URL` naming another host (a repository's environment file, a stale
+        // runbook) would otherwise collect a token that works on the real one.
+        if let Some(b) = broker {
+            if b.trim_end_matches('/') != creds.broker.trim_end_matches('/') {
+                return Err(CliError::Auth(format!(
+                    "signed in to {}, not to {}: run `jit login --broker {}` to use that broker",
+                    creds.broker,
+                    b.trim_end_matches('/'),
+                    b.trim_end_matches('/')
+                )));
+            }
+        }
+        let base = creds.broker.trim_end_matches('/').to_string();
         Ok(Api { http, base, creds })
     }
 

@@ -5,8 +5,9 @@
 //! a client could only guess names. The answer is the requests service's (`requestable`), the
 //! same for every channel.
 //!
-//! What it must never do: filter the policy itself, or show what approvers or Okta ids a
-//! resource has (the caller needs the rules of asking, not the org's layout).
+//! What it must never do: filter the policy itself, or list a resource's approvers or Okta ids
+//! (a script or an assistant needs the rules of asking, not the org's layout; a person sees who
+//! approves on the console's `/request` page, shown to the signed-in person asking).
 
 use axum::extract::State;
 use axum::routing::get;

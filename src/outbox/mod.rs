@@ -170,16 +170,27 @@ impl Worker {
             return Ok(Duration::from_millis(wait as u64));
         }
         let limit = self.cfg.concurrency.max(1);
+        // Set when a renewal finds the lease taken: the replica that holds it now delivers what
+        // this round has not started, so nothing more is sent from here (a second send is a
+        // duplicate message in Slack, which has no idempotency key). Sends already under way
+        // finish and are settled.
+        let lost = std::sync::atomic::AtomicBool::new(false);
+        let lost = &lost;
         let sends = futures::stream::iter(due)
             .map(|d| async move {
+                if lost.load(std::sync::atomic::Ordering::Relaxed) {
+                    return (d, None);
+                }
                 let r = self.deliverer.deliver(&d.notification).await;
-                (d, r)
+                (d, Some(r))
             })
             .buffer_unordered(limit)
             .collect::<Vec<_>>();
-        let results = self.renewing(channel, sends).await;
+        let results = self.renewing(channel, lost, sends).await;
         for (d, r) in results {
-            self.settle(channel, d, r).await?;
+            if let Some(r) = r {
+                self.settle(channel, d, r).await?;
+            }
         }
         Ok(Duration::ZERO)
     }
@@ -251,7 +262,13 @@ impl Worker {
 
     /// Runs `work` (a round's deliveries) while renewing the channel's lease every third of
     /// [`LEASE_MS`], in the same task: the renewal ends with the work or with the process.
-    async fn renewing<T>(&self, channel: &str, work: impl std::future::Future<Output = T>) -> T {
+    /// A renewal that finds the lease taken sets `lost`.
+    async fn renewing<T>(
+        &self,
+        channel: &str,
+        lost: &std::sync::atomic::AtomicBool,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
         let period = Duration::from_millis(LEASE_MS as u64 / 3);
         let mut work = std::pin::pin!(work);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -261,7 +278,10 @@ impl Worker {
                 out = &mut work => return out,
                 _ = tick.tick() => match self.lease(channel).await {
                     Ok(true) => {}
-                    Ok(false) => tracing::warn!(channel, "outbox lease lost mid-round"),
+                    Ok(false) => {
+                        lost.store(true, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(channel, "outbox lease lost mid-round: no more sends this round");
+                    }
                     Err(e) => tracing::warn!(channel, error = %e, "cannot renew the outbox lease"),
                 },
             }

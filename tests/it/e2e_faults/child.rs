@@ -153,6 +153,8 @@ impl ChildBroker {
 
     /// As [`ChildBroker::replica`], with its own `overrides` (a replica that is not armed to
     /// die at a crash point while this one is).
+    // Used by the crash-point tests, which exist only in `test-hooks` builds.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     pub async fn replica_with(&self, overrides: Overrides) -> ChildBroker {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("broker.toml");
@@ -172,6 +174,8 @@ impl ChildBroker {
     }
 
     /// Sets (or replaces) one environment override for the next (re)start.
+    // Used by the crash-point tests, which exist only in `test-hooks` builds.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     pub fn set_override(&mut self, key: &'static str, value: &str) {
         self.overrides.retain(|(k, _)| *k != key);
         self.overrides.push((key, value.to_string()));
@@ -179,6 +183,8 @@ impl ChildBroker {
 
     /// Waits up to `timeout` for the process to end by itself (a crash point aborted it);
     /// returns whether it did. A process that ended is reaped, so `restart` may follow.
+    // Used by the crash-point tests, which exist only in `test-hooks` builds.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     pub async fn wait_dead(&mut self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {

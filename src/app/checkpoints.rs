@@ -127,10 +127,21 @@ impl Checkpointer {
     pub fn spawn(self, tasks: &Tasks, interval: std::time::Duration) {
         let cancel = tasks.cancel_token();
         tasks.spawn("audit.checkpoint", async move {
-            if let Ok(Some(last)) = checkpoint::latest(&self.store).await {
-                metrics::gauge!("jit_audit_checkpoint_last_success_timestamp_seconds")
-                    .set(last.created_at as f64 / 1000.0);
-                metrics::gauge!("jit_audit_checkpoint_tree_size").set(last.tree_size as f64);
+            // The gap alert's inputs exist from the start, not only after the first round: a
+            // log that never had a checkpoint reads as last published at the epoch.
+            match checkpoint::latest(&self.store).await {
+                Ok(Some(last)) => {
+                    metrics::gauge!("jit_audit_checkpoint_last_success_timestamp_seconds")
+                        .set(last.created_at as f64 / 1000.0);
+                    metrics::gauge!("jit_audit_checkpoint_tree_size").set(last.tree_size as f64);
+                }
+                Ok(None) => {
+                    metrics::gauge!("jit_audit_checkpoint_last_success_timestamp_seconds").set(0.0);
+                }
+                Err(_) => {}
+            }
+            if let Ok(n) = checkpoint::uncovered(&self.store).await {
+                metrics::gauge!("jit_audit_entries_since_checkpoint").set(n as f64);
             }
             loop {
                 tokio::select! {

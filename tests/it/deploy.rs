@@ -38,6 +38,8 @@ const PROMQL: &[&str] = &[
     "and",
     "or",
     "unless",
+    "time",
+    "abs",
 ];
 
 /// The metric names an expression reads: identifiers outside label matchers, grouping lists and

@@ -157,7 +157,17 @@ fn events_retention_is_between_a_day_and_ten_years() {
         e.contains("`events.retention`") && e.contains("expected a duration"),
         "{e}"
     );
-    for good in ["1d", "30d", "365d"] {
+    // `1d` is the floor, and it holds only with a window that fits in it (`max_age + max_skew`).
+    let c = Config::load_with_env(
+        None,
+        env(&[
+            ("JIT_EVENTS__RETENTION", "1d"),
+            ("JIT_EVENTS__MAX_AGE", "23h"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.events.retention.as_secs(), 86_400);
+    for good in ["2d", "30d", "365d"] {
         let c = Config::load_with_env(None, env(&[("JIT_EVENTS__RETENTION", good)])).unwrap();
         assert_eq!(
             c.events.retention,

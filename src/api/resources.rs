@@ -55,7 +55,7 @@ fn view(r: &Resource) -> Requestable {
     };
     Requestable {
         name: r.name.clone(),
-        kind: serde_json::to_value(&r.kind)
+        kind: serde_json::to_value(r.kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default(),

@@ -460,7 +460,13 @@ mod tests {
         assert_eq!(signer.public, vk);
         let root = tlog_tiles::tlog::record_hash(b"x");
         let note = sign(&body("example/audit", 1, root).unwrap(), Some(&signer)).unwrap();
-        let v = verify(&note, &[vk.clone()], Some("example/audit"), false).unwrap();
+        let v = verify(
+            &note,
+            std::slice::from_ref(&vk),
+            Some("example/audit"),
+            false,
+        )
+        .unwrap();
         assert_eq!((v.size, v.root), (1, root));
         assert_eq!(v.signed_by, vec!["jit-test".to_string()]);
 
@@ -470,7 +476,7 @@ mod tests {
             Err(CheckpointError::NotVerified(_))
         ));
         assert!(matches!(
-            verify(&note, &[vk.clone()], Some("elsewhere"), false),
+            verify(&note, std::slice::from_ref(&vk), Some("elsewhere"), false),
             Err(CheckpointError::WrongOrigin { .. })
         ));
         // A changed size under the same signature fails.

@@ -351,7 +351,7 @@ impl AccessTokenVerifier {
             .filter(|s| !s.is_empty())
             .ok_or(TokenError::MissingClaim("sub"))?;
         let client_id = c.cid.unwrap_or_default();
-        if !cfg.client_ids.is_empty() && !cfg.client_ids.iter().any(|id| *id == client_id) {
+        if !cfg.client_ids.is_empty() && !cfg.client_ids.contains(&client_id) {
             return Err(TokenError::Client);
         }
         Ok(VerifiedToken {

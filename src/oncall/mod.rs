@@ -269,6 +269,9 @@ pub struct Oncall {
     inner: Arc<Inner>,
 }
 
+/// A JSM account lookup: (read at ms, the account id, if any).
+type CachedAccount = (i64, Option<String>);
+
 struct Inner {
     sources: HashMap<String, Source>,
     clock: Clock,
@@ -276,7 +279,7 @@ struct Inner {
     /// (source, target) → (read at ms, who was on call).
     rosters: Mutex<HashMap<(String, Target), (i64, Roster)>>,
     /// (source, email) → (read at ms, account id) for JSM.
-    accounts: Mutex<HashMap<(String, String), (i64, Option<String>)>>,
+    accounts: Mutex<HashMap<(String, String), CachedAccount>>,
     /// source → no calls before this ms (a 429's `Retry-After`).
     quiet_until: Mutex<HashMap<String, i64>>,
     calls: AtomicU64,

@@ -69,7 +69,7 @@ async fn checkpoints_are_published_and_entries_proven(db: Db) {
         .unwrap();
     assert!(c.signed);
     assert_eq!(c.key_name.as_deref(), Some("jit-test"));
-    let v = checkpoint::verify(&c.note, &[vk.clone()], Some(ORIGIN), false).unwrap();
+    let v = checkpoint::verify(&c.note, std::slice::from_ref(&vk), Some(ORIGIN), false).unwrap();
     assert_eq!(v.size, c.tree_size);
     assert_eq!(
         get("/v1/audit/checkpoint", None).await.unwrap().status(),
@@ -91,11 +91,9 @@ async fn checkpoints_are_published_and_entries_proven(db: Db) {
             .unwrap();
     assert!(n >= 1);
     wait_until(Duration::from_secs(20), || async {
-        witnessed
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|note| checkpoint::verify(note, &[vk.clone()], Some(ORIGIN), false).is_ok())
+        witnessed.lock().unwrap().iter().any(|note| {
+            checkpoint::verify(note, std::slice::from_ref(&vk), Some(ORIGIN), false).is_ok()
+        })
     })
     .await;
 
@@ -104,7 +102,7 @@ async fn checkpoints_are_published_and_entries_proven(db: Db) {
     assert_eq!(r.status(), 200);
     let p: InclusionProof = r.json().await.unwrap();
     assert_eq!((p.entry.seq, p.leaf_index), (3, 2));
-    proof::verify_offline(&p, &[vk.clone()], false).unwrap();
+    proof::verify_offline(&p, std::slice::from_ref(&vk), false).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("proof.json");
     std::fs::write(&file, serde_json::to_string(&p).unwrap()).unwrap();
@@ -124,7 +122,7 @@ async fn checkpoints_are_published_and_entries_proven(db: Db) {
     let mut forged = p.clone();
     forged.entry.actor = "mallory".into();
     assert!(matches!(
-        proof::verify_offline(&forged, &[vk.clone()], false),
+        proof::verify_offline(&forged, std::slice::from_ref(&vk), false),
         Err(proof::ProofError::LeafMismatch)
     ));
     std::fs::write(&file, serde_json::to_string(&forged).unwrap()).unwrap();
@@ -143,7 +141,7 @@ async fn checkpoints_are_published_and_entries_proven(db: Db) {
     let mut forged = p.clone();
     forged.audit_path.reverse();
     if forged.audit_path != p.audit_path {
-        assert!(proof::verify_offline(&forged, &[vk.clone()], false).is_err());
+        assert!(proof::verify_offline(&forged, std::slice::from_ref(&vk), false).is_err());
     }
 
     // Bad input: a clear 4xx, never a 500.
@@ -298,7 +296,7 @@ async fn keygen_and_bad_input(db: Db) {
     let out = run(&["audit", "prove", "2"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let p: InclusionProof = serde_json::from_slice(&out.stdout).unwrap();
-    proof::verify_offline(&p, &[vk.clone()], false).unwrap();
+    proof::verify_offline(&p, std::slice::from_ref(&vk), false).unwrap();
     // A proof file that is not one.
     let junk = dir.path().join("junk.json");
     std::fs::write(&junk, "{\"format\": 1}").unwrap();

@@ -21,9 +21,11 @@ where
     append_n(&store, 0, 8).await;
     let kept = take_checkpoint(&store, Some(&signer)).await;
     append_n(&store, 8, 2).await;
-    let cp = checkpoint::verify(&kept, &[vk.clone()], Some(ORIGIN), false).unwrap();
+    let cp = checkpoint::verify(&kept, std::slice::from_ref(&vk), Some(ORIGIN), false).unwrap();
     // Before the attack: intact, and consistent with the grown log.
-    let before = check_log(&store, &cp, &[vk.clone()]).await.unwrap();
+    let before = check_log(&store, &cp, std::slice::from_ref(&vk))
+        .await
+        .unwrap();
     assert!(before.ok(), "{before:?}");
     assert_eq!((before.checkpoint_size, before.current_size), (8, 10));
 
@@ -149,7 +151,7 @@ async fn a_rebuilt_tree_is_detected_and_narrowed_by_signed_checkpoints(db: Db) {
     take_checkpoint(&store, Some(&signer)).await;
     append_n(&store, 3, 5).await;
     let kept = take_checkpoint(&store, Some(&signer)).await;
-    let cp = checkpoint::verify(&kept, &[vk.clone()], Some(ORIGIN), false).unwrap();
+    let cp = checkpoint::verify(&kept, std::slice::from_ref(&vk), Some(ORIGIN), false).unwrap();
 
     drop_triggers(&store).await;
     exec(
@@ -160,7 +162,7 @@ async fn a_rebuilt_tree_is_detected_and_narrowed_by_signed_checkpoints(db: Db) {
     recompute_chain(&store).await;
     rebuild_tree(&store).await;
     // Consistent inside: the stored tree's root is the recomputed one.
-    let d = check_log(&store, &cp, &[vk.clone()])
+    let d = check_log(&store, &cp, std::slice::from_ref(&vk))
         .await
         .unwrap()
         .first_difference

@@ -172,6 +172,14 @@ pub async fn spawn_app(kind: Db) -> TestApp {
 }
 
 pub async fn spawn_app_with(db: TestDb, config: Config, options: RunOptions) -> TestApp {
+    // `JIT_TEST_LOG=warn` (an `EnvFilter`) shows the in-process brokers' logs in a test's
+    // output, for a failure whose answer says only "see the broker's log"; silent otherwise.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("JIT_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
     let (addr, tx, handle) = start_broker(config.clone(), options).await;
     let app = TestApp {
         addr,

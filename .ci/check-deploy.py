@@ -154,8 +154,10 @@ def stand_in(tmp, keys):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(ROOT, "tests", "fixtures", "okta-oauth-test-key.pem")) as f:
         pem = f.read()
+    with open(os.path.join(ROOT, "tests", "fixtures", "audit-test-signing-key")) as f:
+        audit_key = f.read()
     for k in [*keys, "any"]:
-        value = pem if k == "okta-private-key" else (
+        value = pem if k == "okta-private-key" else audit_key if k == "audit-signing-key" else (
             WHSEC if k.startswith(("callback-", "webhook-")) else "placeholder")
         with open(os.path.join(d, k), "w") as f:
             f.write(value + "\n")

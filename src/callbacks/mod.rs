@@ -467,37 +467,39 @@ async fn holding<T>(
     state: &CallbacksState,
     source: &str,
     id: &str,
-    mut stamp: i64,
+    stamp: i64,
     work: impl std::future::Future<Output = T>,
 ) -> T {
     let period = Duration::from_millis(u64::try_from(LEASE_MS / 3).unwrap_or(1_000));
-    let mut work = std::pin::pin!(work);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ours = true;
-    loop {
-        tokio::select! {
-            out = &mut work => return out,
-            _ = tick.tick(), if ours => {
-                let now = state.clock.now_ms();
-                let r = sqlx::query(
-                    "UPDATE webhook_receipts SET created_at = $1 WHERE source = $2 \
-                     AND webhook_id = $3 AND state = 'processing' AND created_at = $4",
-                )
-                .bind(now)
-                .bind(source)
-                .bind(id)
-                .bind(stamp)
-                .execute(state.store.pool())
-                .await;
-                match r {
-                    Ok(r) if r.rows_affected() == 1 => stamp = now,
-                    Ok(_) => ours = false,
-                    Err(e) => tracing::warn!(error = %e, "cannot renew the callback receipt's lease"),
-                }
+    let stamp = std::sync::atomic::AtomicI64::new(stamp);
+    let stamp = &stamp;
+    crate::tasks::while_renewing(work, period, || async move {
+        let now = state.clock.now_ms();
+        let was = stamp.load(std::sync::atomic::Ordering::Relaxed);
+        let r = sqlx::query(
+            "UPDATE webhook_receipts SET created_at = $1 WHERE source = $2 \
+             AND webhook_id = $3 AND state = 'processing' AND created_at = $4",
+        )
+        .bind(now)
+        .bind(source)
+        .bind(id)
+        .bind(was)
+        .execute(state.store.pool())
+        .await;
+        match r {
+            Ok(r) if r.rows_affected() == 1 => {
+                stamp.store(now, std::sync::atomic::Ordering::Relaxed);
+                true
+            }
+            // Taken over: stop renewing.
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the callback receipt's lease");
+                true
             }
         }
-    }
+    })
+    .await
 }
 
 async fn finish(

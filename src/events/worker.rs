@@ -96,20 +96,14 @@ impl Worker {
     async fn renewing(&self, owner: &str, work: impl std::future::Future<Output = ()>) {
         let lease = i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX);
         let period = (self.config.lease / 3).max(std::time::Duration::from_millis(100));
-        let mut work = std::pin::pin!(work);
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = &mut work => return,
-                _ = tick.tick() => {
-                    let until = self.clock.now_ms().saturating_add(lease);
-                    if let Err(e) = inbox::renew(&self.store, owner, until).await {
-                        tracing::warn!(error = %e, "cannot renew event leases; they may be taken over");
-                    }
-                }
+        crate::tasks::while_renewing(work, period, || async move {
+            let until = self.clock.now_ms().saturating_add(lease);
+            if let Err(e) = inbox::renew(&self.store, owner, until).await {
+                tracing::warn!(error = %e, "cannot renew event leases; they may be taken over");
             }
-        }
+            true
+        })
+        .await
     }
 
     async fn process(&self, c: Claimed, owner: &str) {

@@ -270,22 +270,21 @@ impl Worker {
         work: impl std::future::Future<Output = T>,
     ) -> T {
         let period = Duration::from_millis(LEASE_MS as u64 / 3);
-        let mut work = std::pin::pin!(work);
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                out = &mut work => return out,
-                _ = tick.tick() => match self.lease(channel).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        lost.store(true, std::sync::atomic::Ordering::Relaxed);
-                        tracing::warn!(channel, "outbox lease lost mid-round: no more sends this round");
-                    }
-                    Err(e) => tracing::warn!(channel, error = %e, "cannot renew the outbox lease"),
-                },
+        crate::tasks::while_renewing(work, period, || async move {
+            match self.lease(channel).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    lost.store(true, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        channel,
+                        "outbox lease lost mid-round: no more sends this round"
+                    );
+                }
+                Err(e) => tracing::warn!(channel, error = %e, "cannot renew the outbox lease"),
             }
-        }
+            true
+        })
+        .await
     }
 
     /// Takes or renews this replica's lease on the channel.

@@ -487,22 +487,7 @@ impl Oncall {
         self.inner.calls.fetch_add(1, Ordering::Relaxed);
         let timeout = src.cfg.timeout;
         let sent = req.timeout(timeout).send().await;
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => {
-                return Err(OncallError::Timeout {
-                    src: name,
-                    timeout: humantime::format_duration(timeout).to_string(),
-                })
-            }
-            // Without the URL: it may carry an id, never a secret, but the message stays short.
-            Err(e) => {
-                return Err(OncallError::Unreachable {
-                    src: name,
-                    message: e.without_url().to_string(),
-                })
-            }
-        };
+        let resp = sent.map_err(|e| transport_error(name.clone(), timeout, e))?;
         let status = resp.status();
         if status.as_u16() == 429 {
             let retry = vendors::retry_after(resp.headers()).unwrap_or(DEFAULT_RETRY_AFTER_S);
@@ -515,21 +500,10 @@ impl Oncall {
                 retry_after_s: retry,
             });
         }
-        let body = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) if e.is_timeout() => {
-                return Err(OncallError::Timeout {
-                    src: name,
-                    timeout: humantime::format_duration(timeout).to_string(),
-                })
-            }
-            Err(e) => {
-                return Err(OncallError::Unreachable {
-                    src: name,
-                    message: e.without_url().to_string(),
-                })
-            }
-        };
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| transport_error(name.clone(), timeout, e))?;
         if !status.is_success() {
             return Err(OncallError::Status {
                 src: name,
@@ -541,5 +515,21 @@ impl Oncall {
             src: name,
             message: e.to_string(),
         })
+    }
+}
+
+/// A request or body that did not arrive: a timeout names the limit, anything else the error
+/// without the URL (it may carry an id, never a secret, but the message stays short).
+fn transport_error(src: String, timeout: std::time::Duration, e: reqwest::Error) -> OncallError {
+    if e.is_timeout() {
+        OncallError::Timeout {
+            src,
+            timeout: humantime::format_duration(timeout).to_string(),
+        }
+    } else {
+        OncallError::Unreachable {
+            src,
+            message: e.without_url().to_string(),
+        }
     }
 }

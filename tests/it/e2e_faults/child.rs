@@ -134,27 +134,11 @@ impl ChildBroker {
     /// Another replica of this broker: the same database, Redis prefix, policy and overrides, in
     /// its own process on its own port.
     pub async fn replica(&self) -> ChildBroker {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("broker.toml");
-        std::fs::copy(&self.file, &file).unwrap();
-        let mut b = ChildBroker {
-            db: self.db.shared(),
-            base: String::new(),
-            http: reqwest::Client::new(),
-            dir,
-            file,
-            overrides: self.overrides.clone(),
-            child: None,
-            starts: 0,
-        };
-        b.spawn().await;
-        b
+        self.replica_with(self.overrides.clone()).await
     }
 
     /// As [`ChildBroker::replica`], with its own `overrides` (a replica that is not armed to
     /// die at a crash point while this one is).
-    // Used by the crash-point tests, which exist only in `test-hooks` builds.
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     pub async fn replica_with(&self, overrides: Overrides) -> ChildBroker {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("broker.toml");
